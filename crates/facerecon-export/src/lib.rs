@@ -1,0 +1,1 @@
+//! facerecon-export

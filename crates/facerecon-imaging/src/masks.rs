@@ -1,0 +1,581 @@
+//! Hole masks: sampling (boxes like the tutorial, free-form strokes), mask files, detection of
+//! blacked-out regions, dilation.
+//!
+//! A mask is a [`GrayImage`] the size of its image: **255 = hole** (missing), 0 = known; any
+//! value >= 128 counts as a hole everywhere in this crate.
+
+use std::collections::VecDeque;
+use std::path::Path;
+
+use image::imageops::{self, FilterType};
+use image::{GrayImage, Luma, RgbImage};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::ImagingError;
+
+/// Mask value for a hole pixel.
+pub const HOLE: u8 = 255;
+
+fn default_weight() -> f64 {
+    1.0
+}
+
+/// One kind of mask in a weighted mixture (`masks:` in the YAML configs).
+///
+/// Sizes are pixels at the model size passed to [`MaskSampler::sample`]; they are clamped to it.
+/// Serialized tagged by `kind` (`box`, `boxes`, `strokes`); `weight` defaults to 1.0.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum MaskSpec {
+    /// One square box (the tutorial's corruption): side uniform in `[min,max]`, position uniform
+    /// such that the box lies fully inside the image.
+    Box {
+        min: u32,
+        max: u32,
+        #[serde(default = "default_weight")]
+        weight: f64,
+    },
+    /// `count_min..=count_max` rectangles (they may overlap), width and height drawn
+    /// independently in `[min,max]`, each fully inside the image.
+    Boxes {
+        min: u32,
+        max: u32,
+        count_min: u32,
+        count_max: u32,
+        #[serde(default = "default_weight")]
+        weight: f64,
+    },
+    /// `count_min..=count_max` free-form brush strokes (as in DeepFill v2 / LaMa): each a random
+    /// walk of 4-10 line segments painted with a round brush of width in `[width_min,width_max]`.
+    Strokes {
+        width_min: u32,
+        width_max: u32,
+        count_min: u32,
+        count_max: u32,
+        #[serde(default = "default_weight")]
+        weight: f64,
+    },
+}
+
+impl MaskSpec {
+    /// The mixture weight of this spec.
+    pub fn weight(&self) -> f64 {
+        match self {
+            MaskSpec::Box { weight, .. } | MaskSpec::Boxes { weight, .. } | MaskSpec::Strokes { weight, .. } => {
+                *weight
+            }
+        }
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let w = self.weight();
+        if !(w.is_finite() && w >= 0.0) {
+            return Err(format!("mask weight must be finite and >= 0, got {w}"));
+        }
+        let (lo, hi, what) = match *self {
+            MaskSpec::Box { min, max, .. } | MaskSpec::Boxes { min, max, .. } => (min, max, "box side"),
+            MaskSpec::Strokes { width_min, width_max, .. } => (width_min, width_max, "stroke width"),
+        };
+        if lo == 0 || lo > hi {
+            return Err(format!("{what} range must satisfy 1 <= min <= max, got [{lo}, {hi}]"));
+        }
+        if let MaskSpec::Boxes { count_min, count_max, .. } | MaskSpec::Strokes { count_min, count_max, .. } =
+            *self
+        {
+            if count_min == 0 || count_min > count_max {
+                return Err(format!(
+                    "count range must satisfy 1 <= count_min <= count_max, got [{count_min}, {count_max}]"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Draws one `size x size` mask of this kind.
+    pub fn draw(&self, size: u32, rng: &mut impl Rng) -> GrayImage {
+        let mut mask = GrayImage::new(size, size);
+        if size == 0 {
+            return mask;
+        }
+        match *self {
+            MaskSpec::Box { min, max, .. } => {
+                let s = uniform(rng, min, max).min(size);
+                let (x, y) = (rng.gen_range(0..=size - s), rng.gen_range(0..=size - s));
+                fill_rect(&mut mask, x, y, s, s);
+            }
+            MaskSpec::Boxes { min, max, count_min, count_max, .. } => {
+                for _ in 0..uniform(rng, count_min, count_max) {
+                    let w = uniform(rng, min, max).min(size);
+                    let h = uniform(rng, min, max).min(size);
+                    let (x, y) = (rng.gen_range(0..=size - w), rng.gen_range(0..=size - h));
+                    fill_rect(&mut mask, x, y, w, h);
+                }
+            }
+            MaskSpec::Strokes { width_min, width_max, count_min, count_max, .. } => {
+                for _ in 0..uniform(rng, count_min, count_max) {
+                    let width = uniform(rng, width_min, width_max) as f32;
+                    draw_stroke(&mut mask, width, rng);
+                }
+            }
+        }
+        mask
+    }
+}
+
+fn uniform(rng: &mut impl Rng, lo: u32, hi: u32) -> u32 {
+    rng.gen_range(lo..=hi.max(lo))
+}
+
+fn fill_rect(mask: &mut GrayImage, x: u32, y: u32, w: u32, h: u32) {
+    let (mw, mh) = mask.dimensions();
+    for yy in y..(y + h).min(mh) {
+        for xx in x..(x + w).min(mw) {
+            mask.put_pixel(xx, yy, Luma([HOLE]));
+        }
+    }
+}
+
+/// One DeepFill-style free-form stroke: start anywhere, then 4-10 segments whose direction
+/// turns by up to ±72° (alternating sides, so strokes meander instead of spiralling) and whose
+/// length is up to a quarter of the image; strokes bounce off the borders. Each segment is
+/// painted as a capsule (round brush, round joints).
+fn draw_stroke(mask: &mut GrayImage, width: f32, rng: &mut impl Rng) {
+    use std::f32::consts::PI;
+    let size = mask.width() as f32;
+    let radius = width / 2.0;
+    let mut p = (rng.gen_range(0.0..size), rng.gen_range(0.0..size));
+    let mut angle = rng.gen_range(0.0..2.0 * PI);
+    let vertices = rng.gen_range(4..=10);
+    let max_len = (size / 4.0).max(2.0);
+    for i in 0..vertices {
+        let turn = rng.gen_range(0.0..0.4 * PI);
+        angle += if i % 2 == 0 { turn } else { -turn };
+        // Occasionally reverse course, as hand-drawn scribbles do.
+        if rng.gen_bool(0.15) {
+            angle += PI;
+        }
+        let len = rng.gen_range(max_len / 4.0..=max_len);
+        let mut q = (p.0 + len * angle.cos(), p.1 + len * angle.sin());
+        // Bounce off the borders (mirror the point and the heading) instead of clamping, which
+        // would make strokes crawl along the image edges.
+        let hi = size - 1.0;
+        if q.0 < 0.0 || q.0 > hi {
+            q.0 = if q.0 < 0.0 { -q.0 } else { 2.0 * hi - q.0 };
+            angle = PI - angle;
+        }
+        if q.1 < 0.0 || q.1 > hi {
+            q.1 = if q.1 < 0.0 { -q.1 } else { 2.0 * hi - q.1 };
+            angle = -angle;
+        }
+        let q = (q.0.clamp(0.0, hi), q.1.clamp(0.0, hi));
+        paint_capsule(mask, p, q, radius);
+        p = q;
+    }
+}
+
+/// Marks every pixel whose center lies within `radius` of the segment `a`-`b`.
+fn paint_capsule(mask: &mut GrayImage, a: (f32, f32), b: (f32, f32), radius: f32) {
+    let (w, h) = mask.dimensions();
+    let x0 = (a.0.min(b.0) - radius).floor().max(0.0) as u32;
+    let y0 = (a.1.min(b.1) - radius).floor().max(0.0) as u32;
+    let x1 = ((a.0.max(b.0) + radius).ceil() as u32).min(w - 1);
+    let y1 = ((a.1.max(b.1) + radius).ceil() as u32).min(h - 1);
+    let (dx, dy) = (b.0 - a.0, b.1 - a.1);
+    let len2 = dx * dx + dy * dy;
+    let r2 = radius * radius;
+    for y in y0..=y1 {
+        for x in x0..=x1 {
+            // Pixel centers are at +0.5.
+            let (px, py) = (x as f32 + 0.5 - a.0, y as f32 + 0.5 - a.1);
+            let t = if len2 > 0.0 { ((px * dx + py * dy) / len2).clamp(0.0, 1.0) } else { 0.0 };
+            let (ex, ey) = (px - t * dx, py - t * dy);
+            if ex * ex + ey * ey <= r2 {
+                mask.put_pixel(x, y, Luma([HOLE]));
+            }
+        }
+    }
+}
+
+/// Samples masks from a weighted mixture of [`MaskSpec`]s.
+#[derive(Debug, Clone)]
+pub struct MaskSampler {
+    specs: Vec<MaskSpec>,
+    total_weight: f64,
+}
+
+impl MaskSampler {
+    /// Validates the specs (non-empty, `1 <= min <= max`, `1 <= count_min <= count_max`,
+    /// weights finite, >= 0, and not all zero).
+    pub fn new(specs: &[MaskSpec]) -> Result<Self, ImagingError> {
+        if specs.is_empty() {
+            return Err(ImagingError::Invalid("mask list is empty".into()));
+        }
+        for (i, s) in specs.iter().enumerate() {
+            s.validate().map_err(|m| ImagingError::Invalid(format!("masks[{i}]: {m}")))?;
+        }
+        let total_weight: f64 = specs.iter().map(MaskSpec::weight).sum();
+        if total_weight <= 0.0 {
+            return Err(ImagingError::Invalid("mask weights sum to zero".into()));
+        }
+        Ok(Self { specs: specs.to_vec(), total_weight })
+    }
+
+    /// The specs of the mixture.
+    pub fn specs(&self) -> &[MaskSpec] {
+        &self.specs
+    }
+
+    /// Picks a spec with probability proportional to its weight, then draws a
+    /// `size x size` mask from it. Deterministic for a given RNG state.
+    pub fn sample(&self, size: u32, rng: &mut impl Rng) -> GrayImage {
+        let mut t = rng.gen_range(0.0..self.total_weight);
+        let mut chosen = self.specs.last().expect("non-empty");
+        for s in &self.specs {
+            if t < s.weight() {
+                chosen = s;
+                break;
+            }
+            t -= s.weight();
+        }
+        chosen.draw(size, rng)
+    }
+}
+
+/// A `width x height` mask with one hole: the rectangle at `(x, y)` of size `w x h`
+/// (clipped to the image).
+pub fn box_mask(width: u32, height: u32, x: u32, y: u32, w: u32, h: u32) -> GrayImage {
+    let mut mask = GrayImage::new(width, height);
+    fill_rect(&mut mask, x, y, w, h);
+    mask
+}
+
+/// Loads a mask file (any image format [`crate::io::load_rgb`] reads, colour or gray; alpha is
+/// composited over black, so transparent = known), converts it to luma, thresholds it
+/// (>= 128 becomes 255 = hole, the rest 0) and, if its size differs from `width x height`,
+/// resizes it with nearest-neighbour sampling (which keeps it binary).
+pub fn load_mask(path: &Path, width: u32, height: u32) -> Result<GrayImage, ImagingError> {
+    let rgb = crate::io::load_rgb(path)?;
+    let mut mask = image::DynamicImage::ImageRgb8(rgb).to_luma8();
+    for p in mask.pixels_mut() {
+        p[0] = if p[0] >= 128 { HOLE } else { 0 };
+    }
+    if mask.dimensions() != (width, height) {
+        mask = imageops::resize(&mask, width, height, FilterType::Nearest);
+    }
+    Ok(mask)
+}
+
+/// Brightest channel value at which a pixel still counts as "dark" in [`detect_dark_holes`].
+pub const DARK_MAX: u8 = 16;
+/// Smallest dark region (pixels, 4-connected) that [`detect_dark_holes`] reports as a hole.
+pub const DARK_MIN_AREA: usize = 64;
+
+/// Finds blacked-out regions, the way the tutorial's corrupted images mark their holes.
+///
+/// The rule: a pixel is *dark* if `max(R,G,B) <= 16` ([`DARK_MAX`]; pure black drifts to
+/// near-black under JPEG). Holes are the 4-connected components of dark pixels with an area of
+/// at least 64 pixels ([`DARK_MIN_AREA`]), so small dark features (pupils, nostrils, dark hair
+/// strands of a few pixels) are not taken for holes. The result is then dilated by 1 pixel
+/// (3x3 square) to cover JPEG ringing at the hole's border.
+///
+/// Limitation: a large genuinely black area (black hair, a dark background) is detected too;
+/// pass an explicit mask for such images.
+pub fn detect_dark_holes(img: &RgbImage) -> GrayImage {
+    let (w, h) = img.dimensions();
+    let (wu, hu) = (w as usize, h as usize);
+    let dark: Vec<bool> = img.pixels().map(|p| p[0].max(p[1]).max(p[2]) <= DARK_MAX).collect();
+    let mut seen = vec![false; wu * hu];
+    let mut mask = GrayImage::new(w, h);
+    let mut component = Vec::new();
+    let mut queue = VecDeque::new();
+    for start in 0..wu * hu {
+        if !dark[start] || seen[start] {
+            continue;
+        }
+        component.clear();
+        seen[start] = true;
+        queue.push_back(start);
+        while let Some(i) = queue.pop_front() {
+            component.push(i);
+            let (x, y) = (i % wu, i / wu);
+            let mut visit = |j: usize| {
+                if dark[j] && !seen[j] {
+                    seen[j] = true;
+                    queue.push_back(j);
+                }
+            };
+            if x > 0 {
+                visit(i - 1);
+            }
+            if x + 1 < wu {
+                visit(i + 1);
+            }
+            if y > 0 {
+                visit(i - wu);
+            }
+            if y + 1 < hu {
+                visit(i + wu);
+            }
+        }
+        if component.len() >= DARK_MIN_AREA {
+            for &i in &component {
+                mask.put_pixel((i % wu) as u32, (i / wu) as u32, Luma([HOLE]));
+            }
+        }
+    }
+    dilate(&mask, 1)
+}
+
+/// Fraction of pixels that are holes (value >= 128); 0 for an empty mask.
+pub fn hole_fraction(mask: &GrayImage) -> f32 {
+    let n = mask.len();
+    if n == 0 {
+        return 0.0;
+    }
+    mask.pixels().filter(|p| p[0] >= 128).count() as f32 / n as f32
+}
+
+/// Grows the holes by `radius` pixels with a square (Chebyshev) structuring element of side
+/// `2*radius+1`. The output is binary (0 / 255). Square rather than disc: it is separable
+/// (two 1-D passes) and for the small radii used here (1-3 px) the difference is immaterial.
+pub fn dilate(mask: &GrayImage, radius: u32) -> GrayImage {
+    let (w, h) = mask.dimensions();
+    let binary = |v: u8| if v >= 128 { HOLE } else { 0 };
+    if radius == 0 {
+        return GrayImage::from_fn(w, h, |x, y| Luma([binary(mask.get_pixel(x, y)[0])]));
+    }
+    let r = radius as i64;
+    let get_max = |line: &dyn Fn(i64) -> u8, i: i64, n: i64| -> u8 {
+        let mut m = 0;
+        for j in (i - r).max(0)..=(i + r).min(n - 1) {
+            m = m.max(line(j));
+        }
+        m
+    };
+    let horizontal = GrayImage::from_fn(w, h, |x, y| {
+        Luma([get_max(&|j| binary(mask.get_pixel(j as u32, y)[0]), x as i64, w as i64)])
+    });
+    GrayImage::from_fn(w, h, |x, y| {
+        Luma([get_max(&|j| horizontal.get_pixel(x, j as u32)[0], y as i64, h as i64)])
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::{ImageEncoder, Rgb};
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+
+    fn holes(m: &GrayImage) -> usize {
+        m.pixels().filter(|p| p[0] >= 128).count()
+    }
+
+    /// Bounding box (x0, y0, x1, y1) inclusive of the holes.
+    fn bbox(m: &GrayImage) -> (u32, u32, u32, u32) {
+        let mut b = (u32::MAX, u32::MAX, 0, 0);
+        for (x, y, p) in m.enumerate_pixels() {
+            if p[0] >= 128 {
+                b = (b.0.min(x), b.1.min(y), b.2.max(x), b.3.max(y));
+            }
+        }
+        b
+    }
+
+    #[test]
+    fn specs_parse_with_default_weight_and_reject_unknowns() {
+        let s: MaskSpec = serde_json::from_str(r#"{"kind":"box","min":28,"max":28}"#).unwrap();
+        assert_eq!(s, MaskSpec::Box { min: 28, max: 28, weight: 1.0 });
+        let s: MaskSpec =
+            serde_json::from_str(r#"{"kind":"strokes","width_min":6,"width_max":16,"count_min":1,"count_max":4,"weight":2.5}"#)
+                .unwrap();
+        assert_eq!(s.weight(), 2.5);
+        assert!(serde_json::from_str::<MaskSpec>(r#"{"kind":"circle","min":1,"max":2}"#).is_err());
+        assert!(serde_json::from_str::<MaskSpec>(r#"{"kind":"box","min":1,"max":2,"colour":3}"#).is_err());
+        let json = serde_json::to_string(&MaskSpec::Boxes { min: 1, max: 2, count_min: 1, count_max: 3, weight: 1.0 }).unwrap();
+        assert!(json.contains(r#""kind":"boxes""#), "{json}");
+    }
+
+    #[test]
+    fn sampler_validates() {
+        assert!(MaskSampler::new(&[]).is_err());
+        assert!(MaskSampler::new(&[MaskSpec::Box { min: 30, max: 20, weight: 1.0 }]).is_err());
+        assert!(MaskSampler::new(&[MaskSpec::Box { min: 0, max: 20, weight: 1.0 }]).is_err());
+        assert!(MaskSampler::new(&[MaskSpec::Box { min: 1, max: 2, weight: 0.0 }]).is_err());
+        assert!(MaskSampler::new(&[MaskSpec::Box { min: 1, max: 2, weight: f64::NAN }]).is_err());
+        let bad = MaskSpec::Strokes { width_min: 2, width_max: 3, count_min: 3, count_max: 1, weight: 1.0 };
+        let e = MaskSampler::new(&[MaskSpec::Box { min: 1, max: 2, weight: 1.0 }, bad]).unwrap_err();
+        assert!(e.to_string().contains("masks[1]"), "{e}");
+    }
+
+    #[test]
+    fn box_spec_gives_one_inside_square() {
+        let sampler = MaskSampler::new(&[MaskSpec::Box { min: 28, max: 28, weight: 1.0 }]).unwrap();
+        let mut rng = StdRng::seed_from_u64(7);
+        let mut corners = std::collections::HashSet::new();
+        for _ in 0..200 {
+            let m = sampler.sample(128, &mut rng);
+            assert_eq!(m.dimensions(), (128, 128));
+            assert_eq!(holes(&m), 28 * 28);
+            let (x0, y0, x1, y1) = bbox(&m);
+            assert_eq!((x1 - x0 + 1, y1 - y0 + 1), (28, 28));
+            corners.insert((x0, y0));
+        }
+        assert!(corners.len() > 150, "positions should vary");
+        // Side range and determinism.
+        let sampler = MaskSampler::new(&[MaskSpec::Box { min: 6, max: 12, weight: 1.0 }]).unwrap();
+        let sides: std::collections::HashSet<u32> = (0..200)
+            .map(|_| {
+                let (x0, _, x1, _) = bbox(&sampler.sample(32, &mut rng));
+                x1 - x0 + 1
+            })
+            .collect();
+        assert_eq!(sides, (6..=12).collect());
+        let a = sampler.sample(32, &mut StdRng::seed_from_u64(1));
+        assert_eq!(a, sampler.sample(32, &mut StdRng::seed_from_u64(1)));
+        // A box larger than the image is clamped to it.
+        let m = MaskSpec::Box { min: 50, max: 50, weight: 1.0 }.draw(20, &mut rng);
+        assert_eq!(holes(&m), 400);
+    }
+
+    #[test]
+    fn boxes_and_strokes_stay_in_plausible_ranges() {
+        let mut rng = StdRng::seed_from_u64(3);
+        let boxes = MaskSpec::Boxes { min: 8, max: 16, count_min: 2, count_max: 3, weight: 1.0 };
+        for _ in 0..50 {
+            let n = holes(&boxes.draw(64, &mut rng));
+            assert!((64..=3 * 256).contains(&n), "{n}");
+        }
+        let strokes = MaskSpec::Strokes { width_min: 4, width_max: 8, count_min: 1, count_max: 3, weight: 1.0 };
+        let mut fractions = Vec::new();
+        for _ in 0..50 {
+            let m = strokes.draw(64, &mut rng);
+            let f = hole_fraction(&m);
+            assert!(f > 0.0 && f < 0.9, "{f}");
+            fractions.push(f);
+            // Strokes are thin: never a single filled rectangle.
+            let (x0, y0, x1, y1) = bbox(&m);
+            assert!(holes(&m) < ((x1 - x0 + 1) * (y1 - y0 + 1)) as usize || holes(&m) < 100);
+        }
+        let mean = fractions.iter().sum::<f32>() / 50.0;
+        assert!((0.03..0.5).contains(&mean), "mean hole fraction {mean}");
+    }
+
+    #[test]
+    fn sampler_respects_weights() {
+        let sampler = MaskSampler::new(&[
+            MaskSpec::Box { min: 4, max: 4, weight: 0.0 },
+            MaskSpec::Box { min: 8, max: 8, weight: 3.0 },
+            MaskSpec::Box { min: 2, max: 2, weight: 1.0 },
+        ])
+        .unwrap();
+        let mut rng = StdRng::seed_from_u64(11);
+        let (mut n8, mut n2) = (0, 0);
+        for _ in 0..2000 {
+            match holes(&sampler.sample(32, &mut rng)) {
+                64 => n8 += 1,
+                4 => n2 += 1,
+                n => panic!("weight-0 spec or unexpected size drawn: {n}"),
+            }
+        }
+        let share = n8 as f64 / 2000.0;
+        assert!((0.72..0.78).contains(&share), "share of the weight-3 spec: {share} ({n2} small)");
+    }
+
+    #[test]
+    fn box_mask_dilate_and_fraction() {
+        let m = box_mask(10, 8, 8, 6, 5, 5); // clipped to 2x2
+        assert_eq!(holes(&m), 4);
+        assert_eq!(hole_fraction(&m), 4.0 / 80.0);
+        let mut dot = GrayImage::new(9, 9);
+        dot.put_pixel(4, 4, Luma([200]));
+        assert_eq!(holes(&dilate(&dot, 0)), 1);
+        assert_eq!(dilate(&dot, 0).get_pixel(4, 4)[0], 255, "dilate binarises");
+        assert_eq!(holes(&dilate(&dot, 1)), 9);
+        assert_eq!(holes(&dilate(&dot, 2)), 25);
+        let mut corner = GrayImage::new(9, 9);
+        corner.put_pixel(0, 0, Luma([255]));
+        assert_eq!(holes(&dilate(&corner, 2)), 9);
+        assert_eq!(hole_fraction(&GrayImage::new(0, 0)), 0.0);
+    }
+
+    #[test]
+    fn load_mask_thresholds_and_resizes() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.png");
+        // 4x2 gray mask: left half 100 (known), right half 200 (hole).
+        let g = GrayImage::from_fn(4, 2, |x, _| Luma([if x < 2 { 100 } else { 200 }]));
+        g.save(&p).unwrap();
+        let m = load_mask(&p, 4, 2).unwrap();
+        assert_eq!(m.as_raw(), &vec![0, 0, 255, 255, 0, 0, 255, 255]);
+        let m = load_mask(&p, 8, 4).unwrap();
+        assert_eq!(m.dimensions(), (8, 4));
+        assert_eq!(holes(&m), 16);
+        assert_eq!(m.get_pixel(3, 3)[0], 0);
+        assert_eq!(m.get_pixel(4, 0)[0], 255);
+        // Colour masks work too; errors name the file.
+        let c = RgbImage::from_fn(2, 1, |x, _| if x == 0 { Rgb([255, 255, 255]) } else { Rgb([0, 0, 0]) });
+        let pc = dir.path().join("c.bmp");
+        c.save(&pc).unwrap();
+        assert_eq!(load_mask(&pc, 2, 1).unwrap().as_raw(), &vec![255, 0]);
+        let e = load_mask(&dir.path().join("none.png"), 2, 2).unwrap_err();
+        assert!(e.to_string().contains("none.png"));
+    }
+
+    fn jpeg_round_trip(img: &RgbImage, quality: u8) -> RgbImage {
+        let mut buf = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut buf, quality)
+            .write_image(img.as_raw(), img.width(), img.height(), image::ExtendedColorType::Rgb8)
+            .unwrap();
+        image::load_from_memory(&buf).unwrap().to_rgb8()
+    }
+
+    #[test]
+    fn dark_box_is_detected_before_and_after_jpeg() {
+        for seed in [0u64, 1, 2, 5] {
+            let face = crate::synth::synth_face(seed, 128);
+            let bx = box_mask(128, 128, 50, 40, 28, 28);
+            let corrupted = crate::composite::zero_holes(&face, &bx);
+            for (label, img) in [("png", corrupted.clone()), ("jpeg q75", jpeg_round_trip(&corrupted, 75))] {
+                let found = detect_dark_holes(&img);
+                let grown = dilate(&bx, 2);
+                for (x, y, p) in bx.enumerate_pixels() {
+                    if p[0] == 255 {
+                        assert_eq!(found.get_pixel(x, y)[0], 255, "seed {seed} {label}: box pixel ({x},{y}) missed");
+                    }
+                }
+                for (x, y, p) in found.enumerate_pixels() {
+                    if p[0] == 255 {
+                        assert_eq!(grown.get_pixel(x, y)[0], 255, "seed {seed} {label}: false hole at ({x},{y})");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn small_dark_features_are_not_holes() {
+        // Synthetic faces have black pupils, dark lids and nostrils: none may become a hole.
+        for seed in 0..24 {
+            let face = crate::synth::synth_face(seed, 128);
+            assert_eq!(holes(&detect_dark_holes(&face)), 0, "seed {seed}");
+        }
+        // Pure-black eyes of 7x7 = 49 pixels (< 64) on a plain face; a 9x9 one (81) is a hole.
+        let mut face = RgbImage::from_pixel(64, 64, Rgb([200, 160, 140]));
+        for (x0, side) in [(16u32, 7u32), (40, 7)] {
+            for y in 20..20 + side {
+                for x in x0..x0 + side {
+                    face.put_pixel(x, y, Rgb([0, 0, 0]));
+                }
+            }
+        }
+        assert_eq!(holes(&detect_dark_holes(&face)), 0);
+        for y in 40..49 {
+            for x in 10..19 {
+                face.put_pixel(x, y, Rgb([5, 10, 16]));
+            }
+        }
+        assert_eq!(holes(&detect_dark_holes(&face)), 11 * 11, "9x9 dark box dilated by 1");
+    }
+}

@@ -1,0 +1,2 @@
+//! facerecon-infer
+fn main() {}
