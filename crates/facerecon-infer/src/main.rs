@@ -1,2 +1,174 @@
-//! facerecon-infer
-fn main() {}
+//! `facerecon-infer`: fill the holes of face photos with an exported facerecon model (ONNX).
+//! A thin shell over `facerecon-runtime`: argument parsing, job planning, reporting.
+
+mod plan;
+mod report;
+mod work;
+
+use std::{io::IsTerminal, path::PathBuf, process::ExitCode, time::Instant};
+
+use anyhow::{Context, Result};
+use clap::{Parser, ValueEnum};
+use facerecon_runtime::{Device, FitMode, Runtime, RuntimeOptions};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::{
+    plan::MaskSource,
+    report::Summary,
+    work::{BoxArg, MaskRules, Progress},
+};
+
+const HOLES_HELP: &str = "\
+Where the holes are (255 = hole in mask files; any value >= 128 counts):
+  --masks DIR    one mask per image, paired by name: photos/x/y.jpg uses DIR/x/y.png, else DIR/y.png
+                 (a missing mask fails that image)
+  --masks FILE   the same mask for every image (resized, nearest, to each image)
+  --box X,Y,W,H  a rectangle in original-image pixels; repeatable; added to any mask file
+  (none)         holes are detected as blacked-out regions, the tutorial's black box: pixels with
+                 max(R,G,B) <= 16, in 4-connected regions of at least 64 pixels, grown by 1 pixel.
+                 A large genuinely black area (black hair, dark background) is taken for a hole too:
+                 give a mask for such images.
+
+Only hole pixels change: the output has the input's size and every other pixel is bit-identical.
+Outputs are PNG, <stem>.png under --out (keeping sub-directories of an input directory); existing
+outputs are never replaced without --overwrite, and --out may not be inside an input directory.
+
+Exit status: 0 all images written, 1 some images failed (each is reported), 2 usage or model error.";
+
+/// Fill the holes of face photos with an exported facerecon model (ONNX, through ONNX Runtime).
+#[derive(Parser, Debug)]
+#[command(name = "facerecon-infer", version, after_help = HOLES_HELP)]
+struct Args {
+    /// The exported model (facerecon-export's .onnx).
+    #[arg(long, value_name = "M.onnx")]
+    model: PathBuf,
+    /// Image files or directories (searched recursively: png jpg jpeg bmp webp tif tiff).
+    #[arg(value_name = "INPUT", required = true)]
+    inputs: Vec<PathBuf>,
+    /// Output directory.
+    #[arg(long, value_name = "DIR", default_value = "reconstructed")]
+    out: PathBuf,
+    /// Mask directory (paired by file name) or one mask file for all images.
+    #[arg(long, value_name = "DIR|FILE")]
+    masks: Option<PathBuf>,
+    /// A hole rectangle in original-image pixels (repeatable).
+    #[arg(long = "box", value_name = "X,Y,W,H")]
+    boxes: Vec<BoxArg>,
+    /// Images per ONNX Runtime run (a model with a fixed batch size overrides it).
+    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    batch_size: u32,
+    /// ONNX Runtime intra-op threads (default: one per core).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    threads: Option<u32>,
+    /// Execution provider: cpu, cuda or cuda:N (CUDA never falls back to the CPU silently).
+    #[arg(long, value_name = "cpu|cuda[:N]", default_value = "cpu")]
+    device: Device,
+    /// What the network sees: the whole image, a square around the hole, or auto (a crop when the
+    /// hole is small in a large photo).
+    #[arg(long, value_enum, default_value_t = Fit::Auto)]
+    fit: Fit,
+    /// Replace existing outputs.
+    #[arg(long)]
+    overwrite: bool,
+    /// Write a JSON report: per-file status, error, hole fraction, output path.
+    #[arg(long, value_name = "FILE.json")]
+    report: Option<PathBuf>,
+    /// Mask files mark holes with 0 (black) instead of 255.
+    #[arg(long)]
+    invert_mask: bool,
+    /// Grow every hole by N pixels (covers soft or compressed hole borders).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    dilate: u32,
+    /// No progress bar or summary (errors are still printed).
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Fit {
+    Auto,
+    Whole,
+    Crop,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(0) => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Everything after parsing; returns the number of failed images. Errors are usage/model errors.
+fn run(args: &Args) -> Result<usize> {
+    let start = Instant::now();
+    let masks = MaskSource::from_arg(args.masks.as_deref())?;
+    let jobs = plan::plan(&args.inputs, &args.out, args.overwrite)?;
+    let options = RuntimeOptions {
+        threads: args.threads.map(|t| t as usize),
+        device: args.device,
+        batch_size: args.batch_size as usize,
+        fit: match args.fit {
+            Fit::Auto => FitMode::Auto,
+            Fit::Whole => FitMode::Whole,
+            Fit::Crop => FitMode::Crop,
+        },
+        ..Default::default()
+    };
+    let rt = Runtime::load(&args.model, &options).context("loading the model")?;
+    if !args.quiet {
+        eprintln!(
+            "model {} ({}x{}, {}) on {}; {} images -> {}",
+            args.model.display(),
+            rt.info().image_size,
+            rt.info().image_size,
+            rt.info().name.as_deref().unwrap_or("unnamed"),
+            rt.provider(),
+            jobs.len(),
+            args.out.display()
+        );
+    }
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating the output directory {}", args.out.display()))?;
+
+    let show_bar = !args.quiet && std::io::stderr().is_terminal() && jobs.len() > 8;
+    let progress = Progress {
+        bar: show_bar.then(|| {
+            let bar = ProgressBar::new(jobs.len() as u64);
+            bar.set_style(
+                ProgressStyle::with_template("{bar:40} {pos}/{len} images, {per_sec}, eta {eta}")
+                    .expect("valid template"),
+            );
+            bar
+        }),
+    };
+    let rules = MaskRules {
+        source: masks,
+        boxes: args.boxes.clone(),
+        invert: args.invert_mask,
+        dilate: args.dilate,
+    };
+    let results = work::run(&rt, &jobs, &rules, args.overwrite, &progress);
+    if let Some(bar) = &progress.bar {
+        bar.finish_and_clear();
+    }
+    let summary = Summary::of(&results, start.elapsed().as_secs_f64());
+    if let Some(path) = &args.report {
+        report::write(
+            path,
+            &args.model,
+            rt.info(),
+            rt.provider().to_string(),
+            &summary,
+            &results,
+        )?;
+    }
+    if !args.quiet {
+        eprintln!("{}", summary.line());
+    }
+    Ok(summary.failed)
+}

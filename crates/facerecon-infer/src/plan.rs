@@ -1,0 +1,276 @@
+//! From the command line to a list of jobs: which files, where each output goes, which mask file
+//! pairs with it. Everything that can be decided before decoding a pixel is decided here.
+
+use std::{
+    collections::{HashMap, HashSet},
+    path::{Component, Path, PathBuf},
+};
+
+use anyhow::{bail, Context, Result};
+use facerecon_imaging::io::{list_images, IMAGE_EXTENSIONS};
+
+/// One input image and what to do with it.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// The input file, as given or found.
+    pub input: PathBuf,
+    /// Its path relative to the INPUT directory it was found in (its file name for a file INPUT).
+    pub relative: PathBuf,
+    /// Where the PNG goes.
+    pub output: PathBuf,
+    /// Set when the job is known to fail before decoding (output exists, name collision...).
+    pub error: Option<String>,
+}
+
+/// Where masks come from.
+#[derive(Debug, Clone)]
+pub enum MaskSource {
+    /// A directory of masks paired by file stem.
+    Dir(PathBuf),
+    /// One mask file for every image (resized to each).
+    File(PathBuf),
+    /// No mask file (boxes and/or dark-hole detection).
+    None,
+}
+
+impl MaskSource {
+    /// Classify `--masks`; a path that is neither a file nor a directory is a usage error.
+    pub fn from_arg(arg: Option<&Path>) -> Result<Self> {
+        Ok(match arg {
+            None => MaskSource::None,
+            Some(p) if p.is_dir() => MaskSource::Dir(p.to_path_buf()),
+            Some(p) if p.is_file() => MaskSource::File(p.to_path_buf()),
+            Some(p) => bail!("--masks {}: no such file or directory", p.display()),
+        })
+    }
+
+    /// The mask file for a job, or an error naming what was looked for.
+    pub fn mask_for(&self, job: &Job) -> Result<Option<PathBuf>, String> {
+        match self {
+            MaskSource::None => Ok(None),
+            MaskSource::File(p) => Ok(Some(p.clone())),
+            MaskSource::Dir(dir) => {
+                // Same relative place first (x/y.jpg -> DIR/x/y.png), then flat by stem (DIR/y.png);
+                // PNG first, as masks should be lossless.
+                let stem = job.relative.with_extension("");
+                let flat = PathBuf::from(stem.file_name().unwrap_or_default());
+                let mut bases = vec![stem.clone()];
+                if flat != stem {
+                    bases.push(flat);
+                }
+                let mut tried = Vec::new();
+                for base in &bases {
+                    for ext in IMAGE_EXTENSIONS {
+                        let candidate = dir.join(base).with_extension(ext);
+                        if candidate.is_file() && candidate != job.input {
+                            return Ok(Some(candidate));
+                        }
+                        tried.push(base.with_extension(ext).display().to_string());
+                    }
+                }
+                Err(format!(
+                    "no mask for it in {} (looked for {})",
+                    dir.display(),
+                    tried.join(", ")
+                ))
+            }
+        }
+    }
+}
+
+/// Expand INPUTs into jobs writing under `out`. Usage errors (missing input, nothing found, output
+/// directory inside an input directory) are errors; per-file problems are recorded in `Job::error`.
+pub fn plan(inputs: &[PathBuf], out: &Path, overwrite: bool) -> Result<Vec<Job>> {
+    let out_resolved =
+        resolve(out).with_context(|| format!("resolving --out {}", out.display()))?;
+    let mut jobs = Vec::new();
+    let mut seen_inputs = HashSet::new();
+    for input in inputs {
+        let meta =
+            std::fs::metadata(input).with_context(|| format!("input {}", input.display()))?;
+        let resolved = resolve(input)?;
+        let files: Vec<(PathBuf, PathBuf)> = if meta.is_dir() {
+            if out_resolved.starts_with(&resolved) {
+                bail!(
+                    "refusing to write into the input directory {}: choose an --out outside it (outputs would mix with inputs)",
+                    input.display()
+                );
+            }
+            let found = list_images(input);
+            if found.is_empty() {
+                bail!(
+                    "no images found in {} (extensions: {})",
+                    input.display(),
+                    IMAGE_EXTENSIONS.join(", ")
+                );
+            }
+            found
+                .into_iter()
+                .map(|f| {
+                    let rel = f
+                        .strip_prefix(input)
+                        .map(Path::to_path_buf)
+                        .unwrap_or_else(|_| f.file_name().unwrap_or_default().into());
+                    (f, rel)
+                })
+                .collect()
+        } else {
+            let parent = resolved.parent().map(Path::to_path_buf).unwrap_or_default();
+            if out_resolved == parent {
+                bail!("refusing to write into {}, the directory of the input {}: choose another --out", out.display(), input.display());
+            }
+            vec![(
+                input.clone(),
+                PathBuf::from(input.file_name().unwrap_or_default()),
+            )]
+        };
+        for (file, relative) in files {
+            // The same file named twice (a file and its directory, or twice on the line) runs once.
+            if seen_inputs.insert(resolve(&file).unwrap_or_else(|_| file.clone())) {
+                let output = out.join(&relative).with_extension("png");
+                jobs.push(Job {
+                    input: file,
+                    relative,
+                    output,
+                    error: None,
+                });
+            }
+        }
+    }
+    let mut owners: HashMap<PathBuf, PathBuf> = HashMap::new();
+    for job in &mut jobs {
+        if let Some(first) = owners.get(&job.output) {
+            job.error = Some(format!(
+                "its output {} would also be written for {}; rename one of them",
+                job.output.display(),
+                first.display()
+            ));
+        } else {
+            owners.insert(job.output.clone(), job.input.clone());
+            if !overwrite && job.output.exists() {
+                job.error = Some(format!(
+                    "output {} already exists (use --overwrite to replace it)",
+                    job.output.display()
+                ));
+            }
+        }
+    }
+    Ok(jobs)
+}
+
+/// An absolute path with symlinks resolved as far as the path exists (the rest appended lexically),
+/// so "is the output inside an input directory" is answered for paths not created yet.
+pub fn resolve(path: &Path) -> Result<PathBuf> {
+    let absolute =
+        std::path::absolute(path).with_context(|| format!("resolving {}", path.display()))?;
+    let mut existing = absolute.as_path();
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(canonical) = existing.canonicalize() {
+            let mut out = canonical;
+            for part in rest.iter().rev() {
+                match part {
+                    Component::ParentDir => {
+                        out.pop();
+                    }
+                    Component::CurDir => {}
+                    other => out.push(other.as_os_str()),
+                }
+            }
+            return Ok(out);
+        }
+        match (existing.parent(), existing.components().next_back()) {
+            (Some(parent), Some(last)) => {
+                rest.push(last);
+                existing = parent;
+            }
+            _ => return Ok(absolute.clone()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolve_handles_missing_tails() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().canonicalize().unwrap();
+        assert_eq!(
+            resolve(&dir.path().join("a/../b/c")).unwrap(),
+            base.join("b/c")
+        );
+        assert_eq!(resolve(dir.path()).unwrap(), base);
+    }
+
+    #[test]
+    fn plans_outputs_and_pairs_masks() {
+        let dir = tempfile::tempdir().unwrap();
+        let photos = dir.path().join("photos");
+        std::fs::create_dir_all(photos.join("sub")).unwrap();
+        for f in ["a.jpg", "a.png", "sub/b.jpg"] {
+            std::fs::write(photos.join(f), b"x").unwrap();
+        }
+        let out = dir.path().join("out");
+        std::fs::create_dir_all(&out).unwrap();
+        let jobs = plan(std::slice::from_ref(&photos), &out, false).unwrap();
+        let outputs: Vec<_> = jobs
+            .iter()
+            .map(|j| j.output.strip_prefix(&out).unwrap().to_path_buf())
+            .collect();
+        assert_eq!(
+            outputs,
+            vec![
+                PathBuf::from("a.png"),
+                PathBuf::from("a.png"),
+                PathBuf::from("sub/b.png")
+            ]
+        );
+        assert!(jobs[0].error.is_none());
+        assert!(
+            jobs[1]
+                .error
+                .as_deref()
+                .unwrap()
+                .contains("would also be written"),
+            "{:?}",
+            jobs[1].error
+        );
+
+        // Output inside the input directory, or the directory of an input file: refused.
+        assert!(
+            plan(std::slice::from_ref(&photos), &photos.join("out"), false)
+                .unwrap_err()
+                .to_string()
+                .contains("refusing")
+        );
+        assert!(plan(&[photos.join("a.jpg")], &photos, false)
+            .unwrap_err()
+            .to_string()
+            .contains("refusing"));
+        assert!(plan(&[dir.path().join("nope")], &out, false).is_err());
+
+        // Mask pairing: relative place first, then flat by stem; missing is an error naming the dir.
+        let masks = dir.path().join("masks");
+        std::fs::create_dir_all(masks.join("sub")).unwrap();
+        std::fs::write(masks.join("a.png"), b"x").unwrap();
+        std::fs::write(masks.join("b.png"), b"x").unwrap();
+        let source = MaskSource::from_arg(Some(&masks)).unwrap();
+        assert_eq!(
+            source.mask_for(&jobs[0]).unwrap(),
+            Some(masks.join("a.png"))
+        );
+        assert_eq!(
+            source.mask_for(&jobs[2]).unwrap(),
+            Some(masks.join("b.png"))
+        );
+        std::fs::write(masks.join("sub/b.png"), b"x").unwrap();
+        assert_eq!(
+            source.mask_for(&jobs[2]).unwrap(),
+            Some(masks.join("sub/b.png"))
+        );
+        std::fs::remove_file(masks.join("a.png")).unwrap();
+        assert!(source.mask_for(&jobs[0]).unwrap_err().contains("no mask"));
+    }
+}

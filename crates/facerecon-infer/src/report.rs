@@ -1,0 +1,120 @@
+//! Per-file outcomes, the closing summary and the `--report` JSON.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+/// What happened to one input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Holes reconstructed, output written.
+    Ok,
+    /// The mask had no hole: the image was written unchanged (as PNG).
+    NoHole,
+    /// Nothing written; see `error`.
+    Failed,
+}
+
+/// One line of the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileResult {
+    /// The input file.
+    pub input: PathBuf,
+    /// Where the output was (or would have been) written.
+    pub output: PathBuf,
+    /// Outcome.
+    pub status: Status,
+    /// Why it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Fraction of the image's pixels that were holes (known once the mask was built).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hole_fraction: Option<f32>,
+}
+
+/// Totals over a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    /// Inputs.
+    pub total: usize,
+    /// Reconstructed.
+    pub reconstructed: usize,
+    /// Copied unchanged (no hole).
+    pub no_hole: usize,
+    /// Failed.
+    pub failed: usize,
+    /// Wall time.
+    pub seconds: f64,
+    /// (reconstructed + no_hole) / seconds.
+    pub images_per_second: f64,
+}
+
+impl Summary {
+    /// Count the results.
+    pub fn of(results: &[FileResult], seconds: f64) -> Summary {
+        let count = |s: Status| results.iter().filter(|r| r.status == s).count();
+        let (reconstructed, no_hole, failed) = (
+            count(Status::Ok),
+            count(Status::NoHole),
+            count(Status::Failed),
+        );
+        Summary {
+            total: results.len(),
+            reconstructed,
+            no_hole,
+            failed,
+            seconds,
+            images_per_second: if seconds > 0.0 {
+                (reconstructed + no_hole) as f64 / seconds
+            } else {
+                0.0
+            },
+        }
+    }
+
+    /// The closing line.
+    pub fn line(&self) -> String {
+        format!(
+            "{} reconstructed, {} without hole (copied), {} failed, of {} images in {:.2}s ({:.1} images/s)",
+            self.reconstructed, self.no_hole, self.failed, self.total, self.seconds, self.images_per_second
+        )
+    }
+}
+
+#[derive(Serialize)]
+struct Report<'a> {
+    model: &'a Path,
+    model_name: Option<&'a str>,
+    image_size: u32,
+    provider: String,
+    summary: &'a Summary,
+    files: &'a [FileResult],
+}
+
+/// Write the JSON report atomically.
+pub fn write(
+    path: &Path,
+    model: &Path,
+    info: &facerecon_runtime::ModelInfo,
+    provider: String,
+    summary: &Summary,
+    files: &[FileResult],
+) -> Result<()> {
+    let report = Report {
+        model,
+        model_name: info.name.as_deref(),
+        image_size: info.image_size,
+        provider,
+        summary,
+        files,
+    };
+    let json = serde_json::to_vec_pretty(&report)?;
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    facerecon_imaging::io::write_atomic(path, &json)
+        .with_context(|| format!("writing the report {}", path.display()))
+}

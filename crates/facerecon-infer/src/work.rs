@@ -1,0 +1,285 @@
+//! The batch pipeline: decode and prepare the next chunk (in parallel) while ONNX Runtime runs the
+//! current one, then composite and write its outputs in parallel. One bad file never stops the rest.
+
+use facerecon_imaging::{io, masks};
+use facerecon_runtime::{Prepared, Runtime};
+use image::{GrayImage, Luma, RgbImage};
+use indicatif::ProgressBar;
+use rayon::prelude::*;
+
+use crate::{
+    plan::{Job, MaskSource},
+    report::{FileResult, Status},
+};
+
+/// A hole rectangle from `--box`, in original-image pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BoxArg {
+    /// Left.
+    pub x: u32,
+    /// Top.
+    pub y: u32,
+    /// Width.
+    pub w: u32,
+    /// Height.
+    pub h: u32,
+}
+
+impl std::str::FromStr for BoxArg {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let parts: Vec<u32> = s
+            .split(',')
+            .map(|p| p.trim().parse::<u32>())
+            .collect::<Result<_, _>>()
+            .map_err(|_| format!("--box {s:?}: expected X,Y,W,H (non-negative integers)"))?;
+        match parts[..] {
+            [x, y, w, h] if w > 0 && h > 0 => Ok(BoxArg { x, y, w, h }),
+            [_, _, _, _] => Err(format!("--box {s:?}: width and height must be > 0")),
+            _ => Err(format!("--box {s:?}: expected 4 numbers X,Y,W,H")),
+        }
+    }
+}
+
+/// How each image's mask is built.
+#[derive(Debug, Clone)]
+pub struct MaskRules {
+    /// Mask files.
+    pub source: MaskSource,
+    /// Boxes added to every mask.
+    pub boxes: Vec<BoxArg>,
+    /// Mask files use 0 = hole.
+    pub invert: bool,
+    /// Grow holes by this many pixels.
+    pub dilate: u32,
+}
+
+impl MaskRules {
+    /// The mask (255 = hole) for one decoded image.
+    fn build(&self, job: &Job, image: &RgbImage) -> Result<GrayImage, String> {
+        let (w, h) = image.dimensions();
+        let file = self.source.mask_for(job)?;
+        let mut mask = match &file {
+            Some(path) => {
+                let mut m = masks::load_mask(path, w, h).map_err(|e| format!("mask: {e}"))?;
+                if self.invert {
+                    m.pixels_mut().for_each(|p| p.0[0] = 255 - p.0[0]);
+                }
+                Some(m)
+            }
+            None => None,
+        };
+        for b in &self.boxes {
+            if b.x >= w || b.y >= h {
+                return Err(format!(
+                    "--box {},{},{},{} lies outside the {w}x{h} image",
+                    b.x, b.y, b.w, b.h
+                ));
+            }
+            let m = mask.get_or_insert_with(|| GrayImage::new(w, h));
+            for y in b.y..(b.y.saturating_add(b.h)).min(h) {
+                for x in b.x..(b.x.saturating_add(b.w)).min(w) {
+                    m.put_pixel(x, y, Luma([masks::HOLE]));
+                }
+            }
+        }
+        let mask = match mask {
+            Some(m) => m,
+            None => masks::detect_dark_holes(image),
+        };
+        Ok(if self.dilate > 0 {
+            masks::dilate(&mask, self.dilate)
+        } else {
+            mask
+        })
+    }
+}
+
+/// A decoded, prepared image waiting for the network.
+struct Loaded {
+    image: RgbImage,
+    mask: GrayImage,
+    prepared: Prepared,
+    hole_fraction: f32,
+}
+
+/// Where failures and progress go: above the progress bar, or straight to stderr.
+pub struct Progress {
+    /// The bar, when one is shown.
+    pub bar: Option<ProgressBar>,
+}
+
+impl Progress {
+    fn fail(&self, job: &Job, msg: &str) {
+        // Most messages (from the imaging crate) already start with the file; don't repeat it.
+        let name = job.input.display().to_string();
+        let line = if msg.contains(&name) {
+            format!("error: {msg}")
+        } else {
+            format!("error: {name}: {msg}")
+        };
+        match &self.bar {
+            Some(bar) => bar.println(line),
+            None => eprintln!("{line}"),
+        }
+    }
+
+    fn tick(&self) {
+        if let Some(bar) = &self.bar {
+            bar.inc(1);
+        }
+    }
+}
+
+/// Run every job; returns one result per job, in order.
+pub fn run(
+    rt: &Runtime,
+    jobs: &[Job],
+    rules: &MaskRules,
+    overwrite: bool,
+    progress: &Progress,
+) -> Vec<FileResult> {
+    // A chunk is at least a few ORT batches' worth, so decoding has enough images to parallelise.
+    let batch = rt.batch_size();
+    let chunk = batch * 16usize.div_ceil(batch).max(1);
+    let chunks: Vec<&[Job]> = jobs.chunks(chunk).collect();
+    let load_chunk = |c: &[Job]| -> Vec<Result<Loaded, FileResult>> {
+        c.par_iter().map(|job| load(rt, job, rules)).collect()
+    };
+
+    let mut results = Vec::with_capacity(jobs.len());
+    let mut next = chunks.first().map(|c| load_chunk(c));
+    for (k, chunk) in chunks.iter().enumerate() {
+        let loaded = next.take().unwrap_or_default();
+        let (done, ahead) = rayon::join(
+            || process(rt, chunk, loaded, overwrite, progress),
+            || chunks.get(k + 1).map(|c| load_chunk(c)),
+        );
+        next = ahead;
+        results.extend(done);
+    }
+    results
+}
+
+fn failed(job: &Job, error: String, hole_fraction: Option<f32>) -> FileResult {
+    FileResult {
+        input: job.input.clone(),
+        output: job.output.clone(),
+        status: Status::Failed,
+        error: Some(error),
+        hole_fraction,
+    }
+}
+
+fn load(rt: &Runtime, job: &Job, rules: &MaskRules) -> Result<Loaded, FileResult> {
+    if let Some(e) = &job.error {
+        return Err(failed(job, e.clone(), None));
+    }
+    let image = io::load_rgb(&job.input).map_err(|e| failed(job, e.to_string(), None))?;
+    let mask = rules.build(job, &image).map_err(|e| failed(job, e, None))?;
+    let hole_fraction = masks::hole_fraction(&mask);
+    let prepared = rt
+        .prepare(&image, &mask)
+        .map_err(|e| failed(job, e.to_string(), Some(hole_fraction)))?;
+    Ok(Loaded {
+        image,
+        mask,
+        prepared,
+        hole_fraction,
+    })
+}
+
+/// Run the network on a chunk's good images, then finish and write all of them in parallel.
+fn process(
+    rt: &Runtime,
+    jobs: &[Job],
+    loaded: Vec<Result<Loaded, FileResult>>,
+    overwrite: bool,
+    progress: &Progress,
+) -> Vec<FileResult> {
+    let ready: Vec<&Prepared> = loaded
+        .iter()
+        .filter_map(|l| l.as_ref().ok())
+        .map(|l| &l.prepared)
+        .collect();
+    let (mut recs, batch_error) = match rt.infer(&ready) {
+        Ok(r) => (r.into_iter().map(Some).collect::<Vec<_>>(), None),
+        Err(e) => (vec![None; ready.len()], Some(e.to_string())),
+    };
+    // Hand each good image its reconstruction, in order.
+    let mut rec_iter = recs.iter_mut();
+    let work: Vec<_> = jobs
+        .iter()
+        .zip(loaded)
+        .map(|(job, l)| {
+            let rec = if l.is_ok() {
+                rec_iter.next().and_then(Option::take)
+            } else {
+                None
+            };
+            (job, l, rec)
+        })
+        .collect();
+    work.into_par_iter()
+        .map(|(job, loaded, rec)| {
+            let result = match loaded {
+                Err(r) => r,
+                Ok(l) => write_one(rt, job, l, rec, batch_error.as_deref(), overwrite),
+            };
+            if let Some(e) = &result.error {
+                progress.fail(job, e);
+            }
+            progress.tick();
+            result
+        })
+        .collect()
+}
+
+fn write_one(
+    rt: &Runtime,
+    job: &Job,
+    l: Loaded,
+    rec: Option<Vec<f32>>,
+    batch_error: Option<&str>,
+    overwrite: bool,
+) -> FileResult {
+    let fraction = Some(l.hole_fraction);
+    let (output, status) = if !l.prepared.has_hole() {
+        (l.image, Status::NoHole)
+    } else {
+        let Some(rec) = rec else {
+            return failed(
+                job,
+                batch_error
+                    .unwrap_or("no reconstruction came back")
+                    .to_string(),
+                fraction,
+            );
+        };
+        match rt.finish(&l.image, &l.mask, &l.prepared, &rec) {
+            Ok(img) => (img, Status::Ok),
+            Err(e) => return failed(job, e.to_string(), fraction),
+        }
+    };
+    // Checked again here: the file may have appeared since planning.
+    if !overwrite && job.output.exists() {
+        return failed(
+            job,
+            format!(
+                "output {} already exists (use --overwrite to replace it)",
+                job.output.display()
+            ),
+            fraction,
+        );
+    }
+    if let Err(e) = io::save_png_atomic(&output, &job.output) {
+        return failed(job, e.to_string(), fraction);
+    }
+    FileResult {
+        input: job.input.clone(),
+        output: job.output.clone(),
+        status,
+        error: None,
+        hole_fraction: fraction,
+    }
+}

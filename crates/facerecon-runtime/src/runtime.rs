@@ -1,0 +1,384 @@
+//! [`Runtime`]: one validated ONNX Runtime session plus the batching around it.
+
+use std::{
+    collections::BTreeMap,
+    fmt,
+    path::{Path, PathBuf},
+    sync::Mutex,
+};
+
+use image::{GrayImage, RgbImage};
+use ort::{
+    ep,
+    session::{builder::GraphOptimizationLevel, Session},
+    value::{TensorElementType, TensorRef, ValueType},
+};
+use rayon::prelude::*;
+
+use crate::{
+    model::ModelInfo,
+    ort_env,
+    pipeline::{self, Prepared},
+    Device, OptimizationLevel, RuntimeError, RuntimeOptions,
+};
+
+/// Input and output names of the model-file contract (DESIGN.md).
+pub mod names {
+    /// `[N,3,S,S]` image in `[0,1]`, holes zeroed.
+    pub const IMAGE: &str = "image";
+    /// `[N,1,S,S]` mask, 1 = hole.
+    pub const MASK: &str = "mask";
+    /// Raw network output `[N,3,S,S]`.
+    pub const RECONSTRUCTION: &str = "reconstruction";
+    /// `mask*reconstruction + (1-mask)*image`.
+    pub const INPAINTED: &str = "inpainted";
+}
+
+/// The execution provider a [`Runtime`] runs on (the one asked for: registration failures are errors).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Provider {
+    /// `CPUExecutionProvider`.
+    Cpu,
+    /// `CUDAExecutionProvider` on this device.
+    Cuda(i32),
+}
+
+impl fmt::Display for Provider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Provider::Cpu => f.write_str("CPUExecutionProvider"),
+            Provider::Cuda(id) => write!(f, "CUDAExecutionProvider (device {id})"),
+        }
+    }
+}
+
+/// A loaded, validated model. `Sync`: calls from several threads share the session one run at a time.
+pub struct Runtime {
+    session: Mutex<Session>,
+    info: ModelInfo,
+    provider: Provider,
+    options: RuntimeOptions,
+    path: PathBuf,
+}
+
+impl fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Runtime")
+            .field("path", &self.path)
+            .field("provider", &self.provider)
+            .field("info", &self.info)
+            .finish()
+    }
+}
+
+impl Runtime {
+    /// Load ONNX Runtime (first call only), open `path` and check it against the model-file contract:
+    /// inputs `image` `[N,3,S,S]` and `mask` `[N,1,S,S]` (f32), outputs `reconstruction` and `inpainted`.
+    pub fn load(path: impl AsRef<Path>, options: &RuntimeOptions) -> Result<Runtime, RuntimeError> {
+        let path = path.as_ref();
+        let invalid = |msg: String| RuntimeError::InvalidModel {
+            path: path.to_path_buf(),
+            msg,
+        };
+        if !path.is_file() {
+            return Err(invalid(if path.exists() {
+                "not a file".into()
+            } else {
+                "no such file".into()
+            }));
+        }
+        let env = ort_env::environment(options.ort_library.as_deref())?;
+        let ort_err = |e: ort::Error<ort::session::builder::SessionBuilder>| {
+            RuntimeError::Inference(format!("configuring the session: {e}"))
+        };
+
+        let mut builder = Session::builder(env)
+            .map_err(|e| RuntimeError::Inference(format!("creating a session: {e}")))?
+            .with_optimization_level(match options.optimization_level {
+                OptimizationLevel::Disable => GraphOptimizationLevel::Disable,
+                OptimizationLevel::Basic => GraphOptimizationLevel::Level1,
+                OptimizationLevel::Extended => GraphOptimizationLevel::Level2,
+                OptimizationLevel::All => GraphOptimizationLevel::All,
+            })
+            .map_err(ort_err)?;
+        if let Some(threads) = options.threads {
+            builder = builder
+                .with_intra_threads(threads.max(1))
+                .map_err(ort_err)?;
+        }
+        let provider = match options.device {
+            Device::Cpu => Provider::Cpu,
+            Device::Cuda(id) => {
+                let cuda = ep::CUDA::default()
+                    .with_device_id(id)
+                    .build()
+                    .error_on_failure();
+                builder = builder.with_execution_providers([cuda]).map_err(|e| RuntimeError::Provider {
+                    provider: format!("CUDA:{id}"),
+                    msg: format!("{e} (a GPU build of ONNX Runtime is needed: `make setup-gpu`, then point ORT_DYLIB_PATH at the library `scripts/setup-ort.sh gpu` prints)"),
+                })?;
+                Provider::Cuda(id)
+            }
+        };
+        let session = builder
+            .commit_from_file(path)
+            .map_err(|e| invalid(format!("ONNX Runtime cannot load it: {e}")))?;
+        let info = validate(&session).map_err(invalid)?;
+        Ok(Runtime {
+            session: Mutex::new(session),
+            info,
+            provider,
+            options: options.clone(),
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// What the model file says about itself.
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    /// The execution provider in use.
+    pub fn provider(&self) -> Provider {
+        self.provider
+    }
+
+    /// The model file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Images per `session.run`: the options' batch size, or the model's fixed batch.
+    pub fn batch_size(&self) -> usize {
+        self.info
+            .fixed_batch
+            .unwrap_or(self.options.batch_size.max(1))
+    }
+
+    /// Fit one image and its mask (same size, 255 = hole) to the model's input ([`pipeline::prepare`]).
+    pub fn prepare(&self, image: &RgbImage, mask: &GrayImage) -> Result<Prepared, RuntimeError> {
+        pipeline::prepare(image, mask, self.info.image_size, self.options.fit)
+    }
+
+    /// Run the network on prepared images (any number, grouped into [`Self::batch_size`] runs); returns
+    /// one `[3,S,S]` reconstruction per input, empty for inputs without a hole (nothing is run for those).
+    pub fn infer(&self, prepared: &[&Prepared]) -> Result<Vec<Vec<f32>>, RuntimeError> {
+        let s = self.info.image_size as usize;
+        let (image_len, mask_len) = (3 * s * s, s * s);
+        let mut out = vec![Vec::new(); prepared.len()];
+        let todo: Vec<usize> = (0..prepared.len())
+            .filter(|&i| prepared[i].has_hole())
+            .collect();
+        for chunk in todo.chunks(self.batch_size()) {
+            let mut image = Vec::with_capacity(chunk.len() * image_len);
+            let mut mask = Vec::with_capacity(chunk.len() * mask_len);
+            for &i in chunk {
+                let p = prepared[i];
+                if p.image.len() != image_len || p.mask.len() != mask_len {
+                    return Err(RuntimeError::Inference(format!(
+                        "prepared tensors have {} / {} values, the model needs {image_len} / {mask_len}",
+                        p.image.len(),
+                        p.mask.len()
+                    )));
+                }
+                image.extend_from_slice(&p.image);
+                mask.extend_from_slice(&p.mask);
+            }
+            let (rec, _) = self.run_tensors(&image, &mask, chunk.len())?;
+            for (k, &i) in chunk.iter().enumerate() {
+                out[i] = rec[k * image_len..(k + 1) * image_len].to_vec();
+            }
+        }
+        Ok(out)
+    }
+
+    /// Map a reconstruction back onto the original ([`pipeline::finish`]): only hole pixels change.
+    pub fn finish(
+        &self,
+        original: &RgbImage,
+        mask: &GrayImage,
+        prepared: &Prepared,
+        reconstruction: &[f32],
+    ) -> Result<RgbImage, RuntimeError> {
+        pipeline::finish(
+            original,
+            mask,
+            prepared,
+            reconstruction,
+            self.info.image_size,
+        )
+    }
+
+    /// Reconstruct the holes of one image (mask at the image's size, 255 = hole). The result has the
+    /// image's size; pixels outside the hole are bit-identical to the input.
+    pub fn reconstruct(
+        &self,
+        image: &RgbImage,
+        mask: &GrayImage,
+    ) -> Result<RgbImage, RuntimeError> {
+        let prepared = self.prepare(image, mask)?;
+        let rec = self.infer(&[&prepared])?;
+        self.finish(image, mask, &prepared, &rec[0])
+    }
+
+    /// [`Self::reconstruct`] for many images: pre-processing runs in parallel (rayon), one batch ahead
+    /// of the batch ONNX Runtime is working on. Fails on the first bad item; callers that need
+    /// per-item errors use [`Self::prepare`] / [`Self::infer`] / [`Self::finish`] directly.
+    pub fn reconstruct_batch(
+        &self,
+        items: &[(RgbImage, GrayImage)],
+    ) -> Result<Vec<RgbImage>, RuntimeError> {
+        let prepare_chunk =
+            |chunk: &[(RgbImage, GrayImage)]| -> Result<Vec<Prepared>, RuntimeError> {
+                chunk
+                    .par_iter()
+                    .map(|(image, mask)| self.prepare(image, mask))
+                    .collect()
+            };
+        let chunks: Vec<&[(RgbImage, GrayImage)]> = items.chunks(self.batch_size()).collect();
+        let mut results = Vec::with_capacity(items.len());
+        let mut next = chunks.first().map(|c| prepare_chunk(c));
+        for (k, chunk) in chunks.iter().enumerate() {
+            let prepared = next.take().expect("prepared one chunk ahead")?;
+            let following = chunks.get(k + 1);
+            let (ran, ahead) = rayon::join(
+                || self.infer(&prepared.iter().collect::<Vec<_>>()),
+                || following.map(|c| prepare_chunk(c)),
+            );
+            next = ahead;
+            let recs = ran?;
+            let finished: Result<Vec<RgbImage>, RuntimeError> = chunk
+                .par_iter()
+                .zip(prepared.par_iter().zip(recs.par_iter()))
+                .map(|((image, mask), (p, rec))| self.finish(image, mask, p, rec))
+                .collect();
+            results.extend(finished?);
+        }
+        Ok(results)
+    }
+
+    /// One bare pass of the network: `image` is `[n,3,S,S]`, `mask` `[n,1,S,S]`; returns
+    /// (`reconstruction`, `inpainted`), each `[n,3,S,S]`. A model with a fixed batch is fed in
+    /// chunks of that size, the last one padded.
+    pub fn run_tensors(
+        &self,
+        image: &[f32],
+        mask: &[f32],
+        n: usize,
+    ) -> Result<(Vec<f32>, Vec<f32>), RuntimeError> {
+        let s = self.info.image_size as usize;
+        let (image_len, mask_len) = (3 * s * s, s * s);
+        if image.len() != n * image_len || mask.len() != n * mask_len {
+            return Err(RuntimeError::Inference(format!(
+                "run_tensors: {} image / {} mask values for a batch of {n} at {s}x{s} (expected {} / {})",
+                image.len(),
+                mask.len(),
+                n * image_len,
+                n * mask_len
+            )));
+        }
+        let Some(fixed) = self.info.fixed_batch else {
+            return self.run_once(image, mask, n);
+        };
+        let (mut rec, mut inp) = (
+            Vec::with_capacity(n * image_len),
+            Vec::with_capacity(n * image_len),
+        );
+        for start in (0..n).step_by(fixed) {
+            let count = fixed.min(n - start);
+            let mut img = image[start * image_len..(start + count) * image_len].to_vec();
+            let mut msk = mask[start * mask_len..(start + count) * mask_len].to_vec();
+            img.resize(fixed * image_len, 0.0);
+            msk.resize(fixed * mask_len, 0.0);
+            let (r, i) = self.run_once(&img, &msk, fixed)?;
+            rec.extend_from_slice(&r[..count * image_len]);
+            inp.extend_from_slice(&i[..count * image_len]);
+        }
+        Ok((rec, inp))
+    }
+
+    fn run_once(
+        &self,
+        image: &[f32],
+        mask: &[f32],
+        n: usize,
+    ) -> Result<(Vec<f32>, Vec<f32>), RuntimeError> {
+        let s = self.info.image_size as usize;
+        let fail = |what: &str, e: ort::Error| {
+            RuntimeError::Inference(format!("{} ({what}): {e}", self.path.display()))
+        };
+        let image_t = TensorRef::from_array_view(([n, 3, s, s], image))
+            .map_err(|e| fail("image tensor", e))?;
+        let mask_t =
+            TensorRef::from_array_view(([n, 1, s, s], mask)).map_err(|e| fail("mask tensor", e))?;
+        let mut session = self
+            .session
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let outputs = session
+            .run(ort::inputs![names::IMAGE => image_t, names::MASK => mask_t])
+            .map_err(|e| fail("run", e))?;
+        let extract = |name: &str| -> Result<Vec<f32>, RuntimeError> {
+            let value = outputs
+                .get(name)
+                .ok_or_else(|| RuntimeError::Inference(format!("output `{name}` missing")))?;
+            let (shape, data) = value
+                .try_extract_tensor::<f32>()
+                .map_err(|e| fail(name, e))?;
+            let want = [n as i64, 3, s as i64, s as i64];
+            if shape.iter().as_slice() != want {
+                return Err(RuntimeError::Inference(format!(
+                    "output `{name}` has shape {shape:?}, expected {want:?}"
+                )));
+            }
+            Ok(data.to_vec())
+        };
+        Ok((extract(names::RECONSTRUCTION)?, extract(names::INPAINTED)?))
+    }
+}
+
+/// Check the session's inputs and outputs against the contract and read its metadata.
+fn validate(session: &Session) -> Result<ModelInfo, String> {
+    let shape_of = |outlets: &[ort::value::Outlet],
+                    name: &str,
+                    kind: &str|
+     -> Result<Vec<i64>, String> {
+        let outlet = outlets.iter().find(|o| o.name() == name).ok_or_else(|| {
+            let have: Vec<&str> = outlets.iter().map(|o| o.name()).collect();
+            format!("no {kind} named `{name}` (the model has {have:?}); expected inputs image, mask and outputs reconstruction, inpainted")
+        })?;
+        match outlet.dtype() {
+            ValueType::Tensor {
+                ty: TensorElementType::Float32,
+                shape,
+                ..
+            } => Ok(shape.iter().copied().collect()),
+            other => Err(format!(
+                "{kind} `{name}` is {other}, expected a float32 tensor"
+            )),
+        }
+    };
+    let image = shape_of(session.inputs(), names::IMAGE, "input")?;
+    let mask = shape_of(session.inputs(), names::MASK, "input")?;
+    shape_of(session.outputs(), names::RECONSTRUCTION, "output")?;
+    shape_of(session.outputs(), names::INPAINTED, "output")?;
+    if session.inputs().len() != 2 {
+        return Err(format!(
+            "the model has {} inputs; expected exactly image and mask",
+            session.inputs().len()
+        ));
+    }
+    let meta = session
+        .metadata()
+        .map_err(|e| format!("reading metadata: {e}"))?;
+    let mut props = BTreeMap::new();
+    for key in meta
+        .custom_keys()
+        .map_err(|e| format!("reading metadata keys: {e}"))?
+    {
+        if let Some(value) = meta.custom(&key) {
+            props.insert(key, value);
+        }
+    }
+    ModelInfo::from_parts(props, &image, &mask)
+}

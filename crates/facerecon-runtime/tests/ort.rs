@@ -1,0 +1,228 @@
+//! Runtime tests through ONNX Runtime, on the fixtures of tests/data (regenerate with make_identity.py).
+//! They need the ONNX Runtime library: `make test` sets ORT_DYLIB_PATH.
+
+use std::path::PathBuf;
+
+use facerecon_runtime::{Device, FitMode, Provider, Runtime, RuntimeError, RuntimeOptions};
+use image::{GrayImage, Luma, Rgb, RgbImage};
+
+/// What identity.onnx reconstructs every (zeroed) hole pixel as: (0.1, 0.3, 0.5) in 8 bits.
+const HOLE_COLOUR: Rgb<u8> = Rgb([26, 77, 128]);
+
+fn options() -> RuntimeOptions {
+    let lib = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()).unwrap_or_else(|| {
+        panic!("ORT_DYLIB_PATH is not set: these tests need the ONNX Runtime library. Run `make test` (it runs `make setup` and sets it), or export ORT_DYLIB_PATH=$(scripts/setup-ort.sh)")
+    });
+    RuntimeOptions {
+        ort_library: Some(lib.into()),
+        threads: Some(1),
+        batch_size: 3,
+        ..Default::default()
+    }
+}
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
+}
+
+fn noise(w: u32, h: u32, seed: u32) -> RgbImage {
+    let mut state = seed.wrapping_mul(2_654_435_761) | 1;
+    RgbImage::from_fn(w, h, |_, _| {
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            (state >> 24) as u8
+        };
+        Rgb([next(), next(), next()])
+    })
+}
+
+fn box_mask(w: u32, h: u32, x0: u32, y0: u32, bw: u32, bh: u32) -> GrayImage {
+    GrayImage::from_fn(w, h, |x, y| {
+        Luma([if x >= x0 && x < x0 + bw && y >= y0 && y < y0 + bh {
+            255
+        } else {
+            0
+        }])
+    })
+}
+
+#[test]
+fn loads_metadata_and_validates() {
+    let rt = Runtime::load(fixture("identity.onnx"), &options()).unwrap();
+    let info = rt.info();
+    assert_eq!(info.image_size, 32);
+    assert_eq!(info.channels, 3);
+    assert_eq!(info.fixed_batch, None);
+    assert_eq!(info.name.as_deref(), Some("identity"));
+    assert_eq!(info.mask_channel, Some(false));
+    assert_eq!(info.metrics.as_ref().unwrap()["psnr_hole"], 2.0);
+    assert_eq!(rt.provider(), Provider::Cpu);
+    assert_eq!(rt.batch_size(), 3);
+}
+
+#[test]
+fn run_tensors_computes_the_graph() {
+    let rt = Runtime::load(fixture("identity.onnx"), &options()).unwrap();
+    let (n, plane) = (2, 32 * 32);
+    let image: Vec<f32> = (0..n * 3 * plane).map(|i| (i % 97) as f32 / 97.0).collect();
+    let mask: Vec<f32> = (0..n * plane).map(|i| ((i / 7) % 2) as f32).collect();
+    let (rec, inp) = rt.run_tensors(&image, &mask, n).unwrap();
+    let bias = [0.1, 0.3, 0.5];
+    for (i, (&r, &p)) in rec.iter().zip(&inp).enumerate() {
+        let (b, c, j) = (i / (3 * plane), (i / plane) % 3, i % plane);
+        let m = mask[b * plane + j];
+        let want_r = 0.5 * image[i] + bias[c];
+        assert!(
+            (r - want_r).abs() < 1e-6,
+            "reconstruction[{i}] = {r}, expected {want_r}"
+        );
+        let want_p = m * want_r + (1.0 - m) * image[i];
+        assert!(
+            (p - want_p).abs() < 1e-6,
+            "inpainted[{i}] = {p}, expected {want_p}"
+        );
+    }
+    assert!(matches!(
+        rt.run_tensors(&image[1..], &mask, n),
+        Err(RuntimeError::Inference(_))
+    ));
+}
+
+#[test]
+fn large_photo_only_hole_pixels_change() {
+    // (Auto crops a square around this small hole; Whole sees the whole photo, so its hole is larger
+    // to keep some pixels away from the rim at 1000/32 pixels per model pixel.)
+    for (fit, (hx, hy, hw, hh)) in [
+        (FitMode::Auto, (420, 250, 90, 70)),
+        (FitMode::Crop, (420, 250, 90, 70)),
+        (FitMode::Whole, (300, 200, 400, 300)),
+    ] {
+        let rt = Runtime::load(
+            fixture("identity.onnx"),
+            &RuntimeOptions { fit, ..options() },
+        )
+        .unwrap();
+        let img = noise(1000, 700, 3);
+        let mask = box_mask(1000, 700, hx, hy, hw, hh);
+        let out = rt.reconstruct(&img, &mask).unwrap();
+        assert_eq!(out.dimensions(), (1000, 700));
+        // Upsampling blends the hole's rim with reconstructed known pixels (Catmull-Rom reaches two
+        // model pixels out); deeper inside, every pixel is exactly the model's colour.
+        let region = rt.prepare(&img, &mask).unwrap().region.unwrap();
+        let rim = |extent: u32| (2.5 * extent as f32 / 32.0).ceil() as u32;
+        let (rx, ry) = (rim(region.width), rim(region.height));
+        let deep =
+            |x: u32, y: u32| x >= hx + rx && x + rx < hx + hw && y >= hy + ry && y + ry < hy + hh;
+        let mut exact = 0;
+        for (x, y, p) in out.enumerate_pixels() {
+            if mask.get_pixel(x, y).0[0] != 255 {
+                assert_eq!(
+                    p,
+                    img.get_pixel(x, y),
+                    "{fit:?}: known pixel {x},{y} changed"
+                );
+            } else if deep(x, y) {
+                assert_eq!(
+                    *p, HOLE_COLOUR,
+                    "{fit:?}: hole pixel {x},{y} (region {region:?})"
+                );
+                exact += 1;
+            }
+        }
+        assert!(
+            exact > 0,
+            "{fit:?}: rim {rx}x{ry} leaves no deep hole pixel to check"
+        );
+    }
+}
+
+#[test]
+fn batches_equal_one_by_one() {
+    let rt = Runtime::load(fixture("identity.onnx"), &options()).unwrap();
+    let items: Vec<(RgbImage, GrayImage)> = (0..7u32)
+        .map(|i| {
+            let (w, h) = (40 + 30 * i, 60 + 11 * i);
+            // Item 4 has no hole: it must come back unchanged, without upsetting the others.
+            let mask = if i == 4 {
+                GrayImage::new(w, h)
+            } else {
+                box_mask(w, h, 5 + i, 7, 10 + 3 * i, 12)
+            };
+            (noise(w, h, i), mask)
+        })
+        .collect();
+    let batched = rt.reconstruct_batch(&items).unwrap();
+    assert_eq!(batched.len(), items.len());
+    for (i, ((img, mask), out)) in items.iter().zip(&batched).enumerate() {
+        assert_eq!(out, &rt.reconstruct(img, mask).unwrap(), "item {i}");
+        assert_eq!(out.dimensions(), img.dimensions());
+    }
+    assert_eq!(batched[4], items[4].0);
+    assert_ne!(batched[0], items[0].0);
+    // A mask of the wrong size fails the call, naming both sizes.
+    let bad = vec![(noise(10, 10, 1), GrayImage::new(9, 10))];
+    let err = rt.reconstruct_batch(&bad).unwrap_err();
+    assert!(err.to_string().contains("9x10"), "{err}");
+}
+
+#[test]
+fn fixed_batch_model_without_metadata() {
+    let rt = Runtime::load(fixture("nometa.onnx"), &options()).unwrap();
+    assert_eq!(rt.info().image_size, 32, "size from the input shape");
+    assert_eq!(rt.info().fixed_batch, Some(2));
+    assert_eq!(rt.batch_size(), 2);
+    let items: Vec<(RgbImage, GrayImage)> = (0..3)
+        .map(|i| (noise(50, 50, i), box_mask(50, 50, 10, 10, 8, 8)))
+        .collect();
+    let batched = rt.reconstruct_batch(&items).unwrap();
+    for ((img, mask), out) in items.iter().zip(&batched) {
+        assert_eq!(out, &rt.reconstruct(img, mask).unwrap());
+        assert_eq!(*out.get_pixel(14, 14), HOLE_COLOUR);
+    }
+}
+
+#[test]
+fn rejects_bad_model_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("notes.onnx");
+    std::fs::write(&text, "this is not a model\n").unwrap();
+    let cases = [
+        (fixture("wrong_io.onnx"), "no input named `image`"),
+        (text, "ONNX Runtime cannot load it"),
+        (dir.path().join("missing.onnx"), "no such file"),
+        (dir.path().to_path_buf(), "not a file"),
+    ];
+    for (path, want) in cases {
+        match Runtime::load(&path, &options()) {
+            Err(e @ RuntimeError::InvalidModel { .. }) => {
+                let msg = e.to_string();
+                assert!(
+                    msg.contains(&path.display().to_string()) && msg.contains(want),
+                    "{msg:?} should name the file and say {want:?}"
+                );
+            }
+            other => panic!("{}: expected InvalidModel, got {other:?}", path.display()),
+        }
+    }
+}
+
+#[test]
+fn cuda_never_falls_back_silently() {
+    let opts = RuntimeOptions {
+        device: Device::Cuda(0),
+        ..options()
+    };
+    match Runtime::load(fixture("identity.onnx"), &opts) {
+        // The CPU build of ONNX Runtime (what `make setup` fetches by default) has no CUDA provider.
+        Err(RuntimeError::Provider { provider, msg }) => {
+            assert!(provider.contains("CUDA") && !msg.is_empty())
+        }
+        // A GPU build on a GPU machine: the provider must say so.
+        Ok(rt) => assert_eq!(rt.provider(), Provider::Cuda(0)),
+        Err(other) => panic!("expected a provider error, got {other}"),
+    }
+}
