@@ -1,0 +1,106 @@
+//! The `facerecon-export` binary on a checkpoint directory built here (tiny config, random weights).
+
+use candle_core::Device;
+use facerecon_export::metadata::keys;
+use facerecon_model::{random_weights, ModelSpec};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_facerecon-export");
+
+/// A checkpoint directory like the trainer's: config.yaml (tiny), model.safetensors, metrics.jsonl.
+fn checkpoint(dir: &Path) -> PathBuf {
+    let ck = dir.join("runs/tiny");
+    std::fs::create_dir_all(&ck).unwrap();
+    let cfg = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/tiny.yaml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(ck.join("config.yaml"), &text).unwrap();
+    let v: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let spec: ModelSpec = serde_yaml::from_value(v["model"].clone()).unwrap();
+    let w = random_weights(&spec, 5, 0.1, &Device::Cpu).unwrap();
+    candle_core::safetensors::save(&w, ck.join("model.safetensors")).unwrap();
+    std::fs::write(
+        ck.join("metrics.jsonl"),
+        "{\"epoch\":1,\"psnr_hole\":10.0}\n{\"epoch\":2,\"psnr_hole\":12.5,\"ssim\":0.8}\n",
+    )
+    .unwrap();
+    ck
+}
+
+fn run(args: &[&str], ort: bool) -> (bool, String) {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args);
+    if !ort {
+        cmd.env_remove("ORT_DYLIB_PATH");
+    }
+    let out = cmd.output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+#[test]
+fn exports_with_metadata_without_ort_when_no_verify() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ck = checkpoint(tmp.path());
+    let out = tmp.path().join("exported/tiny.onnx");
+    let (ok, text) = run(&["--checkpoint", ck.to_str().unwrap(), "--out", out.to_str().unwrap(), "--no-verify"], false);
+    assert!(ok, "{text}");
+    assert!(text.contains("verification skipped"), "{text}");
+    let m = facerecon_export::read_model(&out).unwrap();
+    let props: std::collections::HashMap<_, _> = m.metadata_props.iter().map(|p| (p.key.as_str(), p.value.as_str())).collect();
+    assert_eq!(props[keys::IMAGE_SIZE], "32");
+    assert_eq!(props[keys::MASK_CHANNEL], "true");
+    assert_eq!(props[keys::NAME], "tiny");
+    assert_eq!(props[keys::MASK_CONVENTION], "1=hole,0=known");
+    assert_eq!(props[keys::OPSET], "17");
+    assert!(props[keys::CONFIG].contains("name: tiny"));
+    let metrics: serde_json::Value = serde_json::from_str(props[keys::METRICS]).unwrap();
+    assert_eq!(metrics["epoch"], 2, "the last line of metrics.jsonl");
+    assert_eq!((m.ir_version, m.opset_import[0].version, m.producer_name.as_str()), (8, 17, "facerecon"));
+    // Only the output remains in the directory: the temp file was renamed.
+    let names: Vec<_> = std::fs::read_dir(out.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names, ["tiny.onnx"]);
+}
+
+#[test]
+fn without_ort_verification_fails_and_says_why() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ck = checkpoint(tmp.path());
+    let out = tmp.path().join("tiny.onnx");
+    let (ok, text) = run(&["--checkpoint", ck.to_str().unwrap(), "--out", out.to_str().unwrap()], false);
+    assert!(!ok, "{text}");
+    assert!(text.contains("ORT_DYLIB_PATH is not set") && text.contains("make setup"), "{text}");
+}
+
+#[test]
+fn missing_or_broken_checkpoint_files_are_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ck = checkpoint(tmp.path());
+    let out = tmp.path().join("x.onnx");
+    let args = ["--checkpoint", ck.to_str().unwrap(), "--out", out.to_str().unwrap(), "--no-verify"];
+    std::fs::remove_file(ck.join("model.safetensors")).unwrap();
+    let (ok, text) = run(&args, false);
+    assert!(!ok && text.contains("model.safetensors"), "{text}");
+    std::fs::write(ck.join("config.yaml"), "name: x\nmodel: {layers: []}\n").unwrap();
+    let (ok, text) = run(&args, false);
+    assert!(!ok && text.contains("config.yaml") && text.contains("no layers"), "{text}");
+    assert!(!out.exists());
+}
+
+#[test]
+fn verifies_against_onnx_runtime() {
+    if std::env::var_os("ORT_DYLIB_PATH").is_none() {
+        panic!("ORT_DYLIB_PATH is not set: run the tests via `make test`, which fetches ONNX Runtime and sets it");
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let ck = checkpoint(tmp.path());
+    let out = tmp.path().join("tiny.onnx");
+    let npz = tmp.path().join("ref.npz");
+    let (ok, text) = run(
+        &["--checkpoint", ck.to_str().unwrap(), "--out", out.to_str().unwrap(), "--reference", npz.to_str().unwrap()],
+        true,
+    );
+    assert!(ok, "{text}");
+    assert!(text.contains("max |diff| reconstruction"), "{text}");
+    assert!(npz.exists());
+}
