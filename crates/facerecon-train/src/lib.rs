@@ -1,1 +1,21 @@
-//! facerecon-train
+//! facerecon-train: trains the face-inpainting autoencoder described by a config.
+//!
+//! * [`config`] — the run configuration (`configs/*.yaml`), defaults and validation.
+//! * [`data`] — deterministic split, streamed batches decoded in the background, validation set.
+//! * [`loss`] — MSE / BCE / L1 with a heavier weight inside the holes.
+//! * [`optim`] — Adam, SGD, RMSprop (Keras semantics) with checkpointable state; lr schedules.
+//! * [`checkpoint`] — the `runs/NAME/` directory, written atomically.
+//! * [`validate`] — validation metrics and sample grids.
+//! * [`setup`] / [`train`] — preparing a run and the training loop ([`train::run`]).
+pub mod checkpoint;
+pub mod config;
+pub mod data;
+pub mod loss;
+pub mod optim;
+pub mod setup;
+pub mod train;
+pub mod validate;
+
+pub use config::{Config, ConfigError};
+pub use setup::TrainOptions;
+pub use train::{run, Summary};

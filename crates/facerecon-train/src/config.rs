@@ -1,0 +1,318 @@
+//! The run configuration (`configs/*.yaml`): plain data, read with serde.
+//!
+//! Every section but `model` has defaults; unknown keys are errors (a typo in a hyper-parameter
+//! must not silently train with the default). The resolved config (defaults filled in, command
+//! line overrides applied) is written next to each checkpoint as `config.yaml`.
+
+use facerecon_imaging::masks::{MaskSampler, MaskSpec};
+use facerecon_model::ModelSpec;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Errors reading or checking a config file. Every variant names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("cannot parse config {path}: {source}")]
+    Parse { path: PathBuf, source: serde_yaml::Error },
+    #[error("invalid config {path}: {msg}")]
+    Invalid { path: PathBuf, msg: String },
+}
+
+/// A whole run: the network, the masks it learns to fill, and how to train it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Run / model name (the default output directory is `runs/NAME`).
+    #[serde(default = "default_name")]
+    pub name: String,
+    /// The architecture (see `facerecon_model::spec`).
+    pub model: ModelSpec,
+    /// Weighted mixture of mask generators; default: the tutorial's one 28x28 box.
+    #[serde(default = "default_masks")]
+    pub masks: Vec<MaskSpec>,
+    #[serde(default)]
+    pub train: TrainConfig,
+}
+
+/// Training hyper-parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    pub batch_size: usize,
+    pub epochs: usize,
+    pub optimizer: OptimizerConfig,
+    pub lr_schedule: LrSchedule,
+    pub loss: LossConfig,
+    /// Fraction of the files (by file-name hash) held out for validation.
+    pub validation_fraction: f64,
+    /// Cap on the validation set, which is decoded once and kept in memory.
+    pub max_val_images: usize,
+    /// Random horizontal flips of training images.
+    pub flip: bool,
+    /// Seed of the shuffles, masks and flips (the command line's `--seed` overrides it).
+    pub seed: u64,
+    /// Minutes between mid-epoch checkpoints (0 = only at the end of each epoch).
+    pub checkpoint_minutes: f64,
+    /// Steps between plain log lines when stderr is not a terminal.
+    pub log_every: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            batch_size: 64,
+            epochs: 50,
+            optimizer: OptimizerConfig::default(),
+            lr_schedule: LrSchedule::default(),
+            loss: LossConfig::default(),
+            validation_fraction: 0.05,
+            max_val_images: 500,
+            flip: false,
+            seed: 42,
+            checkpoint_minutes: 10.0,
+            log_every: 50,
+        }
+    }
+}
+
+/// Which optimiser.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerKind {
+    Adam,
+    Sgd,
+    Rmsprop,
+}
+
+/// Optimiser settings (Keras names and defaults; fields a kind does not use are ignored).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OptimizerConfig {
+    pub kind: OptimizerKind,
+    pub lr: f64,
+    /// Adam.
+    pub beta1: f64,
+    /// Adam.
+    pub beta2: f64,
+    /// Adam and RMSprop.
+    pub eps: f64,
+    /// SGD and RMSprop.
+    pub momentum: f64,
+    /// RMSprop's decay of the mean square.
+    pub rho: f64,
+    /// Decoupled weight decay (`w -= lr * weight_decay * w`), all kinds.
+    pub weight_decay: f64,
+}
+
+impl Default for OptimizerConfig {
+    fn default() -> Self {
+        OptimizerConfig {
+            kind: OptimizerKind::Adam,
+            lr: 0.001,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-7,
+            momentum: 0.0,
+            rho: 0.9,
+            weight_decay: 0.0,
+        }
+    }
+}
+
+/// Shape of the learning-rate schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ScheduleKind {
+    #[default]
+    Constant,
+    Cosine,
+    Step,
+}
+
+/// Learning-rate schedule: linear warm-up from 0 over `warmup_steps`, then constant, cosine decay
+/// to `min_lr` by the last step, or multiplied by `gamma` every `step_epochs` epochs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LrSchedule {
+    pub kind: ScheduleKind,
+    pub warmup_steps: usize,
+    pub min_lr: f64,
+    pub step_epochs: usize,
+    pub gamma: f64,
+}
+
+impl Default for LrSchedule {
+    fn default() -> Self {
+        LrSchedule { kind: ScheduleKind::Constant, warmup_steps: 0, min_lr: 0.0, step_epochs: 10, gamma: 0.5 }
+    }
+}
+
+/// Which per-pixel loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LossKind {
+    #[default]
+    Mse,
+    Bce,
+    L1,
+}
+
+/// The loss: per-pixel `kind`, weighted `hole_weight` inside holes and 1 outside.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LossConfig {
+    pub kind: LossKind,
+    pub hole_weight: f64,
+}
+
+impl Default for LossConfig {
+    fn default() -> Self {
+        LossConfig { kind: LossKind::Mse, hole_weight: 1.0 }
+    }
+}
+
+fn default_name() -> String {
+    "run".into()
+}
+
+/// The tutorial's mask: one 28x28 box at a uniformly random position.
+fn default_masks() -> Vec<MaskSpec> {
+    // Parsed rather than constructed so this does not depend on the variant's field layout.
+    serde_yaml::from_str("[{kind: box, min: 28, max: 28, weight: 1.0}]").expect("default mask spec parses")
+}
+
+impl Config {
+    /// Read, parse and validate a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        Config::from_yaml(&text, path)
+    }
+
+    /// Parse and validate YAML text; `path` is only used in error messages.
+    pub fn from_yaml(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let config: Config =
+            serde_yaml::from_str(text).map_err(|source| ConfigError::Parse { path: path.into(), source })?;
+        config.validate().map_err(|msg| ConfigError::Invalid { path: path.into(), msg })?;
+        Ok(config)
+    }
+
+    /// Check everything that would otherwise fail later (or silently train nonsense).
+    pub fn validate(&self) -> Result<(), String> {
+        self.model.resolve().map_err(|e| format!("model: {e}"))?;
+        if self.name.is_empty() || self.name.contains(['/', '\\']) {
+            return Err(format!("name '{}' must be non-empty and contain no path separator", self.name));
+        }
+        if self.masks.is_empty() {
+            return Err("masks: at least one mask generator is needed".into());
+        }
+        MaskSampler::new(&self.masks).map_err(|e| format!("masks: {e}"))?;
+        let t = &self.train;
+        let o = &t.optimizer;
+        let checks: [(bool, &str); 12] = [
+            (t.batch_size > 0, "train.batch_size must be > 0"),
+            (t.epochs > 0, "train.epochs must be > 0"),
+            (o.lr > 0.0 && o.lr.is_finite(), "train.optimizer.lr must be > 0"),
+            ((0.0..1.0).contains(&o.beta1), "train.optimizer.beta1 must be in [0, 1)"),
+            ((0.0..1.0).contains(&o.beta2), "train.optimizer.beta2 must be in [0, 1)"),
+            (o.eps > 0.0, "train.optimizer.eps must be > 0"),
+            ((0.0..1.0).contains(&o.momentum), "train.optimizer.momentum must be in [0, 1)"),
+            ((0.0..1.0).contains(&o.rho), "train.optimizer.rho must be in [0, 1)"),
+            (o.weight_decay >= 0.0, "train.optimizer.weight_decay must be >= 0"),
+            (t.loss.hole_weight > 0.0, "train.loss.hole_weight must be > 0"),
+            ((0.0..1.0).contains(&t.validation_fraction), "train.validation_fraction must be in [0, 1)"),
+            (t.checkpoint_minutes >= 0.0, "train.checkpoint_minutes must be >= 0"),
+        ];
+        if let Some((_, msg)) = checks.iter().find(|(ok, _)| !ok) {
+            return Err(msg.to_string());
+        }
+        let s = &t.lr_schedule;
+        if s.min_lr < 0.0 || s.min_lr > o.lr {
+            return Err("train.lr_schedule.min_lr must be in [0, lr]".into());
+        }
+        if s.kind == ScheduleKind::Step && (s.step_epochs == 0 || s.gamma <= 0.0) {
+            return Err("train.lr_schedule: step needs step_epochs > 0 and gamma > 0".into());
+        }
+        if t.log_every == 0 {
+            return Err("train.log_every must be > 0".into());
+        }
+        Ok(())
+    }
+
+    /// The config as YAML (what a checkpoint stores).
+    pub fn to_yaml(&self) -> String {
+        serde_yaml::to_string(self).expect("a config always serialises")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn configs_dir() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs")
+    }
+
+    #[test]
+    fn repository_configs_load() {
+        let seed = Config::load(&configs_dir().join("seed.yaml")).unwrap();
+        assert_eq!(seed.name, "seed");
+        assert_eq!(seed.train.batch_size, 64);
+        assert_eq!(seed.train.epochs, 50);
+        assert_eq!(seed.train.optimizer.kind, OptimizerKind::Adam);
+        assert_eq!(seed.train.optimizer.lr, 0.001);
+        assert_eq!(seed.train.optimizer.eps, 1e-7);
+        assert_eq!(seed.train.loss.kind, LossKind::Mse);
+        assert_eq!(seed.model.image_size, 128);
+        let tiny = Config::load(&configs_dir().join("tiny.yaml")).unwrap();
+        assert_eq!(tiny.model.image_size, 32);
+        assert_eq!(tiny.train.loss.kind, LossKind::L1);
+        assert_eq!(tiny.train.loss.hole_weight, 4.0);
+        // Defaults fill what the file leaves out.
+        assert_eq!(tiny.train.optimizer.beta2, 0.999);
+        assert_eq!(tiny.train.lr_schedule.kind, ScheduleKind::Constant);
+        assert_eq!(tiny.train.checkpoint_minutes, 10.0);
+        // The resolved config round-trips.
+        let again = Config::from_yaml(&tiny.to_yaml(), Path::new("x.yaml")).unwrap();
+        assert_eq!(again, tiny);
+    }
+
+    #[test]
+    fn only_the_model_is_required() {
+        let tiny = std::fs::read_to_string(configs_dir().join("tiny.yaml")).unwrap();
+        let model_only: String = {
+            let v: serde_yaml::Value = serde_yaml::from_str(&tiny).unwrap();
+            serde_yaml::to_string(&serde_yaml::Mapping::from_iter([("model".into(), v["model"].clone())])).unwrap()
+        };
+        let c = Config::from_yaml(&model_only, Path::new("m.yaml")).unwrap();
+        assert_eq!(c.train, TrainConfig::default());
+        assert_eq!(c.masks.len(), 1);
+    }
+
+    #[test]
+    fn errors_name_the_file_and_the_problem() {
+        let tiny = std::fs::read_to_string(configs_dir().join("tiny.yaml")).unwrap();
+        let p = Path::new("bad.yaml");
+
+        let e = Config::from_yaml(&tiny.replace("epochs: 2", "epochs: 2\n  epoch: 3"), p).unwrap_err().to_string();
+        assert!(e.contains("bad.yaml") && e.contains("epoch"), "{e}");
+
+        let e = Config::from_yaml(&tiny.replace("lr: 0.003", "lr: 0.0"), p).unwrap_err().to_string();
+        assert!(e.contains("bad.yaml") && e.contains("lr must be > 0"), "{e}");
+
+        let e = Config::from_yaml(&tiny.replace("batch_size: 8", "batch_size: 0"), p).unwrap_err().to_string();
+        assert!(e.contains("batch_size"), "{e}");
+
+        let e = Config::from_yaml(&tiny.replace("kind: adam", "kind: adagrad"), p).unwrap_err().to_string();
+        assert!(e.contains("bad.yaml") && e.contains("adagrad"), "{e}");
+
+        // The model is checked too (reshape no longer matches the dense layer).
+        let e = Config::from_yaml(&tiny.replace("units: 512", "units: 500"), p).unwrap_err().to_string();
+        assert!(e.contains("bad.yaml") && e.contains("reshape"), "{e}");
+
+        let e = Config::load(Path::new("/nonexistent/dir/c.yaml")).unwrap_err().to_string();
+        assert!(e.contains("/nonexistent/dir/c.yaml"), "{e}");
+    }
+}

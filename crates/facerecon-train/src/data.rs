@@ -1,0 +1,357 @@
+//! The data pipeline: scan a directory, split it deterministically, stream shuffled training
+//! batches decoded in the background, and hold a fixed validation set.
+//!
+//! * The split depends only on each file's path relative to the dataset root (FNV-1a hash), so
+//!   it is the same on every machine and every run, and adding files never moves old ones.
+//! * Training batches are decoded (in parallel, on rayon) by a producer thread a few batches
+//!   ahead of the training step, through a bounded channel: the set is never all in memory.
+//! * Every draw of an image gets a fresh mask (and flip) from an RNG seeded by
+//!   `(seed, epoch, index)`, so runs are reproducible and resuming an epoch replays its order.
+//! * A corrupt or unreadable file is reported once (file and reason) and skipped.
+
+use facerecon_imaging::masks::MaskSampler;
+use facerecon_imaging::{io, layout};
+use image::RgbImage;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rayon::prelude::*;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+/// Batches decoded ahead of the training step.
+pub const PREFETCH_BATCHES: usize = 3;
+
+/// Seed of the validation masks: a constant, so every run (whatever its `--seed`) is measured on
+/// the same holes.
+const VALIDATION_MASK_SEED: u64 = 0x7a11_da7e_5eed;
+
+/// 64-bit FNV-1a: a tiny, stable hash (std's `RandomState` differs per process).
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= *b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// Mix several numbers into one RNG seed (splitmix64 finaliser after each word).
+pub fn mix_seed(words: &[u64]) -> u64 {
+    let mut h = 0x9e37_79b9_7f4a_7c15u64;
+    for w in words {
+        h ^= *w;
+        h = h.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        h ^= h >> 31;
+    }
+    h
+}
+
+/// A dataset split into training and validation files.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Split {
+    /// Training files, in path order.
+    pub train: Vec<PathBuf>,
+    /// Validation files, in hash order (so that a cap takes an unbiased subset), at most `max_val`.
+    pub val: Vec<PathBuf>,
+}
+
+/// The key a file is hashed by: its path relative to the dataset root, with `/` separators.
+fn key(root: &Path, path: &Path) -> String {
+    path.strip_prefix(root).unwrap_or(path).to_string_lossy().replace('\\', "/")
+}
+
+/// A uniform number in [0, 1) from a hash.
+fn unit(h: u64) -> f64 {
+    (h >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Split `files` (under `root`) deterministically: a file is in validation when the hash of its
+/// relative path falls below `validation_fraction`. `max_images` first keeps a deterministic,
+/// unbiased subset (ordered by a second hash, not by name: names are often sorted by age or
+/// identity). The validation set keeps at most `max_val` files. When the fraction is positive
+/// but no file hashes into validation (tiny sets), the lowest-hash file is moved there.
+pub fn split_files(root: &Path, files: &[PathBuf], validation_fraction: f64, max_images: Option<usize>, max_val: usize) -> Split {
+    let mut keyed: Vec<(u64, u64, &PathBuf)> = files
+        .iter()
+        .map(|p| {
+            let k = key(root, p);
+            (fnv1a64(format!("select:{k}").as_bytes()), fnv1a64(k.as_bytes()), p)
+        })
+        .collect();
+    // Order by selection hash (ties by path) so both the subset and the validation cap are stable.
+    keyed.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.2.cmp(b.2)));
+    if let Some(n) = max_images {
+        keyed.truncate(n);
+    }
+    let (mut val, mut train): (Vec<_>, Vec<_>) =
+        keyed.into_iter().partition(|(_, h, _)| unit(*h) < validation_fraction);
+    if val.is_empty() && validation_fraction > 0.0 && train.len() >= 2 {
+        let i = (0..train.len()).min_by_key(|&i| train[i].1).unwrap();
+        val.push(train.remove(i));
+    }
+    let mut train: Vec<PathBuf> = train.into_iter().map(|t| t.2.clone()).collect();
+    train.sort();
+    let val = val.into_iter().take(max_val).map(|t| t.2.clone()).collect();
+    Split { train, val }
+}
+
+/// Files that could not be used, each reported once on stderr when first seen.
+#[derive(Debug, Clone, Default)]
+pub struct SkipLog(Arc<Mutex<BTreeMap<PathBuf, String>>>);
+
+impl SkipLog {
+    /// Record a bad file; prints a warning the first time it is seen.
+    pub fn report(&self, path: &Path, reason: &str) {
+        let mut map = self.0.lock().unwrap();
+        if !map.contains_key(path) {
+            eprintln!("warning: skipping {}: {reason}", path.display());
+            map.insert(path.to_path_buf(), reason.to_string());
+        }
+    }
+    fn contains(&self, path: &Path) -> bool {
+        self.0.lock().unwrap().contains_key(path)
+    }
+    /// Every file skipped so far, with the reason.
+    pub fn entries(&self) -> Vec<(PathBuf, String)> {
+        self.0.lock().unwrap().iter().map(|(p, r)| (p.clone(), r.clone())).collect()
+    }
+}
+
+/// Decode one file and fit it to the model's square.
+pub fn load_fitted(path: &Path, size: u32) -> Result<RgbImage, String> {
+    let img = io::load_rgb(path).map_err(|e| e.to_string())?;
+    if img.width() == 0 || img.height() == 0 {
+        return Err("empty image".into());
+    }
+    Ok(layout::fit_square(&img, size))
+}
+
+/// A batch in the model's layout: images `[len,3,S,S]`, masks `[len,1,S,S]` (1 = hole), f32.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    pub images: Vec<f32>,
+    pub masks: Vec<f32>,
+    pub len: usize,
+    pub size: usize,
+}
+
+impl Batch {
+    fn from_samples(samples: Vec<(Vec<f32>, Vec<f32>)>, size: usize) -> Batch {
+        let len = samples.len();
+        let mut images = Vec::with_capacity(len * 3 * size * size);
+        let mut masks = Vec::with_capacity(len * size * size);
+        for (i, m) in samples {
+            images.extend_from_slice(&i);
+            masks.extend_from_slice(&m);
+        }
+        Batch { images, masks, len, size }
+    }
+}
+
+/// The training set: what the producer thread needs to build batches.
+#[derive(Clone)]
+pub struct TrainData {
+    files: Arc<Vec<PathBuf>>,
+    sampler: Arc<MaskSampler>,
+    size: u32,
+    batch_size: usize,
+    seed: u64,
+    flip: bool,
+    skipped: SkipLog,
+}
+
+impl TrainData {
+    pub fn new(files: Vec<PathBuf>, sampler: MaskSampler, size: u32, batch_size: usize, seed: u64, flip: bool, skipped: SkipLog) -> Self {
+        TrainData { files: Arc::new(files), sampler: Arc::new(sampler), size, batch_size, seed, flip, skipped }
+    }
+
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+
+    /// Optimiser steps in one epoch (the last batch may be short).
+    pub fn batches_per_epoch(&self) -> usize {
+        self.files.len().div_ceil(self.batch_size)
+    }
+
+    /// Stream epoch `epoch`'s batches, starting after its first `skip` batches (resuming
+    /// mid-epoch: the shuffle is seeded by `(seed, epoch)`, so the skipped batches are exactly
+    /// the ones already trained on). Decoding runs on a background thread.
+    pub fn epoch(&self, epoch: usize, skip: usize) -> EpochBatches {
+        let (tx, rx) = sync_channel(PREFETCH_BATCHES - 1);
+        let data = self.clone();
+        let handle = std::thread::Builder::new()
+            .name("facerecon-data".into())
+            .spawn(move || {
+                let mut order: Vec<usize> = (0..data.files.len()).collect();
+                order.shuffle(&mut StdRng::seed_from_u64(mix_seed(&[data.seed, epoch as u64])));
+                for chunk in order.chunks(data.batch_size).skip(skip) {
+                    let batch = data.build(epoch, chunk);
+                    // An empty batch (all files bad) is dropped; a closed channel ends the thread.
+                    if batch.len > 0 && tx.send(batch).is_err() {
+                        return;
+                    }
+                }
+            })
+            .expect("spawn data thread");
+        EpochBatches { rx: Some(rx), handle: Some(handle) }
+    }
+
+    fn build(&self, epoch: usize, indices: &[usize]) -> Batch {
+        let samples: Vec<_> = indices
+            .par_iter()
+            .filter_map(|&i| {
+                let path = &self.files[i];
+                if self.skipped.contains(path) {
+                    return None;
+                }
+                let mut rng = StdRng::seed_from_u64(mix_seed(&[self.seed, epoch as u64, i as u64]));
+                match load_fitted(path, self.size) {
+                    Ok(mut img) => {
+                        let mask = self.sampler.sample(self.size, &mut rng);
+                        if self.flip && rng.gen_bool(0.5) {
+                            img = image::imageops::flip_horizontal(&img);
+                        }
+                        Some((layout::to_chw(&img), layout::mask_to_vec(&mask)))
+                    }
+                    Err(reason) => {
+                        self.skipped.report(path, &reason);
+                        None
+                    }
+                }
+            })
+            .collect();
+        Batch::from_samples(samples, self.size as usize)
+    }
+}
+
+/// One epoch's batches, decoded ahead on a background thread. Dropping it stops the thread.
+pub struct EpochBatches {
+    rx: Option<Receiver<Batch>>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Iterator for EpochBatches {
+    type Item = Batch;
+    fn next(&mut self) -> Option<Batch> {
+        self.rx.as_ref()?.recv().ok()
+    }
+}
+
+impl Drop for EpochBatches {
+    fn drop(&mut self) {
+        // Close the channel first so a producer blocked on `send` wakes up and exits.
+        self.rx = None;
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// The validation set, decoded once and kept, with a fixed seeded mask per image.
+#[derive(Debug, Clone)]
+pub struct ValidationSet {
+    pub images: Vec<f32>,
+    pub masks: Vec<f32>,
+    pub len: usize,
+    pub size: usize,
+}
+
+impl ValidationSet {
+    /// Decode `files` in parallel (bad ones reported to `skipped` and left out) and draw the
+    /// fixed masks: image `i` of the list always gets the same hole.
+    pub fn load(files: &[PathBuf], sampler: &MaskSampler, size: u32, skipped: &SkipLog) -> ValidationSet {
+        let samples: Vec<_> = files
+            .par_iter()
+            .enumerate()
+            .filter_map(|(i, path)| match load_fitted(path, size) {
+                Ok(img) => {
+                    let mut rng = StdRng::seed_from_u64(mix_seed(&[VALIDATION_MASK_SEED, i as u64]));
+                    let mask = sampler.sample(size, &mut rng);
+                    Some((layout::to_chw(&img), layout::mask_to_vec(&mask)))
+                }
+                Err(reason) => {
+                    skipped.report(path, &reason);
+                    None
+                }
+            })
+            .collect();
+        let b = Batch::from_samples(samples, size as usize);
+        ValidationSet { images: b.images, masks: b.masks, len: b.len, size: b.size }
+    }
+
+    /// Images `[start, end)` as a batch (for batched evaluation).
+    pub fn slice(&self, start: usize, end: usize) -> Batch {
+        let (i, m) = (3 * self.size * self.size, self.size * self.size);
+        Batch {
+            images: self.images[start * i..end * i].to_vec(),
+            masks: self.masks[start * m..end * m].to_vec(),
+            len: end - start,
+            size: self.size,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(n: usize) -> (PathBuf, Vec<PathBuf>) {
+        let root = PathBuf::from("/data/faces");
+        let files = (0..n).map(|i| root.join(format!("sub{}/img_{i:05}.png", i % 3))).collect();
+        (root, files)
+    }
+
+    #[test]
+    fn fnv1a_reference_values() {
+        // Published FNV-1a 64 test vectors.
+        assert_eq!(fnv1a64(b""), 0xcbf29ce484222325);
+        assert_eq!(fnv1a64(b"a"), 0xaf63dc4c8601ec8c);
+        assert_eq!(fnv1a64(b"foobar"), 0x85944171f73967e8);
+    }
+
+    #[test]
+    fn split_is_deterministic_and_independent_of_order_and_root() {
+        let (root, files) = names(2000);
+        let a = split_files(&root, &files, 0.1, None, usize::MAX);
+        let mut rev = files.clone();
+        rev.reverse();
+        assert_eq!(a, split_files(&root, &rev, 0.1, None, usize::MAX));
+        assert_eq!(a.train.len() + a.val.len(), 2000);
+        assert!((150..250).contains(&a.val.len()), "{}", a.val.len());
+        // Moving the dataset keeps the split (hash of the relative path).
+        let moved: Vec<PathBuf> = files.iter().map(|p| Path::new("/elsewhere").join(p.strip_prefix(&root).unwrap())).collect();
+        let b = split_files(Path::new("/elsewhere"), &moved, 0.1, None, usize::MAX);
+        assert_eq!(b.val.iter().map(|p| p.file_name().unwrap()).collect::<Vec<_>>(),
+                   a.val.iter().map(|p| p.file_name().unwrap()).collect::<Vec<_>>());
+        // Adding files never moves an existing one between train and validation.
+        let (_, more) = names(3000);
+        let c = split_files(&root, &more, 0.1, None, usize::MAX);
+        assert!(a.val.iter().all(|p| c.val.contains(p)));
+        assert!(a.train.iter().all(|p| c.train.contains(p)));
+    }
+
+    #[test]
+    fn max_images_and_val_cap_are_deterministic_subsets() {
+        let (root, files) = names(1000);
+        let a = split_files(&root, &files, 0.2, Some(100), 5);
+        assert_eq!(a, split_files(&root, &files, 0.2, Some(100), 5));
+        assert!(a.val.len() <= 5 && !a.val.is_empty());
+        assert!(a.train.len() + a.val.len() <= 100 && a.train.len() >= 60);
+        // Not simply the first 100 names.
+        assert!(a.train.iter().any(|p| p.to_string_lossy().contains("img_009")));
+        // Tiny sets still get a validation image.
+        let t = split_files(&root, &files[..3], 0.01, None, 10);
+        assert_eq!((t.train.len(), t.val.len()), (2, 1));
+    }
+}

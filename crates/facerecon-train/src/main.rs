@@ -1,0 +1,74 @@
+//! `facerecon-train`: train a face-inpainting autoencoder from a config.
+use anyhow::{Context, Result};
+use clap::Parser;
+use facerecon_train::TrainOptions;
+use std::path::PathBuf;
+
+/// Train a face-reconstruction autoencoder (config: configs/*.yaml) into a checkpoint directory.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Cli {
+    /// Config file (YAML); optional with --resume (the run's config.yaml is used).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Dataset directory, scanned recursively. Without it, synthetic faces are generated in data/synthetic.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Run directory for checkpoints, metrics and samples (e.g. runs/seed).
+    #[arg(long)]
+    out: PathBuf,
+    /// Override the config's number of epochs (total, including epochs already done when resuming).
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Use a deterministic subset of this many images.
+    #[arg(long)]
+    max_images: Option<usize>,
+    /// Continue the checkpoint in --out.
+    #[arg(long)]
+    resume: bool,
+    /// Start over even if --out already holds a checkpoint (its outputs are removed).
+    #[arg(long, conflicts_with = "resume")]
+    force: bool,
+    /// Seed of shuffles, masks and flips (default: the config's train.seed).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// cpu or cuda:N (CUDA needs a build with --features cuda).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Override the config's batch size.
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Worker threads for decoding and CPU kernels (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Stop after this many optimiser steps in total (smoke runs); a checkpoint is saved.
+    #[arg(long)]
+    max_steps: Option<u64>,
+    /// Generate N procedural faces (into --data if given and empty, else data/synthetic) and train on them.
+    #[arg(long, value_name = "N")]
+    synthetic: Option<usize>,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    if let Some(n) = cli.threads {
+        rayon::ThreadPoolBuilder::new().num_threads(n).build_global().context("cannot set up the thread pool")?;
+    }
+    let opts = TrainOptions {
+        config: cli.config,
+        data: cli.data,
+        out: cli.out,
+        epochs: cli.epochs,
+        batch_size: cli.batch_size,
+        seed: cli.seed,
+        max_images: cli.max_images,
+        max_steps: cli.max_steps,
+        synthetic: cli.synthetic,
+        resume: cli.resume,
+        force: cli.force,
+        device: cli.device,
+    };
+    let summary = facerecon_train::run(&opts)?;
+    eprintln!("{summary}");
+    Ok(())
+}

@@ -1,0 +1,211 @@
+//! The training loop. [`run`] reads top to bottom: for each epoch, for each batch, one optimiser
+//! step; after each epoch, validation, metrics, samples and a checkpoint.
+
+use crate::checkpoint::{self, METRICS_FILE, SAMPLES_DIR};
+use crate::data::Batch;
+use crate::optim::lr_at;
+use crate::setup::{setup, Session, TrainOptions};
+use crate::validate::{batch_tensors, sample_grid, validate, zero_holes, ValMetrics};
+use anyhow::{bail, Context, Result};
+use facerecon_imaging::io::save_png_atomic;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{json, Value};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// What a run did, printed at the end.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    /// Epochs completed in this invocation, and in total.
+    pub epochs_run: usize,
+    pub epochs_done: usize,
+    pub steps: u64,
+    pub wall_s: f64,
+    pub images_per_sec: f64,
+    /// The best validation record (a metrics.jsonl line) so far.
+    pub best: Option<Value>,
+    /// The last validation record of this invocation.
+    pub last: Option<Value>,
+    pub checkpoint: PathBuf,
+    pub synthetic: bool,
+    /// Stopped by `--max-steps` before the configured epochs were done.
+    pub stopped_early: bool,
+    /// Files skipped as unreadable.
+    pub skipped: usize,
+}
+
+/// Train as `opts` says; returns the summary.
+pub fn run(opts: &TrainOptions) -> Result<Summary> {
+    let mut s = setup(opts)?;
+    let cfg = s.config.clone();
+    let t = &cfg.train;
+    let steps_per_epoch = s.train.batches_per_epoch() as u64;
+    let total_steps = steps_per_epoch * t.epochs as u64;
+    let checkpoint_every = (t.checkpoint_minutes > 0.0).then_some(t.checkpoint_minutes * 60.0);
+    let done = |step: u64| opts.max_steps.is_some_and(|m| step >= m);
+    let (started, first_epoch) = (Instant::now(), s.state.epoch);
+    let (mut images_seen, mut train_secs, mut last) = (0usize, 0.0f64, None);
+    let mut stopped_early = false;
+
+    for epoch in first_epoch..t.epochs {
+        let (epoch_start, mut last_save) = (Instant::now(), Instant::now());
+        let bar = progress_bar(steps_per_epoch, s.state.batch_in_epoch as u64, epoch + 1, t.epochs);
+        let (mut loss_sum, mut n_images) = (0.0f64, 0usize);
+        for batch in s.train.epoch(epoch, s.state.batch_in_epoch) {
+            if done(s.state.step) {
+                stopped_early = true;
+                break;
+            }
+            let lr = lr_at(t.optimizer.lr, &t.lr_schedule, s.state.step, steps_per_epoch, total_steps);
+            let loss = train_step(&mut s, &batch, lr)?;
+            (s.state.step, s.state.batch_in_epoch) = (s.state.step + 1, s.state.batch_in_epoch + 1);
+            (loss_sum, n_images) = (loss_sum + loss * batch.len as f64, n_images + batch.len);
+            let ips = n_images as f64 / epoch_start.elapsed().as_secs_f64();
+            report_step(&bar, &s, loss_sum / n_images as f64, ips, lr, t.log_every);
+            if checkpoint_every.is_some_and(|secs| last_save.elapsed().as_secs_f64() >= secs) {
+                save_checkpoint(&s)?;
+                last_save = Instant::now();
+            }
+        }
+        bar.finish_and_clear();
+        let secs = epoch_start.elapsed().as_secs_f64();
+        (images_seen, train_secs) = (images_seen + n_images, train_secs + secs);
+        if stopped_early {
+            save_checkpoint(&s)?; // mid-epoch: --resume continues with the next batch
+            break;
+        }
+        (s.state.epoch, s.state.batch_in_epoch) = (epoch + 1, 0);
+        let (val, rows) = validate(&s.model, &s.val, t.batch_size, &t.loss, &s.device)?;
+        if !rows.is_empty() {
+            let path = s.out.join(SAMPLES_DIR).join(format!("epoch_{:03}.png", epoch + 1));
+            save_png_atomic(&sample_grid(&rows), &path).with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        let lr = lr_at(t.optimizer.lr, &t.lr_schedule, s.state.step.saturating_sub(1), steps_per_epoch, total_steps);
+        let record = epoch_record(&s, loss_sum / n_images.max(1) as f64, val, lr, n_images as f64 / secs, epoch_start);
+        eprintln!("{}", describe(&record));
+        checkpoint::append_line(&s.out.join(METRICS_FILE), &record.to_string())?;
+        if is_better(&record, s.state.best.as_ref()) {
+            s.state.best = Some(record.clone());
+        }
+        save_checkpoint(&s)?;
+        last = Some(record);
+        if done(s.state.step) && s.state.epoch < t.epochs {
+            stopped_early = true;
+            break;
+        }
+    }
+    Ok(Summary {
+        epochs_run: s.state.epoch - first_epoch,
+        epochs_done: s.state.epoch,
+        steps: s.state.step,
+        wall_s: started.elapsed().as_secs_f64(),
+        images_per_sec: images_seen as f64 / train_secs.max(1e-9),
+        best: s.state.best.clone(),
+        last,
+        checkpoint: s.out.clone(),
+        synthetic: s.state.synthetic,
+        stopped_early,
+        skipped: s.skipped.entries().len(),
+    })
+}
+
+/// One optimiser step on `batch`; returns the loss before the update.
+fn train_step(s: &mut Session, batch: &Batch, lr: f64) -> Result<f64> {
+    let (image, mask) = batch_tensors(batch, &s.device)?;
+    let (reconstruction, _) = s.model.forward(&zero_holes(&image, &mask)?, &mask)?;
+    let loss = crate::loss::loss(&s.config.train.loss, &reconstruction, &image, &mask)?;
+    let value = loss.to_scalar::<f32>()? as f64;
+    if !value.is_finite() {
+        bail!("the loss is {value} at step {} (learning rate {lr} too high?)", s.state.step + 1);
+    }
+    s.optimizer.step(&loss.backward()?, lr)?;
+    Ok(value)
+}
+
+fn save_checkpoint(s: &Session) -> Result<()> {
+    checkpoint::save(&s.out, &s.varmap, &s.optimizer, &s.config, &s.state)
+        .with_context(|| format!("cannot save the checkpoint in {}", s.out.display()))
+}
+
+/// A progress bar on a terminal; hidden otherwise (plain log lines are printed instead).
+fn progress_bar(len: u64, pos: u64, epoch: usize, epochs: usize) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len).with_position(pos);
+    let style = ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {elapsed}<{eta} {msg}")
+        .expect("valid template")
+        .progress_chars("=> ");
+    bar.set_style(style);
+    bar.set_prefix(format!("{epoch}/{epochs}"));
+    bar
+}
+
+fn report_step(bar: &ProgressBar, s: &Session, loss: f64, ips: f64, lr: f64, log_every: usize) {
+    let msg = format!("loss {loss:.5} | {ips:.1} img/s | lr {lr:.2e}");
+    if bar.is_hidden() {
+        if s.state.step % log_every as u64 == 0 {
+            eprintln!("epoch {} step {} (batch {}): {msg}", s.state.epoch + 1, s.state.step, s.state.batch_in_epoch);
+        }
+    } else {
+        bar.set_message(msg);
+        bar.inc(1);
+    }
+}
+
+/// One metrics.jsonl line.
+fn epoch_record(s: &Session, train_loss: f64, val: Option<ValMetrics>, lr: f64, ips: f64, since: Instant) -> Value {
+    let v = |f: fn(&ValMetrics) -> f64| val.as_ref().map(f);
+    json!({
+        "epoch": s.state.epoch,
+        "step": s.state.step,
+        "train_loss": train_loss,
+        "val_loss": v(|m| m.loss),
+        "psnr_full": v(|m| m.psnr_full),
+        "psnr_hole": v(|m| m.psnr_hole),
+        "ssim": v(|m| m.ssim),
+        "l1_hole": v(|m| m.l1_hole),
+        "psnr_raw": v(|m| m.psnr_raw),
+        "val_images": s.val.len,
+        "lr": lr,
+        "images_per_sec": ips,
+        "wall_s": since.elapsed().as_secs_f64(),
+    })
+}
+
+/// Higher `psnr_full` is better; without validation, lower training loss.
+fn is_better(record: &Value, best: Option<&Value>) -> bool {
+    let Some(best) = best else { return true };
+    match (record["psnr_full"].as_f64(), best["psnr_full"].as_f64()) {
+        (Some(a), Some(b)) => a > b,
+        _ => record["train_loss"].as_f64().unwrap_or(f64::INFINITY) < best["train_loss"].as_f64().unwrap_or(f64::INFINITY),
+    }
+}
+
+/// A one-line human summary of a metrics record.
+pub fn describe(r: &Value) -> String {
+    let f = |k: &str| r[k].as_f64().map_or("-".to_string(), |x| format!("{x:.4}"));
+    format!(
+        "epoch {}: train_loss {} | val psnr_full {} dB, psnr_hole {} dB, ssim {}, l1_hole {}, psnr_raw {} dB | {} img/s",
+        r["epoch"], f("train_loss"), f("psnr_full"), f("psnr_hole"), f("ssim"), f("l1_hole"), f("psnr_raw"), f("images_per_sec")
+    )
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = if self.stopped_early { " (stopped by --max-steps)" } else { "" };
+        writeln!(f, "trained {} epochs this run, {} in total, {} steps{state}", self.epochs_run, self.epochs_done, self.steps)?;
+        writeln!(f, "wall time {:.1} s, {:.1} images/s", self.wall_s, self.images_per_sec)?;
+        if let Some(best) = &self.best {
+            writeln!(f, "best: {}", describe(best))?;
+        }
+        if self.skipped > 0 {
+            writeln!(f, "{} unreadable files were skipped", self.skipped)?;
+        }
+        if self.synthetic {
+            writeln!(f, "NOTE: the data was SYNTHETIC (procedural faces); numbers say nothing about real faces")?;
+        }
+        write!(f, "checkpoint: {}", self.checkpoint.display())
+    }
+}
