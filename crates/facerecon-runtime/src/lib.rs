@@ -16,9 +16,11 @@
 //! - [`Runtime::load`] validates the file against the model contract and reads its metadata into
 //!   [`ModelInfo`].
 //! - [`pipeline`] holds the pure pre/post-processing: fitting to the model size and compositing back
-//!   at the original size, where only hole pixels change.
+//!   at the original size, where only hole pixels change; [`feather`] optionally blends a narrow
+//!   colour-matched seam inside the hole ([`RuntimeOptions::feather`]).
 
 mod error;
+pub mod feather;
 pub mod model;
 mod options;
 mod ort_env;

@@ -71,6 +71,10 @@ pub struct RuntimeOptions {
     pub fit: FitMode,
     /// The ONNX Runtime library; `None` reads `ORT_DYLIB_PATH`. Only the first load in a process counts.
     pub ort_library: Option<PathBuf>,
+    /// Width in original pixels of the colour-matched seam blended inside the hole
+    /// ([`crate::feather`]); 0 (the default) replaces hole pixels with the plain reconstruction.
+    /// Known pixels stay bit-identical either way.
+    pub feather: u32,
 }
 
 impl Default for RuntimeOptions {
@@ -82,6 +86,7 @@ impl Default for RuntimeOptions {
             batch_size: 16,
             fit: FitMode::Auto,
             ort_library: None,
+            feather: 0,
         }
     }
 }

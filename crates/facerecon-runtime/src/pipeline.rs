@@ -198,6 +198,20 @@ pub fn finish(
     reconstruction: &[f32],
     size: u32,
 ) -> Result<RgbImage, RuntimeError> {
+    finish_feathered(original, mask, prepared, reconstruction, size, 0)
+}
+
+/// [`finish`], then a colour-matched seam `feather` pixels wide inside the hole
+/// ([`crate::feather`]); `feather == 0` is the hard replacement of [`finish`]. Either way only hole
+/// pixels change.
+pub fn finish_feathered(
+    original: &RgbImage,
+    mask: &GrayImage,
+    prepared: &Prepared,
+    reconstruction: &[f32],
+    size: u32,
+    feather: u32,
+) -> Result<RgbImage, RuntimeError> {
     check_mask_size(original, mask)?;
     let Some(region) = prepared.region else {
         return Ok(original.clone());
@@ -222,6 +236,7 @@ pub fn finish(
             out.put_pixel(x, y, *p);
         }
     }
+    crate::feather::feather_holes(&mut out, original, mask, &patch, region, feather);
     Ok(out)
 }
 

@@ -192,7 +192,8 @@ impl Runtime {
         Ok(out)
     }
 
-    /// Map a reconstruction back onto the original ([`pipeline::finish`]): only hole pixels change.
+    /// Map a reconstruction back onto the original ([`pipeline::finish_feathered`] with the options'
+    /// `feather`): only hole pixels change.
     pub fn finish(
         &self,
         original: &RgbImage,
@@ -200,12 +201,13 @@ impl Runtime {
         prepared: &Prepared,
         reconstruction: &[f32],
     ) -> Result<RgbImage, RuntimeError> {
-        pipeline::finish(
+        pipeline::finish_feathered(
             original,
             mask,
             prepared,
             reconstruction,
             self.info.image_size,
+            self.options.feather,
         )
     }
 

@@ -1,0 +1,306 @@
+//! The C ABI of facerecon-runtime, for camera software: `libfacerecon.so` / `libfacerecon.a` with the
+//! hand-kept header `include/facerecon.h` (the two must agree; `tests/c_example.rs` compiles
+//! `examples/c/camera.c` against both).
+//!
+//! Every entry point checks its pointers, catches panics ([`status::guard`]) and reports failures
+//! through a return code plus a per-thread message (`facerecon_last_error`). Pixel buffers are copied
+//! in before anything is written out ([`frame`]), so in-place calls (`out_rgb == rgb`) are sound.
+//! The functions are also callable from Rust (this crate is an rlib too), which the tests use.
+
+use std::{
+    ffi::{c_char, c_int, CStr},
+    path::PathBuf,
+    ptr,
+};
+
+use facerecon_runtime::{Device, FitMode, Runtime, RuntimeOptions};
+
+pub mod frame;
+pub mod status;
+
+pub use frame::Frame;
+pub use status::Status;
+use status::{guard, guard_status, Failure};
+
+/// `facerecon_options` of include/facerecon.h. Initialise with [`facerecon_options_default`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    /// Intra-op threads; 0 = ONNX Runtime decides.
+    pub threads: i32,
+    /// -1 = CPU, N >= 0 = CUDA device N.
+    pub device_id: i32,
+    /// Frames per network run; 0 = the runtime's default.
+    pub batch_size: u32,
+    /// `facerecon_fit`: 0 auto, 1 whole, 2 crop.
+    pub fit: i32,
+    /// Path of libonnxruntime, or NULL for `ORT_DYLIB_PATH`.
+    pub ort_library: *const c_char,
+    /// Seam width inside the hole ([`RuntimeOptions::feather`]); 0 = plain replacement.
+    pub feather: u32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            threads: 0,
+            device_id: -1,
+            batch_size: RuntimeOptions::default().batch_size as u32,
+            fit: 0,
+            ort_library: ptr::null(),
+            feather: RuntimeOptions::default().feather,
+        }
+    }
+}
+
+/// `facerecon_model`: an opened model (opaque to C).
+#[derive(Debug)]
+pub struct Model {
+    runtime: Runtime,
+}
+
+impl Model {
+    /// The runtime behind the handle.
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+}
+
+/// Translate the C options, checking every field.
+///
+/// # Safety
+/// `ort_library` is NULL or a NUL-terminated string.
+unsafe fn runtime_options(opts: &Options) -> Result<RuntimeOptions, Failure> {
+    let defaults = RuntimeOptions::default();
+    let threads = match opts.threads {
+        0 => None,
+        n if n > 0 => Some(n as usize),
+        n => {
+            return Err(Failure::invalid(format!(
+                "options.threads = {n}; expected 0 (automatic) or a positive count"
+            )))
+        }
+    };
+    let device = match opts.device_id {
+        -1 => Device::Cpu,
+        id if id >= 0 => Device::Cuda(id),
+        id => {
+            return Err(Failure::invalid(format!(
+                "options.device_id = {id}; expected -1 (CPU) or a CUDA device >= 0"
+            )))
+        }
+    };
+    let fit = match opts.fit {
+        0 => FitMode::Auto,
+        1 => FitMode::Whole,
+        2 => FitMode::Crop,
+        f => {
+            return Err(Failure::invalid(format!(
+                "options.fit = {f}; expected 0 (auto), 1 (whole) or 2 (crop)"
+            )))
+        }
+    };
+    let batch_size = match opts.batch_size {
+        0 => defaults.batch_size,
+        n => n as usize,
+    };
+    let ort_library = if opts.ort_library.is_null() {
+        None
+    } else {
+        Some(c_path(
+            CStr::from_ptr(opts.ort_library),
+            "options.ort_library",
+        )?)
+    };
+    Ok(RuntimeOptions {
+        threads,
+        device,
+        batch_size,
+        fit,
+        ort_library,
+        feather: opts.feather,
+        ..defaults
+    })
+}
+
+/// A path from C bytes: any bytes on Unix, UTF-8 elsewhere.
+fn c_path(text: &CStr, what: &str) -> Result<PathBuf, Failure> {
+    if text.to_bytes().is_empty() {
+        return Err(Failure::invalid(format!("{what} is empty")));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        Ok(PathBuf::from(std::ffi::OsStr::from_bytes(text.to_bytes())))
+    }
+    #[cfg(not(unix))]
+    {
+        text.to_str()
+            .map(PathBuf::from)
+            .map_err(|_| Failure::invalid(format!("{what} is not UTF-8")))
+    }
+}
+
+fn model_ref<'a>(model: *const Model) -> Result<&'a Model, Failure> {
+    // SAFETY (of the caller's contract): a non-NULL handle came from facerecon_open and is not closed.
+    unsafe { model.as_ref() }.ok_or_else(|| Failure::invalid("model is NULL"))
+}
+
+/// `const char* facerecon_version(void)`: the crate version, static.
+#[no_mangle]
+pub extern "C" fn facerecon_version() -> *const c_char {
+    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+}
+
+/// `void facerecon_options_default(facerecon_options*)`.
+///
+/// # Safety
+/// `opts` is NULL or points to a writable `facerecon_options`.
+#[no_mangle]
+pub unsafe extern "C" fn facerecon_options_default(opts: *mut Options) {
+    if !opts.is_null() {
+        opts.write(Options::default());
+    }
+}
+
+/// `facerecon_model* facerecon_open(const char* model_path, const facerecon_options* opts)`;
+/// NULL on failure (see `facerecon_last_error`).
+///
+/// # Safety
+/// `model_path` is NULL or a NUL-terminated string; `opts` is NULL or points to a valid
+/// `facerecon_options`.
+#[no_mangle]
+pub unsafe extern "C" fn facerecon_open(
+    model_path: *const c_char,
+    opts: *const Options,
+) -> *mut Model {
+    guard(|| {
+        if model_path.is_null() {
+            return Err(Failure::invalid("model_path is NULL"));
+        }
+        let path = c_path(CStr::from_ptr(model_path), "model_path")?;
+        let options = runtime_options(&opts.as_ref().copied().unwrap_or_default())?;
+        let runtime = Runtime::load(&path, &options)?;
+        Ok(Box::into_raw(Box::new(Model { runtime })))
+    })
+    .unwrap_or(ptr::null_mut())
+}
+
+/// `void facerecon_close(facerecon_model*)`; NULL is ignored.
+///
+/// # Safety
+/// `model` is NULL or a handle from [`facerecon_open`] not closed yet, and no other call uses it.
+#[no_mangle]
+pub unsafe extern "C" fn facerecon_close(model: *mut Model) {
+    if !model.is_null() {
+        // Dropping the session cannot be allowed to unwind into C either.
+        let _ =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(Box::from_raw(model))));
+    }
+}
+
+/// `uint32_t facerecon_model_size(const facerecon_model*)`: the model's input side, 0 for NULL.
+///
+/// # Safety
+/// `model` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn facerecon_model_size(model: *const Model) -> u32 {
+    model_ref(model).map_or(0, |m| m.runtime.info().image_size)
+}
+
+/// `uint32_t facerecon_batch_size(const facerecon_model*)`: frames per network run, 0 for NULL.
+///
+/// # Safety
+/// `model` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn facerecon_batch_size(model: *const Model) -> u32 {
+    model_ref(model).map_or(0, |m| m.runtime.batch_size().min(u32::MAX as usize) as u32)
+}
+
+/// `int facerecon_reconstruct(...)`: one frame; see include/facerecon.h for the buffer layout.
+///
+/// # Safety
+/// `model` is NULL or a live handle; the buffers are NULL or as described in the header.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)] // the C signature
+pub unsafe extern "C" fn facerecon_reconstruct(
+    model: *mut Model,
+    rgb: *const u8,
+    width: u32,
+    height: u32,
+    stride_bytes: u32,
+    mask: *const u8,
+    mask_stride: u32,
+    out_rgb: *mut u8,
+    out_stride: u32,
+) -> c_int {
+    guard_status(|| {
+        let model = model_ref(model)?;
+        let frame = Frame {
+            rgb,
+            width,
+            height,
+            stride_bytes,
+            mask,
+            mask_stride,
+            out_rgb,
+            out_stride,
+        };
+        frame.check("frame")?;
+        let (image, mask) = frame.read();
+        let result = model.runtime.reconstruct(&image, &mask)?;
+        frame.write(&result);
+        Ok(())
+    })
+}
+
+/// `int facerecon_reconstruct_batch(facerecon_model*, const facerecon_frame*, size_t count)`.
+///
+/// # Safety
+/// `model` is NULL or a live handle; `frames` is NULL or points to `count` frames whose buffers are
+/// NULL or as described in the header.
+#[no_mangle]
+pub unsafe extern "C" fn facerecon_reconstruct_batch(
+    model: *mut Model,
+    frames: *const Frame,
+    count: usize,
+) -> c_int {
+    guard_status(|| {
+        let model = model_ref(model)?;
+        if count == 0 {
+            return Ok(());
+        }
+        if frames.is_null() {
+            return Err(Failure::invalid(format!("frames is NULL (count {count})")));
+        }
+        let frames = std::slice::from_raw_parts(frames, count);
+        for (i, f) in frames.iter().enumerate() {
+            f.check(&format!("frames[{i}]"))?;
+        }
+        // Every input is copied before any output is written (outputs may alias their inputs).
+        let items: Vec<_> = frames.iter().map(|f| f.read()).collect();
+        let results = model.runtime.reconstruct_batch(&items)?;
+        if results.len() != frames.len() {
+            return Err(Failure {
+                status: Status::Internal,
+                message: format!("{} results for {} frames", results.len(), frames.len()),
+            });
+        }
+        for (f, image) in frames.iter().zip(&results) {
+            f.write(image);
+        }
+        Ok(())
+    })
+}
+
+/// `const char* facerecon_last_error(void)`: this thread's last message ("" after success).
+#[no_mangle]
+pub extern "C" fn facerecon_last_error() -> *const c_char {
+    status::last_error_ptr()
+}
+
+/// `int facerecon_last_error_code(void)`: this thread's last status.
+#[no_mangle]
+pub extern "C" fn facerecon_last_error_code() -> c_int {
+    status::last_status() as c_int
+}

@@ -1,0 +1,147 @@
+//! How camera software embeds the runtime: load the model once, then reconstruct frames from memory
+//! in a loop (one at a time, then in batches), and report latency.
+//!
+//! ```text
+//! ORT_DYLIB_PATH=$(scripts/setup-ort.sh) cargo run --release -p facerecon-runtime --example camera_loop -- \
+//!     exported/seed.onnx [frames] [width] [height] [batch]
+//! ```
+//!
+//! Frames are synthetic (a drifting colour gradient with a black box that moves, the box being the
+//! hole): no disk I/O happens inside the loop. Every result is checked: known pixels must come back
+//! bit-identical.
+
+use std::{
+    error::Error,
+    time::{Duration, Instant},
+};
+
+use facerecon_runtime::{Runtime, RuntimeOptions};
+use image::{GrayImage, Luma, Rgb, RgbImage};
+
+/// Frame `n`: the gradient drifts and the hole moves with `n`; hole pixels are black, as a camera
+/// pipeline that blanks a region would deliver them.
+fn frame(n: u32, width: u32, height: u32) -> (RgbImage, GrayImage) {
+    let (hw, hh) = (width / 6 + 4, height / 7 + 4);
+    let hx = (width / 5 + 7 * n) % (width - hw);
+    let hy = (height / 4 + 5 * n) % (height - hh);
+    let hole = |x: u32, y: u32| x >= hx && x < hx + hw && y >= hy && y < hy + hh;
+    let mask = GrayImage::from_fn(width, height, |x, y| {
+        Luma([if hole(x, y) { 255 } else { 0 }])
+    });
+    let image = RgbImage::from_fn(width, height, |x, y| {
+        if hole(x, y) {
+            Rgb([0, 0, 0])
+        } else {
+            Rgb([
+                (x * 255 / width + n) as u8,
+                (y * 255 / height) as u8,
+                (x + y + 3 * n) as u8,
+            ])
+        }
+    });
+    (image, mask)
+}
+
+/// Known pixels identical, or an error naming the first one that changed.
+fn check(n: u32, input: &RgbImage, mask: &GrayImage, output: &RgbImage) -> Result<(), String> {
+    for (x, y, p) in output.enumerate_pixels() {
+        if mask.get_pixel(x, y).0[0] < 128 && p != input.get_pixel(x, y) {
+            return Err(format!("frame {n}: known pixel ({x},{y}) changed"));
+        }
+    }
+    Ok(())
+}
+
+/// Print mean / p50 / p95 / max of `times`, each for `per` frames.
+fn report(label: &str, times: &mut [Duration], per: usize) {
+    times.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3 / per as f64;
+    let mean = times.iter().map(|&d| ms(d)).sum::<f64>() / times.len() as f64;
+    let pick = |q: f64| ms(times[((times.len() as f64 * q) as usize).min(times.len() - 1)]);
+    println!(
+        "{label}: {} frames, per frame: mean {mean:.2} ms, p50 {:.2} ms, p95 {:.2} ms, max {:.2} ms ({:.1} frames/s)",
+        times.len() * per,
+        pick(0.5),
+        pick(0.95),
+        ms(*times.last().unwrap()),
+        1e3 / mean
+    );
+}
+
+fn main() -> Result<(), Box<dyn Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(model) = args.first() else {
+        return Err(
+            "usage: camera_loop MODEL.onnx [frames=50] [width=640] [height=480] [batch=8]".into(),
+        );
+    };
+    let num = |i: usize, default: u32| -> Result<u32, Box<dyn Error>> {
+        Ok(args
+            .get(i)
+            .map(|s| s.parse())
+            .transpose()?
+            .unwrap_or(default))
+    };
+    let (frames, width, height, batch) = (num(1, 50)?, num(2, 640)?, num(3, 480)?, num(4, 8)?);
+    if frames == 0 || batch == 0 || width < 32 || height < 32 {
+        return Err("frames and batch must be > 0, the frame at least 32x32".into());
+    }
+
+    // Load once: this validates the file and builds the ONNX Runtime session (the slow part).
+    let start = Instant::now();
+    let options = RuntimeOptions {
+        batch_size: batch as usize,
+        ..Default::default()
+    };
+    let rt = Runtime::load(model, &options)?;
+    println!(
+        "{model}: {0}x{0} model on {1}, loaded in {2:.1} ms; frames {width}x{height}",
+        rt.info().image_size,
+        rt.provider(),
+        start.elapsed().as_secs_f64() * 1e3
+    );
+
+    // Warm-up: ONNX Runtime allocates and tunes on the first run; a camera would do this at start-up.
+    let (image, mask) = frame(0, width, height);
+    rt.reconstruct(&image, &mask)?;
+
+    // One frame at a time: the latency a live preview sees.
+    let mut times = Vec::with_capacity(frames as usize);
+    for n in 0..frames {
+        let (image, mask) = frame(n, width, height);
+        let start = Instant::now();
+        let output = rt.reconstruct(&image, &mask)?;
+        times.push(start.elapsed());
+        check(n, &image, &mask, &output)?;
+    }
+    report("reconstruct", &mut times, 1);
+
+    // Batches: the throughput of a burst or of post-processing a clip.
+    let mut times = Vec::new();
+    for first in (0..frames).step_by(batch as usize) {
+        let items: Vec<(RgbImage, GrayImage)> = (first..(first + batch).min(frames))
+            .map(|n| frame(n, width, height))
+            .collect();
+        let start = Instant::now();
+        let outputs = rt.reconstruct_batch(&items)?;
+        let elapsed = start.elapsed();
+        for (k, ((image, mask), output)) in items.iter().zip(&outputs).enumerate() {
+            check(first + k as u32, image, mask, output)?;
+        }
+        // Per-frame figures for a full batch only; a short tail batch would skew them.
+        if items.len() == batch as usize {
+            times.push(elapsed);
+        }
+    }
+    if times.is_empty() {
+        println!("reconstruct_batch: fewer than {batch} frames, no full batch to time");
+    } else {
+        report(
+            &format!("reconstruct_batch (batches of {batch})"),
+            &mut times,
+            batch as usize,
+        );
+    }
+    println!("all frames: known pixels unchanged");
+    Ok(())
+}
