@@ -1,0 +1,330 @@
+//! Convolution geometry shared by conv2d and conv-transpose2d, and the im2col / col2im kernels.
+//!
+//! A stride-`s` convolution maps a "big" image to a "small" one; its transpose maps small to big with the
+//! same index relation `big_y = small_y * s - pad + ky * dilation`. conv2d's input is the big side,
+//! conv_transpose2d's output is. Both store the weight as `[small_c, big_c * kh * kw]` row-major
+//! (candle's `[c_out, c_in, kh, kw]` for conv2d, `[c_in, c_out, kh, kw]` for the transpose), so one
+//! set of kernels serves both ops and their gradients.
+
+/// Shapes of one convolution, per image (the batch is handled by the callers).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Geom {
+    pub big_c: usize,
+    pub big_h: usize,
+    pub big_w: usize,
+    pub small_c: usize,
+    pub small_h: usize,
+    pub small_w: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub stride: usize,
+    pub pad: usize,
+    pub dil: usize,
+}
+
+impl Geom {
+    /// Rows of the column matrix: one per (big channel, ky, kx).
+    pub fn col_rows(&self) -> usize {
+        self.big_c * self.kh * self.kw
+    }
+    /// Pixels of one small-side plane (the columns of the column matrix).
+    pub fn small_hw(&self) -> usize {
+        self.small_h * self.small_w
+    }
+    pub fn big_hw(&self) -> usize {
+        self.big_h * self.big_w
+    }
+    /// Elements of one big-side image.
+    pub fn big_len(&self) -> usize {
+        self.big_c * self.big_hw()
+    }
+    /// Elements of one small-side image.
+    pub fn small_len(&self) -> usize {
+        self.small_c * self.small_hw()
+    }
+    /// Elements of the column matrix `[col_rows, small_hw]`.
+    pub fn col_len(&self) -> usize {
+        self.col_rows() * self.small_hw()
+    }
+    /// A 1x1, stride-1, unpadded convolution: the column matrix is the big image itself.
+    pub fn is_pointwise(&self) -> bool {
+        self.kh == 1 && self.kw == 1 && self.stride == 1 && self.pad == 0
+    }
+
+    /// The small-side range `[lo, hi)` whose big coordinate `o * stride + off` lies in `[0, big)`.
+    fn valid(&self, off: isize, big: usize, small: usize) -> (usize, usize) {
+        let s = self.stride as isize;
+        let lo = if off < 0 { (-off + s - 1) / s } else { 0 };
+        let last = big as isize - 1 - off;
+        let hi = if last < 0 { 0 } else { last / s + 1 };
+        let lo = (lo as usize).min(small);
+        let hi = (hi as usize).min(small).max(lo);
+        (lo, hi)
+    }
+
+    /// Calls `f(col_row, small_y, big_row_offset, x_lo, x_hi, x_off)` for every (row of the column
+    /// matrix, small row) pair whose big row is inside the image; `x_off` is the big x of small x 0.
+    #[inline]
+    fn for_each_row(&self, mut f: impl FnMut(usize, usize, usize, usize, usize, isize)) {
+        for c in 0..self.big_c {
+            for ky in 0..self.kh {
+                let off_y = (ky * self.dil) as isize - self.pad as isize;
+                let (y_lo, y_hi) = self.valid(off_y, self.big_h, self.small_h);
+                for kx in 0..self.kw {
+                    let row = (c * self.kh + ky) * self.kw + kx;
+                    let off_x = (kx * self.dil) as isize - self.pad as isize;
+                    let (x_lo, x_hi) = self.valid(off_x, self.big_w, self.small_w);
+                    for oy in y_lo..y_hi {
+                        let by = (oy * self.stride) as isize + off_y;
+                        let big_row = c * self.big_hw() + by as usize * self.big_w;
+                        f(row, oy, big_row, x_lo, x_hi, off_x);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Column matrix `col[(c,ky,kx), (oy,ox)] = big[c, oy*s-p+ky*d, ox*s-p+kx*d]` (0 outside). Every
+    /// entry is written exactly once (zeros only where the window leaves the image).
+    pub fn im2col(&self, big: &[f32], col: &mut [f32]) {
+        debug_assert_eq!(big.len(), self.big_len());
+        if self.stride > 1 {
+            return self.im2col_strided(big, col);
+        }
+        let (sw, shw, s) = (self.small_w, self.small_hw(), self.stride);
+        for c in 0..self.big_c {
+            for ky in 0..self.kh {
+                let off_y = (ky * self.dil) as isize - self.pad as isize;
+                let (y_lo, y_hi) = self.valid(off_y, self.big_h, self.small_h);
+                for kx in 0..self.kw {
+                    let row = &mut col[((c * self.kh + ky) * self.kw + kx) * shw..][..shw];
+                    let off_x = (kx * self.dil) as isize - self.pad as isize;
+                    let (x_lo, x_hi) = self.valid(off_x, self.big_w, self.small_w);
+                    row[..y_lo * sw].fill(0.0);
+                    row[y_hi * sw..].fill(0.0);
+                    for oy in y_lo..y_hi {
+                        let by = ((oy * s) as isize + off_y) as usize;
+                        let dst = &mut row[oy * sw..][..sw];
+                        dst[..x_lo].fill(0.0);
+                        dst[x_hi..].fill(0.0);
+                        let start = (c * self.big_hw() + by * self.big_w) as isize + (x_lo * s) as isize + off_x;
+                        let dst = &mut dst[x_lo..x_hi];
+                        let src = &big[start as usize..];
+                        if s == 1 {
+                            dst.copy_from_slice(&src[..dst.len()]);
+                        } else {
+                            for (i, d) in dst.iter_mut().enumerate() {
+                                *d = src[i * s];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The adjoint of [`Geom::im2col`]: adds every column entry into its big-image pixel.
+    pub fn col2im_add(&self, col: &[f32], big: &mut [f32]) {
+        debug_assert_eq!(big.len(), self.big_len());
+        if self.stride > 1 {
+            return self.col2im_add_strided(col, big);
+        }
+        let (sw, shw, s) = (self.small_w, self.small_hw(), self.stride);
+        self.for_each_row(|row, oy, big_row, x_lo, x_hi, off_x| {
+            let src = &col[row * shw + oy * sw..][x_lo..x_hi];
+            let start = (big_row as isize + (x_lo * s) as isize + off_x) as usize;
+            if s == 1 {
+                for (d, v) in big[start..start + src.len()].iter_mut().zip(src) {
+                    *d += v;
+                }
+            } else {
+                for (i, v) in src.iter().enumerate() {
+                    big[start + i * s] += v;
+                }
+            }
+        });
+    }
+}
+
+/// Strided convolutions: a big row is split once into `stride` phases (`phase[r][j] = row[j * s + r]`), so
+/// that every kernel column becomes a contiguous copy (im2col) or add (col2im) instead of a strided
+/// gather/scatter per (ky, kx).
+impl Geom {
+    fn phase_width(&self) -> usize {
+        self.big_w.div_ceil(self.stride)
+    }
+
+    /// Calls `f(col_row, small_y, phase, x_lo, x_hi, start)` for each kernel tap that reads big row `by`:
+    /// small x `x_lo + i` (up to `x_hi`) reads `phase[start + i]`.
+    #[inline]
+    fn taps_of_row(&self, c: usize, by: usize, mut f: impl FnMut(usize, usize, usize, usize, usize, usize)) {
+        let s = self.stride as isize;
+        for ky in 0..self.kh {
+            let t = by as isize + self.pad as isize - (ky * self.dil) as isize;
+            if t < 0 || t % s != 0 || (t / s) as usize >= self.small_h {
+                continue;
+            }
+            let oy = (t / s) as usize;
+            for kx in 0..self.kw {
+                let off_x = (kx * self.dil) as isize - self.pad as isize;
+                let (x_lo, x_hi) = self.valid(off_x, self.big_w, self.small_w);
+                if x_lo < x_hi {
+                    let row = (c * self.kh + ky) * self.kw + kx;
+                    // big x = ox * s + off_x = (ox + q) * s + r.
+                    let (r, q) = (off_x.rem_euclid(s) as usize, off_x.div_euclid(s));
+                    f(row, oy, r, x_lo, x_hi, (x_lo as isize + q) as usize);
+                }
+            }
+        }
+    }
+
+    fn im2col_strided(&self, big: &[f32], col: &mut [f32]) {
+        let (sw, shw, s, pw) = (self.small_w, self.small_hw(), self.stride, self.phase_width());
+        // Zeros where the window leaves the image; everything else is copied below.
+        for c in 0..self.big_c {
+            for ky in 0..self.kh {
+                let off_y = (ky * self.dil) as isize - self.pad as isize;
+                let (y_lo, y_hi) = self.valid(off_y, self.big_h, self.small_h);
+                for kx in 0..self.kw {
+                    let row = &mut col[((c * self.kh + ky) * self.kw + kx) * shw..][..shw];
+                    let (x_lo, x_hi) = self.valid((kx * self.dil) as isize - self.pad as isize, self.big_w, self.small_w);
+                    row[..y_lo * sw].fill(0.0);
+                    row[y_hi * sw..].fill(0.0);
+                    for oy in y_lo..y_hi {
+                        row[oy * sw..][..x_lo].fill(0.0);
+                        row[oy * sw + x_hi..][..sw - x_hi].fill(0.0);
+                    }
+                }
+            }
+        }
+        let mut phases = vec![0f32; s * pw];
+        for c in 0..self.big_c {
+            for by in 0..self.big_h {
+                let src = &big[c * self.big_hw() + by * self.big_w..][..self.big_w];
+                deinterleave(src, s, pw, &mut phases);
+                self.taps_of_row(c, by, |row, oy, r, x_lo, x_hi, start| {
+                    col[row * shw + oy * sw..][x_lo..x_hi].copy_from_slice(&phases[r * pw + start..][..x_hi - x_lo]);
+                });
+            }
+        }
+    }
+
+    fn col2im_add_strided(&self, col: &[f32], big: &mut [f32]) {
+        let (sw, shw, s, pw) = (self.small_w, self.small_hw(), self.stride, self.phase_width());
+        let mut phases = vec![0f32; s * pw];
+        for c in 0..self.big_c {
+            for by in 0..self.big_h {
+                phases.fill(0.0);
+                let mut touched = false;
+                self.taps_of_row(c, by, |row, oy, r, x_lo, x_hi, start| {
+                    let src = &col[row * shw + oy * sw..][x_lo..x_hi];
+                    for (p, v) in phases[r * pw + start..][..src.len()].iter_mut().zip(src) {
+                        *p += v;
+                    }
+                    touched = true;
+                });
+                if touched {
+                    let dst = &mut big[c * self.big_hw() + by * self.big_w..][..self.big_w];
+                    interleave_add(&phases, s, pw, dst);
+                }
+            }
+        }
+    }
+}
+
+/// `phases[r * pw + j] = row[j * s + r]`.
+fn deinterleave(row: &[f32], s: usize, pw: usize, phases: &mut [f32]) {
+    if s == 2 {
+        let (even, odd) = phases.split_at_mut(pw);
+        for ((e, o), pair) in even.iter_mut().zip(odd.iter_mut()).zip(row.chunks_exact(2)) {
+            *e = pair[0];
+            *o = pair[1];
+        }
+        if row.len() % 2 == 1 {
+            even[row.len() / 2] = row[row.len() - 1];
+        }
+    } else {
+        for (i, v) in row.iter().enumerate() {
+            phases[(i % s) * pw + i / s] = *v;
+        }
+    }
+}
+
+/// `row[j * s + r] += phases[r * pw + j]`.
+fn interleave_add(phases: &[f32], s: usize, pw: usize, row: &mut [f32]) {
+    if s == 2 {
+        let (even, odd) = phases.split_at(pw);
+        let n = row.len();
+        for ((pair, e), o) in row.chunks_exact_mut(2).zip(even).zip(odd) {
+            pair[0] += e;
+            pair[1] += o;
+        }
+        if n % 2 == 1 {
+            row[n - 1] += even[n / 2];
+        }
+    } else {
+        for (i, v) in row.iter_mut().enumerate() {
+            *v += phases[(i % s) * pw + i / s];
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn geom(big: (usize, usize), k: usize, stride: usize, pad: usize, dil: usize) -> Geom {
+        let out = |n: usize| (n + 2 * pad - dil * (k - 1) - 1) / stride + 1;
+        Geom {
+            big_c: 2,
+            big_h: big.0,
+            big_w: big.1,
+            small_c: 1,
+            small_h: out(big.0),
+            small_w: out(big.1),
+            kh: k,
+            kw: k,
+            stride,
+            pad,
+            dil,
+        }
+    }
+
+    /// im2col against its definition, and col2im as its exact adjoint: <im2col(x), c> == <x, col2im(c)>.
+    #[test]
+    fn im2col_matches_definition_and_col2im_is_adjoint() {
+        for &(h, w, k, s, p, d) in
+            &[(5, 7, 3, 1, 1, 1), (8, 8, 3, 2, 1, 1), (9, 7, 3, 2, 0, 2), (4, 5, 2, 3, 1, 1), (7, 9, 3, 3, 1, 2), (6, 5, 1, 2, 0, 1)]
+        {
+            let g = geom((h, w), k, s, p, d);
+            let big: Vec<f32> = (0..g.big_len()).map(|i| (i as f32 * 0.37).sin()).collect();
+            let mut col = vec![f32::NAN; g.col_len()];
+            g.im2col(&big, &mut col);
+            for c in 0..g.big_c {
+                for ky in 0..k {
+                    for kx in 0..k {
+                        for oy in 0..g.small_h {
+                            for ox in 0..g.small_w {
+                                let y = (oy * s + ky * d) as isize - p as isize;
+                                let x = (ox * s + kx * d) as isize - p as isize;
+                                let want = if y < 0 || x < 0 || y >= h as isize || x >= w as isize {
+                                    0.0
+                                } else {
+                                    big[c * h * w + y as usize * w + x as usize]
+                                };
+                                let got = col[((c * k + ky) * k + kx) * g.small_hw() + oy * g.small_w + ox];
+                                assert_eq!(got, want, "{g:?} c{c} k{ky}{kx} o{oy},{ox}");
+                            }
+                        }
+                    }
+                }
+            }
+            let cvec: Vec<f32> = (0..g.col_len()).map(|i| (i as f32 * 0.11).cos()).collect();
+            let mut back = vec![0.0; g.big_len()];
+            g.col2im_add(&cvec, &mut back);
+            let lhs: f64 = col.iter().zip(&cvec).map(|(a, b)| (*a as f64) * (*b as f64)).sum();
+            let rhs: f64 = big.iter().zip(&back).map(|(a, b)| (*a as f64) * (*b as f64)).sum();
+            assert!((lhs - rhs).abs() < 1e-3 * lhs.abs().max(1.0), "{g:?}: {lhs} vs {rhs}");
+        }
+    }
+}

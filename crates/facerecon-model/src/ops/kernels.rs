@@ -1,0 +1,350 @@
+//! Batched convolution kernels on plain slices: im2col + GEMM (the `gemm` crate) per image, images spread
+//! over rayon's threads. Forward and gradients of conv2d and conv_transpose2d all reduce to three kernels
+//! on a [`Geom`]: big -> small (`W · im2col`), small -> big (`col2im(Wᵀ ·)`) and [`backward`].
+use super::geom::Geom;
+use gemm::Parallelism;
+use rayon::prelude::*;
+use std::cell::RefCell;
+use std::mem::MaybeUninit;
+
+/// A matrix view: element (i, j) lives at `i * rs + j * cs`.
+#[derive(Clone, Copy)]
+struct Mat {
+    rs: usize,
+    cs: usize,
+}
+
+/// Row-major with `cols` columns.
+fn rm(cols: usize) -> Mat {
+    Mat { rs: cols, cs: 1 }
+}
+
+/// The transpose of a row-major matrix with `cols` columns.
+fn tr(cols: usize) -> Mat {
+    Mat { rs: 1, cs: cols }
+}
+
+fn fits(rows: usize, cols: usize, m: Mat, len: usize) -> bool {
+    rows == 0 || cols == 0 || (rows - 1) * m.rs + (cols - 1) * m.cs < len
+}
+
+/// `dst (m×n) = [dst +] lhs (m×k) · rhs (k×n)`, bounds-checked.
+#[allow(clippy::too_many_arguments)]
+fn sgemm(
+    (m, n, k): (usize, usize, usize),
+    dst: &mut [f32],
+    d: Mat,
+    accumulate: bool,
+    lhs: &[f32],
+    l: Mat,
+    rhs: &[f32],
+    r: Mat,
+    par: Parallelism,
+) {
+    assert!(fits(m, n, d, dst.len()) && fits(m, k, l, lhs.len()) && fits(k, n, r, rhs.len()));
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            dst.fill(0.0);
+        }
+        return;
+    }
+    // SAFETY: every index the kernel touches is inside its slice (checked above); dst does not alias lhs/rhs
+    // (it is a distinct &mut).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            d.cs as isize,
+            d.rs as isize,
+            accumulate,
+            lhs.as_ptr(),
+            l.cs as isize,
+            l.rs as isize,
+            rhs.as_ptr(),
+            r.cs as isize,
+            r.rs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            par,
+        )
+    }
+}
+
+thread_local! {
+    // Per-thread scratch for column matrices: reused across calls so that the hot loop does not fault in
+    // fresh pages. Taken out while in use, so a re-entrant call (rayon work stealing) just allocates.
+    static SCRATCH_A: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    static SCRATCH_B: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+type Scratch = std::thread::LocalKey<RefCell<Vec<f32>>>;
+
+fn with_scratch<R>(key: &'static Scratch, len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    let mut buf = key.with(|c| std::mem::take(&mut *c.borrow_mut()));
+    if buf.len() < len {
+        buf.resize(len, 0.0);
+    }
+    let r = f(&mut buf[..len]);
+    key.with(|c| {
+        let mut slot = c.borrow_mut();
+        if slot.len() < buf.len() {
+            *slot = buf;
+        }
+    });
+    r
+}
+
+/// Runs `f` on im2col(big) — the image itself for pointwise convolutions.
+fn with_col<R>(g: &Geom, big: &[f32], f: impl FnOnce(&[f32]) -> R) -> R {
+    if g.is_pointwise() {
+        return f(big);
+    }
+    with_scratch(&SCRATCH_A, g.col_len(), |col| {
+        g.im2col(big, col);
+        f(col)
+    })
+}
+
+fn threads() -> usize {
+    rayon::current_num_threads().max(1)
+}
+
+/// Parallelism inside one GEMM: none when the images already keep every thread busy.
+fn gemm_par(parallel_items: usize) -> Parallelism {
+    let t = threads();
+    if parallel_items >= t || t == 1 {
+        Parallelism::None
+    } else {
+        Parallelism::Rayon(t)
+    }
+}
+
+/// Initialises a slot with zeros, or with a per-channel `bias` over planes of `plane` elements.
+fn init<'a>(slot: &'a mut [MaybeUninit<f32>], plane: usize, bias: Option<&[f32]>) -> &'a mut [f32] {
+    match bias {
+        Some(bias) => {
+            for (row, b) in slot.chunks_mut(plane.max(1)).zip(bias) {
+                row.fill(MaybeUninit::new(*b));
+            }
+        }
+        None => slot.fill(MaybeUninit::new(0.0)),
+    }
+    // SAFETY: every element was written above (bias has one value per plane; callers pass
+    // `slot.len() == bias.len() * plane`).
+    unsafe { &mut *(slot as *mut [MaybeUninit<f32>] as *mut [f32]) }
+}
+
+/// A batch output of `n` images of `len` elements, each initialised (by [`init`]) and then filled by `f`
+/// inside the parallel loop, while it is in cache: no separate zeroing pass over the whole batch.
+fn per_image(
+    n: usize,
+    len: usize,
+    plane: usize,
+    bias: Option<&[f32]>,
+    f: impl Fn(usize, &mut [f32]) + Sync,
+) -> Vec<f32> {
+    if let Some(b) = bias {
+        assert_eq!(b.len() * plane, len, "bias length");
+    }
+    let mut out = Vec::with_capacity(n * len);
+    out.spare_capacity_mut()[..n * len].par_chunks_mut(len.max(1)).enumerate().for_each(|(b, slot)| {
+        f(b, init(slot, plane, bias));
+    });
+    // SAFETY: each of the `n` chunks was initialised by `init`.
+    unsafe { out.set_len(n * len) };
+    out
+}
+
+/// conv2d forward: `small[b] = W · im2col(big[b]) (+ bias per small channel)`, `n` images.
+/// `slope`: a LeakyReLU applied to each image's output while it is still in cache.
+pub(crate) fn big_to_small(g: &Geom, n: usize, big: &[f32], w: &[f32], bias: Option<&[f32]>, slope: Option<f32>) -> Vec<f32> {
+    let (shw, rows) = (g.small_hw(), g.col_rows());
+    let par = gemm_par(n);
+    per_image(n, g.small_len(), shw, bias, |b, ob| {
+        let xb = &big[b * g.big_len()..][..g.big_len()];
+        with_col(g, xb, |col| {
+            sgemm((g.small_c, shw, rows), ob, rm(shw), bias.is_some(), w, rm(rows), col, rm(shw), par)
+        });
+        leaky_in_place(ob, slope);
+    })
+}
+
+/// conv_transpose2d forward: `big[b] = col2im(Wᵀ · small[b]) (+ bias per big channel)`, `n` images.
+/// `slope`: as in [`big_to_small`].
+pub(crate) fn small_to_big(g: &Geom, n: usize, small: &[f32], w: &[f32], bias: Option<&[f32]>, slope: Option<f32>) -> Vec<f32> {
+    let par = gemm_par(n);
+    per_image(n, g.big_len(), g.big_hw(), bias, |b, ob| {
+        let sb = &small[b * g.small_len()..][..g.small_len()];
+        col2im_of_wt(g, w, sb, ob, par);
+        leaky_in_place(ob, slope);
+    })
+}
+
+fn leaky_in_place(v: &mut [f32], slope: Option<f32>) {
+    if let Some(slope) = slope {
+        // Branch-free so that it vectorises.
+        v.iter_mut().for_each(|x| *x *= if *x > 0.0 { 1.0 } else { slope });
+    }
+}
+
+/// `big += col2im(Wᵀ · small)` for one image.
+fn col2im_of_wt(g: &Geom, w: &[f32], small: &[f32], big: &mut [f32], par: Parallelism) {
+    let (shw, rows) = (g.small_hw(), g.col_rows());
+    if g.is_pointwise() {
+        sgemm((rows, shw, g.small_c), big, rm(shw), true, w, tr(rows), small, rm(shw), par);
+        return;
+    }
+    with_scratch(&SCRATCH_B, g.col_len(), |col| {
+        sgemm((rows, shw, g.small_c), col, rm(shw), false, w, tr(rows), small, rm(shw), par);
+        g.col2im_add(col, big);
+    });
+}
+
+/// Sum with 16 independent accumulators, so that it vectorises (a plain fold is a serial chain).
+fn sum(v: &[f32]) -> f32 {
+    let mut acc = [0f32; 16];
+    let chunks = v.chunks_exact(16);
+    let rest: f32 = chunks.remainder().iter().sum();
+    for c in chunks {
+        acc.iter_mut().zip(c).for_each(|(a, x)| *a += x);
+    }
+    acc.iter().sum::<f32>() + rest
+}
+
+/// Which side of the geometry a gradient (or bias) belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Side {
+    Big,
+    Small,
+}
+
+/// What [`backward`] returns; `None` where a gradient was not asked for.
+pub(crate) struct Grads {
+    pub dw: Option<Vec<f32>>,
+    pub dinput: Option<Vec<f32>>,
+    pub dbias: Option<Vec<f32>>,
+}
+
+/// What [`backward`] should compute.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Wanted {
+    pub weight: bool,
+    /// The input's side: `Big` for conv2d, `Small` for conv_transpose2d.
+    pub input: Option<Side>,
+    /// The bias's side (the output's): `Small` for conv2d, `Big` for conv_transpose2d.
+    pub bias: Option<Side>,
+}
+
+/// A LeakyReLU fused after the convolution: its output (`slope >= 0`, so `out > 0` exactly where the
+/// pre-activation is) and the side it lives on; the incoming gradient is masked by it image by image.
+#[derive(Clone, Copy)]
+pub(crate) struct FusedAct<'a> {
+    pub out: &'a [f32],
+    pub slope: f32,
+    pub side: Side,
+}
+
+/// Gradients of a convolution. For conv2d pass `big = x, small = dy`; for conv_transpose2d
+/// `big = dy, small = x`. `dW = Σ_b small[b] · im2col(big[b])ᵀ` (one accumulating GEMM per image, a
+/// partial sum per thread); the big-side input gradient is `col2im(Wᵀ · small)`, the small-side one is
+/// `W · im2col(big)` (sharing the column matrix with dW).
+pub(crate) fn backward(g: &Geom, n: usize, big: &[f32], small: &[f32], w: &[f32], want: Wanted, act: Option<FusedAct>) -> Grads {
+    let (shw, rows) = (g.small_hw(), g.col_rows());
+    let t = threads().min(n).max(1);
+    let per = n.div_ceil(t);
+    let par = gemm_par(t);
+    let in_len = match want.input {
+        Some(Side::Big) => g.big_len(),
+        Some(Side::Small) => g.small_len(),
+        None => 0,
+    };
+    let bias_c = match want.bias {
+        Some(Side::Big) => g.big_c,
+        Some(Side::Small) => g.small_c,
+        None => 0,
+    };
+
+    // One chunk of `per` images: returns its partial (dW, dbias) and writes its slice of dinput.
+    let work = |ti: usize, mut dinput: Option<&mut [MaybeUninit<f32>]>| -> (Vec<f32>, Vec<f32>) {
+        let mut dw = vec![0f32; if want.weight { w.len() } else { 0 }];
+        let mut db = vec![0f32; bias_c];
+        let out_len = |side| if side == Side::Big { g.big_len() } else { g.small_len() };
+        let mut pre = vec![0f32; act.map_or(0, |a| out_len(a.side))];
+        for (i, b) in (ti * per..((ti + 1) * per).min(n)).enumerate() {
+            let mut bb = &big[b * g.big_len()..][..g.big_len()];
+            let mut sb = &small[b * g.small_len()..][..g.small_len()];
+            if let Some(a) = act {
+                // Gradient before the activation: dy * (out > 0 ? 1 : slope).
+                let len = out_len(a.side);
+                let grad = if a.side == Side::Big { bb } else { sb };
+                for (p, (g, o)) in pre.iter_mut().zip(grad.iter().zip(&a.out[b * len..][..len])) {
+                    *p = g * if *o > 0.0 { 1.0 } else { a.slope };
+                }
+                if a.side == Side::Big {
+                    bb = &pre;
+                } else {
+                    sb = &pre;
+                }
+            }
+            // This image's input gradient, zeroed while it is about to be used.
+            let mut dx = dinput.as_deref_mut().map(|d| init(&mut d[i * in_len..][..in_len], in_len, None));
+            if want.weight || want.input == Some(Side::Small) {
+                with_col(g, bb, |col| {
+                    if want.weight {
+                        sgemm((g.small_c, rows, shw), &mut dw, rm(rows), true, sb, rm(shw), col, tr(shw), par);
+                    }
+                    if let (Some(Side::Small), Some(dx)) = (want.input, dx.as_deref_mut()) {
+                        sgemm((g.small_c, shw, rows), dx, rm(shw), false, w, rm(rows), col, rm(shw), par);
+                    }
+                });
+            }
+            if want.input == Some(Side::Big) {
+                let dx = dx.expect("dinput allocated");
+                col2im_of_wt(g, w, sb, dx, par);
+            }
+            let (src, plane) = match want.bias {
+                Some(Side::Big) => (bb, g.big_hw()),
+                Some(Side::Small) => (sb, shw),
+                None => continue,
+            };
+            for (acc, row) in db.iter_mut().zip(src.chunks(plane.max(1))) {
+                *acc += sum(row);
+            }
+        }
+        (dw, db)
+    };
+
+    let mut dinput: Option<Vec<f32>> = want.input.map(|_| Vec::with_capacity(n * in_len));
+    let partials: Vec<(Vec<f32>, Vec<f32>)> = match dinput.as_mut() {
+        Some(d) => {
+            let parts = d.spare_capacity_mut()[..n * in_len]
+                .par_chunks_mut((per * in_len).max(1))
+                .enumerate()
+                .map(|(ti, c)| work(ti, Some(c)))
+                .collect();
+            // SAFETY: the chunks cover all `n` images and `work` initialises each image's slot.
+            unsafe { d.set_len(n * in_len) };
+            parts
+        }
+        None => (0..t).into_par_iter().map(|ti| work(ti, None)).collect(),
+    };
+    let mut it = partials.into_iter();
+    let (mut dw, mut db) = it.next().unwrap_or_default();
+    for (pw, pb) in it {
+        dw.iter_mut().zip(&pw).for_each(|(a, b)| *a += b);
+        db.iter_mut().zip(&pb).for_each(|(a, b)| *a += b);
+    }
+    Grads {
+        dw: want.weight.then_some(dw),
+        dinput,
+        dbias: want.bias.map(|_| db),
+    }
+}

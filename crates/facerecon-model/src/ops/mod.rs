@@ -1,0 +1,151 @@
+//! Fast CPU kernels for training: conv2d, conv_transpose2d, leaky_relu and sigmoid as candle custom ops.
+//!
+//! Each public function dispatches: on the CPU with f32 tensors it runs the custom op (im2col + GEMM per
+//! image spread over rayon threads, weight gradients as accumulating GEMMs, gradients skipped for inputs
+//! that do not lead to a variable, single-pass activation gradients); anywhere else (CUDA, other dtypes)
+//! it runs candle's own ops, so results and autograd behave the same on every device.
+//!
+//! Layouts are candle's: NCHW activations, conv2d weights `[c_out, c_in, kh, kw]`, conv_transpose2d
+//! weights `[c_in, c_out, kh, kw]`, biases `[c_out]`.
+mod activation;
+mod conv;
+mod geom;
+mod kernels;
+#[cfg(test)]
+mod tests;
+
+use candle_core::backend::BackendStorage;
+use candle_core::{bail, CpuStorage, DType, Layout, Result, Storage, Tensor};
+
+/// The contiguous f32 data of a CPU storage, or an error naming what is wrong.
+fn cpu_f32<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
+    let CpuStorage::F32(v) = s else {
+        bail!("facerecon ops: expected f32 data, got {:?}", s.dtype())
+    };
+    match l.contiguous_offsets() {
+        Some((start, end)) => Ok(&v[start..end]),
+        None => bail!("facerecon ops: expected a contiguous tensor, got strides {:?}", l.stride()),
+    }
+}
+
+/// [`cpu_f32`] for a tensor's storage (as returned by `Tensor::storage_and_layout`).
+fn tensor_f32<'a>(s: &'a Storage, l: &Layout) -> Result<&'a [f32]> {
+    match s {
+        Storage::Cpu(c) => cpu_f32(c, l),
+        _ => bail!("facerecon ops: expected a CPU tensor"),
+    }
+}
+
+/// Whether the custom CPU kernels apply to these tensors.
+fn fast_path(ts: &[&Tensor]) -> bool {
+    ts.iter().all(|t| t.device().is_cpu() && t.dtype() == DType::F32)
+}
+
+/// A bias `[c]` shaped to broadcast over NCHW.
+fn bias4(b: &Tensor) -> Result<Tensor> {
+    b.reshape((1, b.elem_count(), 1, 1))
+}
+
+/// 2-d convolution of `x` `[n, c_in, h, w]` with `w` `[c_out, c_in, kh, kw]` (+ bias `[c_out]`); the
+/// same stride, symmetric padding and dilation on both axes.
+pub fn conv2d(x: &Tensor, w: &Tensor, b: Option<&Tensor>, stride: usize, pad: usize, dilation: usize) -> Result<Tensor> {
+    let op = conv::ConvOp { stride, pad, dilation, out_pad: 0, transpose: false, leaky: None };
+    convolve(op, x, w, b)
+}
+
+/// `leaky_relu(conv2d(x, w, b, ..), slope)` as one op: the activation is applied while each image's
+/// output is in cache and its gradient is folded into the convolution's backward pass (no activation
+/// tensors, no extra gradient accumulation). Slopes below 0 run the two ops separately.
+pub fn conv2d_leaky_relu(
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    stride: usize,
+    pad: usize,
+    dilation: usize,
+    slope: f64,
+) -> Result<Tensor> {
+    let op = conv::ConvOp { stride, pad, dilation, out_pad: 0, transpose: false, leaky: Some(slope as f32) };
+    convolve_leaky(op, x, w, b, slope)
+}
+
+/// `leaky_relu(conv_transpose2d(x, w, b, ..), slope)` as one op; see [`conv2d_leaky_relu`].
+pub fn conv_transpose2d_leaky_relu(
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    stride: usize,
+    pad: usize,
+    out_pad: usize,
+    slope: f64,
+) -> Result<Tensor> {
+    let op = conv::ConvOp { stride, pad, dilation: 1, out_pad, transpose: true, leaky: Some(slope as f32) };
+    convolve_leaky(op, x, w, b, slope)
+}
+
+fn convolve_leaky(op: conv::ConvOp, x: &Tensor, w: &Tensor, b: Option<&Tensor>, slope: f64) -> Result<Tensor> {
+    let mut all = vec![x, w];
+    all.extend(b);
+    if slope >= 0.0 && fast_path(&all) {
+        return convolve(op, x, w, b);
+    }
+    leaky_relu(&convolve(conv::ConvOp { leaky: None, ..op }, x, w, b)?, slope)
+}
+
+/// Transposed 2-d convolution of `x` `[n, c_in, h, w]` with `w` `[c_in, c_out, kh, kw]` (+ bias
+/// `[c_out]`): output size `(h - 1) * stride - 2 * pad + kh + out_pad` (Keras `same` with stride `s`:
+/// `pad = (k - 1) / 2`, `out_pad = s - 1`).
+pub fn conv_transpose2d(
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    stride: usize,
+    pad: usize,
+    out_pad: usize,
+) -> Result<Tensor> {
+    let op = conv::ConvOp { stride, pad, dilation: 1, out_pad, transpose: true, leaky: None };
+    convolve(op, x, w, b)
+}
+
+fn convolve(op: conv::ConvOp, x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+    let mut all = vec![x, w];
+    all.extend(b);
+    if fast_path(&all) {
+        let (x, w) = (x.contiguous()?, w.contiguous()?);
+        return match b {
+            Some(b) => x.apply_op3(&w, &b.contiguous()?, op),
+            None => x.apply_op2(&w, op),
+        };
+    }
+    // (`op.leaky` is only set on the fast path; see `convolve_leaky`.)
+    let y = if op.transpose {
+        x.conv_transpose2d(w, op.pad, op.out_pad, op.stride, op.dilation)?
+    } else {
+        x.conv2d(w, op.pad, op.stride, op.dilation, 1)?
+    };
+    match b {
+        Some(b) => y.broadcast_add(&bias4(b)?),
+        None => Ok(y),
+    }
+}
+
+/// LeakyReLU: `x > 0 ? x : slope * x`.
+pub fn leaky_relu(x: &Tensor, slope: f64) -> Result<Tensor> {
+    if fast_path(&[x]) {
+        return x.apply_op1(activation::LeakyRelu { slope: slope as f32 });
+    }
+    candle_nn::ops::leaky_relu(x, slope)
+}
+
+/// LeakyReLU of `x + b` with a per-channel bias `[c]` over NCHW `x`.
+pub fn bias_leaky_relu(x: &Tensor, b: &Tensor, slope: f64) -> Result<Tensor> {
+    leaky_relu(&x.broadcast_add(&bias4(b)?)?, slope)
+}
+
+/// Logistic sigmoid.
+pub fn sigmoid(x: &Tensor) -> Result<Tensor> {
+    if fast_path(&[x]) {
+        return x.apply_op1(activation::Sigmoid);
+    }
+    candle_nn::ops::sigmoid(x)
+}

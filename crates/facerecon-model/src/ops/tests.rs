@@ -1,0 +1,353 @@
+//! Forward and gradients against naive f64 loops (exact references), candle's own ops + autograd,
+//! and finite differences, on random small shapes.
+use super::*;
+use candle_core::{Device, Var};
+use rand::{rngs::StdRng, Rng, SeedableRng};
+
+const TOL: f64 = 1e-4;
+
+#[derive(Clone, Copy, Debug)]
+struct Case {
+    n: usize,
+    ci: usize,
+    co: usize,
+    h: usize,
+    w: usize,
+    k: usize,
+    s: usize,
+    p: usize,
+    d: usize,
+    op: usize,
+    transpose: bool,
+    bias: bool,
+}
+
+impl Case {
+    fn random(rng: &mut StdRng, transpose: bool) -> Self {
+        loop {
+            let s = rng.gen_range(1..=2);
+            let c = Case {
+                n: [1, 3][rng.gen_range(0..2)],
+                ci: rng.gen_range(1..=5),
+                co: rng.gen_range(1..=5),
+                h: rng.gen_range(3..=9),
+                w: rng.gen_range(3..=9),
+                k: rng.gen_range(1..=3),
+                s,
+                p: rng.gen_range(0..=1),
+                d: if transpose { 1 } else { rng.gen_range(1..=2) },
+                op: if transpose { rng.gen_range(0..s) } else { 0 },
+                transpose,
+                bias: rng.gen_bool(0.5),
+            };
+            let ok = if transpose {
+                (c.h - 1) * s + c.k + c.op > 2 * c.p
+            } else {
+                c.h.min(c.w) + 2 * c.p > c.d * (c.k - 1)
+            };
+            if ok {
+                return c;
+            }
+        }
+    }
+
+    fn x_dims(&self) -> (usize, usize, usize, usize) {
+        (self.n, self.ci, self.h, self.w)
+    }
+    fn w_dims(&self) -> (usize, usize, usize, usize) {
+        if self.transpose {
+            (self.ci, self.co, self.k, self.k)
+        } else {
+            (self.co, self.ci, self.k, self.k)
+        }
+    }
+    fn out_hw(&self) -> (usize, usize) {
+        let f = |i: usize| {
+            if self.transpose {
+                (i - 1) * self.s + self.d * (self.k - 1) + self.op + 1 - 2 * self.p
+            } else {
+                (i + 2 * self.p - self.d * (self.k - 1) - 1) / self.s + 1
+            }
+        };
+        (f(self.h), f(self.w))
+    }
+
+    fn run(&self, x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+        if self.transpose {
+            conv_transpose2d(x, w, b, self.s, self.p, self.op)
+        } else {
+            conv2d(x, w, b, self.s, self.p, self.d)
+        }
+    }
+
+    /// Calls `f(x_index, w_index, y_index)` for every multiply-add of the convolution.
+    fn for_each_term(&self, mut f: impl FnMut(usize, usize, usize)) {
+        let (oh, ow) = self.out_hw();
+        let (n, ci, co, k) = (self.n, self.ci, self.co, self.k);
+        for b in 0..n {
+            for i in 0..ci {
+                for o in 0..co {
+                    for ky in 0..k {
+                        for kx in 0..k {
+                            // (small y/x, big y/x): conv2d reads big x at small output; transpose writes.
+                            let (sh, sw) = if self.transpose { (self.h, self.w) } else { (oh, ow) };
+                            let (bh, bw) = if self.transpose { (oh, ow) } else { (self.h, self.w) };
+                            for sy in 0..sh {
+                                for sx in 0..sw {
+                                    let by = (sy * self.s + ky * self.d) as isize - self.p as isize;
+                                    let bx = (sx * self.s + kx * self.d) as isize - self.p as isize;
+                                    if by < 0 || bx < 0 || by >= bh as isize || bx >= bw as isize {
+                                        continue;
+                                    }
+                                    let (by, bx) = (by as usize, bx as usize);
+                                    if self.transpose {
+                                        let xi = ((b * ci + i) * sh + sy) * sw + sx;
+                                        let wi = ((i * co + o) * k + ky) * k + kx;
+                                        let yi = ((b * co + o) * bh + by) * bw + bx;
+                                        f(xi, wi, yi)
+                                    } else {
+                                        let xi = ((b * ci + i) * bh + by) * bw + bx;
+                                        let wi = ((o * ci + i) * k + ky) * k + kx;
+                                        let yi = ((b * co + o) * sh + sy) * sw + sx;
+                                        f(xi, wi, yi)
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn randn(rng: &mut StdRng, dims: impl Into<candle_core::Shape>) -> Tensor {
+    let shape = dims.into();
+    let v: Vec<f32> = (0..shape.elem_count()).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+}
+
+fn vec64(t: &Tensor) -> Vec<f64> {
+    t.flatten_all().unwrap().to_dtype(DType::F64).unwrap().to_vec1().unwrap()
+}
+
+/// max |a - b| / max(max |b|, 1e-3) <= TOL.
+fn assert_close(what: &str, got: &[f64], want: &[f64], tol: f64) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let scale = want.iter().fold(1e-3f64, |m, v| m.max(v.abs()));
+    let err = got.iter().zip(want).fold(0f64, |m, (a, b)| m.max((a - b).abs()));
+    assert!(err <= tol * scale, "{what}: max error {err:e} vs scale {scale:e}");
+}
+
+/// y = conv(x, w) + b and the gradients of L = Σ y ⊙ r, by naive f64 loops.
+fn naive(c: &Case, x: &[f64], w: &[f64], b: &[f64], r: &[f64]) -> [Vec<f64>; 4] {
+    let (oh, ow) = c.out_hw();
+    let plane = oh * ow;
+    let mut y: Vec<f64> = (0..c.n * c.co * plane).map(|i| if c.bias { b[(i / plane) % c.co] } else { 0.0 }).collect();
+    let (mut dx, mut dw) = (vec![0.0; x.len()], vec![0.0; w.len()]);
+    let mut db = vec![0.0; c.co];
+    c.for_each_term(|xi, wi, yi| {
+        y[yi] += x[xi] * w[wi];
+        dx[xi] += r[yi] * w[wi];
+        dw[wi] += r[yi] * x[xi];
+    });
+    for (i, v) in r.iter().enumerate() {
+        db[(i / plane) % c.co] += v;
+    }
+    [y, dx, dw, db]
+}
+
+#[test]
+fn conv_ops_match_naive_loops_and_candle() {
+    let mut rng = StdRng::seed_from_u64(7);
+    for i in 0..40 {
+        let c = Case::random(&mut rng, i % 2 == 1);
+        let x = Var::from_tensor(&randn(&mut rng, c.x_dims())).unwrap();
+        let w = Var::from_tensor(&randn(&mut rng, c.w_dims())).unwrap();
+        let b = Var::from_tensor(&randn(&mut rng, c.co)).unwrap();
+        let bias = c.bias.then_some(b.as_tensor());
+        let y = c.run(&x, &w, bias).unwrap();
+        let r = randn(&mut rng, y.shape());
+        let grads = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        let [y_ref, dx_ref, dw_ref, db_ref] = naive(&c, &vec64(&x), &vec64(&w), &vec64(&b), &vec64(&r));
+        let (oh, ow) = c.out_hw();
+        assert_eq!(y.dims(), &[c.n, c.co, oh, ow], "{c:?}");
+        assert_close(&format!("y {c:?}"), &vec64(&y), &y_ref, TOL);
+        assert_close(&format!("dx {c:?}"), &vec64(grads.get(&x).unwrap()), &dx_ref, TOL);
+        assert_close(&format!("dw {c:?}"), &vec64(grads.get(&w).unwrap()), &dw_ref, TOL);
+        if c.bias {
+            assert_close(&format!("db {c:?}"), &vec64(grads.get(&b).unwrap()), &db_ref, TOL);
+        }
+
+        // candle's own ops: forward always; autograd for conv2d (its transposed-conv backward ignores
+        // output padding, so it is compared on the seed's configuration in its own test).
+        let x64 = x.as_tensor().to_dtype(DType::F64).unwrap();
+        let w64 = w.as_tensor().to_dtype(DType::F64).unwrap();
+        let yc = if c.transpose {
+            x64.conv_transpose2d(&w64, c.p, c.op, c.s, 1).unwrap()
+        } else {
+            x64.conv2d(&w64, c.p, c.s, c.d, 1).unwrap()
+        };
+        let yc = if c.bias { yc.broadcast_add(&bias4(&b.to_dtype(DType::F64).unwrap()).unwrap()).unwrap() } else { yc };
+        assert_close(&format!("candle y {c:?}"), &vec64(&y), &vec64(&yc), TOL);
+    }
+}
+
+#[test]
+fn gradients_match_candle_autograd_on_seed_layers() {
+    let mut rng = StdRng::seed_from_u64(11);
+    // (transpose, n, ci, co, h): stride 2, `same` padding, 3x3 kernels as in configs/seed.yaml.
+    for &(transpose, n, ci, co, h) in &[(false, 2, 3, 4, 8), (false, 3, 4, 2, 7), (true, 2, 4, 3, 4), (true, 1, 2, 2, 5)] {
+        let xs = randn(&mut rng, (n, ci, h, h));
+        let ws = randn(&mut rng, if transpose { (ci, co, 3, 3) } else { (co, ci, 3, 3) });
+        let bs = randn(&mut rng, co);
+        let ours = |x: &Tensor, w: &Tensor, b: &Tensor| {
+            if transpose {
+                conv_transpose2d(x, w, Some(b), 2, 1, 1)
+            } else {
+                conv2d(x, w, Some(b), 2, 1, 1)
+            }
+        };
+        let theirs = |x: &Tensor, w: &Tensor, b: &Tensor| {
+            let y = if transpose { x.conv_transpose2d(w, 1, 1, 2, 1) } else { x.conv2d(w, 1, 2, 1, 1) }?;
+            y.broadcast_add(&bias4(b)?)
+        };
+        let mut results = vec![];
+        for f in [&ours as &dyn Fn(&Tensor, &Tensor, &Tensor) -> Result<Tensor>, &theirs] {
+            let (x, w, b) = (Var::from_tensor(&xs).unwrap(), Var::from_tensor(&ws).unwrap(), Var::from_tensor(&bs).unwrap());
+            let y = leaky_relu(&f(&x, &w, &b).unwrap(), 0.2).unwrap();
+            let loss = y.sqr().unwrap().sum_all().unwrap();
+            let g = loss.backward().unwrap();
+            results.push([y.clone(), g.get(&x).unwrap().clone(), g.get(&w).unwrap().clone(), g.get(&b).unwrap().clone()]);
+        }
+        for (name, (a, b)) in ["y", "dx", "dw", "db"].iter().zip(results[0].iter().zip(&results[1])) {
+            assert_close(&format!("{name} transpose={transpose}"), &vec64(a), &vec64(b), TOL);
+        }
+    }
+}
+
+/// The data image does not lead to a variable: its gradient is not computed (nor returned).
+#[test]
+fn untracked_input_gets_no_gradient() {
+    let mut rng = StdRng::seed_from_u64(3);
+    let x = randn(&mut rng, (2, 3, 8, 8));
+    let w = Var::from_tensor(&randn(&mut rng, (4, 3, 3, 3))).unwrap();
+    let y = conv2d(&x, &w, None, 2, 1, 1).unwrap();
+    let grads = y.sum_all().unwrap().backward().unwrap();
+    assert!(grads.get(&x).is_none());
+    let c = Case { n: 2, ci: 3, co: 4, h: 8, w: 8, k: 3, s: 2, p: 1, d: 1, op: 0, transpose: false, bias: false };
+    let ones = vec![1.0; y.elem_count()];
+    let [_, _, dw_ref, _] = naive(&c, &vec64(&x), &vec64(&w), &[], &ones);
+    assert_close("dw", &vec64(grads.get(&w).unwrap()), &dw_ref, TOL);
+}
+
+/// Central finite differences of a non-linear loss through conv -> leaky_relu -> conv_transpose -> sigmoid.
+#[test]
+fn chain_gradients_match_finite_differences() {
+    let mut rng = StdRng::seed_from_u64(5);
+    let x = randn(&mut rng, (2, 2, 6, 6));
+    let w1 = Var::from_tensor(&randn(&mut rng, (3, 2, 3, 3))).unwrap();
+    let w2 = Var::from_tensor(&randn(&mut rng, (3, 2, 3, 3))).unwrap();
+    let target = randn(&mut rng, (2, 2, 6, 6));
+    let loss = |w1: &Tensor, w2: &Tensor| -> Result<Tensor> {
+        let h = leaky_relu(&conv2d(&x, w1, None, 2, 1, 1)?, 0.2)?;
+        let y = sigmoid(&conv_transpose2d(&h, w2, None, 2, 1, 1)?)?;
+        // The loss is summed in f64 so that finite differences measure the f32 kernels, not the sum's rounding.
+        (y - &target)?.to_dtype(DType::F64)?.sqr()?.sum_all()
+    };
+    let grads = loss(&w1, &w2).unwrap().backward().unwrap();
+    for (var, other, first) in [(&w1, &w2, true), (&w2, &w1, false)] {
+        let g = vec64(grads.get(var).unwrap());
+        let base: Vec<f32> = var.flatten_all().unwrap().to_vec1().unwrap();
+        for i in (0..base.len()).step_by(5) {
+            let eps = 1e-3f32;
+            let at = |delta: f32| {
+                let mut v = base.clone();
+                v[i] += delta;
+                let t = Tensor::from_vec(v, var.shape(), &Device::Cpu).unwrap();
+                let l = if first { loss(&t, other) } else { loss(other, &t) };
+                l.unwrap().to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap()
+            };
+            let fd = (at(eps) - at(-eps)) / (2.0 * eps as f64);
+            assert!((fd - g[i]).abs() <= 2e-2 * g[i].abs().max(0.1), "w{} [{i}]: fd {fd} vs autograd {}", if first { 1 } else { 2 }, g[i]);
+        }
+    }
+}
+
+#[test]
+fn activations_match_candle() {
+    let mut rng = StdRng::seed_from_u64(9);
+    let xs = randn(&mut rng, (3, 4, 5, 7));
+    for slope in [0.2, 0.0, -0.5] {
+        let x = Var::from_tensor(&xs).unwrap();
+        let y = leaky_relu(&x, slope).unwrap();
+        let g = (&y * &y).unwrap().sum_all().unwrap().backward().unwrap();
+        let x2 = Var::from_tensor(&xs).unwrap();
+        let y2 = candle_nn::ops::leaky_relu(&x2, slope).unwrap();
+        let g2 = (&y2 * &y2).unwrap().sum_all().unwrap().backward().unwrap();
+        assert_close("leaky y", &vec64(&y), &vec64(&y2), 1e-6);
+        assert_close("leaky dx", &vec64(g.get(&x).unwrap()), &vec64(g2.get(&x2).unwrap()), 1e-6);
+    }
+    let x = Var::from_tensor(&xs).unwrap();
+    let y = sigmoid(&x).unwrap();
+    let g = (&y * &y).unwrap().sum_all().unwrap().backward().unwrap();
+    let x2 = Var::from_tensor(&xs).unwrap();
+    let y2 = candle_nn::ops::sigmoid(&x2).unwrap();
+    let g2 = (&y2 * &y2).unwrap().sum_all().unwrap().backward().unwrap();
+    assert_close("sigmoid y", &vec64(&y), &vec64(&y2), 1e-6);
+    assert_close("sigmoid dx", &vec64(g.get(&x).unwrap()), &vec64(g2.get(&x2).unwrap()), 1e-5);
+}
+
+/// Non-f32 tensors take candle's path and agree with the custom kernels.
+#[test]
+fn other_dtypes_fall_back_to_candle() {
+    let mut rng = StdRng::seed_from_u64(13);
+    let (x, w, b) = (randn(&mut rng, (2, 3, 6, 5)), randn(&mut rng, (3, 4, 3, 3)), randn(&mut rng, 4));
+    let f = |t: &Tensor| t.to_dtype(DType::F64).unwrap();
+    let y32 = conv_transpose2d(&x, &w, Some(&b), 2, 1, 1).unwrap();
+    let y64 = conv_transpose2d(&f(&x), &f(&w), Some(&f(&b)), 2, 1, 1).unwrap();
+    assert_eq!(y64.dtype(), DType::F64);
+    assert_close("convT f64", &vec64(&y32), &vec64(&y64), TOL);
+}
+
+#[test]
+fn bad_shapes_are_errors() {
+    let x = Tensor::zeros((1, 3, 4, 4), DType::F32, &Device::Cpu).unwrap();
+    let w = Tensor::zeros((2, 5, 3, 3), DType::F32, &Device::Cpu).unwrap();
+    let err = conv2d(&x, &w, None, 1, 0, 1).unwrap_err().to_string();
+    assert!(err.contains("channels"), "{err}");
+    let w = Tensor::zeros((2, 3, 7, 7), DType::F32, &Device::Cpu).unwrap();
+    assert!(conv2d(&x, &w, None, 1, 0, 1).is_err());
+}
+
+/// The fused conv + LeakyReLU ops equal the two ops in sequence, values and gradients.
+#[test]
+fn fused_leaky_relu_matches_separate_ops() {
+    let mut rng = StdRng::seed_from_u64(17);
+    for i in 0..16 {
+        let c = Case::random(&mut rng, i % 2 == 1);
+        let slope = [0.2, 0.0][i / 2 % 2];
+        let (xs, ws, bs) = (randn(&mut rng, c.x_dims()), randn(&mut rng, c.w_dims()), randn(&mut rng, c.co));
+        let track_x = i % 3 != 0;
+        let mut outs = vec![];
+        for fused in [true, false] {
+            let x = Var::from_tensor(&xs).unwrap();
+            let x_in = if track_x { x.as_tensor().clone() } else { xs.clone() };
+            let (w, b) = (Var::from_tensor(&ws).unwrap(), Var::from_tensor(&bs).unwrap());
+            let bias = c.bias.then_some(b.as_tensor());
+            let y = match (fused, c.transpose) {
+                (true, false) => conv2d_leaky_relu(&x_in, &w, bias, c.s, c.p, c.d, slope),
+                (true, true) => conv_transpose2d_leaky_relu(&x_in, &w, bias, c.s, c.p, c.op, slope),
+                (false, _) => leaky_relu(&c.run(&x_in, &w, bias).unwrap(), slope),
+            }
+            .unwrap();
+            let g = y.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+            assert_eq!(g.get(&x).is_some(), track_x, "{c:?}");
+            let get = |v: &Var| g.get(v).map(vec64).unwrap_or_default();
+            outs.push([vec64(&y), get(&x), get(&w), if c.bias { get(&b) } else { vec![] }]);
+        }
+        for (name, (a, b)) in ["y", "dx", "dw", "db"].iter().zip(outs[0].iter().zip(&outs[1])) {
+            assert_close(&format!("fused {name} {c:?}"), a, b, TOL);
+        }
+    }
+}
