@@ -169,6 +169,9 @@ fn resolve_config(opts: &TrainOptions) -> Result<(Config, Option<State>)> {
     Ok((config, resumed))
 }
 
+/// The run's list of validation files.
+pub const VAL_FILES: &str = "val_files.txt";
+
 /// Prepare a run: config, run directory, data, model, optimiser, and the checkpoint if resuming.
 pub fn setup(opts: &TrainOptions) -> Result<Session> {
     let (config, resumed) = resolve_config(opts)?;
@@ -218,6 +221,11 @@ pub fn setup(opts: &TrainOptions) -> Result<Session> {
     };
     std::fs::create_dir_all(opts.out.join(checkpoint::SAMPLES_DIR))
         .with_context(|| format!("cannot create {}", opts.out.display()))?;
+    // The held-out files, one path per line: what `facerecon-infer --eval` scores a model on (the demo does).
+    let listing: String = split.val.iter().map(|p| format!("{}\n", p.display())).collect();
+    let val_list = opts.out.join(VAL_FILES);
+    facerecon_imaging::io::write_atomic(&val_list, listing.as_bytes())
+        .with_context(|| format!("cannot write {}", val_list.display()))?;
     let resumed = state.step > 0 || state.epoch > 0;
     Ok(Session { config, out: opts.out.clone(), device, varmap, model, optimizer, state, train, val, skipped, resumed })
 }
