@@ -119,3 +119,31 @@ pub fn composite(rec: &Tensor, image: &Tensor, mask: &Tensor) -> Result<Tensor> 
     let known = keep.broadcast_mul(image)?;
     hole + known
 }
+
+/// `leaky_relu(conv2d(..), slope)`; one fused op on the CPU (see `crate::ops::conv2d_leaky_relu`).
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_leaky_relu(
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    stride: usize,
+    pad: usize,
+    dilation: usize,
+    slope: f64,
+) -> Result<Tensor> {
+    crate::ops::conv2d_leaky_relu(x, w, b, stride, pad, dilation, slope)
+}
+
+/// `leaky_relu(conv_transpose2d(..), slope)`; one fused op on the CPU.
+#[allow(clippy::too_many_arguments)]
+pub fn conv_transpose2d_leaky_relu(
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    stride: usize,
+    pad: usize,
+    out_pad: usize,
+    slope: f64,
+) -> Result<Tensor> {
+    crate::ops::conv_transpose2d_leaky_relu(x, w, b, stride, pad, out_pad, slope)
+}

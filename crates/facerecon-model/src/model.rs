@@ -150,7 +150,34 @@ impl Model {
             values.insert(spec::MASK, m);
         }
         let mut out = None;
-        for node in &self.nodes {
+        let mut skip_next = false;
+        for (k, node) in self.nodes.iter().enumerate() {
+            if std::mem::take(&mut skip_next) {
+                continue;
+            }
+            // A convolution whose only reader is the next layer, a LeakyReLU, runs as one fused op:
+            // the activation is applied while the output is in cache and its gradient folds into the
+            // convolution's backward pass (no activation tensor, no separate gradient accumulation).
+            let fused = self.nodes.get(k + 1).filter(|next| self.fuses_with(node, next));
+            let node = if let Some(next) = fused {
+                skip_next = true;
+                let Op::LeakyRelu { slope } = next.layer.op else { unreachable!() };
+                let x = values.get(node.layer.inputs[0].as_str()).ok_or_else(|| {
+                    candle_core::Error::Msg(format!("layer {} reads a value forward_raw cannot provide", node.layer.name))
+                })?;
+                let y = self.apply_fused(node, x, slope)?;
+                if self.last_use.get(&node.layer.inputs[0]) == Some(&node.layer.index) {
+                    values.remove(node.layer.inputs[0].as_str());
+                }
+                if self.last_use.contains_key(&next.layer.name) {
+                    values.insert(next.layer.name.as_str(), y);
+                } else {
+                    out = Some(y);
+                }
+                continue;
+            } else {
+                node
+            };
             let l = &node.layer;
             let xs = l
                 .inputs
@@ -175,6 +202,28 @@ impl Model {
         }
         // The last layer is never read by another (spec::resolve puts the output last).
         out.ok_or_else(|| candle_core::Error::Msg("model has no output layer".into()))
+    }
+
+    /// Whether `node` (a convolution) and `next` (a LeakyReLU reading only it) can run fused.
+    fn fuses_with(&self, node: &Node, next: &Node) -> bool {
+        let conv = matches!(node.layer.op, Op::Conv2d { .. } | Op::ConvTranspose2d { .. });
+        let leaky = matches!(next.layer.op, Op::LeakyRelu { slope } if slope >= 0.0);
+        conv && leaky
+            && next.layer.inputs.len() == 1
+            && next.layer.inputs[0] == node.layer.name
+            && self.last_use.get(&node.layer.name) == Some(&next.layer.index)
+    }
+
+    fn apply_fused(&self, node: &Node, x: &Tensor, slope: f64) -> candle_core::Result<Tensor> {
+        let w = node.weight.as_ref().ok_or_else(|| candle_core::Error::Msg(format!("layer {} has no weight", node.layer.name)))?;
+        let b = node.bias.as_ref();
+        match &node.layer.op {
+            Op::Conv2d { stride, dilation, .. } => layers::conv2d_leaky_relu(x, w, b, *stride, node.pad, *dilation, slope),
+            Op::ConvTranspose2d { stride, .. } => {
+                layers::conv_transpose2d_leaky_relu(x, w, b, *stride, node.pad, node.out_pad, slope)
+            }
+            _ => unreachable!("only convolutions fuse"),
+        }
     }
 
     fn apply(&self, node: &Node, xs: &[&Tensor]) -> candle_core::Result<Tensor> {
