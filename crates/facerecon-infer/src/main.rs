@@ -1,8 +1,13 @@
 //! `facerecon-infer`: fill the holes of face photos with an exported facerecon model (ONNX).
 //! A thin shell over `facerecon-runtime`: argument parsing, job planning, reporting.
 
+mod bench;
+mod eval;
+mod fast;
 mod plan;
+mod png;
 mod report;
+mod resize;
 mod work;
 
 use std::{io::IsTerminal, path::PathBuf, process::ExitCode, time::Instant};
@@ -13,6 +18,7 @@ use facerecon_runtime::{Device, FitMode, Runtime, RuntimeOptions};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::{
+    eval::{holes::Holes, EvalOptions},
     plan::MaskSource,
     report::Summary,
     work::{BoxArg, MaskRules, Progress},
@@ -33,6 +39,15 @@ Only hole pixels change: the output has the input's size and every other pixel i
 Outputs are PNG, <stem>.png under --out (keeping sub-directories of an input directory); existing
 outputs are never replaced without --overwrite, and --out may not be inside an input directory.
 
+Scoring a model (--eval): every image (sorted list, index i) is fitted to the model size as the
+trainer does (center square crop, Catmull-Rom resize), gets a hole (--masks, else the seeded
+--holes kind drawn for (--eval-seed, i): the same image and seed always get the same hole), is
+reconstructed and composited (known pixels exact), and is scored against the fitted original:
+psnr_full, psnr_hole (dB), ssim, l1_hole (mean |error| over hole pixels x 100). A markdown table of
+the means goes to stdout; --report writes per-image metrics; --out writes per image a triptych
+(corrupted | reconstructed | original) and grid.png (the first 8); --save-masks DIR writes the masks
+(255 = hole, model size) for scoring other tools on the very same holes (--masks DIR reads them back).
+
 Exit status: 0 all images written, 1 some images failed (each is reported), 2 usage or model error.";
 
 /// Fill the holes of face photos with an exported facerecon model (ONNX, through ONNX Runtime).
@@ -43,16 +58,16 @@ struct Args {
     #[arg(long, value_name = "M.onnx")]
     model: PathBuf,
     /// Image files or directories (searched recursively: png jpg jpeg bmp webp tif tiff).
-    #[arg(value_name = "INPUT", required = true)]
+    #[arg(value_name = "INPUT", required_unless_present = "bench_session")]
     inputs: Vec<PathBuf>,
-    /// Output directory.
-    #[arg(long, value_name = "DIR", default_value = "reconstructed")]
-    out: PathBuf,
+    /// Output directory [default: reconstructed; with --eval: triptychs and grid.png, none if not given].
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
     /// Mask directory (paired by file name) or one mask file for all images.
     #[arg(long, value_name = "DIR|FILE")]
     masks: Option<PathBuf>,
     /// A hole rectangle in original-image pixels (repeatable).
-    #[arg(long = "box", value_name = "X,Y,W,H")]
+    #[arg(long = "box", value_name = "X,Y,W,H", conflicts_with = "eval")]
     boxes: Vec<BoxArg>,
     /// Images per ONNX Runtime run (a model with a fixed batch size overrides it).
     #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
@@ -65,9 +80,9 @@ struct Args {
     device: Device,
     /// What the network sees: the whole image, a square around the hole, or auto (a crop when the
     /// hole is small in a large photo).
-    #[arg(long, value_enum, default_value_t = Fit::Auto)]
+    #[arg(long, value_enum, default_value_t = Fit::Auto, conflicts_with = "eval")]
     fit: Fit,
-    /// Replace existing outputs.
+    /// Replace existing outputs (with --eval: triptychs, grid.png and saved masks).
     #[arg(long)]
     overwrite: bool,
     /// Write a JSON report: per-file status, error, hole fraction, output path.
@@ -77,8 +92,25 @@ struct Args {
     #[arg(long)]
     invert_mask: bool,
     /// Grow every hole by N pixels (covers soft or compressed hole borders).
-    #[arg(long, value_name = "N", default_value_t = 0)]
+    #[arg(long, value_name = "N", default_value_t = 0, conflicts_with = "eval")]
     dilate: u32,
+    /// Score the model: seeded (or --masks) holes on the images fitted to the model size; prints
+    /// the mean metrics, writes triptychs with --out. See below.
+    #[arg(long)]
+    eval: bool,
+    /// --eval: the seeded holes (sizes for a 128 model, scaled by size/128): one 28x28 box, one box
+    /// of side 32-64, or the unet.yaml mixture of boxes and free-form strokes.
+    #[arg(long, value_enum, default_value_t = Holes::Box28, requires = "eval")]
+    holes: Holes,
+    /// --eval: seed of the holes (image i gets the mask drawn from (seed, i)).
+    #[arg(long, value_name = "S", default_value_t = 0, requires = "eval")]
+    eval_seed: u64,
+    /// --eval: write each mask (model size, 255 = hole) as DIR/<name>.png.
+    #[arg(long, value_name = "DIR", requires = "eval")]
+    save_masks: Option<PathBuf>,
+    /// Benchmark: time N bare network runs at --batch-size on random input, print ms/batch, exit.
+    #[arg(long, value_name = "N", hide = true)]
+    bench_session: Option<usize>,
     /// No progress bar or summary (errors are still printed).
     #[arg(long, short)]
     quiet: bool,
@@ -107,18 +139,28 @@ fn main() -> ExitCode {
 fn run(args: &Args) -> Result<usize> {
     let start = Instant::now();
     let masks = MaskSource::from_arg(args.masks.as_deref())?;
-    let jobs = plan::plan(&args.inputs, &args.out, args.overwrite)?;
+    let fit = match args.fit {
+        Fit::Auto => FitMode::Auto,
+        Fit::Whole => FitMode::Whole,
+        Fit::Crop => FitMode::Crop,
+    };
     let options = RuntimeOptions {
         threads: args.threads.map(|t| t as usize),
         device: args.device,
         batch_size: args.batch_size as usize,
-        fit: match args.fit {
-            Fit::Auto => FitMode::Auto,
-            Fit::Whole => FitMode::Whole,
-            Fit::Crop => FitMode::Crop,
-        },
+        fit,
         ..Default::default()
     };
+    if let Some(runs) = args.bench_session {
+        let rt = Runtime::load(&args.model, &options).context("loading the model")?;
+        bench::bench_session(&rt, runs)?;
+        return Ok(0);
+    }
+    if args.eval {
+        return run_eval(args, masks, &options);
+    }
+    let out = args.out.clone().unwrap_or_else(|| PathBuf::from("reconstructed"));
+    let jobs = plan::plan(&args.inputs, &out, args.overwrite)?;
     let rt = Runtime::load(&args.model, &options).context("loading the model")?;
     if !args.quiet {
         eprintln!(
@@ -129,30 +171,20 @@ fn run(args: &Args) -> Result<usize> {
             rt.info().name.as_deref().unwrap_or("unnamed"),
             rt.provider(),
             jobs.len(),
-            args.out.display()
+            out.display()
         );
     }
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating the output directory {}", args.out.display()))?;
+    std::fs::create_dir_all(&out)
+        .with_context(|| format!("creating the output directory {}", out.display()))?;
 
-    let show_bar = !args.quiet && std::io::stderr().is_terminal() && jobs.len() > 8;
-    let progress = Progress {
-        bar: show_bar.then(|| {
-            let bar = ProgressBar::new(jobs.len() as u64);
-            bar.set_style(
-                ProgressStyle::with_template("{bar:40} {pos}/{len} images, {per_sec}, eta {eta}")
-                    .expect("valid template"),
-            );
-            bar
-        }),
-    };
+    let progress = progress(args.quiet, jobs.len());
     let rules = MaskRules {
         source: masks,
         boxes: args.boxes.clone(),
         invert: args.invert_mask,
         dilate: args.dilate,
     };
-    let results = work::run(&rt, &jobs, &rules, args.overwrite, &progress);
+    let results = work::run(&rt, &jobs, &rules, fit, args.overwrite, &progress);
     if let Some(bar) = &progress.bar {
         bar.finish_and_clear();
     }
@@ -171,4 +203,50 @@ fn run(args: &Args) -> Result<usize> {
         eprintln!("{}", summary.line());
     }
     Ok(summary.failed)
+}
+
+/// A progress bar on a terminal for more than a few images.
+fn progress(quiet: bool, len: usize) -> Progress {
+    let show_bar = !quiet && std::io::stderr().is_terminal() && len > 8;
+    Progress {
+        bar: show_bar.then(|| {
+            let bar = ProgressBar::new(len as u64);
+            bar.set_style(
+                ProgressStyle::with_template("{bar:40} {pos}/{len} images, {per_sec}, eta {eta}")
+                    .expect("valid template"),
+            );
+            bar
+        }),
+    }
+}
+
+/// `--eval`: score the model on the inputs (see `eval`).
+fn run_eval(args: &Args, masks: MaskSource, options: &RuntimeOptions) -> Result<usize> {
+    let rt = Runtime::load(&args.model, options).context("loading the model")?;
+    if !args.quiet {
+        let holes = match &masks {
+            MaskSource::None => format!("{} holes, seed {}", args.holes.name(), args.eval_seed),
+            MaskSource::Dir(p) | MaskSource::File(p) => format!("masks from {}", p.display()),
+        };
+        eprintln!(
+            "evaluating {} ({}x{}, {}) on {} with {holes}",
+            args.model.display(),
+            rt.info().image_size,
+            rt.info().image_size,
+            rt.info().name.as_deref().unwrap_or("unnamed"),
+            rt.provider(),
+        );
+    }
+    let opts = EvalOptions {
+        holes: args.holes,
+        seed: args.eval_seed,
+        masks,
+        invert: args.invert_mask,
+        out: args.out.clone(),
+        save_masks: args.save_masks.clone(),
+        report: args.report.clone(),
+        overwrite: args.overwrite,
+    };
+    // No bar: the table goes to stdout at the end, failures to stderr as they happen.
+    eval::run(&rt, &args.inputs, &opts, &Progress { bar: None })
 }

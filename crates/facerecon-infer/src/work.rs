@@ -2,7 +2,7 @@
 //! current one, then composite and write its outputs in parallel. One bad file never stops the rest.
 
 use facerecon_imaging::{io, masks};
-use facerecon_runtime::{Prepared, Runtime};
+use facerecon_runtime::{FitMode, Prepared, Runtime};
 use image::{GrayImage, Luma, RgbImage};
 use indicatif::ProgressBar;
 use rayon::prelude::*;
@@ -110,7 +110,8 @@ pub struct Progress {
 }
 
 impl Progress {
-    fn fail(&self, job: &Job, msg: &str) {
+    /// Print a failure (above the bar when there is one).
+    pub fn fail(&self, job: &Job, msg: &str) {
         // Most messages (from the imaging crate) already start with the file; don't repeat it.
         let name = job.input.display().to_string();
         let line = if msg.contains(&name) {
@@ -124,18 +125,20 @@ impl Progress {
         }
     }
 
-    fn tick(&self) {
+    /// One image done.
+    pub fn tick(&self) {
         if let Some(bar) = &self.bar {
             bar.inc(1);
         }
     }
 }
 
-/// Run every job; returns one result per job, in order.
+/// Run every job (images fitted to the model by `fit`); returns one result per job, in order.
 pub fn run(
     rt: &Runtime,
     jobs: &[Job],
     rules: &MaskRules,
+    fit: FitMode,
     overwrite: bool,
     progress: &Progress,
 ) -> Vec<FileResult> {
@@ -144,7 +147,7 @@ pub fn run(
     let chunk = batch * 16usize.div_ceil(batch).max(1);
     let chunks: Vec<&[Job]> = jobs.chunks(chunk).collect();
     let load_chunk = |c: &[Job]| -> Vec<Result<Loaded, FileResult>> {
-        c.par_iter().map(|job| load(rt, job, rules)).collect()
+        c.par_iter().map(|job| load(rt, job, rules, fit)).collect()
     };
 
     let mut results = Vec::with_capacity(jobs.len());
@@ -171,15 +174,14 @@ fn failed(job: &Job, error: String, hole_fraction: Option<f32>) -> FileResult {
     }
 }
 
-fn load(rt: &Runtime, job: &Job, rules: &MaskRules) -> Result<Loaded, FileResult> {
+fn load(rt: &Runtime, job: &Job, rules: &MaskRules, fit: FitMode) -> Result<Loaded, FileResult> {
     if let Some(e) = &job.error {
         return Err(failed(job, e.clone(), None));
     }
     let image = io::load_rgb(&job.input).map_err(|e| failed(job, e.to_string(), None))?;
     let mask = rules.build(job, &image).map_err(|e| failed(job, e, None))?;
     let hole_fraction = masks::hole_fraction(&mask);
-    let prepared = rt
-        .prepare(&image, &mask)
+    let prepared = crate::fast::prepare(&image, &mask, rt.info().image_size, fit)
         .map_err(|e| failed(job, e.to_string(), Some(hole_fraction)))?;
     Ok(Loaded {
         image,
@@ -256,7 +258,7 @@ fn write_one(
                 fraction,
             );
         };
-        match rt.finish(&l.image, &l.mask, &l.prepared, &rec) {
+        match crate::fast::finish(&l.image, &l.mask, &l.prepared, &rec, rt.info().image_size) {
             Ok(img) => (img, Status::Ok),
             Err(e) => return failed(job, e.to_string(), fraction),
         }
@@ -272,8 +274,8 @@ fn write_one(
             fraction,
         );
     }
-    if let Err(e) = io::save_png_atomic(&output, &job.output) {
-        return failed(job, e.to_string(), fraction);
+    if let Err(e) = crate::png::save_rgb(&output, &job.output) {
+        return failed(job, e, fraction);
     }
     FileResult {
         input: job.input.clone(),
