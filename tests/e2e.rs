@@ -78,9 +78,20 @@ fn train_export_infer_end_to_end() {
     let onnx = t.join("exported/tiny.onnx");
     let out = run(Command::new(bin("facerecon-export"))
         .env("ORT_DYLIB_PATH", &ort)
-        .args(["--checkpoint", runs.to_str().unwrap(), "--out", onnx.to_str().unwrap()]));
+        .args(["--checkpoint", runs.to_str().unwrap(), "--out", onnx.to_str().unwrap()])
+        .args(["--reference", t.join("reference.npz").to_str().unwrap()]));
     assert!(out.status.success(), "export failed");
     assert!(std::fs::metadata(&onnx).unwrap().len() > 1000);
+
+    // 3b. the official checker (full check) and Python's onnxruntime agree with candle's outputs
+    let python = std::env::var("FACERECON_PYTHON")
+        .expect("FACERECON_PYTHON is not set: run the tests with `make test` (it makes a venv with onnx + onnxruntime)");
+    let out = run(Command::new(python)
+        .arg(repo().join("scripts/check_onnx.py"))
+        .arg(&onnx)
+        .args(["--reference", t.join("reference.npz").to_str().unwrap(), "--tolerance", "1e-4"]));
+    assert!(out.status.success(), "onnx.checker / onnxruntime check failed");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("passes onnx.checker full_check"));
 
     // 4. infer on photos of other sizes with black holes, plus one broken file
     let inputs = t.join("photos");

@@ -1,0 +1,71 @@
+# facerecon — train -> export -> infer.   `make demo` runs the whole job; `make test` runs the tests.
+# Variables: CONFIG (a configs/*.yaml), DATA (a directory of face images; empty = synthetic faces),
+#            NAME (run name, default: the config's file name), EPOCHS, MAX_IMAGES, THREADS, DEVICE.
+SHELL        := /bin/bash
+CONFIG       ?= configs/seed.yaml
+NAME         ?= $(basename $(notdir $(CONFIG)))
+DATA         ?=
+EPOCHS       ?=
+MAX_IMAGES   ?=
+THREADS      ?=
+DEVICE       ?= cpu
+INPUT        ?=
+OUT          ?= reconstructed/$(NAME)
+CARGO        ?= cargo
+RELEASE_BIN  := target/release
+ORT_VERSION  ?= 1.32.0
+export ORT_VERSION
+
+# ONNX Runtime's shared library, fetched once from the official PyPI wheel (or $ORT_DYLIB_PATH if it exists).
+ORT_LIB       = $(shell scripts/setup-ort.sh cpu)
+ORT_GPU_LIB   = $(shell scripts/setup-ort.sh gpu)
+
+train_args = --config $(CONFIG) --out runs/$(NAME) --device $(DEVICE) \
+  $(if $(DATA),--data $(DATA),--synthetic 4000) $(if $(EPOCHS),--epochs $(EPOCHS)) \
+  $(if $(MAX_IMAGES),--max-images $(MAX_IMAGES)) $(if $(THREADS),--threads $(THREADS)) $(if $(RESUME),--resume)
+
+.PHONY: help setup setup-gpu deps build build-cuda train resume export infer demo test bench check-onnx clean-runs
+
+help:
+	@sed -n '1,4p' Makefile; echo; grep -E '^[a-z-]+:.*##' Makefile | sed 's/:.*##/\t/'
+
+deps:                       ## system packages the build needs (protoc for candle-onnx's build script)
+	@scripts/install-deps.sh
+
+setup: deps                 ## fetch ONNX Runtime's library (PyPI wheel) into .cache/
+	@echo "ONNX Runtime: $(ORT_LIB)"
+
+setup-gpu: deps             ## fetch onnxruntime-gpu's library into .cache/ (for --device cuda)
+	@echo "ONNX Runtime (GPU): $(ORT_GPU_LIB)"
+
+build: deps                 ## release build of all binaries (CPU)
+	$(CARGO) build --release --workspace --bins
+
+build-cuda: deps            ## release build with candle's CUDA backend (see README: CUDA)
+	scripts/build-cuda.sh
+
+train: build                ## train CONFIG on DATA into runs/NAME (RESUME=1 to continue)
+	$(RELEASE_BIN)/facerecon-train $(train_args)
+
+resume:                     ## continue an interrupted run
+	$(MAKE) train RESUME=1
+
+export: build setup         ## runs/NAME -> exported/NAME.onnx, verified against the trained model
+	ORT_DYLIB_PATH=$(ORT_LIB) $(RELEASE_BIN)/facerecon-export --checkpoint runs/$(NAME) --out exported/$(NAME).onnx
+
+infer: build setup          ## reconstruct INPUT (files/dirs) with exported/NAME.onnx into OUT
+	ORT_DYLIB_PATH=$(ORT_LIB) $(RELEASE_BIN)/facerecon-infer --model exported/$(NAME).onnx --out $(OUT) $(INPUT)
+
+demo: build setup           ## the main job on a fresh machine: data -> train -> export -> infer (minutes)
+	ORT_DYLIB_PATH=$(ORT_LIB) scripts/demo.sh
+
+test: setup                 ## all unit + end-to-end tests (installs what they need)
+	$(CARGO) build --release --workspace --bins
+	scripts/py-venv.sh >/dev/null
+	ORT_DYLIB_PATH=$(ORT_LIB) FACERECON_PYTHON=$(CURDIR)/.cache/venv/bin/python $(CARGO) test --workspace --release
+
+bench: build setup          ## side-by-side benchmark tables (see benches/README.md)
+	ORT_DYLIB_PATH=$(ORT_LIB) benches/run.sh
+
+check-onnx:                 ## onnx.checker (full) + Python onnxruntime on exported/NAME.onnx
+	$$(scripts/py-venv.sh) scripts/check_onnx.py exported/$(NAME).onnx
