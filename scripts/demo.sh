@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 bin=target/release
 config=${DEMO_CONFIG:-configs/seed.yaml}
 data=${DATA:-data/synthetic}
-epochs=${DEMO_EPOCHS:-3}
+epochs=${DEMO_EPOCHS:-6}
 name=demo
 : "${ORT_DYLIB_PATH:?run through 'make demo' (it fetches ONNX Runtime and sets ORT_DYLIB_PATH)}"
 

@@ -50,6 +50,26 @@ the means goes to stdout; --report writes per-image metrics; --out writes per im
 
 Exit status: 0 all images written, 1 some images failed (each is reported), 2 usage or model error.";
 
+/// ONNX Runtime's graph optimisation levels.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum GraphOpt {
+    Disable,
+    Basic,
+    Extended,
+    All,
+}
+
+impl From<GraphOpt> for facerecon_runtime::OptimizationLevel {
+    fn from(g: GraphOpt) -> Self {
+        match g {
+            GraphOpt::Disable => Self::Disable,
+            GraphOpt::Basic => Self::Basic,
+            GraphOpt::Extended => Self::Extended,
+            GraphOpt::All => Self::All,
+        }
+    }
+}
+
 /// Fill the holes of face photos with an exported facerecon model (ONNX, through ONNX Runtime).
 #[derive(Parser, Debug)]
 #[command(name = "facerecon-infer", version, after_help = HOLES_HELP)]
@@ -94,6 +114,13 @@ struct Args {
     /// Grow every hole by N pixels (covers soft or compressed hole borders).
     #[arg(long, value_name = "N", default_value_t = 0, conflicts_with = "eval")]
     dilate: u32,
+    /// Seam width in pixels: the reconstruction's colour error on the known ring around each hole is
+    /// corrected inside the hole, fading over N pixels (known pixels are never changed). 0 = hard edge.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    feather: u32,
+    /// ONNX Runtime graph optimisation level.
+    #[arg(long, value_enum, default_value_t = GraphOpt::All)]
+    graph_opt: GraphOpt,
     /// Score the model: seeded (or --masks) holes on the images fitted to the model size; prints
     /// the mean metrics, writes triptychs with --out. See below.
     #[arg(long)]
@@ -149,6 +176,8 @@ fn run(args: &Args) -> Result<usize> {
         device: args.device,
         batch_size: args.batch_size as usize,
         fit,
+        feather: args.feather,
+        optimization_level: args.graph_opt.into(),
         ..Default::default()
     };
     if let Some(runs) = args.bench_session {

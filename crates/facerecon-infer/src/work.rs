@@ -258,7 +258,13 @@ fn write_one(
                 fraction,
             );
         };
-        match crate::fast::finish(&l.image, &l.mask, &l.prepared, &rec, rt.info().image_size) {
+        // The fast path is the hard replacement; a feathered seam goes through the runtime's own finish.
+        let finished = if rt.options().feather > 0 {
+            rt.finish(&l.image, &l.mask, &l.prepared, &rec)
+        } else {
+            crate::fast::finish(&l.image, &l.mask, &l.prepared, &rec, rt.info().image_size)
+        };
+        match finished {
             Ok(img) => (img, Status::Ok),
             Err(e) => return failed(job, e.to_string(), fraction),
         }

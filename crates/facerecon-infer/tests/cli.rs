@@ -469,3 +469,47 @@ fn real_model_keeps_known_pixels() {
         "the hole was filled"
     );
 }
+
+#[test]
+fn feathered_seam_changes_only_the_hole_edge() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    // A flat colour the identity model gets wrong everywhere: the feather corrects the hole's edge
+    // toward the known ring, the hole's centre stays the model's colour.
+    let mut img = RgbImage::from_pixel(64, 64, Rgb([200, 180, 160]));
+    paint_black(&mut img, 20, 20, 24, 24);
+    img.save(input.join("flat.png")).unwrap();
+    let (hard, soft) = (dir.path().join("hard"), dir.path().join("soft"));
+    for (out, feather) in [(&hard, "0"), (&soft, "3")] {
+        let o = infer([
+            "--model".as_ref(),
+            identity_model().as_os_str(),
+            "--box".as_ref(),
+            "20,20,24,24".as_ref(),
+            "--fit".as_ref(),
+            "whole".as_ref(),
+            "--feather".as_ref(),
+            feather.as_ref(),
+            "--out".as_ref(),
+            out.as_os_str(),
+            input.as_os_str(),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let (h, s) = (load(&hard.join("flat.png")), load(&soft.join("flat.png")));
+    let inside = |x: u32, y: u32| (20..44).contains(&x) && (20..44).contains(&y);
+    let mut edge_closer = 0;
+    for (x, y, p) in img.enumerate_pixels() {
+        if !inside(x, y) {
+            assert_eq!(s.get_pixel(x, y), p, "known pixel ({x},{y}) changed");
+        } else if x == 20 || y == 20 || x == 43 || y == 43 {
+            // the first pixel inside the edge moves toward the known colour
+            let d = |q: &Rgb<u8>| (0..3).map(|c| (q[c] as i32 - 200 + 20 * c as i32).abs()).sum::<i32>();
+            edge_closer += usize::from(d(s.get_pixel(x, y)) < d(h.get_pixel(x, y)));
+        } else if (24..40).contains(&x) && (24..40).contains(&y) {
+            assert_eq!(s.get_pixel(x, y), h.get_pixel(x, y), "deep hole pixel ({x},{y}) changed by the seam");
+        }
+    }
+    assert!(edge_closer >= 80, "edge pixels corrected toward the known ring: {edge_closer} of 92");
+}

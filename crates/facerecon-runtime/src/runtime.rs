@@ -192,6 +192,11 @@ impl Runtime {
         Ok(out)
     }
 
+    /// The options the runtime was loaded with.
+    pub fn options(&self) -> &RuntimeOptions {
+        &self.options
+    }
+
     /// Map a reconstruction back onto the original ([`pipeline::finish_feathered`] with the options'
     /// `feather`): only hole pixels change.
     pub fn finish(
