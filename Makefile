@@ -24,7 +24,7 @@ train_args = --config $(CONFIG) --out runs/$(NAME) --device $(DEVICE) \
   $(if $(DATA),--data $(DATA),--synthetic 4000) $(if $(EPOCHS),--epochs $(EPOCHS)) \
   $(if $(MAX_IMAGES),--max-images $(MAX_IMAGES)) $(if $(THREADS),--threads $(THREADS)) $(if $(RESUME),--resume)
 
-.PHONY: help setup setup-gpu deps build build-cuda train resume export infer demo test bench check-onnx clean-runs
+.PHONY: help setup setup-gpu deps build build-cuda train resume export infer demo test bench bench-parity check-onnx clean-runs
 
 help:
 	@sed -n '1,4p' Makefile; echo; grep -E '^[a-z-]+:.*##' Makefile | sed 's/:.*##/\t/'
@@ -66,6 +66,9 @@ test: setup                 ## all unit + end-to-end tests (installs what they n
 
 bench: build setup          ## side-by-side benchmark tables (see benches/README.md)
 	ORT_DYLIB_PATH=$(ORT_LIB) benches/run.sh
+
+bench-parity: build         ## loss curves of the fast kernels vs --reference-ops agree (benches/loss_parity.sh)
+	benches/loss_parity.sh
 
 check-onnx:                 ## onnx.checker (full) + Python onnxruntime on exported/NAME.onnx
 	$$(scripts/py-venv.sh) scripts/check_onnx.py exported/$(NAME).onnx

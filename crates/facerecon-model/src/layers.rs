@@ -9,9 +9,26 @@
 //! `floor(dst / scale)` as the source index.
 
 use candle_core::{Result, Tensor};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// When set, the ops below run candle's own ops (what a plain candle-nn model would do) instead of
+/// the fast kernels of `crate::ops`: the baseline for benchmarks and a cross-check of the kernels
+/// (same data, same init: only the floating-point summation order differs).
+static REFERENCE_OPS: AtomicBool = AtomicBool::new(false);
+
+/// Switch the whole process to candle's plain ops (`true`) or back to the fast kernels (`false`).
+/// Meant for benchmarks and cross-checks (`facerecon-train --reference-ops`), not for training.
+pub fn set_reference_ops(on: bool) {
+    REFERENCE_OPS.store(on, Ordering::Relaxed);
+}
+
+/// Whether [`set_reference_ops`] is on.
+pub fn reference_ops() -> bool {
+    REFERENCE_OPS.load(Ordering::Relaxed)
+}
 
 /// Add a per-channel bias `[C]` to an NCHW tensor.
-#[allow(dead_code)] // unused since conv2d / conv_transpose2d dispatch to `crate::ops`, which adds the bias itself
+/// (The fast kernels fuse the bias; this is the reference path's.)
 fn add_channel_bias(x: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
     match b {
         Some(b) => x.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?),
@@ -22,6 +39,9 @@ fn add_channel_bias(x: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
 /// 2-D convolution: `x` `[B, Cin, H, W]`, `w` `[Cout, Cin, k, k]`, optional bias `[Cout]`,
 /// symmetric zero padding of `pad` pixels.
 pub fn conv2d(x: &Tensor, w: &Tensor, b: Option<&Tensor>, stride: usize, pad: usize, dilation: usize) -> Result<Tensor> {
+    if reference_ops() {
+        return add_channel_bias(&x.conv2d(w, pad, stride, dilation, 1)?, b);
+    }
     // CPU f32: the im2col + GEMM custom op of `crate::ops` (bias fused); elsewhere candle's conv2d + bias.
     crate::ops::conv2d(x, w, b, stride, pad, dilation)
 }
@@ -36,6 +56,9 @@ pub fn conv_transpose2d(
     pad: usize,
     out_pad: usize,
 ) -> Result<Tensor> {
+    if reference_ops() {
+        return add_channel_bias(&x.conv_transpose2d(w, pad, out_pad, stride, 1)?, b);
+    }
     // CPU f32: the GEMM + col2im custom op of `crate::ops` (bias fused); elsewhere candle's op + bias.
     crate::ops::conv_transpose2d(x, w, b, stride, pad, out_pad)
 }
@@ -65,6 +88,9 @@ pub fn reshape(x: &Tensor, chw: &[usize]) -> Result<Tensor> {
 /// `max(x, 0) + slope * min(x, 0)`. For the usual `0 <= slope <= 1` this is `max(x, slope * x)`: one
 /// multiply and one max instead of candle-nn's two zero tensors, and the same values bit for bit.
 pub fn leaky_relu(x: &Tensor, slope: f64) -> Result<Tensor> {
+    if reference_ops() {
+        return candle_nn::ops::leaky_relu(x, slope);
+    }
     if x.device().is_cpu() {
         // One pass forward, one pass backward (`crate::ops`).
         return crate::ops::leaky_relu(x, slope);
@@ -82,6 +108,9 @@ pub fn relu(x: &Tensor) -> Result<Tensor> {
 
 /// Logistic sigmoid (candle-nn's op: numerically stable, with a backward pass).
 pub fn sigmoid(x: &Tensor) -> Result<Tensor> {
+    if reference_ops() {
+        return candle_nn::ops::sigmoid(x);
+    }
     // CPU f32: `crate::ops` (one-pass backward from the saved output); elsewhere candle-nn's op.
     crate::ops::sigmoid(x)
 }
@@ -131,6 +160,9 @@ pub fn conv2d_leaky_relu(
     dilation: usize,
     slope: f64,
 ) -> Result<Tensor> {
+    if reference_ops() {
+        return leaky_relu(&conv2d(x, w, b, stride, pad, dilation)?, slope);
+    }
     crate::ops::conv2d_leaky_relu(x, w, b, stride, pad, dilation, slope)
 }
 
@@ -145,5 +177,8 @@ pub fn conv_transpose2d_leaky_relu(
     out_pad: usize,
     slope: f64,
 ) -> Result<Tensor> {
+    if reference_ops() {
+        return leaky_relu(&conv_transpose2d(x, w, b, stride, pad, out_pad)?, slope);
+    }
     crate::ops::conv_transpose2d_leaky_relu(x, w, b, stride, pad, out_pad, slope)
 }

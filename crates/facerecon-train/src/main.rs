@@ -47,6 +47,13 @@ struct Cli {
     /// Generate N procedural faces (into --data if given and empty, else data/synthetic) and train on them.
     #[arg(long, value_name = "N")]
     synthetic: Option<usize>,
+    /// Run every layer with candle's plain ops instead of the fast CPU kernels (~15x slower): for
+    /// benchmarks and cross-checks of the kernels (benches/), not for real training.
+    #[arg(long)]
+    reference_ops: bool,
+    /// Print a machine-readable `RESULT {json}` line (steady-state images/s, steps) on stdout at the end.
+    #[arg(long, hide = true)]
+    bench_json: bool,
 }
 
 fn main() -> Result<()> {
@@ -54,6 +61,8 @@ fn main() -> Result<()> {
     if let Some(n) = cli.threads {
         rayon::ThreadPoolBuilder::new().num_threads(n).build_global().context("cannot set up the thread pool")?;
     }
+    facerecon_model::layers::set_reference_ops(cli.reference_ops);
+    let threads = rayon::current_num_threads();
     let opts = TrainOptions {
         config: cli.config,
         data: cli.data,
@@ -70,5 +79,18 @@ fn main() -> Result<()> {
     };
     let summary = facerecon_train::run(&opts)?;
     eprintln!("{summary}");
+    if cli.bench_json {
+        let result = serde_json::json!({
+            "tool": "facerecon-train",
+            "ops": if cli.reference_ops { "reference" } else { "fast" },
+            "threads": threads,
+            "steps": summary.steps,
+            "steady_steps": summary.steady_steps,
+            "warmup_steps": facerecon_train::train::WARMUP_STEPS,
+            "img_per_s": summary.steady_images_per_sec,
+            "img_per_s_all": summary.images_per_sec,
+        });
+        println!("RESULT {result}");
+    }
     Ok(())
 }

@@ -23,6 +23,12 @@ pub struct Summary {
     pub steps: u64,
     pub wall_s: f64,
     pub images_per_sec: f64,
+    /// Training throughput after the first [`WARMUP_STEPS`] steps of this invocation (allocator,
+    /// scratch buffers and data thread warmed up), validation and checkpoints excluded; `None` when
+    /// the run had no more steps than that. What benchmarks report (benches/run.sh).
+    pub steady_images_per_sec: Option<f64>,
+    /// Steps that [`Summary::steady_images_per_sec`] covers.
+    pub steady_steps: u64,
     /// The best validation record (a metrics.jsonl line) so far.
     pub best: Option<Value>,
     /// The last validation record of this invocation.
@@ -34,6 +40,9 @@ pub struct Summary {
     /// Files skipped as unreadable.
     pub skipped: usize,
 }
+
+/// Steps of each invocation left out of [`Summary::steady_images_per_sec`].
+pub const WARMUP_STEPS: u64 = 3;
 
 /// Train as `opts` says; returns the summary.
 pub fn run(opts: &TrainOptions) -> Result<Summary> {
@@ -47,11 +56,14 @@ pub fn run(opts: &TrainOptions) -> Result<Summary> {
     let (started, first_epoch) = (Instant::now(), s.state.epoch);
     let (mut images_seen, mut train_secs, mut last) = (0usize, 0.0f64, None);
     let mut stopped_early = false;
+    // Steady-state throughput: per-step wall time (waiting for the batch included) after the warm-up.
+    let (mut steps_run, mut steady_steps, mut steady_images, mut steady_secs) = (0u64, 0u64, 0usize, 0.0f64);
 
     for epoch in first_epoch..t.epochs {
         let (epoch_start, mut last_save) = (Instant::now(), Instant::now());
         let bar = progress_bar(steps_per_epoch, s.state.batch_in_epoch as u64, epoch + 1, t.epochs);
         let (mut loss_sum, mut n_images) = (0.0f64, 0usize);
+        let mut step_clock = Instant::now();
         for batch in s.train.epoch(epoch, s.state.batch_in_epoch) {
             if done(s.state.step) {
                 stopped_early = true;
@@ -59,6 +71,11 @@ pub fn run(opts: &TrainOptions) -> Result<Summary> {
             }
             let lr = lr_at(t.optimizer.lr, &t.lr_schedule, s.state.step, steps_per_epoch, total_steps);
             let loss = train_step(&mut s, &batch, lr)?;
+            steps_run += 1;
+            if steps_run > WARMUP_STEPS {
+                (steady_steps, steady_images) = (steady_steps + 1, steady_images + batch.len);
+                steady_secs += step_clock.elapsed().as_secs_f64();
+            }
             (s.state.step, s.state.batch_in_epoch) = (s.state.step + 1, s.state.batch_in_epoch + 1);
             (loss_sum, n_images) = (loss_sum + loss * batch.len as f64, n_images + batch.len);
             let ips = n_images as f64 / epoch_start.elapsed().as_secs_f64();
@@ -67,6 +84,7 @@ pub fn run(opts: &TrainOptions) -> Result<Summary> {
                 save_checkpoint(&s)?;
                 last_save = Instant::now();
             }
+            step_clock = Instant::now(); // logging and checkpoints are not part of the next step
         }
         bar.finish_and_clear();
         let secs = epoch_start.elapsed().as_secs_f64();
@@ -101,6 +119,8 @@ pub fn run(opts: &TrainOptions) -> Result<Summary> {
         steps: s.state.step,
         wall_s: started.elapsed().as_secs_f64(),
         images_per_sec: images_seen as f64 / train_secs.max(1e-9),
+        steady_images_per_sec: (steady_steps > 0).then(|| steady_images as f64 / steady_secs.max(1e-9)),
+        steady_steps,
         best: s.state.best.clone(),
         last,
         checkpoint: s.out.clone(),
@@ -197,6 +217,9 @@ impl std::fmt::Display for Summary {
         let state = if self.stopped_early { " (stopped by --max-steps)" } else { "" };
         writeln!(f, "trained {} epochs this run, {} in total, {} steps{state}", self.epochs_run, self.epochs_done, self.steps)?;
         writeln!(f, "wall time {:.1} s, {:.1} images/s", self.wall_s, self.images_per_sec)?;
+        if let Some(ips) = self.steady_images_per_sec {
+            writeln!(f, "steady state: {ips:.1} images/s over {} steps (after {WARMUP_STEPS} warm-up steps)", self.steady_steps)?;
+        }
         if let Some(best) = &self.best {
             writeln!(f, "best: {}", describe(best))?;
         }

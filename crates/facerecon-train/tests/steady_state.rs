@@ -1,0 +1,34 @@
+//! `Summary::steady_images_per_sec`: the throughput benches/run.sh reports leaves out the warm-up steps.
+mod common;
+
+use facerecon_train::train::WARMUP_STEPS;
+use facerecon_train::{run, TrainOptions};
+
+#[test]
+fn steady_state_counts_only_the_steps_after_the_warm_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, out) = (tmp.path().join("faces"), tmp.path().join("run"));
+    common::write_images(&data, 40, 32, 32);
+    let opts = TrainOptions {
+        config: Some(common::tiny_config()),
+        data: Some(data),
+        out,
+        device: "cpu".into(),
+        epochs: Some(1),
+        batch_size: Some(4),
+        max_steps: Some(WARMUP_STEPS + 2),
+        ..Default::default()
+    };
+    let summary = run(&opts).unwrap();
+    assert_eq!(summary.steps, WARMUP_STEPS + 2);
+    assert_eq!(summary.steady_steps, 2);
+    let ips = summary.steady_images_per_sec.expect("two steps after the warm-up");
+    assert!(ips.is_finite() && ips > 0.0, "{ips}");
+    assert!(summary.to_string().contains("steady state:"), "{summary}");
+
+    // A run no longer than the warm-up has nothing to report.
+    let short = TrainOptions { max_steps: Some(WARMUP_STEPS), force: true, ..opts };
+    let summary = run(&short).unwrap();
+    assert_eq!((summary.steady_steps, summary.steady_images_per_sec), (0, None));
+    assert!(!summary.to_string().contains("steady state:"));
+}
