@@ -66,6 +66,8 @@ test: setup                 ## all unit + end-to-end tests (installs what they n
 
 bench: build setup          ## side-by-side benchmark tables (see benches/README.md)
 	ORT_DYLIB_PATH=$(ORT_LIB) benches/run.sh
+	scripts/py-venv.sh >/dev/null
+	ORT_DYLIB_PATH=$(ORT_LIB) MODEL=$${MODEL:-.cache/bench/seed.onnx} benches/e2e_infer.sh
 
 bench-parity: build         ## loss curves of the fast kernels vs --reference-ops agree (benches/loss_parity.sh)
 	benches/loss_parity.sh
