@@ -4,6 +4,10 @@
 //! the outputs out) and N runs of `Runtime::infer` on the same images as separate `Prepared` items
 //! (what the CLI calls: gathering them into a batch and splitting the result), on random images
 //! with a centred box hole at the batch size.
+//!
+//! Each run is timed on its own and the *median* is reported (`ms_per_batch`, `img_per_s`), like
+//! benches/ort_py_bench.py does: on a shared, loaded machine a few preempted runs (10x slower) drag
+//! a mean far from the typical run. The mean and the 90th percentile are printed alongside.
 
 use std::time::Instant;
 
@@ -31,15 +35,17 @@ pub fn bench_session(rt: &Runtime, runs: usize) -> Result<()> {
         *v *= 1.0 - m;
     }
     let runs = runs.max(1);
-    let time = |f: &dyn Fn() -> Result<()>| -> Result<f64> {
+    let time = |f: &dyn Fn() -> Result<()>| -> Result<Timing> {
         for _ in 0..2 {
             f().context("warm-up run")?;
         }
-        let start = Instant::now();
+        let mut seconds = Vec::with_capacity(runs);
         for _ in 0..runs {
+            let start = Instant::now();
             f().context("timed run")?;
+            seconds.push(start.elapsed().as_secs_f64());
         }
-        Ok(start.elapsed().as_secs_f64() / runs as f64)
+        Ok(Timing::of(seconds))
     };
     let session = time(&|| rt.run_tensors(&image, &mask, n).map(drop).map_err(Into::into))?;
     let prepared: Vec<Prepared> = image
@@ -53,17 +59,64 @@ pub fn bench_session(rt: &Runtime, runs: usize) -> Result<()> {
         .collect();
     let refs: Vec<&Prepared> = prepared.iter().collect();
     let runtime = time(&|| rt.infer(&refs).map(drop).map_err(Into::into))?;
-    for (tool, per_batch) in [("session", session), ("runtime", runtime)] {
+    for (tool, t) in [("session", session), ("runtime", runtime)] {
         println!(
             "RESULT {}",
             serde_json::json!({
                 "tool": tool,
                 "batch": n,
                 "runs": runs,
-                "ms_per_batch": per_batch * 1e3,
-                "img_per_s": n as f64 / per_batch,
+                "ms_per_batch": t.median * 1e3,
+                "img_per_s": n as f64 / t.median,
+                "ms_median": t.median * 1e3,
+                "ms_mean": t.mean * 1e3,
+                "ms_p90": t.p90 * 1e3,
             })
         );
     }
     Ok(())
+}
+
+/// Summary of per-run wall times, in seconds.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Timing {
+    median: f64,
+    mean: f64,
+    p90: f64,
+}
+
+impl Timing {
+    /// Summarise at least one timing (the median of an even count is the mean of the middle two, as
+    /// in benches/ort_py_bench.py).
+    fn of(mut seconds: Vec<f64>) -> Timing {
+        assert!(!seconds.is_empty(), "no timed runs");
+        seconds.sort_by(f64::total_cmp);
+        let n = seconds.len();
+        let median = if n % 2 == 1 {
+            seconds[n / 2]
+        } else {
+            0.5 * (seconds[n / 2 - 1] + seconds[n / 2])
+        };
+        Timing {
+            median,
+            mean: seconds.iter().sum::<f64>() / n as f64,
+            p90: seconds[((n * 9).div_ceil(10)).clamp(1, n) - 1],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Timing;
+
+    #[test]
+    fn median_ignores_outliers() {
+        let t = Timing::of(vec![1.0, 30.0, 2.0, 3.0, 2.0]);
+        assert_eq!(t.median, 2.0);
+        assert_eq!(t.mean, 38.0 / 5.0);
+        assert_eq!(t.p90, 30.0);
+        let even = Timing::of(vec![4.0, 1.0, 2.0, 3.0]);
+        assert_eq!(even.median, 2.5);
+        assert_eq!(Timing::of(vec![7.0]).p90, 7.0);
+    }
 }

@@ -11,6 +11,7 @@ use image::{GrayImage, RgbImage};
 use ort::{
     ep,
     session::{builder::GraphOptimizationLevel, Session},
+    session::{HasSelectedOutputs, OutputSelector, RunOptions},
     value::{TensorElementType, TensorRef, ValueType},
 };
 use rayon::prelude::*;
@@ -54,7 +55,10 @@ impl fmt::Display for Provider {
 
 /// A loaded, validated model. `Sync`: calls from several threads share the session one run at a time.
 pub struct Runtime {
-    session: Mutex<Session>,
+    session: Mutex<Ort>,
+    /// Batch input buffers reused by [`Runtime::infer`]: a fresh multi-megabyte `Vec` per call costs
+    /// a page fault per 4 KiB page on first touch, which at batch 64 is several milliseconds.
+    scratch: Mutex<Scratch>,
     info: ModelInfo,
     provider: Provider,
     options: RuntimeOptions,
@@ -106,6 +110,13 @@ impl Runtime {
                 .with_intra_threads(threads.max(1))
                 .map_err(ort_err)?;
         }
+        // Spelled out to match the Python reference (benches/ort_py_bench.py) rather than relying on
+        // defaults: one graph at a time, no inter-op pool (our graph is a single chain anyway).
+        builder = builder
+            .with_parallel_execution(false)
+            .map_err(ort_err)?
+            .with_inter_threads(1)
+            .map_err(ort_err)?;
         let provider = match options.device {
             Device::Cpu => Provider::Cpu,
             Device::Cuda(id) => {
@@ -124,8 +135,15 @@ impl Runtime {
             .commit_from_file(path)
             .map_err(|e| invalid(format!("ONNX Runtime cannot load it: {e}")))?;
         let info = validate(&session).map_err(invalid)?;
+        let reconstruction_only = RunOptions::new()
+            .map_err(|e| RuntimeError::Inference(format!("creating run options: {e}")))?
+            .with_outputs(OutputSelector::no_default().with(names::RECONSTRUCTION));
         Ok(Runtime {
-            session: Mutex::new(session),
+            session: Mutex::new(Ort {
+                session,
+                reconstruction_only,
+            }),
+            scratch: Mutex::new(Scratch::default()),
             info,
             provider,
             options: options.clone(),
@@ -165,29 +183,51 @@ impl Runtime {
     pub fn infer(&self, prepared: &[&Prepared]) -> Result<Vec<Vec<f32>>, RuntimeError> {
         let s = self.info.image_size as usize;
         let (image_len, mask_len) = (3 * s * s, s * s);
+        for p in prepared.iter().filter(|p| p.has_hole()) {
+            if p.image.len() != image_len || p.mask.len() != mask_len {
+                return Err(RuntimeError::Inference(format!(
+                    "prepared tensors have {} / {} values, the model needs {image_len} / {mask_len}",
+                    p.image.len(),
+                    p.mask.len()
+                )));
+            }
+        }
         let mut out = vec![Vec::new(); prepared.len()];
         let todo: Vec<usize> = (0..prepared.len())
             .filter(|&i| prepared[i].has_hole())
             .collect();
-        for chunk in todo.chunks(self.batch_size()) {
-            let mut image = Vec::with_capacity(chunk.len() * image_len);
-            let mut mask = Vec::with_capacity(chunk.len() * mask_len);
-            for &i in chunk {
-                let p = prepared[i];
-                if p.image.len() != image_len || p.mask.len() != mask_len {
-                    return Err(RuntimeError::Inference(format!(
-                        "prepared tensors have {} / {} values, the model needs {image_len} / {mask_len}",
-                        p.image.len(),
-                        p.mask.len()
-                    )));
+        let batch = self.batch_size();
+        for chunk in todo.chunks(batch) {
+            // Each item's reconstruction is copied once, straight out of ONNX Runtime's output.
+            let mut split = |rec: &[f32]| {
+                for (k, &i) in chunk.iter().enumerate() {
+                    out[i] = rec[k * image_len..(k + 1) * image_len].to_vec();
                 }
-                image.extend_from_slice(&p.image);
-                mask.extend_from_slice(&p.mask);
+            };
+            let padded = self.info.fixed_batch.unwrap_or(chunk.len());
+            if let [only] = chunk {
+                if padded == 1 {
+                    // One item needs no gathering: feed its own buffers.
+                    let p = prepared[*only];
+                    self.run_reconstruction(&p.image, &p.mask, 1, &mut split)?;
+                    continue;
+                }
             }
-            let (rec, _) = self.run_tensors(&image, &mask, chunk.len())?;
-            for (k, &i) in chunk.iter().enumerate() {
-                out[i] = rec[k * image_len..(k + 1) * image_len].to_vec();
+            let mut scratch = self
+                .scratch
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let Scratch { image, mask } = &mut *scratch;
+            image.clear();
+            mask.clear();
+            for &i in chunk {
+                image.extend_from_slice(&prepared[i].image);
+                mask.extend_from_slice(&prepared[i].mask);
             }
+            // A fixed-batch model gets its last chunk padded with empty images.
+            image.resize(padded * image_len, 0.0);
+            mask.resize(padded * mask_len, 0.0);
+            self.run_reconstruction(image, mask, padded, &mut split)?;
         }
         Ok(out)
     }
@@ -304,6 +344,48 @@ impl Runtime {
         Ok((rec, inp))
     }
 
+    /// One `session.run` of a batch of exactly `n` (the model's batch, if fixed) fetching only
+    /// `reconstruction`, handed to `consume` as ONNX Runtime's own buffer (no intermediate copy).
+    fn run_reconstruction(
+        &self,
+        image: &[f32],
+        mask: &[f32],
+        n: usize,
+        consume: &mut dyn FnMut(&[f32]),
+    ) -> Result<(), RuntimeError> {
+        let s = self.info.image_size as usize;
+        let fail = |what: &str, e: ort::Error| {
+            RuntimeError::Inference(format!("{} ({what}): {e}", self.path.display()))
+        };
+        let image_t = TensorRef::from_array_view(([n, 3, s, s], image))
+            .map_err(|e| fail("image tensor", e))?;
+        let mask_t =
+            TensorRef::from_array_view(([n, 1, s, s], mask)).map_err(|e| fail("mask tensor", e))?;
+        let mut ort = self
+            .session
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let Ort {
+            session,
+            reconstruction_only,
+        } = &mut *ort;
+        let outputs = session
+            .run_with_options(
+                ort::inputs![names::IMAGE => image_t, names::MASK => mask_t],
+                reconstruction_only,
+            )
+            .map_err(|e| fail("run", e))?;
+        let value = outputs.get(names::RECONSTRUCTION).ok_or_else(|| {
+            RuntimeError::Inference(format!("output `{}` missing", names::RECONSTRUCTION))
+        })?;
+        let (shape, data) = value
+            .try_extract_tensor::<f32>()
+            .map_err(|e| fail(names::RECONSTRUCTION, e))?;
+        check_output_shape(names::RECONSTRUCTION, shape, n, s)?;
+        consume(data);
+        Ok(())
+    }
+
     fn run_once(
         &self,
         image: &[f32],
@@ -318,11 +400,12 @@ impl Runtime {
             .map_err(|e| fail("image tensor", e))?;
         let mask_t =
             TensorRef::from_array_view(([n, 1, s, s], mask)).map_err(|e| fail("mask tensor", e))?;
-        let mut session = self
+        let mut ort = self
             .session
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let outputs = session
+        let outputs = ort
+            .session
             .run(ort::inputs![names::IMAGE => image_t, names::MASK => mask_t])
             .map_err(|e| fail("run", e))?;
         let extract = |name: &str| -> Result<Vec<f32>, RuntimeError> {
@@ -332,16 +415,43 @@ impl Runtime {
             let (shape, data) = value
                 .try_extract_tensor::<f32>()
                 .map_err(|e| fail(name, e))?;
-            let want = [n as i64, 3, s as i64, s as i64];
-            if shape.iter().as_slice() != want {
-                return Err(RuntimeError::Inference(format!(
-                    "output `{name}` has shape {shape:?}, expected {want:?}"
-                )));
-            }
+            check_output_shape(name, shape, n, s)?;
             Ok(data.to_vec())
         };
         Ok((extract(names::RECONSTRUCTION)?, extract(names::INPAINTED)?))
     }
+}
+
+/// The session and what is only used under its lock (ONNX Runtime's `Run` is not thread-safe, and
+/// `RunOptions` is not `Sync`).
+struct Ort {
+    session: Session,
+    /// Fetches only `reconstruction` (all [`Runtime::infer`] needs), so ONNX Runtime neither hands
+    /// back nor, where it can prune them, computes the compositing nodes.
+    reconstruction_only: RunOptions<HasSelectedOutputs>,
+}
+
+/// Batch input buffers kept between [`Runtime::infer`] calls.
+#[derive(Default)]
+struct Scratch {
+    image: Vec<f32>,
+    mask: Vec<f32>,
+}
+
+/// An output must be `[n,3,S,S]`; anything else would be split into the wrong images.
+fn check_output_shape(
+    name: &str,
+    shape: &ort::value::Shape,
+    n: usize,
+    s: usize,
+) -> Result<(), RuntimeError> {
+    let want = [n as i64, 3, s as i64, s as i64];
+    if shape.iter().as_slice() != want {
+        return Err(RuntimeError::Inference(format!(
+            "output `{name}` has shape {shape:?}, expected {want:?}"
+        )));
+    }
+    Ok(())
 }
 
 /// Check the session's inputs and outputs against the contract and read its metadata.

@@ -226,3 +226,35 @@ fn cuda_never_falls_back_silently() {
         Err(other) => panic!("expected a provider error, got {other}"),
     }
 }
+
+#[test]
+fn infer_matches_run_tensors_and_checks_lengths() {
+    // `infer` fetches only `reconstruction` and splits it per item; it must agree with the full run.
+    let rt = Runtime::load(fixture("identity.onnx"), &options()).unwrap();
+    let plane = 32 * 32;
+    let prepared: Vec<facerecon_runtime::Prepared> = (0..5)
+        .map(|k| facerecon_runtime::Prepared {
+            region: Some(facerecon_runtime::Region { x: 0, y: 0, width: 32, height: 32 }),
+            image: (0..3 * plane).map(|i| ((i * (k + 3)) % 89) as f32 / 89.0).collect(),
+            mask: (0..plane).map(|i| ((i / (k + 2)) % 2) as f32).collect(),
+        })
+        .collect();
+    let refs: Vec<&facerecon_runtime::Prepared> = prepared.iter().collect();
+    let recs = rt.infer(&refs).unwrap();
+    let image: Vec<f32> = prepared.iter().flat_map(|p| p.image.iter().copied()).collect();
+    let mask: Vec<f32> = prepared.iter().flat_map(|p| p.mask.iter().copied()).collect();
+    let (rec, _) = rt.run_tensors(&image, &mask, prepared.len()).unwrap();
+    for (k, r) in recs.iter().enumerate() {
+        assert_eq!(r.as_slice(), &rec[k * 3 * plane..(k + 1) * 3 * plane], "item {k}");
+    }
+    // Twice more, so the reused batch buffers are exercised with leftovers from a larger call.
+    assert_eq!(rt.infer(&refs[..1]).unwrap()[0], recs[0]);
+    assert_eq!(rt.infer(&refs[3..]).unwrap(), recs[3..].to_vec());
+    let short = facerecon_runtime::Prepared {
+        region: Some(facerecon_runtime::Region { x: 0, y: 0, width: 32, height: 32 }),
+        image: vec![0.0; 3 * plane - 1],
+        mask: vec![1.0; plane],
+    };
+    let err = rt.infer(&[&short]).unwrap_err();
+    assert!(err.to_string().contains("the model needs"), "{err}");
+}
