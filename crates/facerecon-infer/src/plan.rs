@@ -61,11 +61,14 @@ impl MaskSource {
                 let mut tried = Vec::new();
                 for base in &bases {
                     for ext in IMAGE_EXTENSIONS {
-                        let candidate = dir.join(base).with_extension(ext);
+                        // Append (not `with_extension`): a stem may itself contain dots
+                        // (UTKFace's `x.jpg.chip.jpg` pairs with `x.jpg.chip.png`).
+                        let name = with_suffix(base, ext);
+                        let candidate = dir.join(&name);
                         if candidate.is_file() && candidate != job.input {
                             return Ok(Some(candidate));
                         }
-                        tried.push(base.with_extension(ext).display().to_string());
+                        tried.push(name.display().to_string());
                     }
                 }
                 Err(format!(
@@ -76,6 +79,14 @@ impl MaskSource {
             }
         }
     }
+}
+
+/// `base` + "." + `ext`, keeping any dots already in `base`.
+fn with_suffix(base: &Path, ext: &str) -> PathBuf {
+    let mut s = base.as_os_str().to_owned();
+    s.push(".");
+    s.push(ext);
+    PathBuf::from(s)
 }
 
 /// Expand INPUTs into jobs writing under `out`. Usage errors (missing input, nothing found, output
@@ -272,5 +283,22 @@ mod tests {
         );
         std::fs::remove_file(masks.join("a.png")).unwrap();
         assert!(source.mask_for(&jobs[0]).unwrap_err().contains("no mask"));
+    }
+
+    #[test]
+    fn stems_with_dots_pair_with_their_masks() {
+        // UTKFace names: `x.jpg.chip.jpg` -> stem `x.jpg.chip` -> mask `x.jpg.chip.png` (what --save-masks writes)
+        let dir = tempfile::tempdir().unwrap();
+        let photos = dir.path().join("photos");
+        std::fs::create_dir_all(&photos).unwrap();
+        std::fs::write(photos.join("20_1_0.jpg.chip.jpg"), b"x").unwrap();
+        let masks = dir.path().join("masks");
+        std::fs::create_dir_all(&masks).unwrap();
+        std::fs::write(masks.join("20_1_0.jpg.png"), b"x").unwrap(); // a wrong pairing must not be taken
+        let jobs = plan(std::slice::from_ref(&photos), &dir.path().join("out"), false).unwrap();
+        let source = MaskSource::from_arg(Some(&masks)).unwrap();
+        assert!(source.mask_for(&jobs[0]).unwrap_err().contains("20_1_0.jpg.chip.png"));
+        std::fs::write(masks.join("20_1_0.jpg.chip.png"), b"x").unwrap();
+        assert_eq!(source.mask_for(&jobs[0]).unwrap(), Some(masks.join("20_1_0.jpg.chip.png")));
     }
 }
