@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Side-by-side quality on held-out real faces: exported models vs OpenCV Telea and the border-mean fill, on the
+# very same seeded holes (one 28x28 box; one box of side 32-64), metrics as in ../shared/DESIGN.md.
+#
+#   scripts/compare.sh VAL_LIST MODEL.onnx...      # e.g. runs/unet/val_files.txt exported/unet.onnx /tmp/seed.onnx
+#
+# Writes docs/quality/<model>_<holes>.png (the first 8 faces: corrupted | reconstructed | original) and prints
+# one markdown table per hole kind. Needs ORT_DYLIB_PATH (make setup) and, for Telea, a Python with numpy,
+# pillow, opencv-python-headless and scikit-image (PY=..., default: the bench venv).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+val_list=$1; shift
+PY=${PY:-.cache/bench-venv/bin/python}
+: "${ORT_DYLIB_PATH:?set ORT_DYLIB_PATH (make setup prints it)}"
+mapfile -t val < "$val_list"
+work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
+mkdir -p docs/quality
+for holes in box28 box32-64; do
+  echo; echo "### $holes (${#val[@]} held-out faces, seed 0)"; echo
+  echo "| method | psnr_hole | psnr_full | ssim | l1_hole |"; echo "|---|---|---|---|---|"
+  first=1
+  for model in "$@"; do
+    name=$(basename "$model" .onnx)
+    extra=(); [ $first = 1 ] && extra=(--save-masks "$work/masks-$holes")
+    target/release/facerecon-infer --model "$model" --eval --holes "$holes" --eval-seed 0 --threads 2 \
+      --out "$work/$name-$holes" --report "$work/$name-$holes.json" "${extra[@]}" "${val[@]}" >/dev/null 2>&1
+    cp "$work/$name-$holes/grid.png" "docs/quality/${name}_${holes}.png"
+    "$PY" - "$work/$name-$holes.json" "$name" <<'PY'
+import json, sys
+m = json.load(open(sys.argv[1]))["sets"][-1]["mean"]
+print(f"| {sys.argv[2]} | {m['psnr_hole']:.2f} | {m['psnr_full']:.2f} | {m['ssim']:.4f} | {m['l1_hole']:.2f} |")
+PY
+    first=0
+  done
+  "$PY" benches/telea_eval.py --masks "$work/masks-$holes" "${val[@]}" 2>/dev/null | tail -n 2 \
+    | awk -F'|' '{printf "|%s|%s|%s|%s|%s|\n", $2, $4, $5, $6, $7}'
+done
