@@ -116,7 +116,7 @@ struct Args {
     dilate: u32,
     /// Seam width in pixels: the reconstruction's colour error on the known ring around each hole is
     /// corrected inside the hole, fading over N pixels (known pixels are never changed). 0 = hard edge.
-    #[arg(long, value_name = "N", default_value_t = 0)]
+    #[arg(long, value_name = "N", default_value_t = 2)]
     feather: u32,
     /// ONNX Runtime graph optimisation level.
     #[arg(long, value_enum, default_value_t = GraphOpt::All)]

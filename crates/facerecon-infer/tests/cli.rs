@@ -513,3 +513,39 @@ fn feathered_seam_changes_only_the_hole_edge() {
     }
     assert!(edge_closer >= 80, "edge pixels corrected toward the known ring: {edge_closer} of 92");
 }
+
+#[test]
+fn large_photo_small_hole_keeps_every_known_pixel() {
+    // A 1000x1000 photo with a 40x40 hole comes back 1000x1000; every pixel outside the hole is
+    // bit-identical (the default feathered seam works inside the hole only) and the hole is filled.
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    let mut img = noise(1000, 1000, 11);
+    paint_black(&mut img, 610, 380, 40, 40);
+    img.save(input.join("big.png")).unwrap();
+    let out = dir.path().join("out");
+    let o = infer([
+        "--model".as_ref(),
+        identity_model().as_os_str(),
+        "--out".as_ref(),
+        out.as_os_str(),
+        input.as_os_str(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let res = load(&out.join("big.png"));
+    assert_eq!(res.dimensions(), (1000, 1000));
+    let (mut filled, mut changed_outside) = (0, 0);
+    for (x, y, p) in img.enumerate_pixels() {
+        let q = res.get_pixel(x, y);
+        // dark-hole detection grows the hole by one pixel: the ring around the box may change
+        let in_hole = (609..651).contains(&x) && (379..421).contains(&y);
+        if in_hole {
+            filled += usize::from((610..650).contains(&x) && (380..420).contains(&y) && q != &Rgb([0, 0, 0]));
+        } else {
+            changed_outside += usize::from(p != q);
+        }
+    }
+    assert_eq!(changed_outside, 0, "known pixels changed");
+    assert_eq!(filled, 1600, "every hole pixel filled");
+}
