@@ -361,6 +361,21 @@ pub fn dilate(mask: &GrayImage, radius: u32) -> GrayImage {
     })
 }
 
+/// Mix several numbers into one RNG seed (a splitmix64 step per word): decorrelated seeds from small
+/// integers such as (run seed, epoch, image index). The trainer's masks and `facerecon-infer --eval`'s
+/// seeded holes both draw from it, so the same (seed, index) always means the same hole.
+pub fn mix_seed(words: &[u64]) -> u64 {
+    let mut h = 0x9e37_79b9_7f4a_7c15u64;
+    for w in words {
+        h ^= *w;
+        h = h.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        h ^= h >> 31;
+    }
+    h
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

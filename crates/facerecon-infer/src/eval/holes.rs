@@ -67,19 +67,7 @@ pub fn scale(px: u32, size: u32) -> u32 {
     ((px as u64 * size as u64 + 64) / 128).max(1) as u32
 }
 
-/// facerecon-train's seed mixer (splitmix64 steps over the words): decorrelated seeds from small
-/// integers. Must stay identical to `facerecon_train::data::mix_seed`.
-pub fn mix_seed(words: &[u64]) -> u64 {
-    let mut h = 0x9e37_79b9_7f4a_7c15u64;
-    for w in words {
-        h ^= *w;
-        h = h.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        h ^= h >> 31;
-    }
-    h
-}
+pub use facerecon_imaging::masks::mix_seed;
 
 /// The seeded mask (`size x size`, 255 = hole) of image `index`.
 pub fn seeded_mask(sampler: &MaskSampler, size: u32, seed: u64, index: usize) -> GrayImage {
