@@ -27,7 +27,7 @@ train_args = --config $(CONFIG) --out runs/$(NAME) --device $(DEVICE) \
 .PHONY: help setup setup-gpu deps build build-cuda train resume export infer demo test bench bench-parity check-onnx clean-runs
 
 help:
-	@sed -n '1,4p' Makefile; echo; grep -E '^[a-z-]+:.*##' Makefile | sed 's/:.*##/\t/'
+	@sed -n '1,3p' Makefile; echo; grep -E '^[a-z-]+:.*##' Makefile | sed 's/:.*##/\t/'
 
 deps:                       ## system packages the build needs (protoc for candle-onnx's build script)
 	@scripts/install-deps.sh
@@ -41,7 +41,7 @@ setup-gpu: deps             ## fetch onnxruntime-gpu's library into .cache/ (for
 build: deps                 ## release build of all binaries (CPU)
 	$(CARGO) build --release --workspace --bins
 
-build-cuda: deps            ## release build with candle's CUDA backend (see README: CUDA)
+build-cuda: deps            ## release build with candle's CUDA backend (see README: GPU)
 	scripts/build-cuda.sh
 
 train: build                ## train CONFIG on DATA into runs/NAME (RESUME=1 to continue)
