@@ -344,6 +344,26 @@ impl Runtime {
         Ok((rec, inp))
     }
 
+    /// An ONNX Runtime error in a step of a run, naming the model file.
+    fn ort_error(&self, what: &str, e: ort::Error) -> RuntimeError {
+        RuntimeError::Inference(format!("{} ({what}): {e}", self.path.display()))
+    }
+
+    /// Zero-copy views of a batch of `n` images and masks as the model's two inputs.
+    fn input_views<'a>(
+        &self,
+        image: &'a [f32],
+        mask: &'a [f32],
+        n: usize,
+    ) -> Result<(TensorRef<'a, f32>, TensorRef<'a, f32>), RuntimeError> {
+        let s = self.info.image_size as usize;
+        let image_t = TensorRef::from_array_view(([n, 3, s, s], image))
+            .map_err(|e| self.ort_error("image tensor", e))?;
+        let mask_t = TensorRef::from_array_view(([n, 1, s, s], mask))
+            .map_err(|e| self.ort_error("mask tensor", e))?;
+        Ok((image_t, mask_t))
+    }
+
     /// One `session.run` of a batch of exactly `n` (the model's batch, if fixed) fetching only
     /// `reconstruction`, handed to `consume` as ONNX Runtime's own buffer (no intermediate copy).
     fn run_reconstruction(
@@ -354,13 +374,8 @@ impl Runtime {
         consume: &mut dyn FnMut(&[f32]),
     ) -> Result<(), RuntimeError> {
         let s = self.info.image_size as usize;
-        let fail = |what: &str, e: ort::Error| {
-            RuntimeError::Inference(format!("{} ({what}): {e}", self.path.display()))
-        };
-        let image_t = TensorRef::from_array_view(([n, 3, s, s], image))
-            .map_err(|e| fail("image tensor", e))?;
-        let mask_t =
-            TensorRef::from_array_view(([n, 1, s, s], mask)).map_err(|e| fail("mask tensor", e))?;
+        let fail = |what: &str, e: ort::Error| self.ort_error(what, e);
+        let (image_t, mask_t) = self.input_views(image, mask, n)?;
         let mut ort = self
             .session
             .lock()
@@ -393,13 +408,8 @@ impl Runtime {
         n: usize,
     ) -> Result<(Vec<f32>, Vec<f32>), RuntimeError> {
         let s = self.info.image_size as usize;
-        let fail = |what: &str, e: ort::Error| {
-            RuntimeError::Inference(format!("{} ({what}): {e}", self.path.display()))
-        };
-        let image_t = TensorRef::from_array_view(([n, 3, s, s], image))
-            .map_err(|e| fail("image tensor", e))?;
-        let mask_t =
-            TensorRef::from_array_view(([n, 1, s, s], mask)).map_err(|e| fail("mask tensor", e))?;
+        let fail = |what: &str, e: ort::Error| self.ort_error(what, e);
+        let (image_t, mask_t) = self.input_views(image, mask, n)?;
         let mut ort = self
             .session
             .lock()
