@@ -1,6 +1,7 @@
 # facerecon — train -> export -> infer.   `make demo` runs the whole job; `make test` runs the tests.
 # Variables: CONFIG (a configs/*.yaml), DATA (a directory of face images; empty = synthetic faces),
-#            NAME (run name, default: the config's file name), EPOCHS, MAX_IMAGES, THREADS, DEVICE.
+#            NAME (run name, default: the config's file name), EPOCHS, MAX_IMAGES, THREADS, DEVICE,
+#            RESUME=1 (continue runs/NAME), INIT=runs/OTHER (fine-tune from another run's weights).
 SHELL        := /bin/bash
 CONFIG       ?= configs/seed.yaml
 NAME         ?= $(basename $(notdir $(CONFIG)))
@@ -22,7 +23,8 @@ ORT_GPU_LIB   = $(shell scripts/setup-ort.sh gpu)
 
 train_args = --config $(CONFIG) --out runs/$(NAME) --device $(DEVICE) \
   $(if $(DATA),--data $(DATA),--synthetic 4000) $(if $(EPOCHS),--epochs $(EPOCHS)) \
-  $(if $(MAX_IMAGES),--max-images $(MAX_IMAGES)) $(if $(THREADS),--threads $(THREADS)) $(if $(RESUME),--resume)
+  $(if $(MAX_IMAGES),--max-images $(MAX_IMAGES)) $(if $(THREADS),--threads $(THREADS)) $(if $(RESUME),--resume) \
+  $(if $(INIT),--init-from $(INIT))
 
 .PHONY: help setup setup-gpu deps build build-cuda train resume export infer demo test bench bench-parity check-onnx clean-runs
 

@@ -138,13 +138,20 @@ pub fn load_state(dir: &Path) -> Result<State> {
 }
 
 /// Load the model weights and the optimiser state of the checkpoint in `dir`.
-pub fn load_weights(dir: &Path, varmap: &VarMap, opt: &mut Optimizer, device: &Device) -> Result<()> {
+/// Load only the model weights of the checkpoint in `dir` (fine-tuning with `--init-from`): every
+/// variable of the model must be there with its shape.
+pub fn load_model(dir: &Path, varmap: &VarMap, device: &Device) -> Result<()> {
     let path = dir.join(MODEL_FILE);
     let (mut tensors, _) = load_tensors(&path, device)?;
     for (name, var) in varmap.data().lock().unwrap().iter() {
         let t = tensors.remove(name).with_context(|| format!("{}: no tensor '{name}'", path.display()))?;
         var.set(&t).with_context(|| format!("{}: tensor '{name}' does not fit the model", path.display()))?;
     }
+    Ok(())
+}
+
+pub fn load_weights(dir: &Path, varmap: &VarMap, opt: &mut Optimizer, device: &Device) -> Result<()> {
+    load_model(dir, varmap, device)?;
     let path = dir.join(OPTIMIZER_FILE);
     let (tensors, meta) = load_tensors(&path, device)?;
     let step = meta

@@ -29,6 +29,10 @@ struct Cli {
     /// Start over even if --out already holds a checkpoint (its outputs are removed).
     #[arg(long, conflicts_with = "resume")]
     force: bool,
+    /// Start from the model weights of another run directory (fine-tuning): new optimiser and
+    /// schedule, this config's masks and loss; the model must be the same.
+    #[arg(long, value_name = "RUN_DIR", conflicts_with = "resume")]
+    init_from: Option<PathBuf>,
     /// Seed of shuffles, masks and flips (default: the config's train.seed).
     #[arg(long)]
     seed: Option<u64>,
@@ -75,6 +79,7 @@ fn main() -> Result<()> {
         synthetic: cli.synthetic,
         resume: cli.resume,
         force: cli.force,
+        init_from: cli.init_from,
         device: cli.device,
     };
     let summary = facerecon_train::run(&opts)?;

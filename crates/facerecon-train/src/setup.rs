@@ -40,6 +40,9 @@ pub struct TrainOptions {
     pub synthetic: Option<usize>,
     pub resume: bool,
     pub force: bool,
+    /// Start a new run from the model weights of this run directory (fine-tuning): fresh optimiser,
+    /// step 0, this run's own config (its masks, loss, schedule); the model must be the same.
+    pub init_from: Option<PathBuf>,
     /// `cpu` or `cuda:N`.
     pub device: String,
 }
@@ -169,6 +172,21 @@ fn resolve_config(opts: &TrainOptions) -> Result<(Config, Option<State>)> {
     Ok((config, resumed))
 }
 
+/// Load the weights of the run in `src` into a new run's model, after checking that its model is ours.
+fn init_from(src: &Path, config: &Config, varmap: &VarMap, device: &Device) -> Result<()> {
+    if !checkpoint::exists(src) {
+        bail!("--init-from {}: no checkpoint there", src.display());
+    }
+    let theirs = Config::load(&src.join(checkpoint::CONFIG_FILE))?;
+    if theirs.model != config.model {
+        bail!("--init-from {}: its model differs from this config's model", src.display());
+    }
+    checkpoint::load_model(src, varmap, device)?;
+    let epochs = checkpoint::load_state(src).map(|s| s.epoch).unwrap_or(0);
+    eprintln!("initialised from {} ({epochs} epochs of '{}'): fine-tuning with a fresh optimiser", src.display(), theirs.name);
+    Ok(())
+}
+
 /// The run's list of validation files.
 pub const VAL_FILES: &str = "val_files.txt";
 
@@ -206,6 +224,9 @@ pub fn setup(opts: &TrainOptions) -> Result<Session> {
     let mut optimizer = Optimizer::new(&t.optimizer, params)?;
 
     let state = match resumed {
+        Some(state) if opts.init_from.is_some() => {
+            bail!("--init-from starts a new run but {} already holds one ({} epochs done); use a new --out", opts.out.display(), state.epoch)
+        }
         Some(state) => {
             checkpoint::load_weights(&opts.out, &varmap, &mut optimizer, &device)?;
             eprintln!(
@@ -217,7 +238,12 @@ pub fn setup(opts: &TrainOptions) -> Result<Session> {
             );
             State { data: data_dir, synthetic, seed: t.seed, max_images, ..state }
         }
-        None => State { epoch: 0, step: 0, batch_in_epoch: 0, best: None, seed: t.seed, data: data_dir, synthetic, max_images },
+        None => {
+            if let Some(src) = &opts.init_from {
+                init_from(src, &config, &varmap, &device)?;
+            }
+            State { epoch: 0, step: 0, batch_in_epoch: 0, best: None, seed: t.seed, data: data_dir, synthetic, max_images }
+        }
     };
     std::fs::create_dir_all(opts.out.join(checkpoint::SAMPLES_DIR))
         .with_context(|| format!("cannot create {}", opts.out.display()))?;

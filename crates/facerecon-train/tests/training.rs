@@ -187,3 +187,51 @@ fn bad_settings_are_clear_errors() {
     let e = run(&options(&empty, &out)).unwrap_err().to_string();
     assert!(e.contains("no training images"), "{e}");
 }
+
+/// `--init-from`: a new run starts from another run's weights (not its optimiser or step count);
+/// a different model, a missing checkpoint and an occupied --out are refused with the path named.
+#[test]
+fn init_from_copies_the_weights_into_a_new_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, base, ft) = (tmp.path().join("faces"), tmp.path().join("base"), tmp.path().join("ft"));
+    common::write_images(&data, 24, 32, 32);
+    let base_opts = TrainOptions { epochs: Some(1), max_steps: Some(3), batch_size: Some(4), ..options(&data, &base) };
+    run(&base_opts).unwrap();
+
+    // One step after the copy the weights are within ~lr of the source's; a fresh init is far away.
+    let dev = Device::Cpu;
+    let load = |dir: &Path| checkpoint::load_tensors(&dir.join(checkpoint::MODEL_FILE), &dev).unwrap().0;
+    let src = load(&base);
+    let ft_opts = TrainOptions { init_from: Some(base.clone()), max_steps: Some(1), ..base_opts.clone() };
+    let ft_opts = TrainOptions { out: ft.clone(), ..ft_opts };
+    run(&ft_opts).unwrap();
+    let state = checkpoint::load_state(&ft).unwrap();
+    assert_eq!(state.step, 1, "a new run counts its own steps");
+    let got = load(&ft);
+    assert_eq!(got.len(), src.len());
+    let fresh = tmp.path().join("fresh");
+    run(&TrainOptions { out: fresh.clone(), init_from: None, ..ft_opts.clone() }).unwrap();
+    let fresh = load(&fresh);
+    let dist = |a: &std::collections::HashMap<String, Tensor>| -> f32 {
+        src.iter()
+            .map(|(k, v)| (v - &a[k]).unwrap().abs().unwrap().max_keepdim(0).unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap())
+            .fold(0.0, f32::max)
+    };
+    let (d_ft, d_fresh) = (dist(&got), dist(&fresh));
+    assert!(d_ft < 0.02, "one Adam step from the source weights moves each by ~lr: {d_ft}");
+    assert!(d_fresh > 10.0 * d_ft, "a fresh init is far from the source: {d_fresh} vs {d_ft}");
+
+    // Refusals.
+    let err = run(&ft_opts).unwrap_err().to_string();
+    assert!(err.contains("already holds"), "{err}");
+    let missing = TrainOptions { init_from: Some(tmp.path().join("nope")), out: tmp.path().join("ft2"), ..ft_opts.clone() };
+    let err = format!("{:#}", run(&missing).unwrap_err());
+    assert!(err.contains("nope") && err.contains("no checkpoint"), "{err}");
+    let yaml = std::fs::read_to_string(common::tiny_config()).unwrap();
+    assert!(yaml.contains("units: 16"));
+    let other_path = tmp.path().join("other.yaml");
+    std::fs::write(&other_path, yaml.replace("units: 16", "units: 17")).unwrap();
+    let mismatch = TrainOptions { config: Some(other_path), out: tmp.path().join("ft3"), ..ft_opts };
+    let err = format!("{:#}", run(&mismatch).unwrap_err());
+    assert!(err.contains("differs"), "{err}");
+}
