@@ -90,7 +90,7 @@ fn apply(be: Backend, layers: &[Layer], i: usize, x: &Tensor) -> Result<Tensor> 
     let l = &layers[i];
     let last = i + 1 == layers.len();
     match l.kind {
-        Kind::Conv if be == Backend::Ops => ops::conv2d_leaky_relu(x, &l.w, Some(&l.b), 2, 1, 1, 0.2),
+        Kind::Conv if be == Backend::Ops => ops::conv2d_act(x, &l.w, Some(&l.b), 2, 1, 1, ops::Act::LeakyRelu(0.2)),
         Kind::Conv => be.lrelu(&be.conv(x, &l.w, &l.b)?),
         Kind::Dense => {
             let x = if x.rank() == 4 { x.flatten_from(1)? } else { x.clone() };
@@ -101,8 +101,11 @@ fn apply(be: Backend, layers: &[Layer], i: usize, x: &Tensor) -> Result<Tensor> 
                 Ok(y)
             }
         }
+        Kind::ConvT if be == Backend::Ops => {
+            let act = if last { ops::Act::Sigmoid } else { ops::Act::LeakyRelu(0.2) };
+            ops::conv_transpose2d_act(x, &l.w, Some(&l.b), 2, 1, 1, act)
+        }
         Kind::ConvT if last => be.sigmoid(&be.convt(x, &l.w, &l.b)?),
-        Kind::ConvT if be == Backend::Ops => ops::conv_transpose2d_leaky_relu(x, &l.w, Some(&l.b), 2, 1, 1, 0.2),
         Kind::ConvT => be.lrelu(&be.convt(x, &l.w, &l.b)?),
     }
 }

@@ -8,6 +8,7 @@
 //! added at the bottom/right of a transposed convolution, nearest upsampling with
 //! `floor(dst / scale)` as the source index.
 
+pub use crate::ops::Act;
 use candle_core::{Result, Tensor};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -149,36 +150,34 @@ pub fn composite(rec: &Tensor, image: &Tensor, mask: &Tensor) -> Result<Tensor> 
     hole + known
 }
 
-/// `leaky_relu(conv2d(..), slope)`; one fused op on the CPU (see `crate::ops::conv2d_leaky_relu`).
-#[allow(clippy::too_many_arguments)]
-pub fn conv2d_leaky_relu(
-    x: &Tensor,
-    w: &Tensor,
-    b: Option<&Tensor>,
-    stride: usize,
-    pad: usize,
-    dilation: usize,
-    slope: f64,
-) -> Result<Tensor> {
+/// `act(conv2d(..))`; one fused op on the CPU (see `crate::ops::Act`).
+pub fn conv2d_act(x: &Tensor, w: &Tensor, b: Option<&Tensor>, stride: usize, pad: usize, dilation: usize, act: Act) -> Result<Tensor> {
     if reference_ops() {
-        return leaky_relu(&conv2d(x, w, b, stride, pad, dilation)?, slope);
+        return activation(&conv2d(x, w, b, stride, pad, dilation)?, act);
     }
-    crate::ops::conv2d_leaky_relu(x, w, b, stride, pad, dilation, slope)
+    crate::ops::conv2d_act(x, w, b, stride, pad, dilation, act)
 }
 
-/// `leaky_relu(conv_transpose2d(..), slope)`; one fused op on the CPU.
-#[allow(clippy::too_many_arguments)]
-pub fn conv_transpose2d_leaky_relu(
+/// `act(conv_transpose2d(..))`; one fused op on the CPU.
+pub fn conv_transpose2d_act(
     x: &Tensor,
     w: &Tensor,
     b: Option<&Tensor>,
     stride: usize,
     pad: usize,
     out_pad: usize,
-    slope: f64,
+    act: Act,
 ) -> Result<Tensor> {
     if reference_ops() {
-        return leaky_relu(&conv_transpose2d(x, w, b, stride, pad, out_pad)?, slope);
+        return activation(&conv_transpose2d(x, w, b, stride, pad, out_pad)?, act);
     }
-    crate::ops::conv_transpose2d_leaky_relu(x, w, b, stride, pad, out_pad, slope)
+    crate::ops::conv_transpose2d_act(x, w, b, stride, pad, out_pad, act)
+}
+
+/// The activation alone, through this module's dispatch (reference ops included).
+fn activation(x: &Tensor, act: Act) -> Result<Tensor> {
+    match act {
+        Act::LeakyRelu(slope) => leaky_relu(x, slope as f64),
+        Act::Sigmoid => sigmoid(x),
+    }
 }

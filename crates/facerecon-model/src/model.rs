@@ -155,17 +155,17 @@ impl Model {
             if std::mem::take(&mut skip_next) {
                 continue;
             }
-            // A convolution whose only reader is the next layer, a LeakyReLU, runs as one fused op:
-            // the activation is applied while the output is in cache and its gradient folds into the
-            // convolution's backward pass (no activation tensor, no separate gradient accumulation).
-            let fused = self.nodes.get(k + 1).filter(|next| self.fuses_with(node, next));
-            let node = if let Some(next) = fused {
+            // A convolution whose only reader is the next layer, a LeakyReLU or a sigmoid, runs as one
+            // fused op: the activation is applied while the output is in cache and its gradient folds
+            // into the convolution's backward pass (no activation tensor, no separate gradient
+            // accumulation).
+            let fused = self.nodes.get(k + 1).and_then(|next| self.fused_act(node, next).map(|act| (next, act)));
+            let node = if let Some((next, act)) = fused {
                 skip_next = true;
-                let Op::LeakyRelu { slope } = next.layer.op else { unreachable!() };
                 let x = values.get(node.layer.inputs[0].as_str()).ok_or_else(|| {
                     candle_core::Error::Msg(format!("layer {} reads a value forward_raw cannot provide", node.layer.name))
                 })?;
-                let y = self.apply_fused(node, x, slope)?;
+                let y = self.apply_fused(node, x, act)?;
                 if self.last_use.get(&node.layer.inputs[0]) == Some(&node.layer.index) {
                     values.remove(node.layer.inputs[0].as_str());
                 }
@@ -204,24 +204,27 @@ impl Model {
         out.ok_or_else(|| candle_core::Error::Msg("model has no output layer".into()))
     }
 
-    /// Whether `node` (a convolution) and `next` (a LeakyReLU reading only it) can run fused.
-    fn fuses_with(&self, node: &Node, next: &Node) -> bool {
+    /// The activation to fuse when `node` is a convolution and `next` a LeakyReLU (slope >= 0) or a
+    /// sigmoid that is its only reader.
+    fn fused_act(&self, node: &Node, next: &Node) -> Option<layers::Act> {
         let conv = matches!(node.layer.op, Op::Conv2d { .. } | Op::ConvTranspose2d { .. });
-        let leaky = matches!(next.layer.op, Op::LeakyRelu { slope } if slope >= 0.0);
-        conv && leaky
-            && next.layer.inputs.len() == 1
+        let act = match next.layer.op {
+            Op::LeakyRelu { slope } if slope >= 0.0 => layers::Act::LeakyRelu(slope as f32),
+            Op::Sigmoid => layers::Act::Sigmoid,
+            _ => return None,
+        };
+        let only_reader = next.layer.inputs.len() == 1
             && next.layer.inputs[0] == node.layer.name
-            && self.last_use.get(&node.layer.name) == Some(&next.layer.index)
+            && self.last_use.get(&node.layer.name) == Some(&next.layer.index);
+        (conv && only_reader).then_some(act)
     }
 
-    fn apply_fused(&self, node: &Node, x: &Tensor, slope: f64) -> candle_core::Result<Tensor> {
+    fn apply_fused(&self, node: &Node, x: &Tensor, act: layers::Act) -> candle_core::Result<Tensor> {
         let w = node.weight.as_ref().ok_or_else(|| candle_core::Error::Msg(format!("layer {} has no weight", node.layer.name)))?;
         let b = node.bias.as_ref();
         match &node.layer.op {
-            Op::Conv2d { stride, dilation, .. } => layers::conv2d_leaky_relu(x, w, b, *stride, node.pad, *dilation, slope),
-            Op::ConvTranspose2d { stride, .. } => {
-                layers::conv_transpose2d_leaky_relu(x, w, b, *stride, node.pad, node.out_pad, slope)
-            }
+            Op::Conv2d { stride, dilation, .. } => layers::conv2d_act(x, w, b, *stride, node.pad, *dilation, act),
+            Op::ConvTranspose2d { stride, .. } => layers::conv_transpose2d_act(x, w, b, *stride, node.pad, node.out_pad, act),
             _ => unreachable!("only convolutions fuse"),
         }
     }

@@ -6,7 +6,8 @@
 
 use crate::config::{LrSchedule, OptimizerConfig, OptimizerKind, ScheduleKind};
 use candle_core::backprop::GradStore;
-use candle_core::{Result, Tensor, Var};
+use candle_core::{CpuStorage, Result, Storage, Tensor, Var};
+use rayon::prelude::*;
 use std::collections::HashMap;
 
 /// An optimiser and its state.
@@ -15,6 +16,8 @@ pub struct Optimizer {
     /// Parameters sorted by name, each with its state slots (see [`slot_names`]).
     params: Vec<Param>,
     step: u64,
+    /// Use the one-pass CPU Adam ([`adam_cpu`]) where it applies (on by default).
+    fused: bool,
 }
 
 struct Param {
@@ -43,7 +46,12 @@ impl Optimizer {
             })
             .collect::<Result<Vec<_>>>()?;
         params.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(Optimizer { cfg: cfg.clone(), params, step: 0 })
+        Ok(Optimizer { cfg: cfg.clone(), params, step: 0, fused: true })
+    }
+
+    /// Turn the one-pass CPU Adam off (tests compare it with the tensor-op formulation).
+    pub fn set_fused(&mut self, fused: bool) {
+        self.fused = fused;
     }
 
     /// Optimiser steps taken so far.
@@ -63,22 +71,30 @@ impl Optimizer {
         for p in &mut self.params {
             let Some(g) = grads.get(p.var.as_tensor()) else { continue };
             // Detached: the update is plain arithmetic, no graph may grow across steps.
-            let g = &g.detach();
+            // Detached and contiguous (a transposed weight's gradient arrives as a strided view).
+            let g = &g.detach().contiguous()?;
             let mut w = p.var.as_tensor().detach();
             if c.weight_decay > 0.0 {
                 // Decoupled weight decay (AdamW / Keras 3): shrink the weights, not the gradient.
                 w = w.affine(1.0 - lr * c.weight_decay, 0.0)?;
             }
             let new_w = match c.kind {
+                OptimizerKind::Adam if self.fused && c.weight_decay == 0.0 => {
+                    let alpha = lr * (1.0 - c.beta2.powi(t)).sqrt() / (1.0 - c.beta1.powi(t));
+                    let k = AdamConsts { beta1: c.beta1 as f32, beta2: c.beta2 as f32, eps: c.eps as f32, alpha: alpha as f32 };
+                    match adam_cpu(&w, g, &p.slots[0], &p.slots[1], k)? {
+                        Some((w, m, v)) => {
+                            p.slots = vec![m, v];
+                            w
+                        }
+                        None => adam_ops(&w, g, &mut p.slots, c.beta1, c.beta2, c.eps, alpha)?,
+                    }
+                }
                 OptimizerKind::Adam => {
                     // Keras: m += (g - m)(1-b1); v += (g²-v)(1-b2);
                     // w -= lr·sqrt(1-b2^t)/(1-b1^t) · m / (sqrt(v) + eps)
-                    let m = ((&p.slots[0] * c.beta1)? + (g * (1.0 - c.beta1))?)?;
-                    let v = ((&p.slots[1] * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
                     let alpha = lr * (1.0 - c.beta2.powi(t)).sqrt() / (1.0 - c.beta1.powi(t));
-                    let update = (&m / (v.sqrt()? + c.eps)?)?;
-                    p.slots = vec![m, v];
-                    (w - (update * alpha)?)?
+                    adam_ops(&w, g, &mut p.slots, c.beta1, c.beta2, c.eps, alpha)?
                 }
                 OptimizerKind::Sgd => {
                     // Keras: velocity = momentum·velocity - lr·g; w += velocity
@@ -103,6 +119,78 @@ impl Optimizer {
         Ok(())
     }
 
+}
+
+/// Adam's constants for one step; `alpha` includes the bias corrections.
+#[derive(Clone, Copy)]
+struct AdamConsts {
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+    alpha: f32,
+}
+
+/// The Adam update with candle's tensor ops (any device): returns the new weights, replaces the slots.
+fn adam_ops(w: &Tensor, g: &Tensor, slots: &mut Vec<Tensor>, b1: f64, b2: f64, eps: f64, alpha: f64) -> Result<Tensor> {
+    let m = ((&slots[0] * b1)? + (g * (1.0 - b1))?)?;
+    let v = ((&slots[1] * b2)? + (g.sqr()? * (1.0 - b2))?)?;
+    let update = (&m / (v.sqrt()? + eps)?)?;
+    *slots = vec![m, v];
+    w - (update * alpha)?
+}
+
+/// The contiguous f32 data of a CPU tensor, if it is one.
+type CpuGuard<'a> = (candle_core::StorageRef<'a>, usize, usize);
+
+fn f32s<'a>(x: &'a CpuGuard<'_>) -> &'a [f32] {
+    match &*x.0 {
+        Storage::Cpu(CpuStorage::F32(d)) => &d[x.1..x.2],
+        _ => unreachable!("checked by cpu_slice"),
+    }
+}
+
+fn cpu_slice(t: &Tensor) -> Option<CpuGuard<'_>> {
+    let (s, l) = t.storage_and_layout();
+    let (start, end) = l.contiguous_offsets()?;
+    let ok = matches!(&*s, Storage::Cpu(CpuStorage::F32(_)));
+    ok.then_some((s, start, end))
+}
+
+/// The Adam update as one parallel pass over (w, g, m, v) on the CPU, instead of a dozen tensor ops
+/// each reading and writing whole tensors (for the seed's 2.5M parameters: ~5 % of a batch-64 step).
+/// `None` when the tensors are not contiguous f32 CPU tensors.
+fn adam_cpu(w: &Tensor, g: &Tensor, m: &Tensor, v: &Tensor, k: AdamConsts) -> Result<Option<(Tensor, Tensor, Tensor)>> {
+    let (Some(wg), Some(gg), Some(mg), Some(vg)) = (cpu_slice(w), cpu_slice(g), cpu_slice(m), cpu_slice(v)) else {
+        return Ok(None);
+    };
+    let (ws, gs, ms, vs) = (f32s(&wg), f32s(&gg), f32s(&mg), f32s(&vg));
+    let n = ws.len();
+    if gs.len() != n || ms.len() != n || vs.len() != n {
+        candle_core::bail!("adam: weight, gradient and moments differ in size ({n}, {}, {}, {})", gs.len(), ms.len(), vs.len());
+    }
+    let (mut nw, mut nm, mut nv) = (vec![0f32; n], vec![0f32; n], vec![0f32; n]);
+    const CHUNK: usize = 1 << 14;
+    nw.par_chunks_mut(CHUNK)
+        .zip(nm.par_chunks_mut(CHUNK))
+        .zip(nv.par_chunks_mut(CHUNK))
+        .enumerate()
+        .for_each(|(c, ((ow, om), ov))| {
+            let r = c * CHUNK..(c * CHUNK + ow.len());
+            let it = ws[r.clone()].iter().zip(&gs[r.clone()]).zip(&ms[r.clone()]).zip(&vs[r]);
+            for ((((w, g), m), v), ((ow, om), ov)) in it.zip(ow.iter_mut().zip(om.iter_mut()).zip(ov.iter_mut())) {
+                // Same arithmetic and order as `adam_ops` (Keras' formulation).
+                let m = m * k.beta1 + g * (1.0 - k.beta1);
+                let v = v * k.beta2 + (g * g) * (1.0 - k.beta2);
+                *om = m;
+                *ov = v;
+                *ow = w - (m / (v.sqrt() + k.eps)) * k.alpha;
+            }
+        });
+    let (shape, dev) = (w.shape(), w.device());
+    Ok(Some((Tensor::from_vec(nw, shape, dev)?, Tensor::from_vec(nm, shape, dev)?, Tensor::from_vec(nv, shape, dev)?)))
+}
+
+impl Optimizer {
     /// The state as named tensors (`<param>.<slot>`), in a stable order.
     pub fn state(&self) -> Vec<(String, Tensor)> {
         let names = slot_names(self.cfg.kind);
@@ -221,6 +309,32 @@ mod tests {
                 // Keras' Adam moves every weight by ~lr on its first step, whatever the gradient's size.
                 assert!((got[0] - 1.9).abs() < 1e-4 && (got[1] + 0.9).abs() < 1e-4, "{got:?}");
             }
+        }
+    }
+
+    /// The one-pass CPU Adam and the tensor-op Adam agree over several steps on a real-sized tensor.
+    #[test]
+    fn fused_adam_matches_the_tensor_ops() {
+        let dev = Device::Cpu;
+        let init = Tensor::randn(0f32, 1.0, (300, 97), &dev).unwrap();
+        let target = Tensor::randn(0f32, 1.0, (300, 97), &dev).unwrap();
+        let run = |fused: bool| {
+            let w = Var::from_tensor(&init).unwrap();
+            let mut opt = Optimizer::new(&cfg(OptimizerKind::Adam, 0.01), vec![("w".into(), w.clone())]).unwrap();
+            opt.set_fused(fused);
+            for _ in 0..5 {
+                let loss = (w.as_tensor() - &target).unwrap().sqr().unwrap().sum_all().unwrap();
+                opt.step(&loss.backward().unwrap(), 0.01).unwrap();
+            }
+            let st: Vec<Vec<f32>> = opt.state().iter().map(|(_, t)| t.flatten_all().unwrap().to_vec1().unwrap()).collect();
+            (w.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap(), st)
+        };
+        let (fast, fast_state) = run(true);
+        let (slow, slow_state) = run(false);
+        let moved = fast.iter().zip(init.flatten_all().unwrap().to_vec1::<f32>().unwrap()).filter(|(a, b)| (*a - b).abs() > 0.01).count();
+        assert!(moved > fast.len() / 2, "the weights moved: {moved}");
+        for (a, b) in fast.iter().zip(&slow).chain(fast_state.iter().flatten().zip(slow_state.iter().flatten())) {
+            assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "{a} vs {b} (rounding only)");
         }
     }
 

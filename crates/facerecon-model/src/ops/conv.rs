@@ -14,17 +14,20 @@ pub(crate) struct ConvOp {
     pub out_pad: usize,
     /// conv_transpose2d (weight `[c_in, c_out, kh, kw]`) rather than conv2d (`[c_out, c_in, kh, kw]`).
     pub transpose: bool,
-    /// A fused LeakyReLU with this slope (`>= 0`) on the output.
-    pub leaky: Option<f32>,
+    /// A fused activation on the output (LeakyReLU slopes `>= 0` only).
+    pub act: Option<super::Act>,
 }
 
 impl ConvOp {
     fn name(&self) -> &'static str {
-        match (self.transpose, self.leaky.is_some()) {
-            (true, false) => "facerecon-conv-transpose2d",
-            (true, true) => "facerecon-conv-transpose2d-leaky-relu",
-            (false, false) => "facerecon-conv2d",
-            (false, true) => "facerecon-conv2d-leaky-relu",
+        use super::Act;
+        match (self.transpose, self.act) {
+            (true, None) => "facerecon-conv-transpose2d",
+            (true, Some(Act::LeakyRelu(_))) => "facerecon-conv-transpose2d-leaky-relu",
+            (true, Some(Act::Sigmoid)) => "facerecon-conv-transpose2d-sigmoid",
+            (false, None) => "facerecon-conv2d",
+            (false, Some(Act::LeakyRelu(_))) => "facerecon-conv2d-leaky-relu",
+            (false, Some(Act::Sigmoid)) => "facerecon-conv2d-sigmoid",
         }
     }
 
@@ -77,9 +80,9 @@ impl ConvOp {
             }
         }
         let out = if self.transpose {
-            kernels::small_to_big(&g, n, x, w, b, self.leaky)
+            kernels::small_to_big(&g, n, x, w, b, self.act)
         } else {
-            kernels::big_to_small(&g, n, x, w, b, self.leaky)
+            kernels::big_to_small(&g, n, x, w, b, self.act)
         };
         Ok((CpuStorage::F32(out), self.out_shape(&g, n)))
     }
@@ -100,8 +103,8 @@ impl ConvOp {
         let (xs, ws, gs) = (tensor_f32(&xg, xl)?, tensor_f32(&wg, wl)?, tensor_f32(&gg, gl)?);
         let (big, small) = if self.transpose { (gs, xs) } else { (xs, gs) };
         let (rg, rl) = res.storage_and_layout();
-        let act = match self.leaky {
-            Some(slope) => Some(kernels::FusedAct { out: tensor_f32(&rg, rl)?, slope, side: out_side }),
+        let act = match self.act {
+            Some(act) => Some(kernels::FusedAct { out: tensor_f32(&rg, rl)?, act, side: out_side }),
             None => None,
         };
         let grads = kernels::backward(&g, n, big, small, ws, want, act);

@@ -2,6 +2,7 @@
 //! over rayon's threads. Forward and gradients of conv2d and conv_transpose2d all reduce to three kernels
 //! on a [`Geom`]: big -> small (`W · im2col`), small -> big (`col2im(Wᵀ ·)`) and [`backward`].
 use super::geom::Geom;
+use super::Act;
 use gemm::Parallelism;
 use rayon::prelude::*;
 use std::cell::RefCell;
@@ -164,8 +165,8 @@ fn per_image(
 }
 
 /// conv2d forward: `small[b] = W · im2col(big[b]) (+ bias per small channel)`, `n` images.
-/// `slope`: a LeakyReLU applied to each image's output while it is still in cache.
-pub(crate) fn big_to_small(g: &Geom, n: usize, big: &[f32], w: &[f32], bias: Option<&[f32]>, slope: Option<f32>) -> Vec<f32> {
+/// `act`: an activation applied to each image's output while it is still in cache.
+pub(crate) fn big_to_small(g: &Geom, n: usize, big: &[f32], w: &[f32], bias: Option<&[f32]>, act: Option<Act>) -> Vec<f32> {
     let (shw, rows) = (g.small_hw(), g.col_rows());
     let par = gemm_par(n);
     per_image(n, g.small_len(), shw, bias, |b, ob| {
@@ -173,25 +174,37 @@ pub(crate) fn big_to_small(g: &Geom, n: usize, big: &[f32], w: &[f32], bias: Opt
         with_col(g, xb, |col| {
             sgemm((g.small_c, shw, rows), ob, rm(shw), bias.is_some(), w, rm(rows), col, rm(shw), par)
         });
-        leaky_in_place(ob, slope);
+        act_in_place(ob, act);
     })
 }
 
 /// conv_transpose2d forward: `big[b] = col2im(Wᵀ · small[b]) (+ bias per big channel)`, `n` images.
-/// `slope`: as in [`big_to_small`].
-pub(crate) fn small_to_big(g: &Geom, n: usize, small: &[f32], w: &[f32], bias: Option<&[f32]>, slope: Option<f32>) -> Vec<f32> {
+/// `act`: as in [`big_to_small`].
+pub(crate) fn small_to_big(g: &Geom, n: usize, small: &[f32], w: &[f32], bias: Option<&[f32]>, act: Option<Act>) -> Vec<f32> {
     let par = gemm_par(n);
     per_image(n, g.big_len(), g.big_hw(), bias, |b, ob| {
         let sb = &small[b * g.small_len()..][..g.small_len()];
         col2im_of_wt(g, w, sb, ob, par);
-        leaky_in_place(ob, slope);
+        act_in_place(ob, act);
     })
 }
 
-fn leaky_in_place(v: &mut [f32], slope: Option<f32>) {
-    if let Some(slope) = slope {
+fn act_in_place(v: &mut [f32], act: Option<Act>) {
+    match act {
         // Branch-free so that it vectorises.
-        v.iter_mut().for_each(|x| *x *= if *x > 0.0 { 1.0 } else { slope });
+        Some(Act::LeakyRelu(slope)) => v.iter_mut().for_each(|x| *x *= if *x > 0.0 { 1.0 } else { slope }),
+        Some(Act::Sigmoid) => v.iter_mut().for_each(|x| *x = 1.0 / (1.0 + (-*x).exp())),
+        None => {}
+    }
+}
+
+/// The gradient before the activation, from the gradient after it and the activation's output.
+fn act_grad(act: Act, grad: &[f32], out: &[f32], pre: &mut [f32]) {
+    let it = pre.iter_mut().zip(grad.iter().zip(out));
+    match act {
+        // `out > 0` exactly where the pre-activation is (slope >= 0).
+        Act::LeakyRelu(slope) => it.for_each(|(p, (g, o))| *p = g * if *o > 0.0 { 1.0 } else { slope }),
+        Act::Sigmoid => it.for_each(|(p, (g, y))| *p = g * (y * (1.0 - y))),
     }
 }
 
@@ -243,12 +256,12 @@ pub(crate) struct Wanted {
     pub bias: Option<Side>,
 }
 
-/// A LeakyReLU fused after the convolution: its output (`slope >= 0`, so `out > 0` exactly where the
-/// pre-activation is) and the side it lives on; the incoming gradient is masked by it image by image.
+/// An activation fused after the convolution: its output and the side it lives on; the incoming
+/// gradient is turned into the pre-activation gradient image by image.
 #[derive(Clone, Copy)]
 pub(crate) struct FusedAct<'a> {
     pub out: &'a [f32],
-    pub slope: f32,
+    pub act: Act,
     pub side: Side,
 }
 
@@ -282,12 +295,9 @@ pub(crate) fn backward(g: &Geom, n: usize, big: &[f32], small: &[f32], w: &[f32]
             let mut bb = &big[b * g.big_len()..][..g.big_len()];
             let mut sb = &small[b * g.small_len()..][..g.small_len()];
             if let Some(a) = act {
-                // Gradient before the activation: dy * (out > 0 ? 1 : slope).
                 let len = out_len(a.side);
                 let grad = if a.side == Side::Big { bb } else { sb };
-                for (p, (g, o)) in pre.iter_mut().zip(grad.iter().zip(&a.out[b * len..][..len])) {
-                    *p = g * if *o > 0.0 { 1.0 } else { a.slope };
-                }
+                act_grad(a.act, grad, &a.out[b * len..][..len], &mut pre);
                 if a.side == Side::Big {
                     bb = &pre;
                 } else {

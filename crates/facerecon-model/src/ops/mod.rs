@@ -49,47 +49,66 @@ fn bias4(b: &Tensor) -> Result<Tensor> {
 /// 2-d convolution of `x` `[n, c_in, h, w]` with `w` `[c_out, c_in, kh, kw]` (+ bias `[c_out]`); the
 /// same stride, symmetric padding and dilation on both axes.
 pub fn conv2d(x: &Tensor, w: &Tensor, b: Option<&Tensor>, stride: usize, pad: usize, dilation: usize) -> Result<Tensor> {
-    let op = conv::ConvOp { stride, pad, dilation, out_pad: 0, transpose: false, leaky: None };
+    let op = conv::ConvOp { stride, pad, dilation, out_pad: 0, transpose: false, act: None };
     convolve(op, x, w, b)
 }
 
-/// `leaky_relu(conv2d(x, w, b, ..), slope)` as one op: the activation is applied while each image's
-/// output is in cache and its gradient is folded into the convolution's backward pass (no activation
-/// tensors, no extra gradient accumulation). Slopes below 0 run the two ops separately.
-pub fn conv2d_leaky_relu(
-    x: &Tensor,
-    w: &Tensor,
-    b: Option<&Tensor>,
-    stride: usize,
-    pad: usize,
-    dilation: usize,
-    slope: f64,
-) -> Result<Tensor> {
-    let op = conv::ConvOp { stride, pad, dilation, out_pad: 0, transpose: false, leaky: Some(slope as f32) };
-    convolve_leaky(op, x, w, b, slope)
+/// An activation fused into a convolution: applied to each image's output while it is in cache, its
+/// gradient folded into the convolution's backward pass (no activation tensor, no extra gradient
+/// accumulation by candle's autograd).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Act {
+    /// LeakyReLU with this slope; fused only for `slope >= 0` (then `out > 0` exactly where the input is).
+    LeakyRelu(f32),
+    /// Logistic sigmoid; its gradient `y (1 - y)` comes from the saved output.
+    Sigmoid,
 }
 
-/// `leaky_relu(conv_transpose2d(x, w, b, ..), slope)` as one op; see [`conv2d_leaky_relu`].
-pub fn conv_transpose2d_leaky_relu(
+impl Act {
+    /// The activation on its own (the unfused path and other devices).
+    pub fn apply(self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Act::LeakyRelu(slope) => leaky_relu(x, slope as f64),
+            Act::Sigmoid => sigmoid(x),
+        }
+    }
+
+    /// Whether the fused kernels implement it.
+    fn fusable(self) -> bool {
+        match self {
+            Act::LeakyRelu(slope) => slope >= 0.0,
+            Act::Sigmoid => true,
+        }
+    }
+}
+
+/// `act(conv2d(x, w, b, ..))` as one op (see [`Act`]).
+pub fn conv2d_act(x: &Tensor, w: &Tensor, b: Option<&Tensor>, stride: usize, pad: usize, dilation: usize, act: Act) -> Result<Tensor> {
+    let op = conv::ConvOp { stride, pad, dilation, out_pad: 0, transpose: false, act: Some(act) };
+    convolve_act(op, x, w, b, act)
+}
+
+/// `act(conv_transpose2d(x, w, b, ..))` as one op (see [`Act`]).
+pub fn conv_transpose2d_act(
     x: &Tensor,
     w: &Tensor,
     b: Option<&Tensor>,
     stride: usize,
     pad: usize,
     out_pad: usize,
-    slope: f64,
+    act: Act,
 ) -> Result<Tensor> {
-    let op = conv::ConvOp { stride, pad, dilation: 1, out_pad, transpose: true, leaky: Some(slope as f32) };
-    convolve_leaky(op, x, w, b, slope)
+    let op = conv::ConvOp { stride, pad, dilation: 1, out_pad, transpose: true, act: Some(act) };
+    convolve_act(op, x, w, b, act)
 }
 
-fn convolve_leaky(op: conv::ConvOp, x: &Tensor, w: &Tensor, b: Option<&Tensor>, slope: f64) -> Result<Tensor> {
+fn convolve_act(op: conv::ConvOp, x: &Tensor, w: &Tensor, b: Option<&Tensor>, act: Act) -> Result<Tensor> {
     let mut all = vec![x, w];
     all.extend(b);
-    if slope >= 0.0 && fast_path(&all) {
+    if act.fusable() && fast_path(&all) {
         return convolve(op, x, w, b);
     }
-    leaky_relu(&convolve(conv::ConvOp { leaky: None, ..op }, x, w, b)?, slope)
+    act.apply(&convolve(conv::ConvOp { act: None, ..op }, x, w, b)?)
 }
 
 /// Transposed 2-d convolution of `x` `[n, c_in, h, w]` with `w` `[c_in, c_out, kh, kw]` (+ bias
@@ -103,7 +122,7 @@ pub fn conv_transpose2d(
     pad: usize,
     out_pad: usize,
 ) -> Result<Tensor> {
-    let op = conv::ConvOp { stride, pad, dilation: 1, out_pad, transpose: true, leaky: None };
+    let op = conv::ConvOp { stride, pad, dilation: 1, out_pad, transpose: true, act: None };
     convolve(op, x, w, b)
 }
 
@@ -117,7 +136,7 @@ fn convolve(op: conv::ConvOp, x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Res
             None => x.apply_op2(&w, op),
         };
     }
-    // (`op.leaky` is only set on the fast path; see `convolve_leaky`.)
+    // (`op.act` is only set on the fast path; see `convolve_act`.)
     let y = if op.transpose {
         x.conv_transpose2d(w, op.pad, op.out_pad, op.stride, op.dilation)?
     } else {

@@ -320,13 +320,14 @@ fn bad_shapes_are_errors() {
     assert!(conv2d(&x, &w, None, 1, 0, 1).is_err());
 }
 
-/// The fused conv + LeakyReLU ops equal the two ops in sequence, values and gradients.
+/// The fused conv + activation ops (LeakyReLU slope 0.2 and 0, sigmoid) equal the two ops in
+/// sequence, values and gradients.
 #[test]
-fn fused_leaky_relu_matches_separate_ops() {
+fn fused_activations_match_separate_ops() {
     let mut rng = StdRng::seed_from_u64(17);
-    for i in 0..16 {
+    for i in 0..24 {
         let c = Case::random(&mut rng, i % 2 == 1);
-        let slope = [0.2, 0.0][i / 2 % 2];
+        let act = [Act::LeakyRelu(0.2), Act::LeakyRelu(0.0), Act::Sigmoid][i / 2 % 3];
         let (xs, ws, bs) = (randn(&mut rng, c.x_dims()), randn(&mut rng, c.w_dims()), randn(&mut rng, c.co));
         let track_x = i % 3 != 0;
         let mut outs = vec![];
@@ -336,9 +337,9 @@ fn fused_leaky_relu_matches_separate_ops() {
             let (w, b) = (Var::from_tensor(&ws).unwrap(), Var::from_tensor(&bs).unwrap());
             let bias = c.bias.then_some(b.as_tensor());
             let y = match (fused, c.transpose) {
-                (true, false) => conv2d_leaky_relu(&x_in, &w, bias, c.s, c.p, c.d, slope),
-                (true, true) => conv_transpose2d_leaky_relu(&x_in, &w, bias, c.s, c.p, c.op, slope),
-                (false, _) => leaky_relu(&c.run(&x_in, &w, bias).unwrap(), slope),
+                (true, false) => conv2d_act(&x_in, &w, bias, c.s, c.p, c.d, act),
+                (true, true) => conv_transpose2d_act(&x_in, &w, bias, c.s, c.p, c.op, act),
+                (false, _) => act.apply(&c.run(&x_in, &w, bias).unwrap()),
             }
             .unwrap();
             let g = y.sqr().unwrap().sum_all().unwrap().backward().unwrap();
@@ -347,7 +348,7 @@ fn fused_leaky_relu_matches_separate_ops() {
             outs.push([vec64(&y), get(&x), get(&w), if c.bias { get(&b) } else { vec![] }]);
         }
         for (name, (a, b)) in ["y", "dx", "dw", "db"].iter().zip(outs[0].iter().zip(&outs[1])) {
-            assert_close(&format!("fused {name} {c:?}"), a, b, TOL);
+            assert_close(&format!("fused {act:?} {name} {c:?}"), a, b, TOL);
         }
     }
 }
