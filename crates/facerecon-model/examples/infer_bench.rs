@@ -64,6 +64,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() -> Result<(), Error> {
+    let _ = facerecon_model::alloc::keep_freed_memory(); // as facerecon-train does: no page faults per batch
     let a = parse_args()?;
     if let Some(n) = a.threads {
         rayon::ThreadPoolBuilder::new().num_threads(n).build_global()?;

@@ -3,6 +3,7 @@
 //! * [`spec`] — the network as data, read from a config's `model:` section (shared with the ONNX writer).
 //! * [`Model`] — the spec lowered to candle; parameter names are the spec's.
 //! * [`layers`] — one function per op, the single place where each op's backend is chosen.
+//! * [`alloc`] — allocator settings for processes that run batches on the CPU (trainer, benches).
 //!
 //! ```no_run
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -16,6 +17,7 @@
 //! let (reconstruction, inpainted) = model.forward(&image, &mask)?;
 //! # Ok(()) }
 //! ```
+pub mod alloc;
 pub mod layers;
 pub mod model;
 pub mod ops;

@@ -1,6 +1,5 @@
 //! facerecon-train: trains the face-inpainting autoencoder described by a config.
 //!
-//! * [`alloc`] — allocator settings that keep each step's buffers in the process.
 //! * [`config`] — the run configuration (`configs/*.yaml`), defaults and validation.
 //! * [`data`] — deterministic split, streamed batches decoded in the background, validation set.
 //! * [`loss`] — MSE / BCE / L1 with a heavier weight inside the holes.
@@ -8,7 +7,6 @@
 //! * [`checkpoint`] — the `runs/NAME/` directory, written atomically.
 //! * [`validate`] — validation metrics and sample grids.
 //! * [`setup`] / [`train`] — preparing a run and the training loop ([`train::run`]).
-pub mod alloc;
 pub mod checkpoint;
 pub mod config;
 pub mod data;

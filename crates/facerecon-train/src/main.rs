@@ -62,7 +62,7 @@ struct Cli {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    facerecon_train::alloc::keep_freed_memory();
+    let _ = facerecon_model::alloc::keep_freed_memory();
     if let Some(n) = cli.threads {
         rayon::ThreadPoolBuilder::new().num_threads(n).build_global().context("cannot set up the thread pool")?;
     }
