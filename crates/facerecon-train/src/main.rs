@@ -94,6 +94,7 @@ fn main() -> Result<()> {
             "steady_steps": summary.steady_steps,
             "warmup_steps": facerecon_train::train::WARMUP_STEPS,
             "img_per_s": summary.steady_images_per_sec,
+            "data_wait": summary.steady_data_wait,
             "img_per_s_all": summary.images_per_sec,
         });
         println!("RESULT {result}");

@@ -29,6 +29,9 @@ pub struct Summary {
     pub steady_images_per_sec: Option<f64>,
     /// Steps that [`Summary::steady_images_per_sec`] covers.
     pub steady_steps: u64,
+    /// The fraction of those steps' wall time spent waiting for the data thread's next batch: near 0
+    /// when decoding and mask drawing keep up with the optimiser.
+    pub steady_data_wait: Option<f64>,
     /// The best validation record (a metrics.jsonl line) so far.
     pub best: Option<Value>,
     /// The last validation record of this invocation.
@@ -58,13 +61,17 @@ pub fn run(opts: &TrainOptions) -> Result<Summary> {
     let mut stopped_early = false;
     // Steady-state throughput: per-step wall time (waiting for the batch included) after the warm-up.
     let (mut steps_run, mut steady_steps, mut steady_images, mut steady_secs) = (0u64, 0u64, 0usize, 0.0f64);
+    let mut steady_wait = 0.0f64;
 
     for epoch in first_epoch..t.epochs {
         let (epoch_start, mut last_save) = (Instant::now(), Instant::now());
         let bar = progress_bar(steps_per_epoch, s.state.batch_in_epoch as u64, epoch + 1, t.epochs);
-        let (mut loss_sum, mut n_images) = (0.0f64, 0usize);
+        let (mut loss_sum, mut n_images, mut epoch_wait) = (0.0f64, 0usize, 0.0f64);
         let mut step_clock = Instant::now();
         for batch in s.train.epoch(epoch, s.state.batch_in_epoch) {
+            // Time blocked on the data thread's queue for this batch.
+            let waited = step_clock.elapsed().as_secs_f64();
+            epoch_wait += waited;
             if done(s.state.step) {
                 stopped_early = true;
                 break;
@@ -75,6 +82,7 @@ pub fn run(opts: &TrainOptions) -> Result<Summary> {
             if steps_run > WARMUP_STEPS {
                 (steady_steps, steady_images) = (steady_steps + 1, steady_images + batch.len);
                 steady_secs += step_clock.elapsed().as_secs_f64();
+                steady_wait += waited;
             }
             (s.state.step, s.state.batch_in_epoch) = (s.state.step + 1, s.state.batch_in_epoch + 1);
             (loss_sum, n_images) = (loss_sum + loss * batch.len as f64, n_images + batch.len);
@@ -100,7 +108,8 @@ pub fn run(opts: &TrainOptions) -> Result<Summary> {
             save_png_atomic(&sample_grid(&rows), &path).with_context(|| format!("cannot write {}", path.display()))?;
         }
         let lr = lr_at(t.optimizer.lr, &t.lr_schedule, s.state.step.saturating_sub(1), steps_per_epoch, total_steps);
-        let record = epoch_record(&s, loss_sum / n_images.max(1) as f64, val, lr, n_images as f64 / secs, epoch_start);
+        let mut record = epoch_record(&s, loss_sum / n_images.max(1) as f64, val, lr, n_images as f64 / secs, epoch_start);
+        record["data_wait"] = json!(epoch_wait / secs.max(1e-9));
         eprintln!("{}", describe(&record));
         checkpoint::append_line(&s.out.join(METRICS_FILE), &record.to_string())?;
         if is_better(&record, s.state.best.as_ref()) {
@@ -121,6 +130,7 @@ pub fn run(opts: &TrainOptions) -> Result<Summary> {
         images_per_sec: images_seen as f64 / train_secs.max(1e-9),
         steady_images_per_sec: (steady_steps > 0).then(|| steady_images as f64 / steady_secs.max(1e-9)),
         steady_steps,
+        steady_data_wait: (steady_steps > 0).then(|| steady_wait / steady_secs.max(1e-9)),
         best: s.state.best.clone(),
         last,
         checkpoint: s.out.clone(),
@@ -206,8 +216,9 @@ fn is_better(record: &Value, best: Option<&Value>) -> bool {
 /// A one-line human summary of a metrics record.
 pub fn describe(r: &Value) -> String {
     let f = |k: &str| r[k].as_f64().map_or("-".to_string(), |x| format!("{x:.4}"));
+    let wait = r["data_wait"].as_f64().map_or(String::new(), |w| format!(" (waiting for data {:.1} %)", 100.0 * w));
     format!(
-        "epoch {}: train_loss {} | val psnr_full {} dB, psnr_hole {} dB, ssim {}, l1_hole {}, psnr_raw {} dB | {} img/s",
+        "epoch {}: train_loss {} | val psnr_full {} dB, psnr_hole {} dB, ssim {}, l1_hole {}, psnr_raw {} dB | {} img/s{wait}",
         r["epoch"], f("train_loss"), f("psnr_full"), f("psnr_hole"), f("ssim"), f("l1_hole"), f("psnr_raw"), f("images_per_sec")
     )
 }
@@ -218,7 +229,12 @@ impl std::fmt::Display for Summary {
         writeln!(f, "trained {} epochs this run, {} in total, {} steps{state}", self.epochs_run, self.epochs_done, self.steps)?;
         writeln!(f, "wall time {:.1} s, {:.1} images/s", self.wall_s, self.images_per_sec)?;
         if let Some(ips) = self.steady_images_per_sec {
-            writeln!(f, "steady state: {ips:.1} images/s over {} steps (after {WARMUP_STEPS} warm-up steps)", self.steady_steps)?;
+            let wait = self.steady_data_wait.unwrap_or(0.0) * 100.0;
+            writeln!(
+                f,
+                "steady state: {ips:.1} images/s over {} steps (after {WARMUP_STEPS} warm-up steps; waiting for data {wait:.1} % of the time)",
+                self.steady_steps
+            )?;
         }
         if let Some(best) = &self.best {
             writeln!(f, "best: {}", describe(best))?;

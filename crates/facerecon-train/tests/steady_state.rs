@@ -25,10 +25,13 @@ fn steady_state_counts_only_the_steps_after_the_warm_up() {
     let ips = summary.steady_images_per_sec.expect("two steps after the warm-up");
     assert!(ips.is_finite() && ips > 0.0, "{ips}");
     assert!(summary.to_string().contains("steady state:"), "{summary}");
+    let wait = summary.steady_data_wait.expect("a data-wait fraction with the steady state");
+    assert!((0.0..=1.0).contains(&wait), "{wait}");
+    assert!(summary.to_string().contains("waiting for data"), "{summary}");
 
     // A run no longer than the warm-up has nothing to report.
     let short = TrainOptions { max_steps: Some(WARMUP_STEPS), force: true, ..opts };
     let summary = run(&short).unwrap();
-    assert_eq!((summary.steady_steps, summary.steady_images_per_sec), (0, None));
+    assert_eq!((summary.steady_steps, summary.steady_images_per_sec, summary.steady_data_wait), (0, None, None));
     assert!(!summary.to_string().contains("steady state:"));
 }

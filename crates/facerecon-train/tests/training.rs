@@ -44,6 +44,8 @@ fn train_resume_and_refuse_to_overwrite() {
     assert_eq!(lines.len(), 2);
     for (i, l) in lines.iter().enumerate() {
         assert_eq!(l["epoch"], i + 1);
+        let wait = l["data_wait"].as_f64().expect("data_wait");
+        assert!((0.0..=1.0).contains(&wait), "data_wait {wait}");
         for k in ["train_loss", "val_loss", "psnr_full", "psnr_hole", "ssim", "l1_hole", "psnr_raw", "images_per_sec"] {
             let v = l[k].as_f64().unwrap_or_else(|| panic!("{k} missing in {l}"));
             assert!(v.is_finite(), "{k} = {v}");
