@@ -66,6 +66,10 @@ p(f"facerecon-train: steady state over {fmt(steps_fast, 0)} (fast) / {fmt(steps_
   "warm-up steps, the whole trainer (data thread decoding PNGs, mask sampling, loss, backward, Adam); "
   "Keras: median step of `train_on_batch` on one constant in-memory batch (no data pipeline). "
   f"Fast kernels vs plain candle: {ratio(med(fast), med(ref))}.")
+wait = med(values("train-fast", "data_wait"))
+if wait is not None:
+    p(f"The fast trainer waited for its data thread {100 * wait:.1f} % of the time (median over rounds; ~0 = "
+      "decoding and masks keep up).")
 p("")
 
 # ---- inference ----
