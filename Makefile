@@ -26,7 +26,7 @@ train_args = --config $(CONFIG) --out runs/$(NAME) --device $(DEVICE) \
   $(if $(MAX_IMAGES),--max-images $(MAX_IMAGES)) $(if $(THREADS),--threads $(THREADS)) $(if $(RESUME),--resume) \
   $(if $(INIT),--init-from $(INIT))
 
-.PHONY: help setup setup-gpu deps build build-cuda train resume export infer demo test bench bench-parity check-onnx clean-runs
+.PHONY: help setup setup-gpu deps build build-cuda train resume unet export infer demo test bench bench-parity check-onnx clean-runs
 
 help:
 	@sed -n '1,3p' Makefile; echo; grep -E '^[a-z-]+:.*##' Makefile | sed 's/:.*##/\t/'
@@ -51,6 +51,9 @@ train: build                ## train CONFIG on DATA into runs/NAME (RESUME=1 to 
 
 resume:                     ## continue an interrupted run
 	$(MAKE) train RESUME=1
+
+unet: build setup           ## the recipe of exported/unet.onnx: 3 training stages on DATA, export (~2.5 h on 2 cores)
+	scripts/train-unet.sh $(or $(DATA),../shared/data/utkface)
 
 export: build setup         ## runs/NAME -> exported/NAME.onnx, verified against the trained model
 	ORT_DYLIB_PATH=$(ORT_LIB) $(RELEASE_BIN)/facerecon-export --checkpoint runs/$(NAME) --out exported/$(NAME).onnx
