@@ -118,10 +118,19 @@ fn threads() -> usize {
     rayon::current_num_threads().max(1)
 }
 
-/// Parallelism inside one GEMM: none when the images already keep every thread busy.
-fn gemm_par(parallel_items: usize) -> Parallelism {
+/// Multiply-adds of one image's GEMM below which it runs on one thread even when there are fewer images
+/// than threads: waking the other threads for every GEMM cost more than it saved. Measured on the seed
+/// model at batch 1 (2 threads; its largest GEMM is 19M multiply-adds): 3.2 ms per image with threads
+/// inside each GEMM, 2.0 ms without. (Splitting an image's output channels across the threads ourselves
+/// was tried too: 2.3-2.8 ms for the seed, ~10 % faster for the unet; not kept.)
+const GEMM_PAR_MIN_MACS: usize = 1 << 26;
+
+/// Parallelism inside one GEMM of geometry `g`: none when the images already keep every thread busy,
+/// or when the GEMM is too small to pay for waking the others.
+fn gemm_par(parallel_items: usize, g: &Geom) -> Parallelism {
     let t = threads();
-    if parallel_items >= t || t == 1 {
+    let macs = g.small_c * g.small_hw() * g.col_rows();
+    if parallel_items >= t || t == 1 || macs < GEMM_PAR_MIN_MACS {
         Parallelism::None
     } else {
         Parallelism::Rayon(t)
@@ -168,7 +177,7 @@ fn per_image(
 /// `act`: an activation applied to each image's output while it is still in cache.
 pub(crate) fn big_to_small(g: &Geom, n: usize, big: &[f32], w: &[f32], bias: Option<&[f32]>, act: Option<Act>) -> Vec<f32> {
     let (shw, rows) = (g.small_hw(), g.col_rows());
-    let par = gemm_par(n);
+    let par = gemm_par(n, g);
     per_image(n, g.small_len(), shw, bias, |b, ob| {
         let xb = &big[b * g.big_len()..][..g.big_len()];
         with_col(g, xb, |col| {
@@ -181,7 +190,7 @@ pub(crate) fn big_to_small(g: &Geom, n: usize, big: &[f32], w: &[f32], bias: Opt
 /// conv_transpose2d forward: `big[b] = col2im(Wᵀ · small[b]) (+ bias per big channel)`, `n` images.
 /// `act`: as in [`big_to_small`].
 pub(crate) fn small_to_big(g: &Geom, n: usize, small: &[f32], w: &[f32], bias: Option<&[f32]>, act: Option<Act>) -> Vec<f32> {
-    let par = gemm_par(n);
+    let par = gemm_par(n, g);
     per_image(n, g.big_len(), g.big_hw(), bias, |b, ob| {
         let sb = &small[b * g.small_len()..][..g.small_len()];
         col2im_of_wt(g, w, sb, ob, par);
@@ -273,7 +282,7 @@ pub(crate) fn backward(g: &Geom, n: usize, big: &[f32], small: &[f32], w: &[f32]
     let (shw, rows) = (g.small_hw(), g.col_rows());
     let t = threads().min(n).max(1);
     let per = n.div_ceil(t);
-    let par = gemm_par(t);
+    let par = gemm_par(t, g);
     let in_len = match want.input {
         Some(Side::Big) => g.big_len(),
         Some(Side::Small) => g.small_len(),
