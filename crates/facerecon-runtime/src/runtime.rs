@@ -213,10 +213,7 @@ impl Runtime {
                     continue;
                 }
             }
-            let mut scratch = self
-                .scratch
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut scratch = lock(&self.scratch);
             let Scratch { image, mask } = &mut *scratch;
             image.clear();
             mask.clear();
@@ -376,10 +373,7 @@ impl Runtime {
         let s = self.info.image_size as usize;
         let fail = |what: &str, e: ort::Error| self.ort_error(what, e);
         let (image_t, mask_t) = self.input_views(image, mask, n)?;
-        let mut ort = self
-            .session
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut ort = lock(&self.session);
         let Ort {
             session,
             reconstruction_only,
@@ -410,10 +404,7 @@ impl Runtime {
         let s = self.info.image_size as usize;
         let fail = |what: &str, e: ort::Error| self.ort_error(what, e);
         let (image_t, mask_t) = self.input_views(image, mask, n)?;
-        let mut ort = self
-            .session
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut ort = lock(&self.session);
         let outputs = ort
             .session
             .run(ort::inputs![names::IMAGE => image_t, names::MASK => mask_t])
@@ -434,6 +425,13 @@ impl Runtime {
 
 /// The session and what is only used under its lock (ONNX Runtime's `Run` is not thread-safe, and
 /// `RunOptions` is not `Sync`).
+/// Lock a mutex of this runtime. A panic in another thread while it held the lock leaves nothing half
+/// written that the next call depends on (the session is stateless between runs, the scratch buffers are
+/// cleared before use), so a poisoned lock is simply taken over.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 struct Ort {
     session: Session,
     /// Fetches only `reconstruction` (all [`Runtime::infer`] needs), so ONNX Runtime neither hands

@@ -3,7 +3,8 @@
 //! is exactly Keras' `mse` / `binary_crossentropy` / `mae`).
 
 use crate::config::{LossConfig, LossKind};
-use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor};
+use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
+use facerecon_model::ops::{cpu_f32, tensor_f32};
 use rayon::prelude::*;
 
 /// Keras' clipping of probabilities in binary cross-entropy (`epsilon()` = 1e-7).
@@ -52,21 +53,6 @@ struct PixelLoss {
     hole_weight: f32,
 }
 
-fn cpu(s: &Storage) -> Result<&CpuStorage> {
-    match s {
-        Storage::Cpu(c) => Ok(c),
-        _ => candle_core::bail!("pixel loss: expected CPU tensors"),
-    }
-}
-
-/// Contiguous f32 data of a CPU tensor's storage.
-fn f32_data<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
-    let (CpuStorage::F32(v), Some((a, b))) = (s, l.contiguous_offsets()) else {
-        candle_core::bail!("pixel loss: expected contiguous f32 tensors")
-    };
-    Ok(&v[a..b])
-}
-
 impl PixelLoss {
     /// Checks shapes: `[N,C,H,W]` twice and a `[N,1,H,W]` mask; returns (N, C, H*W).
     fn dims(&self, r: &Layout, t: &Layout, m: &Layout) -> Result<(usize, usize, usize)> {
@@ -91,7 +77,7 @@ impl CustomOp3 for PixelLoss {
 
     fn cpu_fwd(&self, rs: &CpuStorage, rl: &Layout, ts: &CpuStorage, tl: &Layout, ms: &CpuStorage, ml: &Layout) -> Result<(CpuStorage, Shape)> {
         let (n, c, hw) = self.dims(rl, tl, ml)?;
-        let (r, t, m) = (f32_data(rs, rl)?, f32_data(ts, tl)?, f32_data(ms, ml)?);
+        let (r, t, m) = (cpu_f32(rs, rl)?, cpu_f32(ts, tl)?, cpu_f32(ms, ml)?);
         let total: f64 = (0..n * c)
             .into_par_iter()
             .map(|plane| {
@@ -115,7 +101,7 @@ impl CustomOp3 for PixelLoss {
         let (rg, rl) = rec.storage_and_layout();
         let (tg, tl) = target.storage_and_layout();
         let (mg, ml) = mask.storage_and_layout();
-        let (r, t, m) = (f32_data(cpu(&rg)?, rl)?, f32_data(cpu(&tg)?, tl)?, f32_data(cpu(&mg)?, ml)?);
+        let (r, t, m) = (tensor_f32(&rg, rl)?, tensor_f32(&tg, tl)?, tensor_f32(&mg, ml)?);
         let (n, c, hw) = self.dims(rl, tl, ml)?;
         // d/dr mean(w * d^2) = 2 w d / count; d/dr mean(w * |d|) = w sign(d) / count (sign(0) = +1,
         // as candle's abs backward).

@@ -6,7 +6,8 @@
 
 use crate::config::{LrSchedule, OptimizerConfig, OptimizerKind, ScheduleKind};
 use candle_core::backprop::GradStore;
-use candle_core::{CpuStorage, Result, Storage, Tensor, Var};
+use candle_core::{DType, Result, Tensor, Var};
+use facerecon_model::ops::tensor_f32;
 use rayon::prelude::*;
 use std::collections::HashMap;
 
@@ -139,31 +140,16 @@ fn adam_ops(w: &Tensor, g: &Tensor, slots: &mut Vec<Tensor>, b1: f64, b2: f64, e
     w - (update * alpha)?
 }
 
-/// The contiguous f32 data of a CPU tensor, if it is one.
-type CpuGuard<'a> = (candle_core::StorageRef<'a>, usize, usize);
-
-fn f32s<'a>(x: &'a CpuGuard<'_>) -> &'a [f32] {
-    match &*x.0 {
-        Storage::Cpu(CpuStorage::F32(d)) => &d[x.1..x.2],
-        _ => unreachable!("checked by cpu_slice"),
-    }
-}
-
-fn cpu_slice(t: &Tensor) -> Option<CpuGuard<'_>> {
-    let (s, l) = t.storage_and_layout();
-    let (start, end) = l.contiguous_offsets()?;
-    let ok = matches!(&*s, Storage::Cpu(CpuStorage::F32(_)));
-    ok.then_some((s, start, end))
-}
-
 /// The Adam update as one parallel pass over (w, g, m, v) on the CPU, instead of a dozen tensor ops
 /// each reading and writing whole tensors (for the seed's 2.5M parameters: ~5 % of a batch-64 step).
 /// `None` when the tensors are not contiguous f32 CPU tensors.
 fn adam_cpu(w: &Tensor, g: &Tensor, m: &Tensor, v: &Tensor, k: AdamConsts) -> Result<Option<(Tensor, Tensor, Tensor)>> {
-    let (Some(wg), Some(gg), Some(mg), Some(vg)) = (cpu_slice(w), cpu_slice(g), cpu_slice(m), cpu_slice(v)) else {
+    if ![w, g, m, v].iter().all(|t| t.device().is_cpu() && t.dtype() == DType::F32 && t.is_contiguous()) {
         return Ok(None);
-    };
-    let (ws, gs, ms, vs) = (f32s(&wg), f32s(&gg), f32s(&mg), f32s(&vg));
+    }
+    let ((wg, wl), (gg, gl), (mg, ml), (vg, vl)) =
+        (w.storage_and_layout(), g.storage_and_layout(), m.storage_and_layout(), v.storage_and_layout());
+    let (ws, gs, ms, vs) = (tensor_f32(&wg, wl)?, tensor_f32(&gg, gl)?, tensor_f32(&mg, ml)?, tensor_f32(&vg, vl)?);
     let n = ws.len();
     if gs.len() != n || ms.len() != n || vs.len() != n {
         candle_core::bail!("adam: weight, gradient and moments differ in size ({n}, {}, {}, {})", gs.len(), ms.len(), vs.len());

@@ -17,8 +17,9 @@ mod tests;
 use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, DType, Layout, Result, Storage, Tensor};
 
-/// The contiguous f32 data of a CPU storage, or an error naming what is wrong.
-fn cpu_f32<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
+/// The contiguous f32 data of a CPU storage, or an error naming what is wrong (also used by the
+/// trainer's one-pass loss and Adam kernels).
+pub fn cpu_f32<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
     let CpuStorage::F32(v) = s else {
         bail!("facerecon ops: expected f32 data, got {:?}", s.dtype())
     };
@@ -29,7 +30,7 @@ fn cpu_f32<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
 }
 
 /// [`cpu_f32`] for a tensor's storage (as returned by `Tensor::storage_and_layout`).
-fn tensor_f32<'a>(s: &'a Storage, l: &Layout) -> Result<&'a [f32]> {
+pub fn tensor_f32<'a>(s: &'a Storage, l: &Layout) -> Result<&'a [f32]> {
     match s {
         Storage::Cpu(c) => cpu_f32(c, l),
         _ => bail!("facerecon ops: expected a CPU tensor"),
