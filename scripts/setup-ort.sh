@@ -6,7 +6,8 @@
 # Nothing else is downloaded; the build itself never downloads anything (ort uses `load-dynamic`).
 set -euo pipefail
 flavor=${1:-cpu}
-ORT_VERSION=${ORT_VERSION:-1.32.0}
+# onnxruntime-gpu lags the CPU wheel (1.31.1 is its newest; built for CUDA 13, as the GPU machines' driver 580).
+if [ "$flavor" = gpu ]; then ORT_VERSION=${ORT_GPU_VERSION:-1.31.1}; else ORT_VERSION=${ORT_VERSION:-1.32.0}; fi
 root=$(cd "$(dirname "$0")/.." && pwd)
 cache=${FACERECON_CACHE:-$root/.cache}/onnxruntime/$flavor-$ORT_VERSION
 if [ -n "${ORT_DYLIB_PATH:-}" ] && [ -f "$ORT_DYLIB_PATH" ]; then echo "$ORT_DYLIB_PATH"; exit 0; fi

@@ -3,10 +3,14 @@
 //! (`layers::set_reference_ops`). Used by benches/run.sh next to ONNX Runtime and Keras.
 //!
 //! `cargo run --release -p facerecon-model --example infer_bench -- [--config configs/seed.yaml]
-//!  [--batches 1,64] [--steps 10] [--steps1 50] [--threads N] [--ops fast|reference|both]`
+//!  [--batches 1,64] [--steps 10] [--steps1 50] [--threads N] [--ops fast|reference|both]
+//!  [--device cpu|cuda:N] [--check]`
 //!
 //! Each (ops, batch) pair: 3 warm-up runs, then `steps` timed runs of `Model::forward` (network plus
-//! the composite), median reported as `RESULT {json}` on stdout.
+//! the composite; on a GPU each run ends with a device synchronize), median reported as `RESULT {json}`
+//! on stdout. `--check` (with a CUDA device) also runs every batch on the CPU with the same weights and
+//! input and reports the largest |difference| of the reconstructions in the RESULT line (`max_abs_diff`).
+//! On a GPU, candle's own CUDA ops run (the fast kernels are CPU-only), so `--ops` only matters on the CPU.
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use facerecon_model::{layers, random_weights, Model, ModelSpec};
@@ -22,10 +26,12 @@ struct Args {
     threads: Option<usize>,
     /// Which ops to time: `false` = the fast kernels, `true` = candle's plain ops.
     modes: Vec<bool>,
+    device: String,
+    check: bool,
 }
 
 fn parse_args() -> Result<Args, Error> {
-    let mut a = Args { config: "configs/seed.yaml".into(), batches: vec![1, 64], steps: 10, steps1: 50, threads: None, modes: vec![false] };
+    let mut a = Args { config: "configs/seed.yaml".into(), batches: vec![1, 64], steps: 10, steps1: 50, threads: None, modes: vec![false], device: "cpu".into(), check: false };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -35,6 +41,8 @@ fn parse_args() -> Result<Args, Error> {
             "--steps" => a.steps = value()?.parse()?,
             "--steps1" => a.steps1 = value()?.parse()?,
             "--threads" => a.threads = Some(value()?.parse()?),
+            "--device" => a.device = value()?,
+            "--check" => a.check = true,
             "--ops" => {
                 a.modes = match value()?.as_str() {
                     "fast" => vec![false],
@@ -70,10 +78,23 @@ fn main() -> Result<(), Error> {
         rayon::ThreadPoolBuilder::new().num_threads(n).build_global()?;
     }
     let spec = load_spec(&a.config)?;
-    let dev = Device::Cpu;
-    let weights = random_weights(&spec, 0, 0.05, &dev)?;
+    let dev = match a.device.as_str() {
+        "cpu" => Device::Cpu,
+        d => match d.strip_prefix("cuda:").and_then(|i| i.parse().ok()) {
+            Some(i) => Device::new_cuda(i).map_err(|e| format!("--device {d}: {e}"))?,
+            None => return Err(format!("--device {d}: use cpu or cuda:N").into()),
+        },
+    };
+    // Weights are drawn on the CPU and copied, so --check compares the same network on both devices.
+    let cpu_weights = random_weights(&spec, 0, 0.05, &Device::Cpu)?;
+    let weights = cpu_weights.iter().map(|(k, v)| Ok((k.clone(), v.to_device(&dev)?))).collect::<candle_core::Result<_>>()?;
     // Plain tensors, not variables: no graph is recorded, as in real inference.
     let model = Model::new(&spec, VarBuilder::from_tensors(weights, DType::F32, &dev))?;
+    let cpu_model = if a.check && !dev.is_cpu() {
+        Some(Model::new(&spec, VarBuilder::from_tensors(cpu_weights, DType::F32, &Device::Cpu))?)
+    } else {
+        None
+    };
     let s = spec.image_size;
     for &reference in &a.modes {
         layers::set_reference_ops(reference);
@@ -87,15 +108,27 @@ fn main() -> Result<(), Error> {
             for _ in 0..3 {
                 model.forward(&image, &mask)?;
             }
+            dev.synchronize()?;
             let times: Vec<f64> = (0..steps)
                 .map(|_| {
                     let t = Instant::now();
-                    model.forward(&image, &mask).map(|_| t.elapsed().as_secs_f64())
+                    model.forward(&image, &mask)?;
+                    dev.synchronize()?; // a GPU queues the work: time until it is done
+                    Ok(t.elapsed().as_secs_f64())
                 })
-                .collect::<Result<_, _>>()?;
+                .collect::<candle_core::Result<_>>()?;
             let med = median(times);
+            let diff = match &cpu_model {
+                Some(cpu) => {
+                    let on_gpu = model.forward(&image, &mask)?.0.to_device(&Device::Cpu)?;
+                    let on_cpu = cpu.forward(&image.to_device(&Device::Cpu)?, &mask.to_device(&Device::Cpu)?)?.0;
+                    format!(r#", "max_abs_diff": {:e}"#, (on_gpu - on_cpu)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?)
+                }
+                None => String::new(),
+            };
             let result = format!(
-                r#"{{"tool": "candle", "ops": "{}", "batch": {b}, "threads": {}, "steps": {steps}, "ms_median": {:.4}, "img_per_s": {:.2}}}"#,
+                r#"{{"tool": "candle", "device": "{}", "ops": "{}", "batch": {b}, "threads": {}, "steps": {steps}, "ms_median": {:.4}, "img_per_s": {:.2}{diff}}}"#,
+                a.device,
                 if reference { "reference" } else { "fast" },
                 rayon::current_num_threads(),
                 med * 1e3,

@@ -126,7 +126,7 @@ impl Runtime {
                     .error_on_failure();
                 builder = builder.with_execution_providers([cuda]).map_err(|e| RuntimeError::Provider {
                     provider: format!("CUDA:{id}"),
-                    msg: format!("{e} (a GPU build of ONNX Runtime is needed: `make setup-gpu`, then point ORT_DYLIB_PATH at the library `scripts/setup-ort.sh gpu` prints)"),
+                    msg: format!("{e} (needed: a GPU build of ONNX Runtime — `make setup-gpu`, then ORT_DYLIB_PATH=the library `scripts/setup-ort.sh gpu` prints — and the CUDA 13 and cuDNN 9 libraries on the loader path, e.g. LD_LIBRARY_PATH=<python site-packages>/nvidia/cu13/lib)"),
                 })?;
                 Provider::Cuda(id)
             }

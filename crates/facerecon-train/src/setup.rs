@@ -79,7 +79,25 @@ pub fn parse_device(s: &str) -> Result<Device> {
 
 #[cfg(feature = "cuda")]
 fn cuda_device(index: usize, s: &str) -> Result<Device> {
-    Device::new_cuda(index).with_context(|| format!("cannot open CUDA device '{s}'"))
+    // The CUDA libraries are dlopen'ed on first use (cudarc `dynamic-loading`, see scripts/build-cuda.sh), and
+    // cudarc panics when one is missing: turn that into an error that says what to do.
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let opened = std::panic::catch_unwind(|| Device::new_cuda(index));
+    std::panic::set_hook(hook);
+    match opened {
+        Ok(dev) => dev.with_context(|| format!("cannot open CUDA device '{s}'")),
+        Err(panic) => {
+            let msg = panic.downcast_ref::<String>().map(String::as_str).or(panic.downcast_ref::<&str>().copied());
+            let msg = msg.unwrap_or("unknown error");
+            let short = msg.split(" - searched").next().unwrap_or(msg);
+            bail!(
+                "cannot open CUDA device '{s}': {short}. The NVIDIA driver (libcuda.so.1) and CUDA 13 libraries \
+                 (libcublas, libcurand, libnvrtc) must be on the loader path, e.g. LD_LIBRARY_PATH=<python \
+                 site-packages>/nvidia/cu13/lib"
+            )
+        }
+    }
 }
 
 #[cfg(not(feature = "cuda"))]

@@ -42,6 +42,9 @@ pub struct Summary {
     pub stopped_early: bool,
     /// Files skipped as unreadable.
     pub skipped: usize,
+    /// The loss of every step of this invocation, in order (before each update): what device and
+    /// kernel parity checks compare (benches/gpu.sh, `--bench-json`).
+    pub step_losses: Vec<f64>,
 }
 
 /// Steps of each invocation left out of [`Summary::steady_images_per_sec`].
@@ -62,6 +65,7 @@ pub fn run(opts: &TrainOptions) -> Result<Summary> {
     // Steady-state throughput: per-step wall time (waiting for the batch included) after the warm-up.
     let (mut steps_run, mut steady_steps, mut steady_images, mut steady_secs) = (0u64, 0u64, 0usize, 0.0f64);
     let mut steady_wait = 0.0f64;
+    let mut step_losses = Vec::new();
 
     for epoch in first_epoch..t.epochs {
         let (epoch_start, mut last_save) = (Instant::now(), Instant::now());
@@ -78,6 +82,7 @@ pub fn run(opts: &TrainOptions) -> Result<Summary> {
             }
             let lr = lr_at(t.optimizer.lr, &t.lr_schedule, s.state.step, steps_per_epoch, total_steps);
             let loss = train_step(&mut s, &batch, lr)?;
+            step_losses.push(loss);
             steps_run += 1;
             if steps_run > WARMUP_STEPS {
                 (steady_steps, steady_images) = (steady_steps + 1, steady_images + batch.len);
@@ -137,6 +142,7 @@ pub fn run(opts: &TrainOptions) -> Result<Summary> {
         synthetic: s.state.synthetic,
         stopped_early,
         skipped: s.skipped.entries().len(),
+        step_losses,
     })
 }
 

@@ -28,10 +28,14 @@ fn steady_state_counts_only_the_steps_after_the_warm_up() {
     let wait = summary.steady_data_wait.expect("a data-wait fraction with the steady state");
     assert!((0.0..=1.0).contains(&wait), "{wait}");
     assert!(summary.to_string().contains("waiting for data"), "{summary}");
+    // Every step's loss, in order (what benches/gpu.sh compares between devices).
+    assert_eq!(summary.step_losses.len() as u64, WARMUP_STEPS + 2);
+    assert!(summary.step_losses.iter().all(|l| l.is_finite() && *l > 0.0), "{:?}", summary.step_losses);
 
     // A run no longer than the warm-up has nothing to report.
     let short = TrainOptions { max_steps: Some(WARMUP_STEPS), force: true, ..opts };
     let summary = run(&short).unwrap();
     assert_eq!((summary.steady_steps, summary.steady_images_per_sec, summary.steady_data_wait), (0, None, None));
     assert!(!summary.to_string().contains("steady state:"));
+    assert_eq!(summary.step_losses.len() as u64, WARMUP_STEPS);
 }
