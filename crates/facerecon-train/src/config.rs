@@ -51,7 +51,7 @@ pub struct TrainConfig {
     pub max_val_images: usize,
     /// Random horizontal flips of training images.
     pub flip: bool,
-    /// Seed of the shuffles, masks and flips (the command line's `--seed` overrides it).
+    /// Seed of the initial weights, shuffles, masks and flips (the command line's `--seed` overrides it).
     pub seed: u64,
     /// Minutes between mid-epoch checkpoints (0 = only at the end of each epoch).
     pub checkpoint_minutes: f64,

@@ -2,6 +2,7 @@
 //!
 //! * [`config`] — the run configuration (`configs/*.yaml`), defaults and validation.
 //! * [`data`] — deterministic split, streamed batches decoded in the background, validation set.
+//! * [`init`] — initial weights seeded by the run's seed (candle's own are not).
 //! * [`loss`] — MSE / BCE / L1 with a heavier weight inside the holes.
 //! * [`optim`] — Adam, SGD, RMSprop (Keras semantics) with checkpointable state; lr schedules.
 //! * [`checkpoint`] — the `runs/NAME/` directory, written atomically.
@@ -10,6 +11,7 @@
 pub mod checkpoint;
 pub mod config;
 pub mod data;
+pub mod init;
 pub mod loss;
 pub mod optim;
 pub mod setup;

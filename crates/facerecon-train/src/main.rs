@@ -33,7 +33,7 @@ struct Cli {
     /// schedule, this config's masks and loss; the model must be the same.
     #[arg(long, value_name = "RUN_DIR", conflicts_with = "resume")]
     init_from: Option<PathBuf>,
-    /// Seed of shuffles, masks and flips (default: the config's train.seed).
+    /// Seed of the initial weights, shuffles, masks and flips (default: the config's train.seed).
     #[arg(long)]
     seed: Option<u64>,
     /// cpu or cuda:N (CUDA needs a build with --features cuda).

@@ -7,7 +7,7 @@ use crate::data::{split_files, SkipLog, TrainData, ValidationSet};
 use crate::optim::Optimizer;
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device};
-use candle_nn::{VarBuilder, VarMap};
+use candle_nn::VarMap;
 use facerecon_imaging::masks::MaskSampler;
 use facerecon_imaging::{io, synth};
 use facerecon_model::Model;
@@ -236,7 +236,8 @@ pub fn setup(opts: &TrainOptions) -> Result<Session> {
     let train = TrainData::new(split.train, sampler, size, t.batch_size, t.seed, t.flip, skipped.clone());
 
     let varmap = VarMap::new();
-    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);
+    // Initial weights from the run's seed (replaced below when resuming or fine-tuning).
+    let vb = crate::init::SeededVarMap::builder(&varmap, t.seed, DType::F32, &device);
     let model = Model::new(&config.model, vb).context("building the model")?;
     let params = varmap.data().lock().unwrap().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     let mut optimizer = Optimizer::new(&t.optimizer, params)?;
