@@ -83,7 +83,7 @@ echo "gpu.sh: $(find "$work/faces" -name '*.png' | wc -l) synthetic faces"
 train cuda-b64 "$GPU" 64 $((S64 + 3))
 train cuda-b256 "$GPU" 256 $((S256 + 3))
 train cpu-b64 cpu 64 $((SCPU + 3))
-# Parity: the same initial weights (a new run's random init is not seeded), data order, masks and seed.
+# Parity: the same initial weights (shared through --init-from), data order, masks and seed.
 train parity-init cpu 16 1
 train parity-cpu cpu 16 "$SPAR" --seed 5 --init-from "$work/run-parity-init"
 train parity-cuda "$GPU" 16 "$SPAR" --seed 5 --init-from "$work/run-parity-init"
@@ -94,7 +94,8 @@ infer infer-cpu cpu
 if [ -x "$INFER" ] && [ -n "${ORT_DYLIB_PATH:-}" ]; then
   echo "== facerecon-infer --device cuda (ORT library: $ORT_DYLIB_PATH)"
   mkdir -p "$work/in"; cp "$(find "$work/faces" -name '*.png' | head -1)" "$work/in/"
-  # No exported model is carried: facerecon-infer must fail at the provider or the model, and say which.
+  # exported/unet.onnx comes with the working tree. With the machine's CPU-only onnxruntime this must fail loudly
+  # at the provider; with a GPU build (ORT_DYLIB_PATH=...) it must reconstruct the image.
   "$INFER" --model "${MODEL:-exported/unet.onnx}" --device cuda --out "$work/rec" "$work/in" > "$work/ort.out" 2>&1
   echo "   exit $?: $(head -3 "$work/ort.out")" | tee "$OUT/ort_cuda.txt"
 fi
