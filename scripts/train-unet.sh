@@ -9,7 +9,8 @@
 # Stage 3  the same config from stage 2's weights, 10 epochs, seed 7 (a new cosine cycle)         -> runs/unet-ft3
 # Stage 4  configs/unet-ft4.yaml (hole-weighted MSE) from stage 3's weights, 8 epochs, seed 11    -> runs/unet-ft4
 # Stage 5  configs/unet-ft5.yaml (MSE, 28x28 boxes twice as often) from stage 4, 6 epochs, seed 13 -> runs/unet-ft5
-# Wall time on the 2-core development machine with this commit's kernels: ~45 + 37 + 62 + 50 + 40 min.
+# Stage 6  the same config from stage 5's weights, 4 epochs, seed 17 (a new cosine cycle)          -> runs/unet-ft6
+# Wall time on the 2-core development machine with this commit's kernels: ~45 + 37 + 62 + 50 + 40 + 27 min.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${1:-../shared/data/utkface}
@@ -29,5 +30,6 @@ stage runs/unet-ft 6 --config configs/unet-ft.yaml --init-from runs/unet
 stage runs/unet-ft3 10 --config configs/unet-ft.yaml --init-from runs/unet-ft --seed 7
 stage runs/unet-ft4 8 --config configs/unet-ft4.yaml --init-from runs/unet-ft3 --seed 11
 stage runs/unet-ft5 6 --config configs/unet-ft5.yaml --init-from runs/unet-ft4 --seed 13
-ORT_DYLIB_PATH=${ORT_DYLIB_PATH:-$(scripts/setup-ort.sh cpu)} ${EXPORT:-target/release/facerecon-export} --checkpoint runs/unet-ft5 --out exported/unet.onnx
+stage runs/unet-ft6 4 --config configs/unet-ft5.yaml --init-from runs/unet-ft5 --seed 17
+ORT_DYLIB_PATH=${ORT_DYLIB_PATH:-$(scripts/setup-ort.sh cpu)} ${EXPORT:-target/release/facerecon-export} --checkpoint runs/unet-ft6 --out exported/unet.onnx
 echo "train-unet: exported/unet.onnx; quality table: scripts/compare.sh runs/unet/val_files.txt exported/unet.onnx" >&2
