@@ -68,7 +68,6 @@ fn main() -> Result<()> {
     }
     facerecon_model::layers::set_reference_ops(cli.reference_ops);
     let threads = rayon::current_num_threads();
-    let opts_device = cli.device.clone();
     let opts = TrainOptions {
         config: cli.config,
         data: cli.data,
@@ -97,7 +96,7 @@ fn main() -> Result<()> {
             "img_per_s": summary.steady_images_per_sec,
             "data_wait": summary.steady_data_wait,
             "img_per_s_all": summary.images_per_sec,
-            "device": opts_device,
+            "device": opts.device,
             "losses": summary.step_losses,
         });
         println!("RESULT {result}");
