@@ -119,6 +119,13 @@ impl Model {
     /// Run the network on `image` `[B, C, S, S]` (holes already zeroed) and `mask` `[B, 1, S, S]`
     /// (1 = hole). Returns `(reconstruction, inpainted)` with `inpainted = mask*rec + (1-mask)*image`.
     pub fn forward(&self, image: &Tensor, mask: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
+        let rec = self.reconstruct(image, mask)?;
+        let inpainted = layers::composite(&rec, image, mask)?;
+        Ok((rec, inpainted))
+    }
+
+    /// [`Model::forward`]'s reconstruction alone (what training needs: no composite to compute).
+    pub fn reconstruct(&self, image: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
         let (s, c) = (self.spec.image_size, self.spec.channels);
         let (b, ci, h, w) = image.dims4()?;
         if (ci, h, w) != (c, s, s) {
@@ -128,9 +135,7 @@ impl Model {
             candle_core::bail!("mask must be [{b}, 1, {s}, {s}], got {:?}", mask.dims());
         }
         let input = if self.spec.mask_channel { Tensor::cat(&[image, mask], 1)? } else { image.clone() };
-        let rec = self.eval(input, image.clone(), Some(mask.clone()))?;
-        let inpainted = layers::composite(&rec, image, mask)?;
-        Ok((rec, inpainted))
+        self.eval(input, image.clone(), Some(mask.clone()))
     }
 
     /// Run the network alone on its prepared input `[B, input_channels, S, S]` (image, plus the mask

@@ -5,8 +5,9 @@ use crate::checkpoint::{self, METRICS_FILE, SAMPLES_DIR};
 use crate::data::Batch;
 use crate::optim::lr_at;
 use crate::setup::{setup, Session, TrainOptions};
-use crate::validate::{batch_tensors, sample_grid, validate, zero_holes, ValMetrics};
+use crate::validate::{batch_tensors, sample_grid, validate, ValMetrics};
 use anyhow::{bail, Context, Result};
+use candle_core::Tensor;
 use facerecon_imaging::io::save_png_atomic;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
@@ -149,7 +150,8 @@ pub fn run(opts: &TrainOptions) -> Result<Summary> {
 /// One optimiser step on `batch`; returns the loss before the update.
 fn train_step(s: &mut Session, batch: &Batch, lr: f64) -> Result<f64> {
     let (image, mask) = batch_tensors(batch, &s.device)?;
-    let (reconstruction, _) = s.model.forward(&zero_holes(&image, &mask)?, &mask)?;
+    let input = Tensor::from_slice(&batch.inputs, image.shape(), &s.device)?;
+    let reconstruction = s.model.reconstruct(&input, &mask)?;
     let loss = crate::loss::loss(&s.config.train.loss, &reconstruction, &image, &mask)?;
     let value = loss.to_scalar::<f32>()? as f64;
     if !value.is_finite() {

@@ -33,6 +33,13 @@ fn batches_have_the_right_shapes_and_a_corrupt_file_is_skipped_once() {
         assert_eq!(b.masks.len(), b.len * 16 * 16);
         assert!(b.images.iter().all(|v| (0.0..=1.0).contains(v)));
         assert!(b.masks.iter().all(|v| *v == 0.0 || *v == 1.0));
+        // The network input is the image with exactly the hole pixels zeroed, in every channel.
+        assert_eq!(b.inputs.len(), b.images.len());
+        for (k, (input, image)) in b.inputs.iter().zip(&b.images).enumerate() {
+            let (img, px) = (k / (3 * 256), k % 256);
+            let hole = b.masks[img * 256 + px] == 1.0;
+            assert_eq!(*input, if hole { 0.0 } else { *image }, "element {k}");
+        }
         // Every image has a hole of 36..144 pixels.
         for m in b.masks.chunks(256) {
             let holes = m.iter().filter(|v| **v == 1.0).count();

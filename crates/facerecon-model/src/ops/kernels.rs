@@ -2,6 +2,7 @@
 //! over rayon's threads. Forward and gradients of conv2d and conv_transpose2d all reduce to three kernels
 //! on a [`Geom`]: big -> small (`W · im2col`), small -> big (`col2im(Wᵀ ·)`) and [`backward`].
 use super::geom::Geom;
+use super::transpose::transpose;
 use super::Act;
 use gemm::Parallelism;
 use rayon::prelude::*;
@@ -101,47 +102,6 @@ fn with_scratch<R>(key: &'static Scratch, len: usize, f: impl FnOnce(&mut [f32])
         }
     });
     r
-}
-
-/// `dst[j * rows + i] = src[i * cols + j]`: the transpose of a row-major `rows x cols` matrix.
-///
-/// Why: the `gemm` crate computes a column-major destination (it transposes the whole product when the
-/// destination is row-major) and packs its left operand into column-major panels: with contiguous copies
-/// when that operand is column-major, with a scalar gather per element otherwise. The weight gradient
-/// `dW = dy · im2colᵀ` has both operands contiguous along the pixels (the reduction axis), so one of them
-/// must be transposed: with a row-major `dW` it was the column matrix, gathered element by element
-/// (~9 % of a seed training step); instead `dW` is accumulated column-major from a transposed `dy`, the
-/// smaller operand (~3 % with this transpose): 4-7 % faster training steps, measured A/B with
-/// `examples/train_bench.rs`.
-fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
-    // 8x8 blocks through a local array (LLVM turns it into shuffles), scalar edges.
-    const B: usize = 8;
-    assert!(src.len() >= rows * cols && dst.len() >= rows * cols);
-    let (rb, cb) = (rows / B * B, cols / B * B);
-    for i0 in (0..rb).step_by(B) {
-        for j0 in (0..cb).step_by(B) {
-            let mut blk = [[0f32; B]; B];
-            for (i, r) in blk.iter_mut().enumerate() {
-                r.copy_from_slice(&src[(i0 + i) * cols + j0..][..B]);
-            }
-            for j in 0..B {
-                let out: &mut [f32; B] = (&mut dst[(j0 + j) * rows + i0..][..B]).try_into().expect("8 elements");
-                for (i, o) in out.iter_mut().enumerate() {
-                    *o = blk[i][j];
-                }
-            }
-        }
-        for i in i0..i0 + B {
-            for j in cb..cols {
-                dst[j * rows + i] = src[i * cols + j];
-            }
-        }
-    }
-    for i in rb..rows {
-        for j in 0..cols {
-            dst[j * rows + i] = src[i * cols + j];
-        }
-    }
 }
 
 /// Runs `f` on im2col(big) — the image itself for pointwise convolutions.
@@ -358,7 +318,7 @@ pub(crate) fn backward(g: &Geom, n: usize, big: &[f32], small: &[f32], w: &[f32]
             // This image's input gradient, zeroed while it is about to be used.
             let mut dx = dinput.as_deref_mut().map(|d| init(&mut d[i * in_len..][..in_len], in_len, None));
             if want.weight || want.input == Some(Side::Small) {
-                // dW accumulates column-major, from a transposed dy: see `transpose`.
+                // dW accumulates column-major, from a transposed dy: see [`transpose`].
                 if want.weight {
                     transpose(sb, g.small_c, shw, &mut dy_t);
                 }
@@ -420,20 +380,3 @@ pub(crate) fn backward(g: &Geom, n: usize, big: &[f32], small: &[f32], w: &[f32]
     }
 }
 
-#[cfg(test)]
-mod transpose_tests {
-    /// Every shape class: full 8x8 blocks, ragged right and bottom edges, fewer than 8 rows or columns.
-    #[test]
-    fn transpose_matches_definition() {
-        for (rows, cols) in [(8, 8), (16, 24), (3, 5), (13, 29), (64, 1), (1, 17), (9, 8), (8, 9)] {
-            let src: Vec<f32> = (0..rows * cols).map(|i| i as f32 * 0.5 - 3.0).collect();
-            let mut dst = vec![f32::NAN; rows * cols];
-            super::transpose(&src, rows, cols, &mut dst);
-            for i in 0..rows {
-                for j in 0..cols {
-                    assert_eq!(dst[j * rows + i], src[i * cols + j], "{rows}x{cols} at ({i}, {j})");
-                }
-            }
-        }
-    }
-}

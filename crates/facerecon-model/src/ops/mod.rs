@@ -13,6 +13,7 @@ mod geom;
 mod kernels;
 #[cfg(test)]
 mod tests;
+mod transpose;
 
 use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, DType, Layout, Result, Storage, Tensor};
