@@ -222,7 +222,7 @@ fn main() -> Result<()> {
     println!("\nper layer (ms, batch {batch}): {:>8} {:>10} | {:>8} {:>10}", "ops fwd", "ops f+b", "cnd fwd", "cnd f+b");
     let ours_layers = &ours.3;
     let mut h = x.clone();
-    let reps = 3;
+    let reps = (192 / batch).max(3); // small batches: more repetitions for a steadier figure
     let mut totals = [0f64; 4];
     for i in 0..ours_layers.len() {
         let input = if i == 0 { h.clone() } else { Var::from_tensor(&h)?.as_tensor().clone() };
@@ -235,10 +235,10 @@ fn main() -> Result<()> {
             row[2 * j + 1] = 1e3 * fb / reps as f64;
         }
         (0..4).for_each(|k| totals[k] += row[k]);
-        println!("{:>8}: {:>28.1} {:>10.1} | {:>8.1} {:>10.1}", ours_layers[i].name, row[0], row[1], row[2], row[3]);
+        println!("{:>8}: {:>28.2} {:>10.2} | {:>8.2} {:>10.2}", ours_layers[i].name, row[0], row[1], row[2], row[3]);
         h = apply(Backend::Ops, ours_layers, i, &h.detach())?.detach();
     }
-    println!("{:>8}: {:>28.1} {:>10.1} | {:>8.1} {:>10.1}", "sum", totals[0], totals[1], totals[2], totals[3]);
+    println!("{:>8}: {:>28.2} {:>10.2} | {:>8.2} {:>10.2}", "sum", totals[0], totals[1], totals[2], totals[3]);
     println!("load average at the end: {}", load());
     Ok(())
 }

@@ -66,6 +66,9 @@ pub fn conv_transpose2d(
 
 /// Fully connected layer: `x` `[B, F]`, `w` `[U, F]`, optional bias `[U]` -> `[B, U]` (`x W^T + b`).
 pub fn dense(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+    if !reference_ops() {
+        return crate::ops::dense(x, w, b);
+    }
     let y = x.matmul(&w.t()?)?;
     match b {
         Some(b) => y.broadcast_add(b),

@@ -148,6 +148,17 @@ impl Model {
     }
 
     fn eval(&self, input: Tensor, image: Tensor, mask: Option<Tensor>) -> candle_core::Result<Tensor> {
+        // The whole pass runs on one of rayon's worker threads (`rayon::scope` moves it there when called
+        // from another thread): every parallel loop in the layers is then a cheap nested one, instead
+        // of each layer handing its work to the pool and putting the caller to sleep until it is done
+        // (a wake-up per layer, a large part of a batch-1 forward pass).
+        if input.device().is_cpu() && rayon::current_thread_index().is_none() {
+            return rayon::scope(|_| self.eval_here(input, image, mask));
+        }
+        self.eval_here(input, image, mask)
+    }
+
+    fn eval_here(&self, input: Tensor, image: Tensor, mask: Option<Tensor>) -> candle_core::Result<Tensor> {
         let mut values: HashMap<&str, Tensor> = HashMap::new();
         values.insert(spec::INPUT, input);
         values.insert(spec::IMAGE, image);

@@ -62,14 +62,21 @@ impl Geom {
         (lo, hi)
     }
 
+    /// The small rows `[lo, hi)` of `valid` clamped to the chunk `[o0, o1)`.
+    fn clamp_rows((lo, hi): (usize, usize), o0: usize, o1: usize) -> (usize, usize) {
+        let lo = lo.clamp(o0, o1);
+        (lo, hi.clamp(lo, o1))
+    }
+
     /// Calls `f(col_row, small_y, big_row_offset, x_lo, x_hi, x_off)` for every (row of the column
-    /// matrix, small row) pair whose big row is inside the image; `x_off` is the big x of small x 0.
+    /// matrix, small row in `[o0, o1)`) pair whose big row is inside the image; `x_off` is the big x of
+    /// small x 0.
     #[inline]
-    fn for_each_row(&self, mut f: impl FnMut(usize, usize, usize, usize, usize, isize)) {
+    fn for_each_row(&self, o0: usize, o1: usize, mut f: impl FnMut(usize, usize, usize, usize, usize, isize)) {
         for c in 0..self.big_c {
             for ky in 0..self.kh {
                 let off_y = (ky * self.dil) as isize - self.pad as isize;
-                let (y_lo, y_hi) = self.valid(off_y, self.big_h, self.small_h);
+                let (y_lo, y_hi) = Self::clamp_rows(self.valid(off_y, self.big_h, self.small_h), o0, o1);
                 for kx in 0..self.kw {
                     let row = (c * self.kh + ky) * self.kw + kx;
                     let off_x = (kx * self.dil) as isize - self.pad as isize;
@@ -87,24 +94,32 @@ impl Geom {
     /// Column matrix `col[(c,ky,kx), (oy,ox)] = big[c, oy*s-p+ky*d, ox*s-p+kx*d]` (0 outside). Every
     /// entry is written exactly once (zeros only where the window leaves the image).
     pub fn im2col(&self, big: &[f32], col: &mut [f32]) {
+        self.im2col_rows(big, col, 0, self.small_h)
+    }
+
+    /// The columns of small rows `[o0, o1)` only: `col` is `[col_rows, (o1 - o0) * small_w]`, the
+    /// columns of [`Geom::im2col`] from `o0 * small_w` on (one image split across threads).
+    pub fn im2col_rows(&self, big: &[f32], col: &mut [f32], o0: usize, o1: usize) {
         debug_assert_eq!(big.len(), self.big_len());
+        debug_assert!(o0 <= o1 && o1 <= self.small_h);
+        debug_assert_eq!(col.len(), self.col_rows() * (o1 - o0) * self.small_w);
         if self.stride > 1 {
-            return self.im2col_strided(big, col);
+            return self.im2col_strided(big, col, o0, o1);
         }
-        let (sw, shw, s) = (self.small_w, self.small_hw(), self.stride);
+        let (sw, cw, s) = (self.small_w, (o1 - o0) * self.small_w, self.stride);
         for c in 0..self.big_c {
             for ky in 0..self.kh {
                 let off_y = (ky * self.dil) as isize - self.pad as isize;
-                let (y_lo, y_hi) = self.valid(off_y, self.big_h, self.small_h);
+                let (y_lo, y_hi) = Self::clamp_rows(self.valid(off_y, self.big_h, self.small_h), o0, o1);
                 for kx in 0..self.kw {
-                    let row = &mut col[((c * self.kh + ky) * self.kw + kx) * shw..][..shw];
+                    let row = &mut col[((c * self.kh + ky) * self.kw + kx) * cw..][..cw];
                     let off_x = (kx * self.dil) as isize - self.pad as isize;
                     let (x_lo, x_hi) = self.valid(off_x, self.big_w, self.small_w);
-                    row[..y_lo * sw].fill(0.0);
-                    row[y_hi * sw..].fill(0.0);
+                    row[..(y_lo - o0) * sw].fill(0.0);
+                    row[(y_hi - o0) * sw..].fill(0.0);
                     for oy in y_lo..y_hi {
                         let by = ((oy * s) as isize + off_y) as usize;
-                        let dst = &mut row[oy * sw..][..sw];
+                        let dst = &mut row[(oy - o0) * sw..][..sw];
                         dst[..x_lo].fill(0.0);
                         dst[x_hi..].fill(0.0);
                         let start = (c * self.big_hw() + by * self.big_w) as isize + (x_lo * s) as isize + off_x;
@@ -125,13 +140,21 @@ impl Geom {
 
     /// The adjoint of [`Geom::im2col`]: adds every column entry into its big-image pixel.
     pub fn col2im_add(&self, col: &[f32], big: &mut [f32]) {
+        self.col2im_add_rows(col, big, 0, self.small_h)
+    }
+
+    /// The adjoint of [`Geom::im2col_rows`]: adds the columns of small rows `[o0, o1)` (laid out as
+    /// there) into their big-image pixels.
+    pub fn col2im_add_rows(&self, col: &[f32], big: &mut [f32], o0: usize, o1: usize) {
         debug_assert_eq!(big.len(), self.big_len());
+        debug_assert!(o0 <= o1 && o1 <= self.small_h);
+        debug_assert_eq!(col.len(), self.col_rows() * (o1 - o0) * self.small_w);
         if self.stride > 1 {
-            return self.col2im_add_strided(col, big);
+            return self.col2im_add_strided(col, big, o0, o1);
         }
-        let (sw, shw, s) = (self.small_w, self.small_hw(), self.stride);
-        self.for_each_row(|row, oy, big_row, x_lo, x_hi, off_x| {
-            let src = &col[row * shw + oy * sw..][x_lo..x_hi];
+        let (sw, cw, s) = (self.small_w, (o1 - o0) * self.small_w, self.stride);
+        self.for_each_row(o0, o1, |row, oy, big_row, x_lo, x_hi, off_x| {
+            let src = &col[row * cw + (oy - o0) * sw..][x_lo..x_hi];
             let start = (big_row as isize + (x_lo * s) as isize + off_x) as usize;
             if s == 1 {
                 for (d, v) in big[start..start + src.len()].iter_mut().zip(src) {
@@ -154,14 +177,24 @@ impl Geom {
         self.big_w.div_ceil(self.stride)
     }
 
-    /// Calls `f(col_row, small_y, phase, x_lo, x_hi, start)` for each kernel tap that reads big row `by`:
-    /// small x `x_lo + i` (up to `x_hi`) reads `phase[start + i]`.
+    /// The big rows that small rows `[o0, o1)` read (empty when `o0 == o1`).
+    fn big_rows_of(&self, o0: usize, o1: usize) -> std::ops::Range<usize> {
+        if o0 >= o1 {
+            return 0..0;
+        }
+        let lo = (o0 * self.stride).saturating_sub(self.pad);
+        let hi = ((o1 - 1) * self.stride + (self.kh - 1) * self.dil + 1).saturating_sub(self.pad);
+        lo.min(self.big_h)..hi.min(self.big_h)
+    }
+
+    /// Calls `f(col_row, small_y, phase, x_lo, x_hi, start)` for each kernel tap that reads big row `by`
+    /// from a small row in `[o0, o1)`: small x `x_lo + i` (up to `x_hi`) reads `phase[start + i]`.
     #[inline]
-    fn taps_of_row(&self, c: usize, by: usize, mut f: impl FnMut(usize, usize, usize, usize, usize, usize)) {
+    fn taps_of_row(&self, c: usize, by: usize, o0: usize, o1: usize, mut f: impl FnMut(usize, usize, usize, usize, usize, usize)) {
         let s = self.stride as isize;
         for ky in 0..self.kh {
             let t = by as isize + self.pad as isize - (ky * self.dil) as isize;
-            if t < 0 || t % s != 0 || (t / s) as usize >= self.small_h {
+            if t < 0 || t % s != 0 || !(o0..o1).contains(&((t / s) as usize)) {
                 continue;
             }
             let oy = (t / s) as usize;
@@ -178,46 +211,47 @@ impl Geom {
         }
     }
 
-    fn im2col_strided(&self, big: &[f32], col: &mut [f32]) {
-        let (sw, shw, s, pw) = (self.small_w, self.small_hw(), self.stride, self.phase_width());
+    fn im2col_strided(&self, big: &[f32], col: &mut [f32], o0: usize, o1: usize) {
+        let (sw, cw, s, pw) = (self.small_w, (o1 - o0) * self.small_w, self.stride, self.phase_width());
         // Zeros where the window leaves the image; everything else is copied below.
         for c in 0..self.big_c {
             for ky in 0..self.kh {
                 let off_y = (ky * self.dil) as isize - self.pad as isize;
-                let (y_lo, y_hi) = self.valid(off_y, self.big_h, self.small_h);
+                let (y_lo, y_hi) = Self::clamp_rows(self.valid(off_y, self.big_h, self.small_h), o0, o1);
                 for kx in 0..self.kw {
-                    let row = &mut col[((c * self.kh + ky) * self.kw + kx) * shw..][..shw];
+                    let row = &mut col[((c * self.kh + ky) * self.kw + kx) * cw..][..cw];
                     let (x_lo, x_hi) = self.valid((kx * self.dil) as isize - self.pad as isize, self.big_w, self.small_w);
-                    row[..y_lo * sw].fill(0.0);
-                    row[y_hi * sw..].fill(0.0);
+                    row[..(y_lo - o0) * sw].fill(0.0);
+                    row[(y_hi - o0) * sw..].fill(0.0);
                     for oy in y_lo..y_hi {
-                        row[oy * sw..][..x_lo].fill(0.0);
-                        row[oy * sw + x_hi..][..sw - x_hi].fill(0.0);
+                        let r = &mut row[(oy - o0) * sw..][..sw];
+                        r[..x_lo].fill(0.0);
+                        r[x_hi..].fill(0.0);
                     }
                 }
             }
         }
         let mut phases = vec![0f32; s * pw];
         for c in 0..self.big_c {
-            for by in 0..self.big_h {
+            for by in self.big_rows_of(o0, o1) {
                 let src = &big[c * self.big_hw() + by * self.big_w..][..self.big_w];
                 deinterleave(src, s, pw, &mut phases);
-                self.taps_of_row(c, by, |row, oy, r, x_lo, x_hi, start| {
-                    col[row * shw + oy * sw..][x_lo..x_hi].copy_from_slice(&phases[r * pw + start..][..x_hi - x_lo]);
+                self.taps_of_row(c, by, o0, o1, |row, oy, r, x_lo, x_hi, start| {
+                    col[row * cw + (oy - o0) * sw..][x_lo..x_hi].copy_from_slice(&phases[r * pw + start..][..x_hi - x_lo]);
                 });
             }
         }
     }
 
-    fn col2im_add_strided(&self, col: &[f32], big: &mut [f32]) {
-        let (sw, shw, s, pw) = (self.small_w, self.small_hw(), self.stride, self.phase_width());
+    fn col2im_add_strided(&self, col: &[f32], big: &mut [f32], o0: usize, o1: usize) {
+        let (sw, cw, s, pw) = (self.small_w, (o1 - o0) * self.small_w, self.stride, self.phase_width());
         let mut phases = vec![0f32; s * pw];
         for c in 0..self.big_c {
-            for by in 0..self.big_h {
+            for by in self.big_rows_of(o0, o1) {
                 phases.fill(0.0);
                 let mut touched = false;
-                self.taps_of_row(c, by, |row, oy, r, x_lo, x_hi, start| {
-                    let src = &col[row * shw + oy * sw..][x_lo..x_hi];
+                self.taps_of_row(c, by, o0, o1, |row, oy, r, x_lo, x_hi, start| {
+                    let src = &col[row * cw + (oy - o0) * sw..][x_lo..x_hi];
                     for (p, v) in phases[r * pw + start..][..src.len()].iter_mut().zip(src) {
                         *p += v;
                     }
@@ -325,6 +359,27 @@ mod tests {
             let lhs: f64 = col.iter().zip(&cvec).map(|(a, b)| (*a as f64) * (*b as f64)).sum();
             let rhs: f64 = big.iter().zip(&back).map(|(a, b)| (*a as f64) * (*b as f64)).sum();
             assert!((lhs - rhs).abs() < 1e-3 * lhs.abs().max(1.0), "{g:?}: {lhs} vs {rhs}");
+
+            // In chunks of small rows: the same columns, and col2im over the chunks adds up to the whole.
+            for chunk in [1, 2, 3] {
+                let mut back_chunks = vec![0.0; g.big_len()];
+                for o0 in (0..g.small_h).step_by(chunk) {
+                    let o1 = (o0 + chunk).min(g.small_h);
+                    let cw = (o1 - o0) * g.small_w;
+                    let mut part = vec![f32::NAN; g.col_rows() * cw];
+                    g.im2col_rows(&big, &mut part, o0, o1);
+                    let mut cpart = vec![0.0; part.len()];
+                    for r in 0..g.col_rows() {
+                        let full = &col[r * g.small_hw() + o0 * g.small_w..][..cw];
+                        assert_eq!(&part[r * cw..][..cw], full, "{g:?} rows {o0}..{o1}");
+                        cpart[r * cw..][..cw].copy_from_slice(&cvec[r * g.small_hw() + o0 * g.small_w..][..cw]);
+                    }
+                    g.col2im_add_rows(&cpart, &mut back_chunks, o0, o1);
+                }
+                for (a, b) in back_chunks.iter().zip(&back) {
+                    assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{g:?} chunk {chunk}: {a} vs {b}");
+                }
+            }
         }
     }
 }

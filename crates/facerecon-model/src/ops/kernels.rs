@@ -11,18 +11,18 @@ use std::mem::MaybeUninit;
 
 /// A matrix view: element (i, j) lives at `i * rs + j * cs`.
 #[derive(Clone, Copy)]
-struct Mat {
+pub(super) struct Mat {
     rs: usize,
     cs: usize,
 }
 
 /// Row-major with `cols` columns.
-fn rm(cols: usize) -> Mat {
+pub(super) fn rm(cols: usize) -> Mat {
     Mat { rs: cols, cs: 1 }
 }
 
 /// The transpose of a row-major matrix with `cols` columns.
-fn tr(cols: usize) -> Mat {
+pub(super) fn tr(cols: usize) -> Mat {
     Mat { rs: 1, cs: cols }
 }
 
@@ -32,8 +32,8 @@ fn fits(rows: usize, cols: usize, m: Mat, len: usize) -> bool {
 
 /// `dst (m×n) = [dst +] lhs (m×k) · rhs (k×n)`, bounds-checked.
 #[allow(clippy::too_many_arguments)]
-fn sgemm(
-    (m, n, k): (usize, usize, usize),
+pub(super) fn sgemm(
+    dims: (usize, usize, usize),
     dst: &mut [f32],
     d: Mat,
     accumulate: bool,
@@ -43,24 +43,59 @@ fn sgemm(
     r: Mat,
     par: Parallelism,
 ) {
-    assert!(fits(m, n, d, dst.len()) && fits(m, k, l, lhs.len()) && fits(k, n, r, rhs.len()));
+    // SAFETY: dst is a distinct &mut slice of `dst.len()` elements.
+    unsafe { sgemm_par(dims, dst.as_mut_ptr(), dst.len(), d, accumulate, lhs, l, rhs, r, par) }
+}
+
+/// [`sgemm`] into a raw destination of `dst_len` elements, single-threaded.
+///
+/// # Safety
+/// `dst` must be valid for writes of `dst_len` elements that nothing else reads or writes during the
+/// call, except elements this product does not touch; it must not alias `lhs` or `rhs`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn sgemm_raw(dims: (usize, usize, usize), dst: *mut f32, dst_len: usize, d: Mat, accumulate: bool, lhs: &[f32], l: Mat, rhs: &[f32], r: Mat) {
+    // SAFETY: forwarded from the caller.
+    unsafe { sgemm_par(dims, dst, dst_len, d, accumulate, lhs, l, rhs, r, Parallelism::None) }
+}
+
+/// # Safety
+/// As [`sgemm_raw`].
+#[allow(clippy::too_many_arguments)]
+unsafe fn sgemm_par(
+    (m, n, k): (usize, usize, usize),
+    dst: *mut f32,
+    dst_len: usize,
+    d: Mat,
+    accumulate: bool,
+    lhs: &[f32],
+    l: Mat,
+    rhs: &[f32],
+    r: Mat,
+    par: Parallelism,
+) {
+    assert!(fits(m, n, d, dst_len) && fits(m, k, l, lhs.len()) && fits(k, n, r, rhs.len()));
     if m == 0 || n == 0 {
         return;
     }
     if k == 0 {
         if !accumulate {
-            dst.fill(0.0);
+            for i in 0..m {
+                for j in 0..n {
+                    // SAFETY: (i, j) is inside the destination (checked above).
+                    unsafe { *dst.add(i * d.rs + j * d.cs) = 0.0 };
+                }
+            }
         }
         return;
     }
-    // SAFETY: every index the kernel touches is inside its slice (checked above); dst does not alias lhs/rhs
-    // (it is a distinct &mut).
+    // SAFETY: every index the kernel touches is inside its buffer (checked above); dst is valid and
+    // unaliased for the touched elements (the caller's contract).
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            dst.as_mut_ptr(),
+            dst,
             d.cs as isize,
             d.rs as isize,
             accumulate,
@@ -115,19 +150,40 @@ fn with_col<R>(g: &Geom, big: &[f32], f: impl FnOnce(&[f32]) -> R) -> R {
     })
 }
 
-fn threads() -> usize {
+pub(super) fn threads() -> usize {
     rayon::current_num_threads().max(1)
 }
 
 /// Multiply-adds of one image's GEMM below which it runs on one thread even when there are fewer images
-/// than threads: waking the other threads for every GEMM cost more than it saved. Measured on the seed
-/// model at batch 1 (2 threads; its largest GEMM is 19M multiply-adds): 3.2 ms per image with threads
-/// inside each GEMM, 2.0 ms without. (Splitting an image's output channels across the threads ourselves
-/// was tried too: 2.3-2.8 ms for the seed, ~10 % faster for the unet; not kept.)
+/// than threads: waking the other threads cost more than it saves.
+const SPLIT_MIN_MACS: usize = 1 << 20;
+
+/// Into how many parallel pieces the forward pass splits each image: one when the images already keep
+/// every thread busy (training batches, batched inference), else up to one per idle thread (batch 1:
+/// camera software's latency case). The pieces are made by the kernels themselves (rows of the output
+/// for conv2d, output channels for the transposed convolution), not by the `gemm` crate's threads:
+/// letting `gemm` split each GEMM was slower than one thread (3.2 vs 2.0 ms for the seed at batch 1, 2
+/// threads), since im2col/col2im stayed serial and `gemm` re-split every call.
+fn split_parts(n: usize, g: &Geom, units: usize) -> usize {
+    let t = threads();
+    let macs = g.small_c * g.small_hw() * g.col_rows();
+    if n >= t || macs < SPLIT_MIN_MACS {
+        1
+    } else {
+        (t / n.max(1)).clamp(1, units.max(1))
+    }
+}
+
+/// `[0, total)` cut into `parts` near-equal ranges; range `k`.
+fn part_range(total: usize, parts: usize, k: usize) -> (usize, usize) {
+    (total * k / parts, total * (k + 1) / parts)
+}
+
+/// The backward pass parallelises over images; with fewer images than threads (rare in training) the
+/// `gemm` crate may split the larger GEMMs itself.
 const GEMM_PAR_MIN_MACS: usize = 1 << 26;
 
-/// Parallelism inside one GEMM of geometry `g`: none when the images already keep every thread busy,
-/// or when the GEMM is too small to pay for waking the others.
+/// Parallelism inside one GEMM of geometry `g` in the backward pass: see [`GEMM_PAR_MIN_MACS`].
 fn gemm_par(parallel_items: usize, g: &Geom) -> Parallelism {
     let t = threads();
     let macs = g.small_c * g.small_hw() * g.col_rows();
@@ -135,6 +191,26 @@ fn gemm_par(parallel_items: usize, g: &Geom) -> Parallelism {
         Parallelism::None
     } else {
         Parallelism::Rayon(t)
+    }
+}
+
+/// A raw output pointer shared by the pieces of one image, which write disjoint columns of it.
+#[derive(Clone, Copy)]
+struct SharedOut {
+    ptr: *mut f32,
+    len: usize,
+}
+// SAFETY: only used by `big_to_small`, whose pieces write disjoint element sets (see there).
+unsafe impl Send for SharedOut {}
+unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    /// The pointer `offset` elements in and the length from there. (A method, so that closures capture
+    /// the whole `Send` struct rather than its raw-pointer field.)
+    fn at(self, offset: usize) -> (*mut f32, usize) {
+        assert!(offset <= self.len);
+        // SAFETY: `offset <= len`, so the result stays inside (or one past) the allocation.
+        (unsafe { self.ptr.add(offset) }, self.len - offset)
     }
 }
 
@@ -178,12 +254,30 @@ fn per_image(
 /// `act`: an activation applied to each image's output while it is still in cache.
 pub(crate) fn big_to_small(g: &Geom, n: usize, big: &[f32], w: &[f32], bias: Option<&[f32]>, act: Option<Act>) -> Vec<f32> {
     let (shw, rows) = (g.small_hw(), g.col_rows());
-    let par = gemm_par(n, g);
+    let parts = if g.is_pointwise() { 1 } else { split_parts(n, g, g.small_h) };
     per_image(n, g.small_len(), shw, bias, |b, ob| {
         let xb = &big[b * g.big_len()..][..g.big_len()];
-        with_col(g, xb, |col| {
-            sgemm((g.small_c, shw, rows), ob, rm(shw), bias.is_some(), w, rm(rows), col, rm(shw), par)
-        });
+        if parts == 1 {
+            with_col(g, xb, |col| {
+                sgemm((g.small_c, shw, rows), ob, rm(shw), bias.is_some(), w, rm(rows), col, rm(shw), Parallelism::None)
+            });
+        } else {
+            // Pieces of output rows [o0, o1): each makes its own columns and writes output columns
+            // [o0 * small_w, o1 * small_w) of every channel, which no other piece touches.
+            let out = SharedOut { ptr: ob.as_mut_ptr(), len: ob.len() };
+            (0..parts).into_par_iter().for_each(|k| {
+                let (o0, o1) = part_range(g.small_h, parts, k);
+                let (p0, pixels) = (o0 * g.small_w, (o1 - o0) * g.small_w);
+                with_scratch(&SCRATCH_A, rows * pixels, |col| {
+                    g.im2col_rows(xb, col, o0, o1);
+                    // SAFETY: `out` points to `ob` (alive and not otherwise accessed until the pieces
+                    // join); the GEMM writes (c, p0 + j) for c < small_c, j < pixels, inside `ob` (checked
+                    // by `sgemm_raw`) and disjoint from every other piece's columns.
+                    let (dst, len) = out.at(p0);
+                    unsafe { sgemm_raw((g.small_c, pixels, rows), dst, len, rm(shw), bias.is_some(), w, rm(rows), col, rm(pixels)) };
+                });
+            });
+        }
         act_in_place(ob, act);
     })
 }
@@ -191,11 +285,30 @@ pub(crate) fn big_to_small(g: &Geom, n: usize, big: &[f32], w: &[f32], bias: Opt
 /// conv_transpose2d forward: `big[b] = col2im(Wᵀ · small[b]) (+ bias per big channel)`, `n` images.
 /// `act`: as in [`big_to_small`].
 pub(crate) fn small_to_big(g: &Geom, n: usize, small: &[f32], w: &[f32], bias: Option<&[f32]>, act: Option<Act>) -> Vec<f32> {
-    let par = gemm_par(n, g);
+    let parts = split_parts(n, g, g.big_c);
     per_image(n, g.big_len(), g.big_hw(), bias, |b, ob| {
         let sb = &small[b * g.small_len()..][..g.small_len()];
-        col2im_of_wt(g, w, sb, ob, par);
-        act_in_place(ob, act);
+        if parts == 1 {
+            col2im_of_wt(g, w, sb, ob, Parallelism::None);
+            act_in_place(ob, act);
+            return;
+        }
+        // Pieces of output channels: channel range [c0, c1) is the transposed convolution with the
+        // weight's columns for those channels, into that slice of the output.
+        let kk = g.kh * g.kw;
+        let bounds: Vec<(usize, usize)> = (0..parts).map(|k| part_range(g.big_c, parts, k)).collect();
+        let mut pieces = Vec::with_capacity(parts);
+        let mut rest = &mut ob[..];
+        for &(c0, c1) in &bounds {
+            let (head, tail) = rest.split_at_mut((c1 - c0) * g.big_hw());
+            pieces.push((c0, c1, head));
+            rest = tail;
+        }
+        pieces.into_par_iter().for_each(|(c0, c1, out)| {
+            let sub = Geom { big_c: c1 - c0, ..*g };
+            col2im_of_wt_cols(&sub, &w[c0 * kk..], g.col_rows(), sb, out, Parallelism::None);
+            act_in_place(out, act);
+        });
     })
 }
 
@@ -220,19 +333,25 @@ fn act_grad(act: Act, grad: &[f32], out: &[f32], pre: &mut [f32]) {
 
 /// `big += col2im(Wᵀ · small)` for one image.
 fn col2im_of_wt(g: &Geom, w: &[f32], small: &[f32], big: &mut [f32], par: Parallelism) {
+    col2im_of_wt_cols(g, w, g.col_rows(), small, big, par)
+}
+
+/// [`col2im_of_wt`] where `w`'s rows (one per small channel) are `w_rs` apart: the first
+/// `g.col_rows()` columns of a wider weight (the output-channel pieces of [`small_to_big`]).
+fn col2im_of_wt_cols(g: &Geom, w: &[f32], w_rs: usize, small: &[f32], big: &mut [f32], par: Parallelism) {
     let (shw, rows) = (g.small_hw(), g.col_rows());
     if g.is_pointwise() {
-        sgemm((rows, shw, g.small_c), big, rm(shw), true, w, tr(rows), small, rm(shw), par);
+        sgemm((rows, shw, g.small_c), big, rm(shw), true, w, tr(w_rs), small, rm(shw), par);
         return;
     }
     with_scratch(&SCRATCH_B, g.col_len(), |col| {
-        sgemm((rows, shw, g.small_c), col, rm(shw), false, w, tr(rows), small, rm(shw), par);
+        sgemm((rows, shw, g.small_c), col, rm(shw), false, w, tr(w_rs), small, rm(shw), par);
         g.col2im_add(col, big);
     });
 }
 
 /// Sum with 16 independent accumulators, so that it vectorises (a plain fold is a serial chain).
-fn sum(v: &[f32]) -> f32 {
+pub(super) fn sum(v: &[f32]) -> f32 {
     let mut acc = [0f32; 16];
     let chunks = v.chunks_exact(16);
     let rest: f32 = chunks.remainder().iter().sum();

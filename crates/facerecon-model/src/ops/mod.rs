@@ -1,4 +1,4 @@
-//! Fast CPU kernels for training: conv2d, conv_transpose2d, leaky_relu and sigmoid as candle custom ops.
+//! Fast CPU kernels for training: conv2d, conv_transpose2d, dense, leaky_relu and sigmoid as candle custom ops.
 //!
 //! Each public function dispatches: on the CPU with f32 tensors it runs the custom op (im2col + GEMM per
 //! image spread over rayon threads, weight gradients as accumulating GEMMs, gradients skipped for inputs
@@ -9,6 +9,7 @@
 //! weights `[c_in, c_out, kh, kw]`, biases `[c_out]`.
 mod activation;
 mod conv;
+mod dense;
 mod geom;
 mod kernels;
 #[cfg(test)]
@@ -146,6 +147,24 @@ fn convolve(op: conv::ConvOp, x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Res
     };
     match b {
         Some(b) => y.broadcast_add(&bias4(b)?),
+        None => Ok(y),
+    }
+}
+
+/// Fully connected layer: `x` `[B, F]`, `w` `[U, F]`, optional bias `[U]` -> `x Wᵀ + b` `[B, U]`.
+pub fn dense(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+    let mut all = vec![x, w];
+    all.extend(b);
+    if fast_path(&all) {
+        let (x, w) = (x.contiguous()?, w.contiguous()?);
+        return match b {
+            Some(b) => x.apply_op3(&w, &b.contiguous()?, dense::DenseOp),
+            None => x.apply_op2(&w, dense::DenseOp),
+        };
+    }
+    let y = x.matmul(&w.t()?)?;
+    match b {
+        Some(b) => y.broadcast_add(b),
         None => Ok(y),
     }
 }

@@ -352,3 +352,41 @@ fn fused_activations_match_separate_ops() {
         }
     }
 }
+
+/// The dense op against candle's `matmul(x, wᵀ) + b` in f64: forward and the gradients of a non-linear
+/// loss for x, W and b, on both of its paths (dot products below 8 rows, GEMM above), with and without
+/// bias, with feature counts that are and are not multiples of 16 (the dot product's width).
+#[test]
+fn dense_matches_candle_matmul() {
+    let mut rng = StdRng::seed_from_u64(21);
+    for &(b, f, u, bias) in &[(1, 37, 5, true), (3, 64, 17, false), (7, 33, 9, true), (8, 20, 3, true), (19, 70, 40, true), (64, 48, 31, false)] {
+        let (xs, ws, bs) = (randn(&mut rng, (b, f)), randn(&mut rng, (u, f)), randn(&mut rng, u));
+        let target = randn(&mut rng, (b, u));
+        let mut results = vec![];
+        for reference in [false, true] {
+            let (x, w, bv) = (Var::from_tensor(&xs).unwrap(), Var::from_tensor(&ws).unwrap(), Var::from_tensor(&bs).unwrap());
+            let y = if reference {
+                let to64 = |t: &Tensor| t.to_dtype(DType::F64).unwrap();
+                let y = to64(&x).matmul(&to64(&w).t().unwrap()).unwrap();
+                if bias { y.broadcast_add(&to64(&bv)).unwrap() } else { y }
+            } else {
+                dense(&x, &w, bias.then_some(bv.as_tensor())).unwrap().to_dtype(DType::F64).unwrap()
+            };
+            let loss = (y.tanh().unwrap() - target.to_dtype(DType::F64).unwrap()).unwrap().sqr().unwrap().sum_all().unwrap();
+            let g = loss.backward().unwrap();
+            let db = if bias { vec64(g.get(&bv).unwrap()) } else { vec![] };
+            results.push((vec64(&y), vec64(g.get(&x).unwrap()), vec64(g.get(&w).unwrap()), db));
+        }
+        let (ours, theirs) = (&results[0], &results[1]);
+        let case = format!("b{b} f{f} u{u} bias {bias}");
+        assert_close(&format!("y {case}"), &ours.0, &theirs.0, TOL);
+        assert_close(&format!("dx {case}"), &ours.1, &theirs.1, TOL);
+        assert_close(&format!("dw {case}"), &ours.2, &theirs.2, TOL);
+        assert_close(&format!("db {case}"), &ours.3, &theirs.3, TOL);
+        // The weight gradient is contiguous (the optimiser reads it without a copy).
+        let w = Var::from_tensor(&ws).unwrap();
+        let g = dense(&xs, &w, None).unwrap().sum_all().unwrap().backward().unwrap();
+        assert!(g.get(&w).unwrap().is_contiguous(), "{case}");
+        assert!(g.get(&xs).is_none(), "{case}: the data input got a gradient");
+    }
+}
