@@ -147,15 +147,14 @@ impl Batch {
 
     fn new(images: Vec<f32>, masks: Vec<f32>, len: usize, size: usize) -> Batch {
         let px = size * size;
-        let inputs = images
-            .chunks(px.max(1))
-            .enumerate()
-            .flat_map(|(plane, img)| {
-                // Plane `plane` is channel `plane % 3` of image `plane / 3`.
-                let mask = &masks[(plane / 3) * px..][..px];
-                img.iter().zip(mask).map(|(v, m)| v * (1.0 - m))
-            })
-            .collect();
+        let mut inputs = vec![0f32; images.len()];
+        // Plane `p` is channel `p % 3` of image `p / 3`. (Slice loops: they vectorise.)
+        for (p, (dst, img)) in inputs.chunks_mut(px.max(1)).zip(images.chunks(px.max(1))).enumerate() {
+            let mask = &masks[(p / 3) * px..][..px];
+            for ((d, v), m) in dst.iter_mut().zip(img).zip(mask) {
+                *d = v * (1.0 - m);
+            }
+        }
         Batch { images, masks, inputs, len, size }
     }
 }

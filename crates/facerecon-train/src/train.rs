@@ -5,7 +5,7 @@ use crate::checkpoint::{self, METRICS_FILE, SAMPLES_DIR};
 use crate::data::Batch;
 use crate::optim::lr_at;
 use crate::setup::{setup, Session, TrainOptions};
-use crate::validate::{batch_tensors, sample_grid, validate, ValMetrics};
+use crate::validate::{sample_grid, validate, ValMetrics};
 use anyhow::{bail, Context, Result};
 use candle_core::Tensor;
 use facerecon_imaging::io::save_png_atomic;
@@ -82,16 +82,23 @@ pub fn run(opts: &TrainOptions) -> Result<Summary> {
                 break;
             }
             let lr = lr_at(t.optimizer.lr, &t.lr_schedule, s.state.step, steps_per_epoch, total_steps);
-            let loss = train_step(&mut s, &batch, lr)?;
+            let batch_len = batch.len;
+            // On the CPU the whole step runs on one of rayon's workers, so that the kernels' parallel
+            // loops nest instead of each waking the pool from this thread (see `Model::eval`).
+            let loss = if s.device.is_cpu() {
+                rayon::scope(|_| train_step(&mut s, batch, lr))?
+            } else {
+                train_step(&mut s, batch, lr)?
+            };
             step_losses.push(loss);
             steps_run += 1;
             if steps_run > WARMUP_STEPS {
-                (steady_steps, steady_images) = (steady_steps + 1, steady_images + batch.len);
+                (steady_steps, steady_images) = (steady_steps + 1, steady_images + batch_len);
                 steady_secs += step_clock.elapsed().as_secs_f64();
                 steady_wait += waited;
             }
             (s.state.step, s.state.batch_in_epoch) = (s.state.step + 1, s.state.batch_in_epoch + 1);
-            (loss_sum, n_images) = (loss_sum + loss * batch.len as f64, n_images + batch.len);
+            (loss_sum, n_images) = (loss_sum + loss * batch_len as f64, n_images + batch_len);
             let ips = n_images as f64 / epoch_start.elapsed().as_secs_f64();
             report_step(&bar, &s, loss_sum / n_images as f64, ips, lr, t.log_every);
             if checkpoint_every.is_some_and(|secs| last_save.elapsed().as_secs_f64() >= secs) {
@@ -148,9 +155,12 @@ pub fn run(opts: &TrainOptions) -> Result<Summary> {
 }
 
 /// One optimiser step on `batch`; returns the loss before the update.
-fn train_step(s: &mut Session, batch: &Batch, lr: f64) -> Result<f64> {
-    let (image, mask) = batch_tensors(batch, &s.device)?;
-    let input = Tensor::from_slice(&batch.inputs, image.shape(), &s.device)?;
+fn train_step(s: &mut Session, batch: Batch, lr: f64) -> Result<f64> {
+    // The batch's buffers become the tensors (no copies).
+    let Batch { images, masks, inputs, len, size } = batch;
+    let image = Tensor::from_vec(images, (len, 3, size, size), &s.device)?;
+    let mask = Tensor::from_vec(masks, (len, 1, size, size), &s.device)?;
+    let input = Tensor::from_vec(inputs, image.shape(), &s.device)?;
     let reconstruction = s.model.reconstruct(&input, &mask)?;
     let loss = crate::loss::loss(&s.config.train.loss, &reconstruction, &image, &mask)?;
     let value = loss.to_scalar::<f32>()? as f64;
