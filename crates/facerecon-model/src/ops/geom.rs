@@ -5,6 +5,7 @@
 //! conv_transpose2d's output is. Both store the weight as `[small_c, big_c * kh * kw]` row-major
 //! (candle's `[c_out, c_in, kh, kw]` for conv2d, `[c_in, c_out, kh, kw]` for the transpose), so one
 //! set of kernels serves both ops and their gradients.
+use std::mem::MaybeUninit;
 
 /// Shapes of one convolution, per image (the batch is handled by the callers).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -266,6 +267,64 @@ impl Geom {
     }
 }
 
+/// Writing instead of adding: for outputs that have no values yet (a transposed convolution's output,
+/// conv2d's input gradient), so that they need no zeroing pass first.
+impl Geom {
+    /// `big = col2im(col) (+ bias per big channel)`, writing every element of `big` (which may be
+    /// uninitialised). Strided convolutions visit each big row exactly once and write it; others are
+    /// initialised and then added to.
+    pub fn col2im_set<'a>(&self, col: &[f32], big: &'a mut [MaybeUninit<f32>], bias: Option<&[f32]>) -> &'a mut [f32] {
+        assert_eq!(big.len(), self.big_len(), "col2im_set: output size");
+        assert!(bias.is_none_or(|b| b.len() == self.big_c), "col2im_set: bias size");
+        let bias_of = |c: usize| bias.map_or(0.0, |b| b[c]);
+        if self.stride == 1 || self.big_w == 0 {
+            for (c, plane) in big.chunks_mut(self.big_hw().max(1)).enumerate() {
+                plane.fill(MaybeUninit::new(bias_of(c)));
+            }
+            // SAFETY: every element was written just above.
+            let big = unsafe { &mut *(big as *mut [MaybeUninit<f32>] as *mut [f32]) };
+            self.col2im_add(col, big);
+            return big;
+        }
+        let (sw, shw, s, pw) = (self.small_w, self.small_hw(), self.stride, self.phase_width());
+        let mut phases = vec![0f32; s * pw];
+        for c in 0..self.big_c {
+            for by in 0..self.big_h {
+                phases.fill(0.0);
+                self.taps_of_row(c, by, 0, self.small_h, |row, oy, r, x_lo, x_hi, start| {
+                    let src = &col[row * shw + oy * sw..][x_lo..x_hi];
+                    for (p, v) in phases[r * pw + start..][..src.len()].iter_mut().zip(src) {
+                        *p += v;
+                    }
+                });
+                let dst = &mut big[c * self.big_hw() + by * self.big_w..][..self.big_w];
+                interleave_set(&phases, s, pw, dst, bias_of(c));
+            }
+        }
+        // SAFETY: the loops above wrote every row of every channel, each completely (`interleave_set`).
+        unsafe { &mut *(big as *mut [MaybeUninit<f32>] as *mut [f32]) }
+    }
+}
+
+/// `row[j * s + r] = phases[r * pw + j] + b`, every element of `row`.
+fn interleave_set(phases: &[f32], s: usize, pw: usize, row: &mut [MaybeUninit<f32>], b: f32) {
+    if s == 2 {
+        let (even, odd) = phases.split_at(pw);
+        let n = row.len();
+        for ((pair, e), o) in row.chunks_exact_mut(2).zip(even).zip(odd) {
+            pair[0].write(e + b);
+            pair[1].write(o + b);
+        }
+        if n % 2 == 1 {
+            row[n - 1].write(even[n / 2] + b);
+        }
+    } else {
+        for (i, v) in row.iter_mut().enumerate() {
+            v.write(phases[(i % s) * pw + i / s] + b);
+        }
+    }
+}
+
 /// `phases[r * pw + j] = row[j * s + r]`.
 fn deinterleave(row: &[f32], s: usize, pw: usize, phases: &mut [f32]) {
     if s == 2 {
@@ -360,6 +419,14 @@ mod tests {
             let rhs: f64 = big.iter().zip(&back).map(|(a, b)| (*a as f64) * (*b as f64)).sum();
             assert!((lhs - rhs).abs() < 1e-3 * lhs.abs().max(1.0), "{g:?}: {lhs} vs {rhs}");
 
+            // Writing: the same as adding to a bias-filled image, on uninitialised memory.
+            let bias: Vec<f32> = (0..g.big_c).map(|c| c as f32 - 0.5).collect();
+            let mut set = vec![std::mem::MaybeUninit::new(f32::NAN); g.big_len()];
+            let written = g.col2im_set(&cvec, &mut set, Some(&bias));
+            for (i, (a, b)) in written.iter().zip(&back).enumerate() {
+                let want = b + bias[i / g.big_hw()];
+                assert!((a - want).abs() <= 1e-5 * (1.0 + want.abs()), "{g:?} col2im_set at {i}: {a} vs {want}");
+            }
             // In chunks of small rows: the same columns, and col2im over the chunks adds up to the whole.
             for chunk in [1, 2, 3] {
                 let mut back_chunks = vec![0.0; g.big_len()];

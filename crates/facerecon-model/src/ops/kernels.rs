@@ -250,6 +250,16 @@ fn per_image(
     out
 }
 
+/// A batch output of `n` images of `len` elements, each written completely by `f` (which must write
+/// every element of its slot: [`col2im_of_wt_set`] does), in parallel, with no zeroing pass.
+fn per_image_written(n: usize, len: usize, f: impl Fn(usize, &mut [MaybeUninit<f32>]) + Sync) -> Vec<f32> {
+    let mut out = Vec::with_capacity(n * len);
+    out.spare_capacity_mut()[..n * len].par_chunks_mut(len.max(1)).enumerate().for_each(|(b, slot)| f(b, slot));
+    // SAFETY: each of the `n` slots was written completely by `f` (its contract).
+    unsafe { out.set_len(n * len) };
+    out
+}
+
 /// conv2d forward: `small[b] = W · im2col(big[b]) (+ bias per small channel)`, `n` images.
 /// `act`: an activation applied to each image's output while it is still in cache.
 pub(crate) fn big_to_small(g: &Geom, n: usize, big: &[f32], w: &[f32], bias: Option<&[f32]>, act: Option<Act>) -> Vec<f32> {
@@ -286,27 +296,31 @@ pub(crate) fn big_to_small(g: &Geom, n: usize, big: &[f32], w: &[f32], bias: Opt
 /// `act`: as in [`big_to_small`].
 pub(crate) fn small_to_big(g: &Geom, n: usize, small: &[f32], w: &[f32], bias: Option<&[f32]>, act: Option<Act>) -> Vec<f32> {
     let parts = split_parts(n, g, g.big_c);
-    per_image(n, g.big_len(), g.big_hw(), bias, |b, ob| {
+    if let Some(b) = bias {
+        assert_eq!(b.len(), g.big_c, "bias length");
+    }
+    per_image_written(n, g.big_len(), |b, slot| {
         let sb = &small[b * g.small_len()..][..g.small_len()];
         if parts == 1 {
-            col2im_of_wt(g, w, sb, ob, Parallelism::None);
+            let ob = col2im_of_wt_set(g, w, g.col_rows(), sb, slot, bias, Parallelism::None);
             act_in_place(ob, act);
             return;
         }
         // Pieces of output channels: channel range [c0, c1) is the transposed convolution with the
         // weight's columns for those channels, into that slice of the output.
         let kk = g.kh * g.kw;
-        let bounds: Vec<(usize, usize)> = (0..parts).map(|k| part_range(g.big_c, parts, k)).collect();
         let mut pieces = Vec::with_capacity(parts);
-        let mut rest = &mut ob[..];
-        for &(c0, c1) in &bounds {
+        let mut rest = &mut slot[..];
+        for k in 0..parts {
+            let (c0, c1) = part_range(g.big_c, parts, k);
             let (head, tail) = rest.split_at_mut((c1 - c0) * g.big_hw());
             pieces.push((c0, c1, head));
             rest = tail;
         }
         pieces.into_par_iter().for_each(|(c0, c1, out)| {
             let sub = Geom { big_c: c1 - c0, ..*g };
-            col2im_of_wt_cols(&sub, &w[c0 * kk..], g.col_rows(), sb, out, Parallelism::None);
+            let b = bias.map(|b| &b[c0..c1]);
+            let out = col2im_of_wt_set(&sub, &w[c0 * kk..], g.col_rows(), sb, out, b, Parallelism::None);
             act_in_place(out, act);
         });
     })
@@ -331,23 +345,28 @@ fn act_grad(act: Act, grad: &[f32], out: &[f32], pre: &mut [f32]) {
     }
 }
 
-/// `big += col2im(Wᵀ · small)` for one image.
-fn col2im_of_wt(g: &Geom, w: &[f32], small: &[f32], big: &mut [f32], par: Parallelism) {
-    col2im_of_wt_cols(g, w, g.col_rows(), small, big, par)
-}
-
-/// [`col2im_of_wt`] where `w`'s rows (one per small channel) are `w_rs` apart: the first
-/// `g.col_rows()` columns of a wider weight (the output-channel pieces of [`small_to_big`]).
-fn col2im_of_wt_cols(g: &Geom, w: &[f32], w_rs: usize, small: &[f32], big: &mut [f32], par: Parallelism) {
+/// `big = col2im(Wᵀ · small) (+ bias per big channel)` for one image, writing every element of `big`
+/// (no zeroing first; see [`Geom::col2im_set`]). `w`'s rows (one per small channel) are `w_rs` apart:
+/// `g.col_rows()` for the whole weight, wider for the output-channel pieces of [`small_to_big`].
+fn col2im_of_wt_set<'a>(
+    g: &Geom,
+    w: &[f32],
+    w_rs: usize,
+    small: &[f32],
+    big: &'a mut [MaybeUninit<f32>],
+    bias: Option<&[f32]>,
+    par: Parallelism,
+) -> &'a mut [f32] {
     let (shw, rows) = (g.small_hw(), g.col_rows());
     if g.is_pointwise() {
+        let big = init(big, g.big_hw(), bias);
         sgemm((rows, shw, g.small_c), big, rm(shw), true, w, tr(w_rs), small, rm(shw), par);
-        return;
+        return big;
     }
     with_scratch(&SCRATCH_B, g.col_len(), |col| {
         sgemm((rows, shw, g.small_c), col, rm(shw), false, w, tr(w_rs), small, rm(shw), par);
-        g.col2im_add(col, big);
-    });
+        g.col2im_set(col, big, bias)
+    })
 }
 
 /// Sum with 16 independent accumulators, so that it vectorises (a plain fold is a serial chain).
@@ -434,8 +453,13 @@ pub(crate) fn backward(g: &Geom, n: usize, big: &[f32], small: &[f32], w: &[f32]
                     sb = &pre;
                 }
             }
-            // This image's input gradient, zeroed while it is about to be used.
-            let mut dx = dinput.as_deref_mut().map(|d| init(&mut d[i * in_len..][..in_len], in_len, None));
+            // This image's input gradient slot: the small side's is zeroed while it is about to be used,
+            // the big side's is written by col2im without zeroing.
+            let mut slot = dinput.as_deref_mut().map(|d| &mut d[i * in_len..][..in_len]);
+            let mut dx = match want.input {
+                Some(Side::Small) => slot.take().map(|d| init(d, in_len, None)),
+                _ => None,
+            };
             if want.weight || want.input == Some(Side::Small) {
                 // dW accumulates column-major, from a transposed dy: see [`transpose`].
                 if want.weight {
@@ -445,14 +469,15 @@ pub(crate) fn backward(g: &Geom, n: usize, big: &[f32], small: &[f32], w: &[f32]
                     if want.weight {
                         sgemm((g.small_c, rows, shw), &mut dw, tr(g.small_c), true, &dy_t, tr(g.small_c), col, tr(shw), par);
                     }
-                    if let (Some(Side::Small), Some(dx)) = (want.input, dx.as_deref_mut()) {
+                    if let Some(dx) = dx.take() {
+                        // (Only the small side's gradient is made here.)
                         sgemm((g.small_c, shw, rows), dx, rm(shw), false, w, rm(rows), col, rm(shw), par);
                     }
                 });
             }
             if want.input == Some(Side::Big) {
-                let dx = dx.expect("dinput allocated");
-                col2im_of_wt(g, w, sb, dx, par);
+                let slot = slot.expect("dinput allocated");
+                col2im_of_wt_set(g, w, rows, sb, slot, None, par);
             }
             let (src, plane) = match want.bias {
                 Some(Side::Big) => (bb, g.big_hw()),
