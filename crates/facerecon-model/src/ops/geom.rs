@@ -121,13 +121,13 @@ impl Geom {
                     for oy in y_lo..y_hi {
                         let by = ((oy * s) as isize + off_y) as usize;
                         let dst = &mut row[(oy - o0) * sw..][..sw];
-                        dst[..x_lo].fill(0.0);
-                        dst[x_hi..].fill(0.0);
+                        zero_short(&mut dst[..x_lo]);
+                        zero_short(&mut dst[x_hi..]);
                         let start = (c * self.big_hw() + by * self.big_w) as isize + (x_lo * s) as isize + off_x;
                         let dst = &mut dst[x_lo..x_hi];
                         let src = &big[start as usize..];
                         if s == 1 {
-                            dst.copy_from_slice(&src[..dst.len()]);
+                            copy_short(dst, &src[..dst.len()]);
                         } else {
                             for (i, d) in dst.iter_mut().enumerate() {
                                 *d = src[i * s];
@@ -214,7 +214,8 @@ impl Geom {
 
     fn im2col_strided(&self, big: &[f32], col: &mut [f32], o0: usize, o1: usize) {
         let (sw, cw, s, pw) = (self.small_w, (o1 - o0) * self.small_w, self.stride, self.phase_width());
-        // Zeros where the window leaves the image; everything else is copied below.
+        // Zeros for the small rows whose window row leaves the image (and the rare taps whose window
+        // column never enters it); the rest of each row is written by the copy loop below.
         for c in 0..self.big_c {
             for ky in 0..self.kh {
                 let off_y = (ky * self.dil) as isize - self.pad as isize;
@@ -222,13 +223,12 @@ impl Geom {
                 for kx in 0..self.kw {
                     let row = &mut col[((c * self.kh + ky) * self.kw + kx) * cw..][..cw];
                     let (x_lo, x_hi) = self.valid((kx * self.dil) as isize - self.pad as isize, self.big_w, self.small_w);
+                    if x_lo >= x_hi {
+                        row.fill(0.0);
+                        continue;
+                    }
                     row[..(y_lo - o0) * sw].fill(0.0);
                     row[(y_hi - o0) * sw..].fill(0.0);
-                    for oy in y_lo..y_hi {
-                        let r = &mut row[(oy - o0) * sw..][..sw];
-                        r[..x_lo].fill(0.0);
-                        r[x_hi..].fill(0.0);
-                    }
                 }
             }
         }
@@ -237,8 +237,12 @@ impl Geom {
             for by in self.big_rows_of(o0, o1) {
                 let src = &big[c * self.big_hw() + by * self.big_w..][..self.big_w];
                 deinterleave(src, s, pw, &mut phases);
+                // Each (tap, small row) inside the image is visited exactly once: its window row `by`.
                 self.taps_of_row(c, by, o0, o1, |row, oy, r, x_lo, x_hi, start| {
-                    col[row * cw + (oy - o0) * sw..][x_lo..x_hi].copy_from_slice(&phases[r * pw + start..][..x_hi - x_lo]);
+                    let dst = &mut col[row * cw + (oy - o0) * sw..][..sw];
+                    zero_short(&mut dst[..x_lo]);
+                    copy_short(&mut dst[x_lo..x_hi], &phases[r * pw + start..][..x_hi - x_lo]);
+                    zero_short(&mut dst[x_hi..]);
                 });
             }
         }
@@ -322,6 +326,31 @@ fn interleave_set(phases: &[f32], s: usize, pw: usize, row: &mut [MaybeUninit<f3
         for (i, v) in row.iter_mut().enumerate() {
             v.write(phases[(i % s) * pw + i / s] + b);
         }
+    }
+}
+
+/// `dst = src` for the short rows of im2col (8-64 floats): in blocks of 8 with a fixed size, so that no
+/// `memcpy` call is made (its call and size dispatch cost about as much as such a copy).
+#[inline(always)]
+fn copy_short(dst: &mut [f32], src: &[f32]) {
+    assert_eq!(dst.len(), src.len());
+    let (mut d, mut s) = (dst.chunks_exact_mut(8), src.chunks_exact(8));
+    for (d, s) in (&mut d).zip(&mut s) {
+        let block: &[f32; 8] = s.try_into().expect("8 elements");
+        d.copy_from_slice(block);
+    }
+    for (d, s) in d.into_remainder().iter_mut().zip(s.remainder()) {
+        *d = *s;
+    }
+}
+
+/// Zeros for a window's border columns: usually one element (padding 1), written without a `memset` call.
+#[inline(always)]
+fn zero_short(dst: &mut [f32]) {
+    match dst.len() {
+        0 => {}
+        1 => dst[0] = 0.0,
+        _ => dst.fill(0.0),
     }
 }
 
