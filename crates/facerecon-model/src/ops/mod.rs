@@ -8,6 +8,7 @@
 //! Layouts are candle's: NCHW activations, conv2d weights `[c_out, c_in, kh, kw]`, conv_transpose2d
 //! weights `[c_in, c_out, kh, kw]`, biases `[c_out]`.
 mod activation;
+mod composite;
 mod conv;
 mod dense;
 mod geom;
@@ -167,6 +168,17 @@ pub fn dense(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
         Some(b) => y.broadcast_add(b),
         None => Ok(y),
     }
+}
+
+/// `mask * rec + (1 - mask) * image` with `mask` `[B, 1, H, W]` broadcast over the channels of
+/// `[B, C, H, W]` `rec` and `image`.
+pub fn composite(rec: &Tensor, image: &Tensor, mask: &Tensor) -> Result<Tensor> {
+    if fast_path(&[rec, image, mask]) {
+        return composite::composite(rec, image, mask);
+    }
+    let hole = mask.broadcast_mul(rec)?;
+    let known = mask.affine(-1.0, 1.0)?.broadcast_mul(image)?;
+    hole + known
 }
 
 /// LeakyReLU: `x > 0 ? x : slope * x`.

@@ -390,3 +390,26 @@ fn dense_matches_candle_matmul() {
         assert!(g.get(&xs).is_none(), "{case}: the data input got a gradient");
     }
 }
+
+/// The composite op against candle's element-wise ops: values and all three gradients.
+#[test]
+fn composite_matches_candle_ops() {
+    let mut rng = StdRng::seed_from_u64(8);
+    let (rs, is) = (randn(&mut rng, (2, 3, 5, 4)), randn(&mut rng, (2, 3, 5, 4)));
+    let ms = randn(&mut rng, (2, 1, 5, 4)).ge(0.0).unwrap().to_dtype(DType::F32).unwrap();
+    let mut results = vec![];
+    for reference in [false, true] {
+        let (r, i, m) = (Var::from_tensor(&rs).unwrap(), Var::from_tensor(&is).unwrap(), Var::from_tensor(&ms).unwrap());
+        let y = if reference {
+            (m.broadcast_mul(&r).unwrap() + m.affine(-1.0, 1.0).unwrap().broadcast_mul(&i).unwrap()).unwrap()
+        } else {
+            composite(&r, &i, &m).unwrap()
+        };
+        let g = y.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+        results.push([y.clone(), g.get(&r).unwrap().clone(), g.get(&i).unwrap().clone(), g.get(&m).unwrap().clone()]);
+    }
+    for (name, (a, b)) in ["y", "drec", "dimage", "dmask"].iter().zip(results[0].iter().zip(&results[1])) {
+        assert_close(name, &vec64(a), &vec64(b), TOL);
+    }
+    assert!(composite(&rs, &is, &rs).is_err(), "a mask with 3 channels must be rejected");
+}
