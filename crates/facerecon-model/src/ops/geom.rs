@@ -188,26 +188,43 @@ impl Geom {
         lo.min(self.big_h)..hi.min(self.big_h)
     }
 
-    /// Calls `f(col_row, small_y, phase, x_lo, x_hi, start)` for each kernel tap that reads big row `by`
-    /// from a small row in `[o0, o1)`: small x `x_lo + i` (up to `x_hi`) reads `phase[start + i]`.
-    #[inline]
-    fn taps_of_row(&self, c: usize, by: usize, o0: usize, o1: usize, mut f: impl FnMut(usize, usize, usize, usize, usize, usize)) {
+    /// The taps of small rows `[o0, o1)`, tabulated once per call so that the row loops below do no
+    /// integer divisions (they did several per big row and kernel column).
+    fn taps(&self, o0: usize, o1: usize) -> Taps {
         let s = self.stride as isize;
-        for ky in 0..self.kh {
-            let t = by as isize + self.pad as isize - (ky * self.dil) as isize;
-            if t < 0 || t % s != 0 || !(o0..o1).contains(&((t / s) as usize)) {
-                continue;
-            }
-            let oy = (t / s) as usize;
-            for kx in 0..self.kw {
+        let cols = (0..self.kw)
+            .filter_map(|kx| {
                 let off_x = (kx * self.dil) as isize - self.pad as isize;
                 let (x_lo, x_hi) = self.valid(off_x, self.big_w, self.small_w);
-                if x_lo < x_hi {
-                    let row = (c * self.kh + ky) * self.kw + kx;
-                    // big x = ox * s + off_x = (ox + q) * s + r.
-                    let (r, q) = (off_x.rem_euclid(s) as usize, off_x.div_euclid(s));
-                    f(row, oy, r, x_lo, x_hi, (x_lo as isize + q) as usize);
+                // big x = ox * s + off_x = (ox + q) * s + r.
+                let (r, q) = (off_x.rem_euclid(s) as usize, off_x.div_euclid(s));
+                (x_lo < x_hi).then(|| ColTap { kx, x_lo, x_hi, phase: r, start: (x_lo as isize + q) as usize })
+            })
+            .collect();
+        let rows_range = self.big_rows_of(o0, o1);
+        let (mut row_start, mut rows) = (Vec::with_capacity(rows_range.len() + 1), Vec::new());
+        for by in rows_range.clone() {
+            row_start.push(rows.len());
+            for ky in 0..self.kh {
+                let t = by as isize + self.pad as isize - (ky * self.dil) as isize;
+                if t >= 0 && t % s == 0 && (o0..o1).contains(&((t / s) as usize)) {
+                    rows.push((ky, (t / s) as usize));
                 }
+            }
+        }
+        row_start.push(rows.len());
+        Taps { cols, rows, row_start, first_row: rows_range.start }
+    }
+
+    /// Calls `f(col_row, small_y, phase, x_lo, x_hi, start)` for each kernel tap in `taps` that reads
+    /// big row `by` of channel `c`: small x `x_lo + i` (up to `x_hi`) reads `phase[start + i]`.
+    #[inline]
+    fn taps_of_row(&self, taps: &Taps, c: usize, by: usize, mut f: impl FnMut(usize, usize, usize, usize, usize, usize)) {
+        let i = by - taps.first_row;
+        for &(ky, oy) in &taps.rows[taps.row_start[i]..taps.row_start[i + 1]] {
+            let base = (c * self.kh + ky) * self.kw;
+            for t in &taps.cols {
+                f(base + t.kx, oy, t.phase, t.x_lo, t.x_hi, t.start);
             }
         }
     }
@@ -233,12 +250,13 @@ impl Geom {
             }
         }
         let mut phases = vec![0f32; s * pw];
+        let taps = self.taps(o0, o1);
         for c in 0..self.big_c {
             for by in self.big_rows_of(o0, o1) {
                 let src = &big[c * self.big_hw() + by * self.big_w..][..self.big_w];
                 deinterleave(src, s, pw, &mut phases);
                 // Each (tap, small row) inside the image is visited exactly once: its window row `by`.
-                self.taps_of_row(c, by, o0, o1, |row, oy, r, x_lo, x_hi, start| {
+                self.taps_of_row(&taps, c, by, |row, oy, r, x_lo, x_hi, start| {
                     let dst = &mut col[row * cw + (oy - o0) * sw..][..sw];
                     zero_short(&mut dst[..x_lo]);
                     copy_short(&mut dst[x_lo..x_hi], &phases[r * pw + start..][..x_hi - x_lo]);
@@ -251,11 +269,12 @@ impl Geom {
     fn col2im_add_strided(&self, col: &[f32], big: &mut [f32], o0: usize, o1: usize) {
         let (sw, cw, s, pw) = (self.small_w, (o1 - o0) * self.small_w, self.stride, self.phase_width());
         let mut phases = vec![0f32; s * pw];
+        let taps = self.taps(o0, o1);
         for c in 0..self.big_c {
             for by in self.big_rows_of(o0, o1) {
                 phases.fill(0.0);
                 let mut touched = false;
-                self.taps_of_row(c, by, o0, o1, |row, oy, r, x_lo, x_hi, start| {
+                self.taps_of_row(&taps, c, by, |row, oy, r, x_lo, x_hi, start| {
                     let src = &col[row * cw + (oy - o0) * sw..][x_lo..x_hi];
                     for (p, v) in phases[r * pw + start..][..src.len()].iter_mut().zip(src) {
                         *p += v;
@@ -269,6 +288,25 @@ impl Geom {
             }
         }
     }
+}
+
+/// One kernel column's tap in a strided convolution: small x `x_lo..x_hi` read phase `phase` of the big
+/// row from `start` on.
+struct ColTap {
+    kx: usize,
+    x_lo: usize,
+    x_hi: usize,
+    phase: usize,
+    start: usize,
+}
+
+/// The taps of a strided convolution over a range of small rows (see [`Geom::taps`]).
+struct Taps {
+    cols: Vec<ColTap>,
+    /// `(ky, small row)` pairs reading big row `first_row + i`: `rows[row_start[i]..row_start[i + 1]]`.
+    rows: Vec<(usize, usize)>,
+    row_start: Vec<usize>,
+    first_row: usize,
 }
 
 /// Writing instead of adding: for outputs that have no values yet (a transposed convolution's output,
@@ -292,10 +330,17 @@ impl Geom {
         }
         let (sw, shw, s, pw) = (self.small_w, self.small_hw(), self.stride, self.phase_width());
         let mut phases = vec![0f32; s * pw];
+        let taps = self.taps(0, self.small_h);
+        let rows = self.big_rows_of(0, self.small_h);
         for c in 0..self.big_c {
             for by in 0..self.big_h {
                 phases.fill(0.0);
-                self.taps_of_row(c, by, 0, self.small_h, |row, oy, r, x_lo, x_hi, start| {
+                if !rows.contains(&by) {
+                    // No small row's window reads this big row: only the bias.
+                    interleave_set(&phases, s, pw, &mut big[c * self.big_hw() + by * self.big_w..][..self.big_w], bias_of(c));
+                    continue;
+                }
+                self.taps_of_row(&taps, c, by, |row, oy, r, x_lo, x_hi, start| {
                     let src = &col[row * shw + oy * sw..][x_lo..x_hi];
                     for (p, v) in phases[r * pw + start..][..src.len()].iter_mut().zip(src) {
                         *p += v;
