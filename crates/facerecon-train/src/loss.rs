@@ -106,16 +106,21 @@ impl CustomOp3 for PixelLoss {
         // d/dr mean(w * d^2) = 2 w d / count; d/dr mean(w * |d|) = w sign(d) / count (sign(0) = +1,
         // as candle's abs backward).
         let scale = g / (n * c * hw).max(1) as f32;
-        let mut out = vec![0f32; n * c * hw];
-        out.par_chunks_mut(hw.max(1)).enumerate().for_each(|(plane, o)| {
+        // Written once, plane by plane in parallel (no zeroing pass first).
+        let len = n * c * hw;
+        let mut out = Vec::with_capacity(len);
+        out.spare_capacity_mut()[..len].par_chunks_mut(hw.max(1)).enumerate().for_each(|(plane, o)| {
             let mask = &m[(plane / c) * hw..][..hw];
             let (r, t) = (&r[plane * hw..][..hw], &t[plane * hw..][..hw]);
             for (o, ((r, t), m)) in o.iter_mut().zip(r.iter().zip(t).zip(mask)) {
                 let d = r - t;
                 let dl = if self.l1 { if d >= 0.0 { 1.0 } else { -1.0 } } else { 2.0 * d };
-                *o = scale * self.weight(*m) * dl;
+                o.write(scale * self.weight(*m) * dl);
             }
         });
+        // SAFETY: the planes cover all `len` slots (r, t and the planes have `len` elements, checked by
+        // `dims`) and the loop wrote each.
+        unsafe { out.set_len(len) };
         let dr = Tensor::from_vec(out, rec.shape(), rec.device())?;
         Ok((Some(dr), None, None))
     }
