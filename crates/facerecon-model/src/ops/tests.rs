@@ -413,3 +413,29 @@ fn composite_matches_candle_ops() {
     }
     assert!(composite(&rs, &is, &rs).is_err(), "a mask with 3 channels must be rejected");
 }
+
+/// Batch 1 with more threads than images: the forward pass splits each image (conv2d by output rows,
+/// the transposed convolution by output channels, with fused activations and bias). Run in a 4-thread
+/// pool so that the split happens on any machine; compared with candle's ops in f64.
+#[test]
+fn split_batch_one_forward_matches_candle() {
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(4).build().unwrap();
+    pool.install(|| {
+        let mut rng = StdRng::seed_from_u64(13);
+        // Large enough for the split (>= 1M multiply-adds per image), odd sizes for ragged pieces.
+        let x = randn(&mut rng, (1, 12, 61, 67));
+        let (w, b) = (randn(&mut rng, (20, 12, 3, 3)), randn(&mut rng, 20));
+        let y = conv2d_act(&x, &w, Some(&b), 2, 1, 1, Act::LeakyRelu(0.2)).unwrap();
+        let to64 = |t: &Tensor| t.to_dtype(DType::F64).unwrap();
+        let want = to64(&x).conv2d(&to64(&w), 1, 2, 1, 1).unwrap().broadcast_add(&bias4(&to64(&b)).unwrap()).unwrap();
+        let want = candle_nn::ops::leaky_relu(&want, 0.2).unwrap();
+        assert_close("conv2d split", &vec64(&y), &vec64(&want), TOL);
+
+        let xt = randn(&mut rng, (1, 24, 33, 35)); // 1.25M multiply-adds, 5 channels in 4 pieces
+        let (wt, bt) = (randn(&mut rng, (24, 5, 3, 3)), randn(&mut rng, 5));
+        let y = conv_transpose2d_act(&xt, &wt, Some(&bt), 2, 1, 1, Act::Sigmoid).unwrap();
+        let want = to64(&xt).conv_transpose2d(&to64(&wt), 1, 1, 2, 1).unwrap().broadcast_add(&bias4(&to64(&bt)).unwrap()).unwrap();
+        let want = candle_nn::ops::sigmoid(&want).unwrap();
+        assert_close("conv_transpose2d split", &vec64(&y), &vec64(&want), TOL);
+    });
+}
