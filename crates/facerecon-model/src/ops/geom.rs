@@ -312,20 +312,20 @@ struct Taps {
 /// Writing instead of adding: for outputs that have no values yet (a transposed convolution's output,
 /// conv2d's input gradient), so that they need no zeroing pass first.
 impl Geom {
-    /// `big = col2im(col) (+ bias per big channel)`, writing every element of `big` (which may be
-    /// uninitialised). Strided convolutions visit each big row exactly once and write it; others are
-    /// initialised and then added to.
-    pub fn col2im_set<'a>(&self, col: &[f32], big: &'a mut [MaybeUninit<f32>], bias: Option<&[f32]>) -> &'a mut [f32] {
+    /// `big = col2im(col)`, writing every element of `big` (which may be uninitialised), then
+    /// `post(channel, row)` on each row (strided) or channel plane (stride 1) while it is in cache: the
+    /// bias and activation. Strided convolutions visit each big row exactly once and write it; others are
+    /// zeroed and then added to.
+    pub fn col2im_set<'a>(&self, col: &[f32], big: &'a mut [MaybeUninit<f32>], post: impl Fn(usize, &mut [f32])) -> &'a mut [f32] {
         assert_eq!(big.len(), self.big_len(), "col2im_set: output size");
-        assert!(bias.is_none_or(|b| b.len() == self.big_c), "col2im_set: bias size");
-        let bias_of = |c: usize| bias.map_or(0.0, |b| b[c]);
         if self.stride == 1 || self.big_w == 0 {
-            for (c, plane) in big.chunks_mut(self.big_hw().max(1)).enumerate() {
-                plane.fill(MaybeUninit::new(bias_of(c)));
-            }
+            big.fill(MaybeUninit::new(0.0));
             // SAFETY: every element was written just above.
             let big = unsafe { &mut *(big as *mut [MaybeUninit<f32>] as *mut [f32]) };
             self.col2im_add(col, big);
+            for (c, plane) in big.chunks_mut(self.big_hw().max(1)).enumerate() {
+                post(c, plane);
+            }
             return big;
         }
         let (sw, shw, s, pw) = (self.small_w, self.small_hw(), self.stride, self.phase_width());
@@ -335,19 +335,16 @@ impl Geom {
         for c in 0..self.big_c {
             for by in 0..self.big_h {
                 phases.fill(0.0);
-                if !rows.contains(&by) {
-                    // No small row's window reads this big row: only the bias.
-                    interleave_set(&phases, s, pw, &mut big[c * self.big_hw() + by * self.big_w..][..self.big_w], bias_of(c));
-                    continue;
-                }
-                self.taps_of_row(&taps, c, by, |row, oy, r, x_lo, x_hi, start| {
-                    let src = &col[row * shw + oy * sw..][x_lo..x_hi];
-                    for (p, v) in phases[r * pw + start..][..src.len()].iter_mut().zip(src) {
-                        *p += v;
-                    }
-                });
+                if rows.contains(&by) {
+                    self.taps_of_row(&taps, c, by, |row, oy, r, x_lo, x_hi, start| {
+                        let src = &col[row * shw + oy * sw..][x_lo..x_hi];
+                        for (p, v) in phases[r * pw + start..][..src.len()].iter_mut().zip(src) {
+                            *p += v;
+                        }
+                    });
+                } // (else no small row's window reads this big row: zeros, then `post`)
                 let dst = &mut big[c * self.big_hw() + by * self.big_w..][..self.big_w];
-                interleave_set(&phases, s, pw, dst, bias_of(c));
+                post(c, interleave_set(&phases, s, pw, dst));
             }
         }
         // SAFETY: the loops above wrote every row of every channel, each completely (`interleave_set`).
@@ -355,23 +352,25 @@ impl Geom {
     }
 }
 
-/// `row[j * s + r] = phases[r * pw + j] + b`, every element of `row`.
-fn interleave_set(phases: &[f32], s: usize, pw: usize, row: &mut [MaybeUninit<f32>], b: f32) {
+/// `row[j * s + r] = phases[r * pw + j]`, every element of `row`; returns it, initialised.
+fn interleave_set<'a>(phases: &[f32], s: usize, pw: usize, row: &'a mut [MaybeUninit<f32>]) -> &'a mut [f32] {
     if s == 2 {
         let (even, odd) = phases.split_at(pw);
         let n = row.len();
         for ((pair, e), o) in row.chunks_exact_mut(2).zip(even).zip(odd) {
-            pair[0].write(e + b);
-            pair[1].write(o + b);
+            pair[0].write(*e);
+            pair[1].write(*o);
         }
         if n % 2 == 1 {
-            row[n - 1].write(even[n / 2] + b);
+            row[n - 1].write(even[n / 2]);
         }
     } else {
         for (i, v) in row.iter_mut().enumerate() {
-            v.write(phases[(i % s) * pw + i / s] + b);
+            v.write(phases[(i % s) * pw + i / s]);
         }
     }
+    // SAFETY: every element was written above (pairs, the odd tail, or one by one).
+    unsafe { &mut *(row as *mut [MaybeUninit<f32>] as *mut [f32]) }
 }
 
 /// `dst = src` for the short rows of im2col (8-64 floats): in blocks of 8 with a fixed size, so that no
@@ -496,7 +495,7 @@ mod tests {
             // Writing: the same as adding to a bias-filled image, on uninitialised memory.
             let bias: Vec<f32> = (0..g.big_c).map(|c| c as f32 - 0.5).collect();
             let mut set = vec![std::mem::MaybeUninit::new(f32::NAN); g.big_len()];
-            let written = g.col2im_set(&cvec, &mut set, Some(&bias));
+            let written = g.col2im_set(&cvec, &mut set, |c, row| row.iter_mut().for_each(|v| *v += bias[c]));
             for (i, (a, b)) in written.iter().zip(&back).enumerate() {
                 let want = b + bias[i / g.big_hw()];
                 assert!((a - want).abs() <= 1e-5 * (1.0 + want.abs()), "{g:?} col2im_set at {i}: {a} vs {want}");

@@ -229,27 +229,6 @@ fn init<'a>(slot: &'a mut [MaybeUninit<f32>], plane: usize, bias: Option<&[f32]>
     unsafe { &mut *(slot as *mut [MaybeUninit<f32>] as *mut [f32]) }
 }
 
-/// A batch output of `n` images of `len` elements, each initialised (by [`init`]) and then filled by `f`
-/// inside the parallel loop, while it is in cache: no separate zeroing pass over the whole batch.
-fn per_image(
-    n: usize,
-    len: usize,
-    plane: usize,
-    bias: Option<&[f32]>,
-    f: impl Fn(usize, &mut [f32]) + Sync,
-) -> Vec<f32> {
-    if let Some(b) = bias {
-        assert_eq!(b.len() * plane, len, "bias length");
-    }
-    let mut out = Vec::with_capacity(n * len);
-    out.spare_capacity_mut()[..n * len].par_chunks_mut(len.max(1)).enumerate().for_each(|(b, slot)| {
-        f(b, init(slot, plane, bias));
-    });
-    // SAFETY: each of the `n` chunks was initialised by `init`.
-    unsafe { out.set_len(n * len) };
-    out
-}
-
 /// A batch output of `n` images of `len` elements, each written completely by `f` (which must write
 /// every element of its slot: [`col2im_of_wt_set`] does), in parallel, with no zeroing pass.
 fn per_image_written(n: usize, len: usize, f: impl Fn(usize, &mut [MaybeUninit<f32>]) + Sync) -> Vec<f32> {
@@ -265,35 +244,52 @@ fn per_image_written(n: usize, len: usize, f: impl Fn(usize, &mut [MaybeUninit<f
 pub(crate) fn big_to_small(g: &Geom, n: usize, big: &[f32], w: &[f32], bias: Option<&[f32]>, act: Option<Act>) -> Vec<f32> {
     let (shw, rows) = (g.small_hw(), g.col_rows());
     let parts = if g.is_pointwise() { 1 } else { split_parts(n, g, g.small_h) };
-    per_image(n, g.small_len(), shw, bias, |b, ob| {
+    if let Some(b) = bias {
+        assert_eq!(b.len(), g.small_c, "bias length");
+    }
+    let bias_of = |c: usize| bias.map_or(0.0, |b| b[c]);
+    per_image_written(n, g.small_len(), |b, slot| {
         let xb = &big[b * g.big_len()..][..g.big_len()];
+        // The GEMM writes the whole output without reading it (no zero or bias fill first); bias and
+        // activation are then applied per channel row while it is in cache.
+        let out = SharedOut { ptr: slot.as_mut_ptr().cast::<f32>(), len: slot.len() };
         if parts == 1 {
             with_col(g, xb, |col| {
-                sgemm((g.small_c, shw, rows), ob, rm(shw), bias.is_some(), w, rm(rows), col, rm(shw), Parallelism::None)
+                // SAFETY: `out` is this image's slot, used by nothing else during the call; the GEMM
+                // (accumulate = false) writes all small_c x shw elements without reading them.
+                unsafe { sgemm_raw((g.small_c, shw, rows), out.ptr, out.len, rm(shw), false, w, rm(rows), col, rm(shw)) };
             });
-        } else {
-            // Pieces of output rows [o0, o1): each makes its own columns and writes output columns
-            // [o0 * small_w, o1 * small_w) of every channel, which no other piece touches.
-            let out = SharedOut { ptr: ob.as_mut_ptr(), len: ob.len() };
-            (0..parts).into_par_iter().for_each(|k| {
-                let (o0, o1) = part_range(g.small_h, parts, k);
-                let (p0, pixels) = (o0 * g.small_w, (o1 - o0) * g.small_w);
-                with_scratch(&SCRATCH_A, rows * pixels, |col| {
-                    g.im2col_rows(xb, col, o0, o1);
-                    // SAFETY: `out` points to `ob` (alive and not otherwise accessed until the pieces
-                    // join); the GEMM writes (c, p0 + j) for c < small_c, j < pixels, inside `ob` (checked
-                    // by `sgemm_raw`) and disjoint from every other piece's columns.
-                    let (dst, len) = out.at(p0);
-                    unsafe { sgemm_raw((g.small_c, pixels, rows), dst, len, rm(shw), bias.is_some(), w, rm(rows), col, rm(pixels)) };
-                });
-            });
+            // SAFETY: every element was written by the GEMM above.
+            let ob = unsafe { std::slice::from_raw_parts_mut(out.ptr, out.len) };
+            for (c, row) in ob.chunks_mut(shw.max(1)).enumerate() {
+                bias_act(row, bias_of(c), act);
+            }
+            return;
         }
-        act_in_place(ob, act);
+        // Pieces of output rows [o0, o1): each makes its own columns and writes output columns
+        // [o0 * small_w, o1 * small_w) of every channel, which no other piece touches.
+        (0..parts).into_par_iter().for_each(|k| {
+            let (o0, o1) = part_range(g.small_h, parts, k);
+            let (p0, pixels) = (o0 * g.small_w, (o1 - o0) * g.small_w);
+            with_scratch(&SCRATCH_A, rows * pixels, |col| {
+                g.im2col_rows(xb, col, o0, o1);
+                // SAFETY: `out` points to this image's slot (alive, and accessed only by the pieces until
+                // they join); the GEMM writes (c, p0 + j) for c < small_c, j < pixels, inside it (checked
+                // by `sgemm_raw`), disjoint from every other piece's columns, without reading them.
+                let (dst, len) = out.at(p0);
+                unsafe { sgemm_raw((g.small_c, pixels, rows), dst, len, rm(shw), false, w, rm(rows), col, rm(pixels)) };
+                for c in 0..g.small_c {
+                    let (seg, _) = out.at(c * shw + p0);
+                    // SAFETY: this piece's columns of channel c: written just above, disjoint from the
+                    // other pieces' (their columns are other ranges of each row).
+                    bias_act(unsafe { std::slice::from_raw_parts_mut(seg, pixels) }, bias_of(c), act);
+                }
+            });
+        });
     })
 }
 
-/// conv_transpose2d forward: `big[b] = col2im(Wᵀ · small[b]) (+ bias per big channel)`, `n` images.
-/// `act`: as in [`big_to_small`].
+/// conv_transpose2d forward: `big[b] = act(col2im(Wᵀ · small[b]) + bias per big channel)`, `n` images.
 pub(crate) fn small_to_big(g: &Geom, n: usize, small: &[f32], w: &[f32], bias: Option<&[f32]>, act: Option<Act>) -> Vec<f32> {
     let parts = split_parts(n, g, g.big_c);
     if let Some(b) = bias {
@@ -302,8 +298,7 @@ pub(crate) fn small_to_big(g: &Geom, n: usize, small: &[f32], w: &[f32], bias: O
     per_image_written(n, g.big_len(), |b, slot| {
         let sb = &small[b * g.small_len()..][..g.small_len()];
         if parts == 1 {
-            let ob = col2im_of_wt_set(g, w, g.col_rows(), sb, slot, bias, Parallelism::None);
-            act_in_place(ob, act);
+            col2im_of_wt_set(g, w, g.col_rows(), sb, slot, bias, act, Parallelism::None);
             return;
         }
         // Pieces of output channels: channel range [c0, c1) is the transposed convolution with the
@@ -320,17 +315,20 @@ pub(crate) fn small_to_big(g: &Geom, n: usize, small: &[f32], w: &[f32], bias: O
         pieces.into_par_iter().for_each(|(c0, c1, out)| {
             let sub = Geom { big_c: c1 - c0, ..*g };
             let b = bias.map(|b| &b[c0..c1]);
-            let out = col2im_of_wt_set(&sub, &w[c0 * kk..], g.col_rows(), sb, out, b, Parallelism::None);
-            act_in_place(out, act);
+            col2im_of_wt_set(&sub, &w[c0 * kk..], g.col_rows(), sb, out, b, act, Parallelism::None);
         });
     })
 }
 
-fn act_in_place(v: &mut [f32], act: Option<Act>) {
+/// `v = act(v + b)` in place (one pass; branch-free so that it vectorises).
+fn bias_act(v: &mut [f32], b: f32, act: Option<Act>) {
     match act {
-        // Branch-free so that it vectorises.
-        Some(Act::LeakyRelu(slope)) => v.iter_mut().for_each(|x| *x *= if *x > 0.0 { 1.0 } else { slope }),
-        Some(Act::Sigmoid) => v.iter_mut().for_each(|x| *x = 1.0 / (1.0 + (-*x).exp())),
+        Some(Act::LeakyRelu(slope)) => v.iter_mut().for_each(|x| {
+            let y = *x + b;
+            *x = y * if y > 0.0 { 1.0 } else { slope };
+        }),
+        Some(Act::Sigmoid) => v.iter_mut().for_each(|x| *x = 1.0 / (1.0 + (-(*x + b)).exp())),
+        None if b != 0.0 => v.iter_mut().for_each(|x| *x += b),
         None => {}
     }
 }
@@ -345,9 +343,10 @@ fn act_grad(act: Act, grad: &[f32], out: &[f32], pre: &mut [f32]) {
     }
 }
 
-/// `big = col2im(Wᵀ · small) (+ bias per big channel)` for one image, writing every element of `big`
+/// `big = act(col2im(Wᵀ · small) + bias per big channel)` for one image, writing every element of `big`
 /// (no zeroing first; see [`Geom::col2im_set`]). `w`'s rows (one per small channel) are `w_rs` apart:
 /// `g.col_rows()` for the whole weight, wider for the output-channel pieces of [`small_to_big`].
+#[allow(clippy::too_many_arguments)]
 fn col2im_of_wt_set<'a>(
     g: &Geom,
     w: &[f32],
@@ -355,17 +354,22 @@ fn col2im_of_wt_set<'a>(
     small: &[f32],
     big: &'a mut [MaybeUninit<f32>],
     bias: Option<&[f32]>,
+    act: Option<Act>,
     par: Parallelism,
 ) -> &'a mut [f32] {
     let (shw, rows) = (g.small_hw(), g.col_rows());
+    let post = |c: usize, row: &mut [f32]| bias_act(row, bias.map_or(0.0, |b| b[c]), act);
     if g.is_pointwise() {
-        let big = init(big, g.big_hw(), bias);
+        let big = init(big, g.big_hw(), None);
         sgemm((rows, shw, g.small_c), big, rm(shw), true, w, tr(w_rs), small, rm(shw), par);
+        for (c, plane) in big.chunks_mut(g.big_hw().max(1)).enumerate() {
+            post(c, plane);
+        }
         return big;
     }
     with_scratch(&SCRATCH_B, g.col_len(), |col| {
         sgemm((rows, shw, g.small_c), col, rm(shw), false, w, tr(w_rs), small, rm(shw), par);
-        g.col2im_set(col, big, bias)
+        g.col2im_set(col, big, post)
     })
 }
 
@@ -477,7 +481,7 @@ pub(crate) fn backward(g: &Geom, n: usize, big: &[f32], small: &[f32], w: &[f32]
             }
             if want.input == Some(Side::Big) {
                 let slot = slot.expect("dinput allocated");
-                col2im_of_wt_set(g, w, rows, sb, slot, None, par);
+                col2im_of_wt_set(g, w, rows, sb, slot, None, None, par);
             }
             let (src, plane) = match want.bias {
                 Some(Side::Big) => (bb, g.big_hw()),
