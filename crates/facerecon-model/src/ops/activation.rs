@@ -79,11 +79,55 @@ impl CustomOp1 for Sigmoid {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let out = map1(cpu_f32(s, l)?, |x| 1.0 / (1.0 + (-x).exp()));
+        let out = map1(cpu_f32(s, l)?, sigmoid);
         Ok((CpuStorage::F32(out), l.shape().clone()))
     }
 
     fn bwd(&self, _arg: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
         grad_map(res, grad, |y, g| g * y * (1.0 - y)).map(Some)
+    }
+}
+
+/// The logistic sigmoid with a branch-free `exp` that vectorises (libm's `expf` is a scalar call per
+/// element: ~2 % of a batch-1 forward pass for the seed's 49k outputs). Relative error below 5e-7 (the
+/// test sweeps [-100, 100]).
+#[inline(always)]
+pub(crate) fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + exp(-x))
+}
+
+/// `e^x` for `x` clamped to [-87, 88] (beyond that the sigmoid is 0 or 1 to f32 precision anyway):
+/// `2^k · e^r` with `k = round(x / ln 2)`, `|r| <= ln 2 / 2`, `e^r` by its degree-7 Taylor polynomial.
+#[inline(always)]
+fn exp(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    // ln 2 in two parts (Cody-Waite) so that `x - k ln 2` stays exact for |k| <= 127.
+    const LN2_HI: f32 = 0.693_145_75;
+    const LN2_LO: f32 = 1.428_606_8e-6;
+    // Adding and subtracting 1.5 * 2^23 rounds to the nearest integer with plain float adds.
+    const ROUND: f32 = 12_582_912.0;
+    let x = x.clamp(-87.0, 88.0);
+    let k = (x * LOG2E + ROUND) - ROUND;
+    let r = (x - k * LN2_HI) - k * LN2_LO;
+    let p = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
+    // 2^k from its exponent bits (k in [-126, 127] after the clamp).
+    p * f32::from_bits(((k as i32 + 127) << 23) as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn fast_sigmoid_matches_f64() {
+        let mut worst = 0f64;
+        for i in -200_000..=200_000 {
+            let x = i as f32 * 5e-4;
+            let want = 1.0 / (1.0 + (-(x as f64)).exp());
+            let got = super::sigmoid(x) as f64;
+            // Relative error where f32 has normal numbers; below e^-87 only the absolute error matters.
+            let err = if want > 1e-37 { (got - want).abs() / want } else { (got - want).abs() * 1e30 };
+            worst = worst.max(err);
+        }
+        assert!(worst < 5e-7, "max relative error {worst:e}");
+        assert!(super::sigmoid(-1000.0) < 1e-37 && super::sigmoid(1000.0) == 1.0 && super::sigmoid(0.0) == 0.5);
     }
 }

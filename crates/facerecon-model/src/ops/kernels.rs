@@ -327,7 +327,7 @@ fn bias_act(v: &mut [f32], b: f32, act: Option<Act>) {
             let y = *x + b;
             *x = y * if y > 0.0 { 1.0 } else { slope };
         }),
-        Some(Act::Sigmoid) => v.iter_mut().for_each(|x| *x = 1.0 / (1.0 + (-(*x + b)).exp())),
+        Some(Act::Sigmoid) => v.iter_mut().for_each(|x| *x = super::activation::sigmoid(*x + b)),
         None if b != 0.0 => v.iter_mut().for_each(|x| *x += b),
         None => {}
     }
