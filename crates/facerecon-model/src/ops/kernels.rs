@@ -44,24 +44,17 @@ pub(super) fn sgemm(
     par: Parallelism,
 ) {
     // SAFETY: dst is a distinct &mut slice of `dst.len()` elements.
-    unsafe { sgemm_par(dims, dst.as_mut_ptr(), dst.len(), d, accumulate, lhs, l, rhs, r, par) }
+    unsafe { sgemm_raw(dims, dst.as_mut_ptr(), dst.len(), d, accumulate, lhs, l, rhs, r, par) }
 }
 
-/// [`sgemm`] into a raw destination of `dst_len` elements, single-threaded.
+/// [`sgemm`] into a raw destination of `dst_len` elements. With `accumulate = false` the destination is
+/// only written, never read, so it may be uninitialised.
 ///
 /// # Safety
 /// `dst` must be valid for writes of `dst_len` elements that nothing else reads or writes during the
 /// call, except elements this product does not touch; it must not alias `lhs` or `rhs`.
 #[allow(clippy::too_many_arguments)]
-unsafe fn sgemm_raw(dims: (usize, usize, usize), dst: *mut f32, dst_len: usize, d: Mat, accumulate: bool, lhs: &[f32], l: Mat, rhs: &[f32], r: Mat) {
-    // SAFETY: forwarded from the caller.
-    unsafe { sgemm_par(dims, dst, dst_len, d, accumulate, lhs, l, rhs, r, Parallelism::None) }
-}
-
-/// # Safety
-/// As [`sgemm_raw`].
-#[allow(clippy::too_many_arguments)]
-unsafe fn sgemm_par(
+unsafe fn sgemm_raw(
     (m, n, k): (usize, usize, usize),
     dst: *mut f32,
     dst_len: usize,
@@ -257,7 +250,7 @@ pub(crate) fn big_to_small(g: &Geom, n: usize, big: &[f32], w: &[f32], bias: Opt
             with_col(g, xb, |col| {
                 // SAFETY: `out` is this image's slot, used by nothing else during the call; the GEMM
                 // (accumulate = false) writes all small_c x shw elements without reading them.
-                unsafe { sgemm_raw((g.small_c, shw, rows), out.ptr, out.len, rm(shw), false, w, rm(rows), col, rm(shw)) };
+                unsafe { sgemm_raw((g.small_c, shw, rows), out.ptr, out.len, rm(shw), false, w, rm(rows), col, rm(shw), Parallelism::None) };
             });
             // SAFETY: every element was written by the GEMM above.
             let ob = unsafe { std::slice::from_raw_parts_mut(out.ptr, out.len) };
@@ -277,7 +270,7 @@ pub(crate) fn big_to_small(g: &Geom, n: usize, big: &[f32], w: &[f32], bias: Opt
                 // they join); the GEMM writes (c, p0 + j) for c < small_c, j < pixels, inside it (checked
                 // by `sgemm_raw`), disjoint from every other piece's columns, without reading them.
                 let (dst, len) = out.at(p0);
-                unsafe { sgemm_raw((g.small_c, pixels, rows), dst, len, rm(shw), false, w, rm(rows), col, rm(pixels)) };
+                unsafe { sgemm_raw((g.small_c, pixels, rows), dst, len, rm(shw), false, w, rm(rows), col, rm(pixels), Parallelism::None) };
                 for c in 0..g.small_c {
                     let (seg, _) = out.at(c * shw + p0);
                     // SAFETY: this piece's columns of channel c: written just above, disjoint from the
