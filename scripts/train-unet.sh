@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The recipe of exported/unet.onnx, end to end: three training stages on DATA, then export and the quality
+# The recipe of exported/unet.onnx, end to end: eight training stages on DATA, then export and the quality
 # table. Each stage resumes if interrupted (rerun the script); finished stages are skipped.
 #
 #   scripts/train-unet.sh [DATA]      # DATA defaults to ../shared/data/utkface
@@ -10,7 +10,10 @@
 # Stage 4  configs/unet-ft4.yaml (hole-weighted MSE) from stage 3's weights, 8 epochs, seed 11    -> runs/unet-ft4
 # Stage 5  configs/unet-ft5.yaml (MSE, 28x28 boxes twice as often) from stage 4, 6 epochs, seed 13 -> runs/unet-ft5
 # Stage 6  the same config from stage 5's weights, 4 epochs, seed 17 (a new cosine cycle)          -> runs/unet-ft6
-# Wall time on the 2-core development machine with this commit's kernels: ~45 + 37 + 62 + 50 + 40 + 27 min.
+# Stage 7  the same again from stage 6's weights, 4 epochs, seed 19                                 -> runs/unet-ft7
+# Stage 8  configs/unet-ft8.yaml (MSE, mostly 28x28 boxes, lr 1e-4) from stage 7, 3 epochs, seed 23 -> runs/unet-ft8
+# Wall time on the 2-core development machine with this commit's kernels (~65 img/s): ~40 + 33 + 54 + 43 + 33 + 22
+# + 22 + 17 min, about 4.4 h.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${1:-../shared/data/utkface}
@@ -31,5 +34,7 @@ stage runs/unet-ft3 10 --config configs/unet-ft.yaml --init-from runs/unet-ft --
 stage runs/unet-ft4 8 --config configs/unet-ft4.yaml --init-from runs/unet-ft3 --seed 11
 stage runs/unet-ft5 6 --config configs/unet-ft5.yaml --init-from runs/unet-ft4 --seed 13
 stage runs/unet-ft6 4 --config configs/unet-ft5.yaml --init-from runs/unet-ft5 --seed 17
-ORT_DYLIB_PATH=${ORT_DYLIB_PATH:-$(scripts/setup-ort.sh cpu)} ${EXPORT:-target/release/facerecon-export} --checkpoint runs/unet-ft6 --out exported/unet.onnx
+stage runs/unet-ft7 4 --config configs/unet-ft5.yaml --init-from runs/unet-ft6 --seed 19
+stage runs/unet-ft8 3 --config configs/unet-ft8.yaml --init-from runs/unet-ft7 --seed 23
+ORT_DYLIB_PATH=${ORT_DYLIB_PATH:-$(scripts/setup-ort.sh cpu)} ${EXPORT:-target/release/facerecon-export} --checkpoint runs/unet-ft8 --out exported/unet.onnx
 echo "train-unet: exported/unet.onnx; quality table: scripts/compare.sh runs/unet/val_files.txt exported/unet.onnx" >&2
