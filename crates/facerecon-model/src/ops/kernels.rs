@@ -2,7 +2,7 @@
 //! over rayon's threads. Forward and gradients of conv2d and conv_transpose2d all reduce to three kernels
 //! on a [`Geom`]: big -> small (`W · im2col`), small -> big (`col2im(Wᵀ ·)`) and [`backward`].
 use super::geom::Geom;
-use super::transpose::transpose;
+use super::transpose::{transpose, transpose_ld};
 use super::Act;
 use gemm::Parallelism;
 use rayon::prelude::*;
@@ -326,6 +326,29 @@ fn bias_act(v: &mut [f32], b: f32, act: Option<Act>) {
     }
 }
 
+/// [`act_grad`] over planes of `plane` elements (one per channel), in bands of 8 channels; for each band
+/// also `sums[c] += Σ pre[c]` and `dy_t[p * channels + c] = pre[c][p]` (the transpose) when asked, while the
+/// band is still in cache.
+fn act_grad_fused(act: Act, grad: &[f32], out: &[f32], plane: usize, pre: &mut [f32], mut sums: Option<&mut [f32]>, mut dy_t: Option<&mut [f32]>) {
+    const BAND: usize = 8;
+    let plane = plane.max(1);
+    let channels = pre.len() / plane;
+    for c0 in (0..channels).step_by(BAND) {
+        let c1 = (c0 + BAND).min(channels);
+        let r = c0 * plane..c1 * plane;
+        let band = &mut pre[r.clone()];
+        act_grad(act, &grad[r.clone()], &out[r], band);
+        if let Some(sums) = sums.as_deref_mut() {
+            for (acc, p) in sums[c0..c1].iter_mut().zip(band.chunks(plane)) {
+                *acc += sum(p);
+            }
+        }
+        if let Some(t) = dy_t.as_deref_mut() {
+            transpose_ld(band, c1 - c0, plane, &mut t[c0..], channels);
+        }
+    }
+}
+
 /// The gradient before the activation, from the gradient after it and the activation's output.
 fn act_grad(act: Act, grad: &[f32], out: &[f32], pre: &mut [f32]) {
     let it = pre.iter_mut().zip(grad.iter().zip(out));
@@ -440,10 +463,17 @@ pub(crate) fn backward(g: &Geom, n: usize, big: &[f32], small: &[f32], w: &[f32]
         for (i, b) in (ti * per..((ti + 1) * per).min(n)).enumerate() {
             let mut bb = &big[b * g.big_len()..][..g.big_len()];
             let mut sb = &small[b * g.small_len()..][..g.small_len()];
+            // With a fused activation: its gradient, the bias sums (the bias is on the activation's side)
+            // and, for conv2d's weight gradient, dy's transpose, band by band while the band is in cache.
+            let (mut summed, mut transposed) = (false, false);
             if let Some(a) = act {
                 let len = out_len(a.side);
                 let grad = if a.side == Side::Big { bb } else { sb };
-                act_grad(a.act, grad, &a.out[b * len..][..len], &mut pre);
+                let plane = if a.side == Side::Big { g.big_hw() } else { shw };
+                let sums = (want.bias == Some(a.side)).then_some(&mut db[..]);
+                let t = (a.side == Side::Small && want.weight).then_some(&mut dy_t[..]);
+                (summed, transposed) = (sums.is_some(), t.is_some());
+                act_grad_fused(a.act, grad, &a.out[b * len..][..len], plane, &mut pre, sums, t);
                 if a.side == Side::Big {
                     bb = &pre;
                 } else {
@@ -459,7 +489,7 @@ pub(crate) fn backward(g: &Geom, n: usize, big: &[f32], small: &[f32], w: &[f32]
             };
             if want.weight || want.input == Some(Side::Small) {
                 // dW accumulates column-major, from a transposed dy: see [`transpose`].
-                if want.weight {
+                if want.weight && !transposed {
                     transpose(sb, g.small_c, shw, &mut dy_t);
                 }
                 with_col(g, bb, |col| {
@@ -477,6 +507,7 @@ pub(crate) fn backward(g: &Geom, n: usize, big: &[f32], small: &[f32], w: &[f32]
                 col2im_of_wt_set(g, w, rows, sb, slot, None, None, par);
             }
             let (src, plane) = match want.bias {
+                _ if summed => continue,
                 Some(Side::Big) => (bb, g.big_hw()),
                 Some(Side::Small) => (sb, shw),
                 None => continue,

@@ -11,22 +11,30 @@
 /// smaller operand (~1 % with this transpose): 4-7 % faster training steps, measured A/B with
 /// `examples/train_bench.rs`.
 pub(crate) fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
-    assert!(src.len() >= rows * cols && dst.len() >= rows * cols, "transpose: slices too short");
+    transpose_ld(src, rows, cols, dst, rows)
+}
+
+/// [`transpose`] into a wider destination: `dst[j * ld + i] = src[i * cols + j]` (`ld >= rows`), so that a
+/// band of rows can be transposed into its columns of a larger matrix.
+pub(crate) fn transpose_ld(src: &[f32], rows: usize, cols: usize, dst: &mut [f32], ld: usize) {
+    assert!(ld >= rows, "transpose: leading dimension {ld} < rows {rows}");
+    let dst_len = if rows == 0 || cols == 0 { 0 } else { (cols - 1) * ld + rows };
+    assert!(src.len() >= rows * cols && dst.len() >= dst_len, "transpose: slices too short");
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx") {
-        // SAFETY: AVX is available (checked above); the slices hold `rows * cols` elements (asserted).
-        return unsafe { avx::transpose(src, rows, cols, dst) };
+        // SAFETY: AVX is available (checked above); the slices are long enough (asserted).
+        return unsafe { avx::transpose(src, rows, cols, dst, ld) };
     }
-    transpose_scalar(src, rows, cols, dst, 0, 0);
+    transpose_scalar(src, rows, cols, dst, ld, 0, 0);
 }
 
 /// The part of the transpose from row `r0` and column `c0` on (the edges left by the blocked kernel;
 /// everything when both are 0): rows `r0..` of all columns, and columns `c0..` of rows `..r0`.
-fn transpose_scalar(src: &[f32], rows: usize, cols: usize, dst: &mut [f32], r0: usize, c0: usize) {
+fn transpose_scalar(src: &[f32], rows: usize, cols: usize, dst: &mut [f32], ld: usize, r0: usize, c0: usize) {
     for i in 0..rows {
         let from = if i < r0 { c0 } else { 0 };
         for j in from..cols {
-            dst[j * rows + i] = src[i * cols + j];
+            dst[j * ld + i] = src[i * cols + j];
         }
     }
 }
@@ -37,13 +45,14 @@ mod avx {
 
     /// 8x8 blocks: 8 row loads, the classic unpack / shuffle / permute network, 8 column stores.
     #[target_feature(enable = "avx")]
-    pub(super) unsafe fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+    pub(super) unsafe fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32], ld: usize) {
         let (rb, cb) = (rows / 8 * 8, cols / 8 * 8);
         let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
         for i0 in (0..rb).step_by(8) {
             for j0 in (0..cb).step_by(8) {
                 // SAFETY (all pointer arithmetic): i0 + 7 < rows and j0 + 7 < cols, so every load reads
-                // inside `src[..rows * cols]` and every store writes inside `dst[..rows * cols]`.
+                // inside `src[..rows * cols]` and every store (j * ld + i, j < cols, i < rows) inside
+                // `dst[..(cols - 1) * ld + rows]` (the caller checked both lengths).
                 let r = |k: usize| _mm256_loadu_ps(s.add((i0 + k) * cols + j0));
                 let (r0, r1, r2, r3, r4, r5, r6, r7) = (r(0), r(1), r(2), r(3), r(4), r(5), r(6), r(7));
                 let (t0, t1) = (_mm256_unpacklo_ps(r0, r1), _mm256_unpackhi_ps(r0, r1));
@@ -65,11 +74,11 @@ mod avx {
                     _mm256_permute2f128_ps::<0x31>(u3, u7),
                 ];
                 for (k, v) in out.into_iter().enumerate() {
-                    _mm256_storeu_ps(d.add((j0 + k) * rows + i0), v);
+                    _mm256_storeu_ps(d.add((j0 + k) * ld + i0), v);
                 }
             }
         }
-        super::transpose_scalar(src, rows, cols, dst, rb, cb);
+        super::transpose_scalar(src, rows, cols, dst, ld, rb, cb);
     }
 }
 
@@ -84,13 +93,27 @@ mod tests {
             for scalar in [false, true] {
                 let mut dst = vec![f32::NAN; rows * cols];
                 if scalar {
-                    super::transpose_scalar(&src, rows, cols, &mut dst, 0, 0);
+                    super::transpose_scalar(&src, rows, cols, &mut dst, rows, 0, 0);
                 } else {
                     super::transpose(&src, rows, cols, &mut dst);
                 }
                 for i in 0..rows {
                     for j in 0..cols {
                         assert_eq!(dst[j * rows + i], src[i * cols + j], "{rows}x{cols} at ({i}, {j}), scalar {scalar}");
+                    }
+                }
+            }
+            // Into columns 3.. of a destination 5 wider than the source has rows: nothing else written.
+            let ld = rows + 5;
+            let mut wide = vec![f32::NAN; cols * ld];
+            super::transpose_ld(&src, rows, cols, &mut wide[3..], ld);
+            for j in 0..cols {
+                for k in 0..ld {
+                    let v = wide[j * ld + k];
+                    if (3..3 + rows).contains(&k) {
+                        assert_eq!(v, src[(k - 3) * cols + j], "{rows}x{cols} ld {ld} at ({k}, {j})");
+                    } else {
+                        assert!(v.is_nan(), "{rows}x{cols} ld {ld}: wrote outside the band at ({k}, {j})");
                     }
                 }
             }
