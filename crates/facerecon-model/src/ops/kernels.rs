@@ -193,7 +193,8 @@ struct SharedOut {
     ptr: *mut f32,
     len: usize,
 }
-// SAFETY: only used by `big_to_small`, whose pieces write disjoint element sets (see there).
+// SAFETY: used for one image's output slot at a time; `big_to_small`'s pieces write disjoint element
+// sets of it (see there).
 unsafe impl Send for SharedOut {}
 unsafe impl Sync for SharedOut {}
 
@@ -480,11 +481,11 @@ pub(crate) fn backward(g: &Geom, n: usize, big: &[f32], small: &[f32], w: &[f32]
                     sb = &pre;
                 }
             }
-            // This image's input gradient slot: the small side's is zeroed while it is about to be used,
-            // the big side's is written by col2im without zeroing.
+            // This image's input gradient slot, uninitialised: written whole by the small side's GEMM
+            // (which does not read it) or by col2im (big side).
             let mut slot = dinput.as_deref_mut().map(|d| &mut d[i * in_len..][..in_len]);
             let mut dx = match want.input {
-                Some(Side::Small) => slot.take().map(|d| init(d, in_len, None)),
+                Some(Side::Small) => slot.take().map(|d| SharedOut { ptr: d.as_mut_ptr().cast::<f32>(), len: d.len() }),
                 _ => None,
             };
             if want.weight || want.input == Some(Side::Small) {
@@ -497,8 +498,10 @@ pub(crate) fn backward(g: &Geom, n: usize, big: &[f32], small: &[f32], w: &[f32]
                         sgemm((g.small_c, rows, shw), &mut dw, tr(g.small_c), true, &dy_t, tr(g.small_c), col, tr(shw), par);
                     }
                     if let Some(dx) = dx.take() {
-                        // (Only the small side's gradient is made here.)
-                        sgemm((g.small_c, shw, rows), dx, rm(shw), false, w, rm(rows), col, rm(shw), par);
+                        // (Only the small side's gradient is made here.) SAFETY: `dx` is this image's slot,
+                        // used by nothing else; the GEMM (accumulate = false) writes all small_c x shw
+                        // elements of it without reading them.
+                        unsafe { sgemm_raw((g.small_c, shw, rows), dx.ptr, dx.len, rm(shw), false, w, rm(rows), col, rm(shw), par) };
                     }
                 });
             }
