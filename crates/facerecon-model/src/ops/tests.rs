@@ -436,6 +436,13 @@ fn split_batch_one_forward_matches_candle() {
         let y = conv_transpose2d_act(&xt, &wt, Some(&bt), 2, 1, 1, Act::Sigmoid).unwrap();
         let want = to64(&xt).conv_transpose2d(&to64(&wt), 1, 1, 2, 1).unwrap().broadcast_add(&bias4(&to64(&bt)).unwrap()).unwrap();
         let want = candle_nn::ops::sigmoid(&want).unwrap();
-        assert_close("conv_transpose2d split", &vec64(&y), &vec64(&want), TOL);
+        assert_close("conv_transpose2d split, 5 channels in 4 pieces", &vec64(&y), &vec64(&want), TOL);
+
+        // 9 channels in 4 pieces, with a LeakyReLU.
+        let (wt, bt) = (randn(&mut rng, (24, 9, 3, 3)), randn(&mut rng, 9));
+        let y = conv_transpose2d_act(&xt, &wt, Some(&bt), 2, 1, 1, Act::LeakyRelu(0.2)).unwrap();
+        let want = to64(&xt).conv_transpose2d(&to64(&wt), 1, 1, 2, 1).unwrap().broadcast_add(&bias4(&to64(&bt)).unwrap()).unwrap();
+        let want = candle_nn::ops::leaky_relu(&want, 0.2).unwrap();
+        assert_close("conv_transpose2d split, 9 channels in 4 pieces", &vec64(&y), &vec64(&want), TOL);
     });
 }
