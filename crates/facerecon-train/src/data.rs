@@ -268,6 +268,8 @@ impl Drop for EpochBatches {
 pub struct ValidationSet {
     pub images: Vec<f32>,
     pub masks: Vec<f32>,
+    /// The network inputs (holes zeroed), made once at load time as for training batches.
+    pub inputs: Vec<f32>,
     pub len: usize,
     pub size: usize,
 }
@@ -292,13 +294,19 @@ impl ValidationSet {
             })
             .collect();
         let b = Batch::from_samples(samples, size as usize);
-        ValidationSet { images: b.images, masks: b.masks, len: b.len, size: b.size }
+        ValidationSet { images: b.images, masks: b.masks, inputs: b.inputs, len: b.len, size: b.size }
     }
 
     /// Images `[start, end)` as a batch (for batched evaluation).
     pub fn slice(&self, start: usize, end: usize) -> Batch {
         let (i, m) = (3 * self.size * self.size, self.size * self.size);
-        Batch::new(self.images[start * i..end * i].to_vec(), self.masks[start * m..end * m].to_vec(), end - start, self.size)
+        Batch {
+            images: self.images[start * i..end * i].to_vec(),
+            masks: self.masks[start * m..end * m].to_vec(),
+            inputs: self.inputs[start * i..end * i].to_vec(),
+            len: end - start,
+            size: self.size,
+        }
     }
 }
 

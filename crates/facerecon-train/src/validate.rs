@@ -60,7 +60,8 @@ pub fn validate(
     for start in (0..val.len).step_by(batch_size.max(1)) {
         let b = val.slice(start, (start + batch_size).min(val.len));
         let (image, mask) = batch_tensors(&b, device)?;
-        let (rec, inpainted) = model.forward(&zero_holes(&image, &mask)?, &mask)?;
+        let input = Tensor::from_slice(&b.inputs, image.shape(), device)?;
+        let (rec, inpainted) = model.forward(&input, &mask)?;
         loss_sum += loss::loss(loss_cfg, &rec, &image, &mask)?.to_scalar::<f32>()? as f64 * b.len as f64;
         let rec = rec.flatten_all()?.to_vec1::<f32>()?;
         let inpainted = inpainted.flatten_all()?.to_vec1::<f32>()?;
