@@ -153,7 +153,12 @@ impl Model {
         // of each layer handing its work to the pool and putting the caller to sleep until it is done
         // (a wake-up per layer, a large part of a batch-1 forward pass).
         if input.device().is_cpu() && rayon::current_thread_index().is_none() {
-            return rayon::scope(|_| self.eval_here(input, image, mask));
+            // Fewer images than threads (batch 1: the latency case): the layers split each image over
+            // the threads, and the idle ones are kept spinning between layers (see
+            // `ops::with_spinning_helpers`) instead of being put to sleep and woken up at every layer.
+            let threads = rayon::current_num_threads();
+            let helpers = if input.dim(0)? < threads { threads - 1 } else { 0 };
+            return crate::ops::with_spinning_helpers(helpers, || self.eval_here(input, image, mask));
         }
         self.eval_here(input, image, mask)
     }

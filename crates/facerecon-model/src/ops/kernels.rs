@@ -2,6 +2,7 @@
 //! over rayon's threads. Forward and gradients of conv2d and conv_transpose2d all reduce to three kernels
 //! on a [`Geom`]: big -> small (`W · im2col`), small -> big (`col2im(Wᵀ ·)`) and [`backward`].
 use super::geom::Geom;
+use super::simd::multiversion;
 use super::transpose::{transpose, transpose_ld};
 use super::Act;
 use gemm::Parallelism;
@@ -314,14 +315,19 @@ pub(crate) fn small_to_big(g: &Geom, n: usize, small: &[f32], w: &[f32], bias: O
     })
 }
 
-/// `v = act(v + b)` in place (one pass; branch-free so that it vectorises).
-fn bias_act(v: &mut [f32], b: f32, act: Option<Act>) {
+multiversion! {
+    /// `v = act(v + b)` in place (one pass; branch-free so that it vectorises).
+    fn bias_act(v: &mut [f32], b: f32, act: Option<Act>) = bias_act_body
+}
+
+#[inline(always)]
+fn bias_act_body<const FMA: bool>(v: &mut [f32], b: f32, act: Option<Act>) {
     match act {
         Some(Act::LeakyRelu(slope)) => v.iter_mut().for_each(|x| {
             let y = *x + b;
             *x = y * if y > 0.0 { 1.0 } else { slope };
         }),
-        Some(Act::Sigmoid) => v.iter_mut().for_each(|x| *x = super::activation::sigmoid(*x + b)),
+        Some(Act::Sigmoid) => v.iter_mut().for_each(|x| *x = super::activation::sigmoid::<FMA>(*x + b)),
         None if b != 0.0 => v.iter_mut().for_each(|x| *x += b),
         None => {}
     }
@@ -350,8 +356,13 @@ fn act_grad_fused(act: Act, grad: &[f32], out: &[f32], plane: usize, pre: &mut [
     }
 }
 
-/// The gradient before the activation, from the gradient after it and the activation's output.
-fn act_grad(act: Act, grad: &[f32], out: &[f32], pre: &mut [f32]) {
+multiversion! {
+    /// The gradient before the activation, from the gradient after it and the activation's output.
+    fn act_grad(act: Act, grad: &[f32], out: &[f32], pre: &mut [f32]) = act_grad_body
+}
+
+#[inline(always)]
+fn act_grad_body<const FMA: bool>(act: Act, grad: &[f32], out: &[f32], pre: &mut [f32]) {
     let it = pre.iter_mut().zip(grad.iter().zip(out));
     match act {
         // `out > 0` exactly where the pre-activation is (slope >= 0).
@@ -390,8 +401,13 @@ fn col2im_of_wt_set<'a>(
     })
 }
 
-/// Sum with 16 independent accumulators, so that it vectorises (a plain fold is a serial chain).
-pub(super) fn sum(v: &[f32]) -> f32 {
+multiversion! {
+    /// Sum with 16 independent accumulators, so that it vectorises (a plain fold is a serial chain).
+    pub(super) fn sum(v: &[f32]) -> f32 = sum_body
+}
+
+#[inline(always)]
+fn sum_body<const FMA: bool>(v: &[f32]) -> f32 {
     let mut acc = [0f32; 16];
     let chunks = v.chunks_exact(16);
     let rest: f32 = chunks.remainder().iter().sum();
@@ -555,3 +571,84 @@ pub(crate) fn backward(g: &Geom, n: usize, big: &[f32], small: &[f32], w: &[f32]
     }
 }
 
+
+#[cfg(test)]
+mod simd_tests {
+    use super::Act;
+
+    /// The element-wise kernels, as dispatched for this CPU and in both of their compiled forms (plain and
+    /// with fused multiply-adds), against scalar f64 formulas, for lengths with and without vector tails.
+    #[test]
+    fn elementwise_kernels_match_scalar_formulas() {
+        for n in [0usize, 1, 7, 16, 17, 63, 64, 100, 1000] {
+            let x: Vec<f32> = (0..n)
+                .map(|i| ((i * 37 % 61) as f32 - 30.0) / 7.0)
+                .collect();
+            let g: Vec<f32> = (0..n).map(|i| ((i * 11 % 13) as f32 - 6.0) / 3.0).collect();
+            for act in [None, Some(Act::LeakyRelu(0.2)), Some(Act::Sigmoid)] {
+                let want: Vec<f64> = x
+                    .iter()
+                    .map(|&v| {
+                        let y = v as f64 + 0.25;
+                        match act {
+                            None => y,
+                            Some(Act::LeakyRelu(s)) => {
+                                if y > 0.0 {
+                                    y
+                                } else {
+                                    s as f64 * y
+                                }
+                            }
+                            Some(Act::Sigmoid) => 1.0 / (1.0 + (-y).exp()),
+                        }
+                    })
+                    .collect();
+                type BiasAct = fn(&mut [f32], f32, Option<Act>);
+                let runs: [(&str, BiasAct); 3] = [
+                    ("dispatched", super::bias_act),
+                    ("plain", super::bias_act_body::<false>),
+                    ("fma", super::bias_act_body::<true>),
+                ];
+                for (name, f) in runs {
+                    let mut v = x.clone();
+                    f(&mut v, 0.25, act);
+                    for (i, (a, b)) in v.iter().zip(&want).enumerate() {
+                        assert!(
+                            (*a as f64 - b).abs() <= 1e-5 * (1.0 + b.abs()),
+                            "bias_act {name} {act:?} n={n} at {i}: {a} vs {b}"
+                        );
+                    }
+                }
+            }
+            for act in [Act::LeakyRelu(0.2), Act::Sigmoid] {
+                let out: Vec<f32> = x
+                    .iter()
+                    .map(|&v| {
+                        if matches!(act, Act::Sigmoid) {
+                            1.0 / (1.0 + (-v).exp())
+                        } else {
+                            v
+                        }
+                    })
+                    .collect();
+                let mut pre = vec![0f32; n];
+                super::act_grad(act, &g, &out, &mut pre);
+                for i in 0..n {
+                    let want = match act {
+                        Act::LeakyRelu(s) => g[i] * if out[i] > 0.0 { 1.0 } else { s },
+                        Act::Sigmoid => g[i] * out[i] * (1.0 - out[i]),
+                    };
+                    assert!(
+                        (pre[i] - want).abs() <= 1e-6 * (1.0 + want.abs()),
+                        "act_grad {act:?} n={n} at {i}"
+                    );
+                }
+            }
+            let want: f64 = x.iter().map(|&v| v as f64).sum();
+            assert!(
+                (super::sum(&x) as f64 - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                "sum n={n}"
+            );
+        }
+    }
+}

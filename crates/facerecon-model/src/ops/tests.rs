@@ -355,11 +355,12 @@ fn fused_activations_match_separate_ops() {
 
 /// The dense op against candle's `matmul(x, wᵀ) + b` in f64: forward and the gradients of a non-linear
 /// loss for x, W and b, on both of its paths (dot products below 8 rows, GEMM above), with and without
-/// bias, with feature counts that are and are not multiples of 16 (the dot product's width).
+/// bias, with feature counts that do and do not fill the dot product's 64-wide main loop, its 16-wide loop
+/// and its masked tail.
 #[test]
 fn dense_matches_candle_matmul() {
     let mut rng = StdRng::seed_from_u64(21);
-    for &(b, f, u, bias) in &[(1, 37, 5, true), (3, 64, 17, false), (7, 33, 9, true), (8, 20, 3, true), (19, 70, 40, true), (64, 48, 31, false)] {
+    for &(b, f, u, bias) in &[(1, 37, 5, true), (1, 300, 13, true), (2, 131, 7, false), (3, 64, 17, false), (7, 33, 9, true), (8, 20, 3, true), (19, 70, 40, true), (64, 48, 31, false)] {
         let (xs, ws, bs) = (randn(&mut rng, (b, f)), randn(&mut rng, (u, f)), randn(&mut rng, u));
         let target = randn(&mut rng, (b, u));
         let mut results = vec![];
@@ -445,4 +446,48 @@ fn split_batch_one_forward_matches_candle() {
         let want = candle_nn::ops::leaky_relu(&want, 0.2).unwrap();
         assert_close("conv_transpose2d split, 9 channels in 4 pieces", &vec64(&y), &vec64(&want), TOL);
     });
+}
+
+/// `with_spinning_helpers` returns what its function returns, the helpers take part in the function's
+/// parallel work, and it does not deadlock with nested joins, with more helpers than the pool has spare
+/// threads (the extra helper jobs are left for the owner thread, which must skip them), or when called
+/// again and again (each call's helpers must have stopped).
+#[test]
+fn spinning_helpers_share_the_work_and_stop() {
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    fn tree_sum(lo: u64, hi: u64, seen: &Mutex<HashSet<usize>>) -> u64 {
+        if hi - lo <= 1000 {
+            seen.lock()
+                .unwrap()
+                .insert(rayon::current_thread_index().unwrap_or(usize::MAX));
+            // Some work per leaf, so that an idle helper has time to steal the other half.
+            return (lo..hi).map(std::hint::black_box).sum();
+        }
+        let mid = (lo + hi) / 2;
+        let (a, b) = rayon::join(|| tree_sum(lo, mid, seen), || tree_sum(mid, hi, seen));
+        a + b
+    }
+    let n = 2_000_000u64;
+    for (threads, helpers) in [(4, 3), (2, 8), (3, 0)] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        for _ in 0..20 {
+            let seen = Mutex::new(HashSet::new());
+            let total = pool.install(|| with_spinning_helpers(helpers, || tree_sum(0, n, &seen)));
+            assert_eq!(
+                total,
+                n * (n - 1) / 2,
+                "{threads} threads, {helpers} helpers"
+            );
+        }
+        let seen = Mutex::new(HashSet::new());
+        pool.install(|| with_spinning_helpers(helpers, || tree_sum(0, 20 * n, &seen)));
+        assert!(
+            seen.lock().unwrap().len() >= 2,
+            "{threads} threads, {helpers} helpers: one thread did all the work"
+        );
+    }
 }
