@@ -3,11 +3,18 @@
 Like ../shared/bench/ort_bench.py (same session options: intra-op threads, sequential, all graph
 optimisations), but feeding both of our model's inputs: a random image with a centred 28x28 hole.
 
-Usage: python benches/ort_py_bench.py MODEL.onnx [--threads 2] [--steps 10] [--steps1 50] [--batches 1,64]
+Usage: python benches/ort_py_bench.py MODEL.onnx [--threads 2] [--steps 10] [--steps1 50] [--batches 1,64] [--profile]
 Prints one line "RESULT {json}" per batch size (median ms per run, images/s).
+
+--profile (one batch size): also ORT's own per-operator times, one line per node (name, operator, median kernel
+time in us over the timed runs), to compare with candle's per layer
+(`RAYON_NUM_THREADS=N target/release/examples/train_bench 3 B`, column "ops fwd"). The profiler adds a little
+time per node: take the RESULT line from a run without it.
 """
+import collections
 import argparse
 import json
+import os
 import time
 
 import numpy as np
@@ -20,13 +27,17 @@ p.add_argument("--steps", type=int, default=10, help="timed runs at batch sizes 
 p.add_argument("--steps1", type=int, default=50, help="timed runs at batch 1")
 p.add_argument("--warmup", type=int, default=3)
 p.add_argument("--batches", default="1,64")
+p.add_argument("--profile", action="store_true", help="print ORT's per-operator times (one batch size)")
 a = p.parse_args()
+if a.profile and "," in a.batches:
+    raise SystemExit("--profile needs a single batch size (--batches B)")
 
 so = ort.SessionOptions()
 so.intra_op_num_threads = a.threads
 so.inter_op_num_threads = 1
 so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
 so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+so.enable_profiling = a.profile
 s = ort.InferenceSession(a.model, so, providers=["CPUExecutionProvider"])
 names = [i.name for i in s.get_inputs()]
 if sorted(names) != ["image", "mask"]:
@@ -62,3 +73,17 @@ for b in [int(v) for v in a.batches.split(",")]:
     print("RESULT " + json.dumps({"tool": "ort-python", "mode": "infer", "batch": b, "threads": a.threads,
                                   "ort_version": ort.__version__, "steps": steps, "ms_median": m * 1e3,
                                   "img_per_s": b / m}), flush=True)
+
+if a.profile:
+    trace = s.end_profiling()
+    events = json.load(open(trace))
+    os.remove(trace)
+    times = collections.OrderedDict()
+    for e in events:
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+            key = (e["name"][: -len("_kernel_time")], e["args"].get("op_name", "?"))
+            times.setdefault(key, []).append(e["dur"])
+    print(f"# per operator: batch {a.batches}, {a.threads} intra-op threads, median us over the timed runs")
+    for (name, op), ts in times.items():
+        ts = ts[a.warmup:]  # the first runs are the warm-up
+        print(f"{name:40s} {op:16s} {median(ts):9.1f}")
