@@ -245,7 +245,7 @@ pub fn with_spinning_helpers<R: Send>(helpers: usize, f: impl FnOnce() -> R + Se
                     std::hint::spin_loop();
                     idle_rounds += 1;
                     // Reading the clock costs ~20 ns: once every 64 idle rounds.
-                    if idle_rounds % 64 == 0 && last_job.elapsed() > HELPER_IDLE {
+                    if idle_rounds.is_multiple_of(64) && last_job.elapsed() > HELPER_IDLE {
                         return;
                     }
                 }
