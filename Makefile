@@ -52,7 +52,7 @@ train: build                ## train CONFIG on DATA into runs/NAME (RESUME=1 to 
 resume:                     ## continue an interrupted run
 	$(MAKE) train RESUME=1
 
-unet: build setup           ## the recipe of exported/unet.onnx: 10 training stages on DATA, export (~5.4 h on 2 cores)
+unet: build setup           ## the recipe of exported/unet.onnx: 11 training stages on DATA, export (~5.9 h on 2 cores)
 	scripts/train-unet.sh $(or $(DATA),../shared/data/utkface)
 
 export: build setup         ## runs/NAME -> exported/NAME.onnx, verified against the trained model

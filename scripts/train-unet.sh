@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The recipe of exported/unet.onnx, end to end: ten training stages on DATA, then export and the quality
+# The recipe of exported/unet.onnx, end to end: eleven training stages on DATA, then export and the quality
 # table. Each stage resumes if interrupted (rerun the script); finished stages are skipped.
 #
 #   scripts/train-unet.sh [DATA]      # DATA defaults to ../shared/data/utkface
@@ -14,8 +14,9 @@
 # Stage 8  configs/unet-ft8.yaml (MSE, mostly 28x28 boxes, lr 1e-4) from stage 7, 3 epochs, seed 23 -> runs/unet-ft8
 # Stage 9  the same config from stage 8's weights, 5 epochs, seed 29 (a new cosine cycle)          -> runs/unet-ft9
 # Stage 10 the same again from stage 9's weights, 5 epochs, seed 31                               -> runs/unet-ft10
+# Stage 11 the same again from stage 10's weights, 5 epochs, seed 37                              -> runs/unet-ft11
 # Wall time on the 2-core development machine with this commit's kernels (~65 img/s): ~40 + 33 + 54 + 43 + 33 + 22
-# + 22 + 17 + 29 + 29 min, about 5.4 h.
+# + 22 + 17 + 29 + 29 + 29 min, about 5.9 h.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${1:-../shared/data/utkface}
@@ -40,5 +41,6 @@ stage runs/unet-ft7 4 --config configs/unet-ft5.yaml --init-from runs/unet-ft6 -
 stage runs/unet-ft8 3 --config configs/unet-ft8.yaml --init-from runs/unet-ft7 --seed 23
 stage runs/unet-ft9 5 --config configs/unet-ft8.yaml --init-from runs/unet-ft8 --seed 29
 stage runs/unet-ft10 5 --config configs/unet-ft8.yaml --init-from runs/unet-ft9 --seed 31
-ORT_DYLIB_PATH=${ORT_DYLIB_PATH:-$(scripts/setup-ort.sh cpu)} ${EXPORT:-target/release/facerecon-export} --checkpoint runs/unet-ft10 --out exported/unet.onnx
+stage runs/unet-ft11 5 --config configs/unet-ft8.yaml --init-from runs/unet-ft10 --seed 37
+ORT_DYLIB_PATH=${ORT_DYLIB_PATH:-$(scripts/setup-ort.sh cpu)} ${EXPORT:-target/release/facerecon-export} --checkpoint runs/unet-ft11 --out exported/unet.onnx
 echo "train-unet: exported/unet.onnx; quality table: scripts/compare.sh runs/unet/val_files.txt exported/unet.onnx" >&2
