@@ -9,14 +9,17 @@
 //! | Conv | `QLinearConv` (u8 activations, s8 per-channel weights, i32 bias) | quantized |
 //! | Gemm | `QGemm` | quantized |
 //! | Add / Concat / LeakyRelu | `QLinearAdd` / `QLinearConcat` / `QLinearLeakyRelu` | quantized |
-//! | DepthToSpace / Resize / Reshape / Flatten | run on u8 (the Q/DQ pair is dropped) | same scale in and out |
+//! | Transpose / Reshape / Resize / Flatten | run on u8 (the Q/DQ pair is dropped) | same scale in and out |
+//! | DepthToSpace | on u8, but NCHW only: slow, and it forces layout transposes | not used, see below |
 //! | ConvTranspose | **none** (`QLinearConvTranspose` has a schema but no CPU kernel) | rewritten, see below |
 //! | Sigmoid / Tanh / Relu | lookup tables or fused; cheap either way | run fp32 between DQ and Q |
 //! | composite (Mul/Sub/Add with the image) | — | fp32: quantizing it would change known pixels |
 //!
 //! A transposed convolution is rewritten exactly (in fp32 arithmetic) as a *sub-pixel* convolution:
 //! one `Conv` with `stride^2 * C_out` output channels whose weights are the transposed kernel's taps
-//! per output phase, followed by `DepthToSpace(blocksize = stride, mode = DCR)` ([`subpixel_weights`]).
+//! per output phase, followed by the interleave of the phases (`DepthToSpace(blocksize = stride,
+//! mode = DCR)`, written as Transpose/Reshape nodes that ORT runs in its NHWC int8 layout:
+//! [`subpixel_rewrite`]).
 //! That makes every convolution of the decoder an int8 `QLinearConv`.
 //!
 //! Quantization scheme (the one ORT's kernels expect):
@@ -165,6 +168,116 @@ pub fn subpixel_weights(
     Some((wc, bc, t, pad_begin as usize, pad_end as usize))
 }
 
+/// Rewrite every transposed convolution of the fp32 `model` (layers not in `keep`) that has an exact
+/// sub-pixel form ([`subpixel_weights`]) as a `Conv` with the phase weights followed by the
+/// interleave of the phases. Returns the model and, for every tensor the rewrite adds, the tensor of
+/// the layer output it holds values of (for quantization parameters).
+///
+/// The interleave is `DepthToSpace(DCR)` written as `Transpose(NCHW->NHWC) -> Reshape [N,H,W,s,s,C]
+/// -> Transpose [N,H,s,W,s,C] -> Reshape [N,sH,sW,C] -> Transpose(NHWC->NCHW)`: ORT's CPU
+/// `DepthToSpace` runs only in NCHW (about 0.8 ms for the unet's last one, and it forces layout
+/// transposes around it), whereas these ops run on uint8 in the NHWC layout of ORT's int8
+/// convolutions, where its transpose optimizer cancels the outer transposes and the inner one
+/// copies whole channel blocks.
+pub fn subpixel_rewrite(
+    model: &ModelProto,
+    spec: &ModelSpec,
+    keep: &HashSet<String>,
+) -> Result<(ModelProto, Vec<(String, String)>), ExportError> {
+    let err = |msg: String| ExportError::Weight { name: "sub-pixel rewrite".into(), msg };
+    let layers = spec.resolve()?;
+    let mut out = model.clone();
+    let g = out.graph.as_mut().ok_or_else(|| err("the model has no graph".into()))?;
+    let mut added = Vec::new();
+    let mut nodes: Vec<NodeProto> = Vec::with_capacity(g.node.len());
+    for n in std::mem::take(&mut g.node) {
+        // lower.rs names a layer's node after the layer.
+        let layer = layers.iter().find(|l| l.name == n.name);
+        let (Some(layer), "ConvTranspose") = (layer, n.op_type.as_str()) else {
+            nodes.push(n);
+            continue;
+        };
+        if keep.contains(&layer.name) {
+            nodes.push(n);
+            continue;
+        }
+        let ints = |a: &str| attr(&n, a).map(|a| a.ints.clone()).unwrap_or_default();
+        let (strides, pads, opad) = (ints("strides"), ints("pads"), ints("output_padding"));
+        let find = |name: &str| g.initializer.iter().position(|t| t.name == name);
+        let wi = find(&n.input[1]).ok_or_else(|| err(format!("no initializer '{}'", n.input[1])))?;
+        let w = &g.initializer[wi];
+        let dims: [usize; 4] = [w.dims[0] as usize, w.dims[1] as usize, w.dims[2] as usize, w.dims[3] as usize];
+        let wv = tensor_f32_values(w).ok_or_else(|| err(format!("'{}' is not float32", w.name)))?;
+        let bi = n.input.get(2).filter(|b| !b.is_empty()).and_then(|b| find(b));
+        let bv = match bi {
+            Some(i) => Some(tensor_f32_values(&g.initializer[i]).ok_or_else(|| err(format!("'{}' is not float32", n.input[2])))?),
+            None => None,
+        };
+        let square = |v: &[i64]| !v.is_empty() && v.iter().all(|x| *x == v[0]);
+        let form = if square(&strides) && square(&pads) && square(&opad) {
+            subpixel_weights(&wv, bv.as_deref(), dims, strides[0] as usize, pads[0] as usize, opad[0] as usize)
+        } else {
+            None
+        };
+        let Some((wc, bc, t, pb, pe)) = form else {
+            nodes.push(n); // no exact sub-pixel form: stays a ConvTranspose
+            continue;
+        };
+        let (s, co) = (strides[0] as usize, dims[1]);
+        let (oh, ow) = match layer.out_shape.dims().as_slice() {
+            [_, h, w] => (*h as i64, *w as i64),
+            d => return Err(err(format!("layer '{}' has output shape {d:?}", layer.name))),
+        };
+        // Replace the initializers in place (same position in the file).
+        let wname = format!("{}/subpixel", n.input[1]);
+        g.initializer[wi] = proto::tensor_f32(&wname, &[s * s * co, dims[0], t, t], &wc);
+        let mut ins = vec![n.input[0].clone(), wname];
+        if let (Some(i), Some(bc)) = (bi, bc) {
+            let bname = format!("{}/subpixel", n.input[2]);
+            g.initializer[i] = proto::tensor_f32(&bname, &[bc.len()], &bc);
+            ins.push(bname);
+        }
+        let y = n.output[0].clone();
+        let name = |step: &str| format!("{}/{step}", n.name);
+        let (pb, pe, t) = (pb as i64, pe as i64, t as i64);
+        let refs: Vec<&str> = ins.iter().map(String::as_str).collect();
+        let phases = name("subpixel");
+        nodes.push(proto::node(
+            "Conv",
+            &phases,
+            &refs,
+            &[&phases],
+            vec![
+                proto::attr_ints("kernel_shape", &[t, t]),
+                proto::attr_ints("strides", &[1, 1]),
+                proto::attr_ints("pads", &[pb, pb, pe, pe]),
+                proto::attr_ints("dilations", &[1, 1]),
+            ],
+        ));
+        let (si, coi) = (s as i64, co as i64);
+        let (split_shape, merge_shape) = (name("split_shape"), name("merge_shape"));
+        g.initializer.push(proto::tensor_i64(&split_shape, &[6], &[0, 0, 0, si, si, coi]));
+        g.initializer.push(proto::tensor_i64(&merge_shape, &[4], &[0, oh, ow, coi]));
+        let steps = [
+            ("nhwc", proto::node("Transpose", &name("nhwc"), &[&phases], &[&name("nhwc")], vec![proto::attr_ints("perm", &[0, 2, 3, 1])])),
+            ("split", proto::node("Reshape", &name("split"), &[&name("nhwc"), &split_shape], &[&name("split")], vec![])),
+            (
+                "interleave",
+                proto::node("Transpose", &name("interleave"), &[&name("split")], &[&name("interleave")], vec![proto::attr_ints("perm", &[0, 1, 3, 2, 4, 5])]),
+            ),
+            ("merge", proto::node("Reshape", &name("merge"), &[&name("interleave"), &merge_shape], &[&name("merge")], vec![])),
+        ];
+        added.push((phases.clone(), y.clone()));
+        for (step, node) in steps {
+            nodes.push(node);
+            added.push((name(step), y.clone()));
+        }
+        nodes.push(proto::node("Transpose", &n.name, &[&name("merge")], &[&y], vec![proto::attr_ints("perm", &[0, 3, 1, 2])]));
+    }
+    g.node = nodes;
+    Ok((out, added))
+}
+
 /// The f32 values of an initializer (raw little-endian or `float_data`).
 pub fn tensor_f32_values(t: &TensorProto) -> Option<Vec<f32>> {
     if t.data_type != DataType::Float as i32 {
@@ -229,9 +342,6 @@ pub fn quantize(
     let fp32: HashSet<&str> = opts.fp32_layers.iter().map(String::as_str).collect();
     let mut out = model.clone();
     let g = out.graph.as_mut().ok_or_else(|| err("the model has no graph".into()))?;
-    let mut inits: HashMap<String, TensorProto> = g.initializer.drain(..).map(|t| (t.name.clone(), t)).collect();
-    let mut init_order: Vec<String> = model.graph.as_ref().unwrap().initializer.iter().map(|t| t.name.clone()).collect();
-
     // The ONNX tensor that holds each layer's output, and the layer that writes it.
     let last = layers.len() - 1;
     let mut layer_of_tensor: HashMap<String, String> = HashMap::new();
@@ -257,85 +367,29 @@ pub fn quantize(
         }
     }
 
-    // 1. Transposed convolutions -> sub-pixel convolution + DepthToSpace.
-    let mut nodes: Vec<NodeProto> = Vec::with_capacity(g.node.len());
-    for n in g.node.drain(..) {
-        let layer = layer_of_tensor.get(&n.output[0]).cloned().unwrap_or_default();
-        if n.op_type != "ConvTranspose" || !opts.subpixel || fp32.contains(layer.as_str()) {
-            nodes.push(n);
-            continue;
-        }
-        let ints = |a: &str| attr(&n, a).map(|a| a.ints.clone()).unwrap_or_default();
-        let (strides, pads, opad) = (ints("strides"), ints("pads"), ints("output_padding"));
-        let w = &inits[&n.input[1]];
-        let dims: [usize; 4] = [w.dims[0] as usize, w.dims[1] as usize, w.dims[2] as usize, w.dims[3] as usize];
-        let wv = tensor_f32_values(w).ok_or_else(|| err(format!("'{}' is not float32", w.name)))?;
-        let bv = match n.input.get(2) {
-            Some(b) if !b.is_empty() => Some(tensor_f32_values(&inits[b]).ok_or_else(|| err(format!("'{b}' is not float32")))?),
-            _ => None,
-        };
-        let square = |v: &[i64]| v.iter().all(|x| *x == v[0]);
-        let form = if square(&strides) && square(&pads) && square(&opad) {
-            subpixel_weights(&wv, bv.as_deref(), dims, strides[0] as usize, pads[0] as usize, opad[0] as usize)
-        } else {
-            None
-        };
-        let Some((wc, bc, t, pb, pe)) = form else {
-            nodes.push(n); // no exact sub-pixel form: stays fp32
-            continue;
-        };
-        let s = strides[0] as usize;
-        let (wname, bname) = (format!("{}/subpixel", n.input[1]), n.input.get(2).map(|b| format!("{b}/subpixel")));
-        inits.remove(&n.input[1]);
-        inits.insert(wname.clone(), proto::tensor_f32(&wname, &[s * s * dims[1], dims[0], t, t], &wc));
-        init_order.push(wname.clone());
-        let mut ins = vec![n.input[0].clone(), wname];
-        if let (Some(b), Some(bc)) = (&bname, bc) {
-            inits.remove(&n.input[2]);
-            inits.insert(b.clone(), proto::tensor_f32(b, &[bc.len()], &bc));
-            init_order.push(b.clone());
-            ins.push(b.clone());
-        }
-        let mid = format!("{}/subpixel", n.output[0]);
-        let (pb, pe) = (pb as i64, pe as i64);
-        let t = t as i64;
-        let refs: Vec<&str> = ins.iter().map(String::as_str).collect();
-        nodes.push(proto::node(
-            "Conv",
-            &format!("{}/subpixel", n.name),
-            &refs,
-            &[&mid],
-            vec![
-                proto::attr_ints("kernel_shape", &[t, t]),
-                proto::attr_ints("strides", &[1, 1]),
-                proto::attr_ints("pads", &[pb, pb, pe, pe]),
-                proto::attr_ints("dilations", &[1, 1]),
-            ],
-        ));
-        nodes.push(proto::node(
-            "DepthToSpace",
-            &n.name,
-            &[&mid],
-            &[&n.output[0]],
-            vec![proto::attr_int("blocksize", s as i64), proto::attr_str("mode", "DCR")],
-        ));
-        // The phases hold the same values as the layer's output: same range (and DepthToSpace then
-        // runs on uint8 with the same scale on both sides).
-        if let Some(q) = qparams.get(&n.output[0]).copied() {
-            qparams.insert(mid, q);
+    // 1. Transposed convolutions -> sub-pixel convolution + interleave (same values as the layer's
+    //    output, so the same quantization parameters on every tensor of the interleave).
+    let keep: HashSet<String> = fp32.iter().map(|s| s.to_string()).collect();
+    if opts.subpixel {
+        let (rewritten, phases) = subpixel_rewrite(&ModelProto { graph: Some(std::mem::take(g)), ..Default::default() }, spec, &keep)?;
+        *g = rewritten.graph.unwrap_or_default();
+        for (t, layer_tensor) in phases {
+            if let Some(q) = qparams.get(&layer_tensor).copied() {
+                qparams.insert(t, q);
+            }
         }
     }
+    let mut init_order: Vec<String> = g.initializer.iter().map(|t| t.name.clone()).collect();
+    let mut inits: HashMap<String, TensorProto> = g.initializer.drain(..).map(|t| (t.name.clone(), t)).collect();
+    let nodes: Vec<NodeProto> = g.node.drain(..).collect();
 
     // 2. Weights and biases of the convolutions and dense layers whose input is quantized.
     let mut new_nodes: Vec<NodeProto> = Vec::with_capacity(nodes.len() * 3);
     let mut quantized_layers: Vec<String> = Vec::new();
     for mut n in nodes {
         let quantizable = matches!(n.op_type.as_str(), "Conv" | "Gemm");
-        let layer = layer_of_tensor
-            .get(&n.output[0])
-            .or_else(|| layer_of_tensor.get(n.output[0].trim_end_matches("/subpixel")))
-            .cloned()
-            .unwrap_or_default();
+        // Layer nodes are named after their layer (lower.rs); a sub-pixel conv is "LAYER/subpixel".
+        let layer = n.name.trim_end_matches("/subpixel").to_string();
         let x_q = qparams.get(&n.input[0]).copied();
         if quantizable && !fp32.contains(layer.as_str()) {
             if let Some(xq) = x_q {
@@ -420,7 +474,7 @@ pub fn quantize(
         "activations": "uint8 per tensor",
         "int8_layers": quantized_layers,
         "fp32_layers": opts.fp32_layers,
-        "conv_transpose": if opts.subpixel { "sub-pixel Conv + DepthToSpace" } else { "fp32 ConvTranspose" },
+        "conv_transpose": if opts.subpixel { "sub-pixel Conv + interleave (Transpose/Reshape)" } else { "fp32 ConvTranspose" },
         "calibration": opts.description,
     });
     out.metadata_props.retain(|p| p.key != QUANTIZATION_KEY);

@@ -66,6 +66,32 @@ fn subpixel_form_equals_the_transposed_convolution() {
 }
 
 #[test]
+fn subpixel_rewrite_of_the_fp32_graph_runs_like_the_original_in_onnx_runtime() {
+    if std::env::var_os("ORT_DYLIB_PATH").is_none() {
+        panic!("ORT_DYLIB_PATH is not set: run the tests via `make test`, which fetches ONNX Runtime and sets it");
+    }
+    let (_, config) = tiny_config();
+    let spec = &config.model;
+    let weights = random_weights(spec, 11, 0.1, &Device::Cpu).unwrap();
+    let meta = Metadata { name: "tiny".into(), ..Default::default() };
+    let fp32 = facerecon_export::export(spec, &weights, &meta).unwrap();
+    let (sub, added) = quantize::subpixel_rewrite(&fp32, spec, &Default::default()).unwrap();
+    assert_eq!(added.len(), 10, "5 new tensors for each of the 2 transposed convolutions: {added:?}");
+    assert_eq!(quantize::op_counts(&sub).get("ConvTranspose"), None);
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a.onnx"), tmp.path().join("b.onnx"));
+    facerecon_export::write_model(&a, &fp32).unwrap();
+    facerecon_export::write_model(&b, &sub).unwrap();
+    let opts = facerecon_runtime::RuntimeOptions::default();
+    let (ra, rb) = (facerecon_runtime::Runtime::load(&a, &opts).unwrap(), facerecon_runtime::Runtime::load(&b, &opts).unwrap());
+    let (image, mask) = facerecon_export::verify::random_batch(spec, 3, 5).unwrap();
+    let v = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let (x, y) = (ra.run_tensors(&v(&image), &v(&mask), 3).unwrap().0, rb.run_tensors(&v(&image), &v(&mask), 3).unwrap().0);
+    let diff = x.iter().zip(&y).fold(0f32, |m, (p, q)| m.max((p - q).abs()));
+    assert!(diff < 1e-5, "max |diff| {diff}");
+}
+
+#[test]
 fn weights_are_symmetric_int8_per_output_channel() {
     let w = [0.5, -1.0, 0.25, /* channel 1 */ 0.0, 0.0, 0.0, /* channel 2 */ 2.54, 1.27, -0.01];
     let (q, s) = quantize::quantize_weight(&w, 3);
@@ -105,9 +131,12 @@ fn qdq_structure() {
     quantize::check_quantized(&m).unwrap();
     let g = m.graph.as_ref().unwrap();
     let counts = quantize::op_counts(&m);
-    // tiny: 3 convolutions (enc1, enc2, out) + 2 transposed ones as sub-pixel convolutions; 2 dense.
+    // tiny: 3 convolutions (enc1, enc2, out) + 2 transposed ones as sub-pixel convolutions, each
+    // followed by its interleave (3 Transpose, 2 Reshape); 2 dense; the spec's own reshape.
     assert_eq!(counts["Conv"], 5, "{counts:?}");
-    assert_eq!(counts["DepthToSpace"], 2, "{counts:?}");
+    assert_eq!(counts["Transpose"], 6, "{counts:?}");
+    assert_eq!(counts["Reshape"], 5, "{counts:?}");
+    assert_eq!(counts.get("DepthToSpace"), None, "{counts:?}");
     assert_eq!(counts.get("ConvTranspose"), None, "{counts:?}");
     assert_eq!(counts["Gemm"], 2, "{counts:?}");
 
@@ -151,7 +180,9 @@ fn qdq_structure() {
     assert_eq!(f32s(init(&m, "enc1/scale"))[0], ranges["enc1"].qparams().scale);
     assert_eq!(zp("enc1").raw_data, vec![ranges["enc1"].qparams().zero_point]);
     assert_eq!(f32s(init(&m, "input/scale"))[0], 1.0 / 255.0);
-    assert_eq!(f32s(init(&m, "dec1/subpixel/scale")), f32s(init(&m, "dec1/scale")));
+    for step in ["subpixel", "nhwc", "split", "interleave", "merge"] {
+        assert_eq!(f32s(init(&m, &format!("dec1/{step}/scale"))), f32s(init(&m, "dec1/scale")), "{step}");
+    }
     // The reconstruction (graph output) and the composite stay fp32, reading the graph inputs.
     assert!(g.node.iter().all(|n| !n.input.iter().any(|i| i == "reconstruction/dq")));
     for n in g.node.iter().filter(|n| n.name.starts_with("composite/")) {
