@@ -14,6 +14,7 @@
 
 pub mod calibrate;
 pub mod check;
+pub mod fp16;
 pub mod lower;
 pub mod metadata;
 pub mod proto;

@@ -25,6 +25,10 @@ struct Args {
     /// Quantize: `int8` writes a QDQ model (int8 per-channel weights, uint8 activations).
     #[arg(long, value_enum)]
     quantize: Option<Precision>,
+    /// Network precision: `fp16` writes float16 weights and activations behind float32 inputs and
+    /// outputs (for GPU execution providers).
+    #[arg(long, value_enum, default_value = "fp32", conflicts_with = "quantize")]
+    precision: FloatPrecision,
     /// Image directory for the activation ranges (the training side of the config's split is used).
     #[arg(long, value_name = "DIR", required_if_eq("quantize", "int8"))]
     calibrate: Option<PathBuf>,
@@ -64,6 +68,12 @@ struct Args {
 #[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
 enum Precision {
     Int8,
+}
+
+#[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
+enum FloatPrecision {
+    Fp32,
+    Fp16,
 }
 
 #[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
@@ -112,11 +122,17 @@ fn main() -> Result<()> {
     } else {
         None
     };
+    let fp16 = args.precision == FloatPrecision::Fp16;
+    if fp16 {
+        model = facerecon_export::fp16::to_fp16(&model)?;
+    }
     facerecon_export::write_model(&args.out, &model)?;
 
     let back = facerecon_export::read_model(&args.out)?;
     if int8.is_some() {
         quantize::check_quantized(&back).map_err(|e| anyhow::anyhow!("{}: {e}", args.out.display()))?;
+    } else if fp16 {
+        facerecon_export::fp16::check_fp16(&back, &spec).map_err(|e| anyhow::anyhow!("{}: {e}", args.out.display()))?;
     } else {
         facerecon_export::check_model(&back, &spec, &args.out)?;
     }
@@ -154,7 +170,18 @@ fn main() -> Result<()> {
         }
         return Ok(());
     }
+    let tolerance = if fp16 { facerecon_export::fp16::FP16_TOLERANCE } else { verify::TOLERANCE };
     match verify::parity(&spec, &weights, &bytes, VERIFY_BATCH, VERIFY_SEED) {
+        Ok(p) if fp16 => {
+            println!(
+                "ONNX Runtime (CPU) fp16 vs candle fp32 on a random batch of {VERIFY_BATCH}: max |diff| reconstruction {:.3e}, inpainted {:.3e} (tolerance {tolerance:.0e})",
+                p.reconstruction, p.inpainted
+            );
+            if p.max() > tolerance {
+                bail!("{}: the fp16 model differs from the candle model by {:.3e} > {tolerance:.0e}", args.out.display(), p.max());
+            }
+            Ok(())
+        }
         Ok(p) => {
             println!(
                 "ONNX Runtime vs candle on a random batch of {VERIFY_BATCH}: max |diff| reconstruction {:.3e}, inpainted {:.3e} (tolerance {:.0e})",
