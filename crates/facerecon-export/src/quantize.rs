@@ -104,6 +104,9 @@ pub fn quantize_weight(w: &[f32], out_channels: usize) -> (Vec<i8>, Vec<f32>) {
     (q, scales)
 }
 
+/// A sub-pixel form: `(weight, bias, kernel T, pad_begin, pad_end)` (see [`subpixel_weights`]).
+pub type SubpixelForm = (Vec<f32>, Option<Vec<f32>>, usize, usize, usize);
+
 /// The sub-pixel form of a transposed convolution (weight `[C_in, C_out, K, K]`, `stride`, symmetric
 /// `pad`, `output_padding`): `Conv(x, W', pads) -> DepthToSpace(stride, DCR)` gives the same output.
 ///
@@ -121,7 +124,7 @@ pub fn subpixel_weights(
     stride: usize,
     pad: usize,
     output_padding: usize,
-) -> Option<(Vec<f32>, Option<Vec<f32>>, usize, usize, usize)> {
+) -> Option<SubpixelForm> {
     let [ci, co, k, k2] = dims;
     if k != k2 || stride == 0 {
         return None;
@@ -284,7 +287,7 @@ pub fn tensor_f32_values(t: &TensorProto) -> Option<Vec<f32>> {
         return None;
     }
     if !t.raw_data.is_empty() {
-        if t.raw_data.len() % 4 != 0 {
+        if !t.raw_data.len().is_multiple_of(4) {
             return None;
         }
         return Some(t.raw_data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect());

@@ -247,7 +247,7 @@ fn calibration_is_seeded_and_uses_only_training_side_faces() {
     let (im, ma) = (v(&image), v(&mask));
     let plane = 32 * 32;
     for i in 0..12 {
-        assert!(ma[i * plane..(i + 1) * plane].iter().any(|m| *m == 1.0), "face {i} has no hole");
+        assert!(ma[i * plane..(i + 1) * plane].contains(&1.0), "face {i} has no hole");
         for k in 0..plane {
             if ma[i * plane + k] == 1.0 {
                 assert_eq!(im[i * 3 * plane + k], 0.0);
