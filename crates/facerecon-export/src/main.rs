@@ -102,6 +102,9 @@ fn main() -> Result<()> {
         let s = source::from_onnx(&args.checkpoint, config)?;
         (s.spec, s.name, s.config_yaml, s.weights, s.metrics)
     } else {
+        if let Some(p) = &args.config {
+            bail!("--config {}: only an ONNX --checkpoint takes a config (a run directory has its config.yaml)", p.display());
+        }
         let config_path = args.checkpoint.join("config.yaml");
         let config_text =
             std::fs::read_to_string(&config_path).with_context(|| format!("cannot read {}", config_path.display()))?;

@@ -296,6 +296,13 @@ fn onnx_file_as_checkpoint_reexports_the_same_model() {
     let (ok, text) = run(&["--checkpoint", a.to_str().unwrap(), "--out", b.to_str().unwrap(), "--no-verify"]);
     assert!(ok, "{text}");
     assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap(), "weights and metadata survive the round trip");
+    // --config replaces the config stored in the file (same model); a run directory refuses it.
+    let cfg = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/tiny.yaml");
+    let c = tmp.path().join("c.onnx");
+    let (ok, text) = run(&["--checkpoint", a.to_str().unwrap(), "--config", cfg.to_str().unwrap(), "--out", c.to_str().unwrap(), "--no-verify"]);
+    assert!(ok, "{text}");
+    let (ok, text) = run(&["--checkpoint", ck.to_str().unwrap(), "--config", cfg.to_str().unwrap(), "--out", c.to_str().unwrap(), "--no-verify"]);
+    assert!(!ok && text.contains("only an ONNX --checkpoint takes a config"), "{text}");
     // A file that is not a facerecon export is named with the reason.
     let junk = tmp.path().join("junk.onnx");
     std::fs::write(&junk, b"\xff\xff not protobuf").unwrap();
