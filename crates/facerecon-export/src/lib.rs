@@ -12,10 +12,14 @@
 //! [`check`] re-reads and checks a written file against the spec; [`verify`] runs it through ONNX
 //! Runtime and compares with the candle model.
 
+pub mod calibrate;
 pub mod check;
+pub mod fp16;
 pub mod lower;
 pub mod metadata;
 pub mod proto;
+pub mod quantize;
+pub mod source;
 pub mod verify;
 
 pub use candle_onnx::onnx;

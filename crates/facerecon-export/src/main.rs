@@ -1,22 +1,55 @@
 //! `facerecon-export --checkpoint runs/NAME --out exported/NAME.onnx [--opset 17] [--no-verify]`
 //!
-//! Reads a checkpoint directory written by `facerecon-train`, writes the ONNX model atomically,
-//! re-reads and checks it, and (unless `--no-verify`) compares ONNX Runtime's outputs with the
-//! candle model's on a seeded random batch.
+//! Reads a checkpoint directory written by `facerecon-train` (or an exported fp32 ONNX file, whose
+//! initializers are the weights), writes the ONNX model atomically, re-reads and checks it, and
+//! (unless `--no-verify`) compares ONNX Runtime's outputs with the candle model's on a seeded random
+//! batch. `--quantize int8 --calibrate DIR` writes an int8 QDQ model instead (see `quantize.rs`).
 
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
 use clap::Parser;
-use facerecon_export::{verify, Metadata, OPSET};
+use facerecon_export::{calibrate, quantize, source, verify, Metadata, OPSET};
 use facerecon_model::ModelSpec;
 use std::path::{Path, PathBuf};
 
 #[derive(Parser)]
 #[command(version, about = "Export a trained facerecon checkpoint to ONNX and verify it")]
 struct Args {
-    /// Checkpoint directory (config.yaml, model.safetensors, optional metrics.jsonl).
+    /// Checkpoint directory (config.yaml, model.safetensors, optional metrics.jsonl), or an fp32
+    /// facerecon ONNX file: its initializers are the weights and its metadata the config.
     #[arg(long)]
     checkpoint: PathBuf,
+    /// With an ONNX --checkpoint: use this config instead of the one stored in the file.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Quantize: `int8` writes a QDQ model (int8 per-channel weights, uint8 activations).
+    #[arg(long, value_enum)]
+    quantize: Option<Precision>,
+    /// Network precision: `fp16` writes float16 weights and activations behind float32 inputs and
+    /// outputs (for GPU execution providers).
+    #[arg(long, value_enum, default_value = "fp32", conflicts_with = "quantize")]
+    precision: FloatPrecision,
+    /// Image directory for the activation ranges (the training side of the config's split is used).
+    #[arg(long, value_name = "DIR", required_if_eq("quantize", "int8"))]
+    calibrate: Option<PathBuf>,
+    /// Number of calibration faces.
+    #[arg(long, default_value_t = 200)]
+    calibration_images: usize,
+    /// How a tensor's range is taken from its calibration values.
+    #[arg(long, value_enum, default_value = "percentile")]
+    calibration_method: CalibrationMethod,
+    /// The percentile of --calibration-method percentile.
+    #[arg(long, default_value_t = 99.99)]
+    percentile: f64,
+    /// Seed of the choice of calibration faces and of their masks.
+    #[arg(long, default_value_t = 0)]
+    calibration_seed: u64,
+    /// Layers kept in fp32 (comma-separated spec names).
+    #[arg(long, value_delimiter = ',')]
+    fp32_layers: Vec<String>,
+    /// Keep transposed convolutions as fp32 ConvTranspose (default: exact sub-pixel Conv + DepthToSpace, run in int8).
+    #[arg(long)]
+    keep_conv_transpose: bool,
     /// Output ONNX file.
     #[arg(long)]
     out: PathBuf,
@@ -32,27 +65,80 @@ struct Args {
     reference: Option<PathBuf>,
 }
 
+#[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
+enum Precision {
+    Int8,
+}
+
+#[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
+enum FloatPrecision {
+    Fp32,
+    Fp16,
+}
+
+#[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
+enum CalibrationMethod {
+    Minmax,
+    Percentile,
+}
+
+/// Calibration faces the int8 verification compares on, and its least accepted PSNR (dB) of the
+/// int8 reconstruction against the fp32 candle model's (a broken graph scores far below; a good
+/// quantization of the shipped unet scores above 40).
+const INT8_VERIFY_IMAGES: usize = 16;
+const INT8_MIN_PSNR: f64 = 30.0;
+
 /// Batch size and seed of the verification batch.
 const VERIFY_BATCH: usize = 3;
 const VERIFY_SEED: u64 = 0;
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let config_path = args.checkpoint.join("config.yaml");
-    let config_text =
-        std::fs::read_to_string(&config_path).with_context(|| format!("cannot read {}", config_path.display()))?;
-    let (spec, name) = parse_config(&config_text).with_context(|| format!("{}", config_path.display()))?;
-    let weights_path = args.checkpoint.join("model.safetensors");
-    let weights = facerecon_model::load_weights(&spec, &weights_path, &Device::Cpu)?;
-    let metrics = last_metrics(&args.checkpoint.join("metrics.jsonl"))?;
+    let (spec, name, config_text, weights, metrics) = if args.checkpoint.is_file() {
+        let config = match &args.config {
+            Some(p) => Some(std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?),
+            None => None,
+        };
+        let s = source::from_onnx(&args.checkpoint, config)?;
+        (s.spec, s.name, s.config_yaml, s.weights, s.metrics)
+    } else {
+        if let Some(p) = &args.config {
+            bail!("--config {}: only an ONNX --checkpoint takes a config (a run directory has its config.yaml)", p.display());
+        }
+        let config_path = args.checkpoint.join("config.yaml");
+        let config_text =
+            std::fs::read_to_string(&config_path).with_context(|| format!("cannot read {}", config_path.display()))?;
+        let (spec, name) = parse_config(&config_text).with_context(|| format!("{}", config_path.display()))?;
+        let weights_path = args.checkpoint.join("model.safetensors");
+        let weights = facerecon_model::load_weights(&spec, &weights_path, &Device::Cpu)?;
+        let metrics = last_metrics(&args.checkpoint.join("metrics.jsonl"))?;
+        (spec, name, config_text, weights, metrics)
+    };
 
-    let meta = Metadata { name: name.clone(), config_yaml: config_text, metrics };
-    let model = facerecon_export::export_with_opset(&spec, &weights, &meta, args.opset)
+    let meta = Metadata { name: name.clone(), config_yaml: config_text.clone(), metrics };
+    let mut model = facerecon_export::export_with_opset(&spec, &weights, &meta, args.opset)
         .with_context(|| format!("exporting {}", args.checkpoint.display()))?;
+    let int8 = if args.quantize == Some(Precision::Int8) {
+        let (q, check) = quantize_int8(&args, &spec, &config_text, &weights, &model)?;
+        model = q;
+        Some(check)
+    } else {
+        None
+    };
+    let fp16 = args.precision == FloatPrecision::Fp16;
+    if fp16 {
+        model = facerecon_export::fp16::to_fp16(&model)?;
+    }
     facerecon_export::write_model(&args.out, &model)?;
 
     let back = facerecon_export::read_model(&args.out)?;
-    facerecon_export::check_model(&back, &spec, &args.out)?;
+    if int8.is_some() {
+        quantize::check_quantized(&back).map_err(|e| anyhow::anyhow!("{}: {e}", args.out.display()))?;
+    } else if fp16 {
+        facerecon_export::fp16::check_fp16(&back, &spec).map_err(|e| anyhow::anyhow!("{}: {e}", args.out.display()))?;
+    } else {
+        facerecon_export::check_model(&back, &spec, &args.out)?;
+    }
     let size = std::fs::metadata(&args.out).map(|m| m.len()).unwrap_or(0);
     println!(
         "wrote {} (model '{name}', opset {}, {} parameters, {:.1} MB); structure checked",
@@ -71,7 +157,34 @@ fn main() -> Result<()> {
         return Ok(());
     }
     let bytes = std::fs::read(&args.out).with_context(|| format!("cannot read {}", args.out.display()))?;
+    if let Some((image, mask)) = int8 {
+        // int8 is not within 1e-4 of fp32: compare the reconstructions on real calibration faces.
+        let q = quantize::compare_with_candle(&spec, &weights, &bytes, &image, &mask)
+            .with_context(|| format!("verifying {}", args.out.display()))?;
+        println!(
+            "ONNX Runtime int8 vs candle fp32 on {} calibration faces: reconstruction PSNR {:.2} dB (holes {:.2} dB), max |diff| {:.3e}",
+            image.dim(0)?,
+            q.psnr,
+            q.psnr_hole,
+            q.max_abs
+        );
+        if q.psnr < INT8_MIN_PSNR {
+            bail!("{}: the int8 model is far from the fp32 model (PSNR {:.2} dB < {INT8_MIN_PSNR} dB)", args.out.display(), q.psnr);
+        }
+        return Ok(());
+    }
+    let tolerance = if fp16 { facerecon_export::fp16::FP16_TOLERANCE } else { verify::TOLERANCE };
     match verify::parity(&spec, &weights, &bytes, VERIFY_BATCH, VERIFY_SEED) {
+        Ok(p) if fp16 => {
+            println!(
+                "ONNX Runtime (CPU) fp16 vs candle fp32 on a random batch of {VERIFY_BATCH}: max |diff| reconstruction {:.3e}, inpainted {:.3e} (tolerance {tolerance:.0e})",
+                p.reconstruction, p.inpainted
+            );
+            if p.max() > tolerance {
+                bail!("{}: the fp16 model differs from the candle model by {:.3e} > {tolerance:.0e}", args.out.display(), p.max());
+            }
+            Ok(())
+        }
         Ok(p) => {
             println!(
                 "ONNX Runtime vs candle on a random batch of {VERIFY_BATCH}: max |diff| reconstruction {:.3e}, inpainted {:.3e} (tolerance {:.0e})",
@@ -93,12 +206,61 @@ fn main() -> Result<()> {
 
 /// The `model` section as a spec, and the config's `name`.
 fn parse_config(text: &str) -> Result<(ModelSpec, String)> {
-    let v: serde_yaml::Value = serde_yaml::from_str(text).context("invalid YAML")?;
-    let model = v.get("model").context("no 'model' section")?;
-    let spec: ModelSpec = serde_yaml::from_value(model.clone()).context("invalid 'model' section")?;
-    spec.resolve().context("invalid 'model' section")?;
-    let name = v.get("name").and_then(|n| n.as_str()).unwrap_or("model").to_string();
-    Ok((spec, name))
+    source::parse_config(text).map_err(anyhow::Error::msg)
+}
+
+/// Calibrate on the training side of `--calibrate` and rewrite `model` as int8 QDQ. Returns the
+/// quantized model and the first calibration faces (for the verification).
+fn quantize_int8(
+    args: &Args,
+    spec: &ModelSpec,
+    config_text: &str,
+    weights: &std::collections::HashMap<String, candle_core::Tensor>,
+    model: &facerecon_export::onnx::ModelProto,
+) -> Result<(facerecon_export::onnx::ModelProto, (candle_core::Tensor, candle_core::Tensor))> {
+    let dir = args.calibrate.as_ref().context("--quantize int8 needs --calibrate DIR")?;
+    let config = facerecon_train::Config::from_yaml(config_text, &args.checkpoint)?;
+    let method = match args.calibration_method {
+        CalibrationMethod::Minmax => calibrate::Method::MinMax,
+        CalibrationMethod::Percentile if args.percentile > 50.0 && args.percentile <= 100.0 => {
+            calibrate::Method::Percentile(args.percentile)
+        }
+        CalibrationMethod::Percentile => bail!("--percentile {} must be in (50, 100]", args.percentile),
+    };
+    if args.calibration_images == 0 {
+        bail!("--calibration-images must be at least 1");
+    }
+    let files = calibrate::calibration_files(dir, &config, args.calibration_images, args.calibration_seed)
+        .map_err(anyhow::Error::msg)?;
+    let (image, mask) = calibrate::load_batch(&files, &config, args.calibration_seed).map_err(anyhow::Error::msg)?;
+    let vb = candle_nn::VarBuilder::from_tensors(weights.clone(), candle_core::DType::F32, &Device::Cpu);
+    let candle_model = facerecon_model::Model::new(spec, vb)?;
+    let started = std::time::Instant::now();
+    let ranges = calibrate::calibrate(&candle_model, &image, &mask, method)?;
+    println!(
+        "calibrated {} tensors on {} training-side faces of {} ({method}, seed {}) in {:.1} s",
+        ranges.len(),
+        files.len(),
+        dir.display(),
+        args.calibration_seed,
+        started.elapsed().as_secs_f64()
+    );
+    let opts = quantize::QuantizeOptions {
+        fp32_layers: args.fp32_layers.clone(),
+        subpixel: !args.keep_conv_transpose,
+        description: serde_json::json!({
+            "images": files.len(),
+            "method": method.to_string(),
+            "seed": args.calibration_seed,
+            "data": "training side of the config's split of --calibrate",
+            "ranges": ranges,
+        }),
+    };
+    let q = quantize::quantize(model, spec, &ranges, &opts)?;
+    let counts = quantize::op_counts(&q);
+    println!("int8 QDQ graph: {}", counts.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "));
+    let k = INT8_VERIFY_IMAGES.min(files.len());
+    Ok((q, (image.narrow(0, 0, k)?, mask.narrow(0, 0, k)?)))
 }
 
 /// The last JSON line of `metrics.jsonl`, if the file exists.

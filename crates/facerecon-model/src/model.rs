@@ -147,6 +147,36 @@ impl Model {
         self.eval(input.clone(), image, mask)
     }
 
+    /// Run the network layer by layer without fusing activations into convolutions, and show
+    /// `visit` the network input (`spec::INPUT`) and every layer's output under the layer's name
+    /// (a convolution's output before its activation). For post-training quantization, which needs
+    /// the range of each tensor the exported graph holds; slower than [`Model::forward`].
+    pub fn trace(&self, image: &Tensor, mask: &Tensor, visit: &mut dyn FnMut(&str, &Tensor)) -> candle_core::Result<()> {
+        let input = if self.spec.mask_channel { Tensor::cat(&[image, mask], 1)? } else { image.clone() };
+        visit(spec::INPUT, &input);
+        let mut values: HashMap<&str, Tensor> = HashMap::new();
+        values.insert(spec::INPUT, input);
+        values.insert(spec::IMAGE, image.clone());
+        values.insert(spec::MASK, mask.clone());
+        for node in &self.nodes {
+            let l = &node.layer;
+            let xs = l
+                .inputs
+                .iter()
+                .map(|n| values.get(n.as_str()).ok_or_else(|| candle_core::Error::Msg(format!("layer {} reads unknown '{n}'", l.name))))
+                .collect::<candle_core::Result<Vec<&Tensor>>>()?;
+            let y = self.apply(node, &xs)?;
+            visit(&l.name, &y);
+            for n in &l.inputs {
+                if self.last_use.get(n) == Some(&l.index) {
+                    values.remove(n.as_str());
+                }
+            }
+            values.insert(l.name.as_str(), y);
+        }
+        Ok(())
+    }
+
     fn eval(&self, input: Tensor, image: Tensor, mask: Option<Tensor>) -> candle_core::Result<Tensor> {
         // The whole pass runs on one of rayon's worker threads (`rayon::scope` moves it there when called
         // from another thread): every parallel loop in the layers is then a cheap nested one, instead
