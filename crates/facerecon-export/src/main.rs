@@ -1,8 +1,10 @@
 //! `facerecon-export --checkpoint runs/NAME --out exported/NAME.onnx [--opset 17] [--no-verify]`
 //!
-//! Reads a checkpoint directory written by `facerecon-train`, writes the ONNX model atomically,
-//! re-reads and checks it, and (unless `--no-verify`) compares ONNX Runtime's outputs with the
-//! candle model's on a seeded random batch.
+//! Reads a checkpoint directory written by `facerecon-train`, writes the ONNX model to a temp file
+//! next to --out, re-reads and checks it, (unless `--no-verify`) compares ONNX Runtime's outputs
+//! with the candle model's on a seeded random batch, and only then renames it to --out: a failed
+//! export or verification leaves nothing at --out. --out and --reference are checked first: they
+//! may not name or lie inside the checkpoint directory (nor be hard links to its files).
 
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
@@ -38,6 +40,7 @@ const VERIFY_SEED: u64 = 0;
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    check_outputs(&args)?;
     let config_path = args.checkpoint.join("config.yaml");
     let config_text =
         std::fs::read_to_string(&config_path).with_context(|| format!("cannot read {}", config_path.display()))?;
@@ -49,46 +52,88 @@ fn main() -> Result<()> {
     let meta = Metadata { name: name.clone(), config_yaml: config_text, metrics };
     let model = facerecon_export::export_with_opset(&spec, &weights, &meta, args.opset)
         .with_context(|| format!("exporting {}", args.checkpoint.display()))?;
-    facerecon_export::write_model(&args.out, &model)?;
-
-    let back = facerecon_export::read_model(&args.out)?;
+    // Staged under a temp name: any error below drops it (the temp file is removed), and --out
+    // is only replaced once everything passed.
+    let staged = facerecon_export::stage_model(&args.out, &model)?;
+    let bytes = std::fs::read(staged.temp()).with_context(|| format!("cannot read back {}", staged.temp().display()))?;
+    let back = <facerecon_export::onnx::ModelProto as prost::Message>::decode(bytes.as_slice())
+        .map_err(|source| facerecon_export::ExportError::Decode { path: args.out.clone(), source })?;
     facerecon_export::check_model(&back, &spec, &args.out)?;
-    let size = std::fs::metadata(&args.out).map(|m| m.len()).unwrap_or(0);
     println!(
-        "wrote {} (model '{name}', opset {}, {} parameters, {:.1} MB); structure checked",
-        args.out.display(),
+        "exported '{name}' (opset {}, {} parameters, {:.1} MB); structure checked",
         args.opset,
         spec.num_parameters()?,
-        size as f64 / 1e6
+        bytes.len() as f64 / 1e6
     );
 
-    if let Some(path) = &args.reference {
-        write_reference(&spec, &weights, path).with_context(|| format!("cannot write {}", path.display()))?;
-        println!("wrote the candle reference outputs to {}", path.display());
-    }
+    let reference = match &args.reference {
+        Some(path) => {
+            let staged = facerecon_export::Staged::new(path)?;
+            write_reference(&spec, &weights, staged.temp()).with_context(|| format!("cannot write {}", path.display()))?;
+            Some(staged)
+        }
+        None => None,
+    };
     if args.no_verify {
         println!("ONNX Runtime verification skipped (--no-verify)");
-        return Ok(());
-    }
-    let bytes = std::fs::read(&args.out).with_context(|| format!("cannot read {}", args.out.display()))?;
-    match verify::parity(&spec, &weights, &bytes, VERIFY_BATCH, VERIFY_SEED) {
-        Ok(p) => {
-            println!(
-                "ONNX Runtime vs candle on a random batch of {VERIFY_BATCH}: max |diff| reconstruction {:.3e}, inpainted {:.3e} (tolerance {:.0e})",
-                p.reconstruction, p.inpainted, verify::TOLERANCE
-            );
-            if !p.ok() {
-                bail!("{}: ONNX Runtime output differs from the candle model by {:.3e} > {:.0e}", args.out.display(), p.max(), verify::TOLERANCE);
+    } else {
+        match verify::parity(&spec, &weights, &bytes, VERIFY_BATCH, VERIFY_SEED) {
+            Ok(p) => {
+                println!(
+                    "ONNX Runtime vs candle on a random batch of {VERIFY_BATCH}: max |diff| reconstruction {:.3e}, inpainted {:.3e} (tolerance {:.0e})",
+                    p.reconstruction, p.inpainted, verify::TOLERANCE
+                );
+                if !p.ok() {
+                    bail!("{}: ONNX Runtime output differs from the candle model by {:.3e} > {:.0e}; nothing written", args.out.display(), p.max(), verify::TOLERANCE);
+                }
             }
-            Ok(())
+            Err(verify::VerifyError::Unavailable(why)) => bail!(
+                "verification of {} failed: {why}; nothing written. Run `make setup` (it fetches ONNX Runtime and sets {}), or pass --no-verify",
+                args.out.display(),
+                verify::ORT_DYLIB_ENV
+            ),
+            Err(e) => return Err(e).with_context(|| format!("verifying {}; nothing written", args.out.display())),
         }
-        Err(verify::VerifyError::Unavailable(why)) => bail!(
-            "verification of {} skipped: {why}. Run `make setup` (it fetches ONNX Runtime and sets {}), or pass --no-verify",
-            args.out.display(),
-            verify::ORT_DYLIB_ENV
-        ),
-        Err(e) => Err(e).with_context(|| format!("verifying {}", args.out.display())),
     }
+    if let (Some(staged), Some(path)) = (reference, &args.reference) {
+        staged.commit()?;
+        println!("wrote the candle reference outputs to {}", path.display());
+    }
+    staged.commit()?;
+    println!("wrote {}", args.out.display());
+    Ok(())
+}
+
+/// Checks --out and --reference before anything is read or written: neither may name or lie
+/// inside the checkpoint directory, be a hard link to one of its files, be a directory, or be
+/// the other; both must be writable now.
+fn check_outputs(args: &Args) -> Result<()> {
+    use facerecon_imaging::io::{probe_writable, resolve, Protected};
+    let mut protected = Protected::default();
+    protected.add("the checkpoint directory", &args.checkpoint);
+    // Its files by identity, so that a hard link to them elsewhere is refused too.
+    let mut dirs = vec![(args.checkpoint.clone(), 0)];
+    while let Some((dir, depth)) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            match entry.file_type() {
+                Ok(t) if t.is_dir() && depth < 3 => dirs.push((entry.path(), depth + 1)),
+                Ok(t) if t.is_file() => protected.add_file_id("the checkpoint's file", &entry.path()),
+                _ => {}
+            }
+        }
+    }
+    let outputs = [("--out", Some(&args.out)), ("--reference", args.reference.as_ref())];
+    for (what, path) in outputs {
+        let Some(path) = path else { continue };
+        protected.check(what, path).map_err(anyhow::Error::msg)?;
+        probe_writable(path).map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
+    }
+    if let Some(reference) = &args.reference {
+        if resolve(reference)? == resolve(&args.out)? {
+            bail!("--reference {} is also --out: give them different names", reference.display());
+        }
+    }
+    Ok(())
 }
 
 /// The `model` section as a spec, and the config's `name`.
