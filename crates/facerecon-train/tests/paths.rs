@@ -66,6 +66,10 @@ fn out_and_data_may_not_contain_each_other() {
     let o = train(&samples, &run, &[]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("inside --out"), "{}", stderr(&o));
+    // --out in the run it is initialised from: --force would delete the weights it starts from.
+    let o = train(&data, &run, &["--init-from", run.to_str().unwrap(), "--force"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("is (inside) the --init-from run"), "{}", stderr(&o));
     // Elsewhere inside --out the data is fine.
     let o = train(&data, tmp.path(), &[]);
     assert!(o.status.success(), "{}", stderr(&o));
