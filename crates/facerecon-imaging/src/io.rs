@@ -354,8 +354,10 @@ pub fn resolve(path: &Path) -> std::io::Result<PathBuf> {
 /// output is also compared by identity (device, inode), which catches hard links.
 #[derive(Debug, Default)]
 pub struct Protected {
-    /// (what, resolved path, is a directory).
-    paths: Vec<(String, PathBuf, bool)>,
+    /// Resolved file path -> "what path" (a map: thousands of input files may be given).
+    files: std::collections::HashMap<PathBuf, String>,
+    /// (resolved directory, "what path"): few.
+    dirs: Vec<(PathBuf, String)>,
     ids: std::collections::HashMap<FileId, (String, PathBuf)>,
 }
 
@@ -365,11 +367,17 @@ impl Protected {
     pub fn add(&mut self, what: &str, path: &Path) {
         let resolved = resolve(path).unwrap_or_else(|_| path.to_path_buf());
         let meta = std::fs::metadata(path).ok();
-        let is_dir = meta.as_ref().is_some_and(|m| m.is_dir());
-        if let Some(m) = meta.filter(|m| m.is_file()) {
-            self.ids.entry(file_id(&resolved, &m)).or_insert_with(|| (what.to_string(), path.to_path_buf()));
+        let name = format!("{what} {}", path.display());
+        match meta {
+            Some(m) if m.is_dir() => self.dirs.push((resolved, name)),
+            Some(m) => {
+                self.ids.entry(file_id(&resolved, &m)).or_insert_with(|| (what.to_string(), path.to_path_buf()));
+                self.files.entry(resolved).or_insert(name);
+            }
+            None => {
+                self.files.entry(resolved).or_insert(name);
+            }
         }
-        self.paths.push((format!("{what} {}", path.display()), resolved, is_dir));
     }
 
     /// Protects one file by identity only (inputs found inside a protected directory: their
@@ -384,12 +392,14 @@ impl Protected {
     /// protected file, lies inside a protected directory, or is a hard link to a protected file.
     pub fn check(&self, what: &str, path: &Path) -> Result<(), String> {
         let resolved = resolve(path).unwrap_or_else(|_| path.to_path_buf());
-        for (name, p, is_dir) in &self.paths {
+        if let Some(name) = self.files.get(&resolved) {
+            return Err(format!("{what} {} is {name}: refusing to overwrite it", path.display()));
+        }
+        for (p, name) in &self.dirs {
             if resolved == *p {
-                let refusal = if *is_dir { "refusing to write into it" } else { "refusing to overwrite it" };
-                return Err(format!("{what} {} is {name}: {refusal}", path.display()));
+                return Err(format!("{what} {} is {name}: refusing to write into it", path.display()));
             }
-            if *is_dir && resolved.starts_with(p) {
+            if resolved.starts_with(p) {
                 return Err(format!("{what} {} lies inside {name}: refusing to write there", path.display()));
             }
         }
