@@ -54,25 +54,62 @@ pub enum ExportError {
     Invalid { path: PathBuf, msg: String },
 }
 
-/// Write `model` to `path` atomically: encode, write a temp file next to it, fsync, rename.
-pub fn write_model(path: &Path, model: &onnx::ModelProto) -> Result<(), ExportError> {
+/// A file being written next to its destination, under our temp name
+/// ([`facerecon_imaging::io::temp_path`]: hidden, same directory). [`Staged::commit`] renames it
+/// into place; dropped without a commit (any error, a failed verification, a panic) it is removed,
+/// so a failure leaves nothing at the destination and no temp file. A SIGKILL leaves the temp
+/// file, which the next write into that directory removes (its PID is dead).
+pub struct Staged {
+    tmp: PathBuf,
+    dest: PathBuf,
+    committed: bool,
+}
+
+impl Staged {
+    /// Reserves the temp name for `dest`, creating its directory.
+    pub fn new(dest: &Path) -> Result<Staged, ExportError> {
+        if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| ExportError::Io { path: dest.to_path_buf(), source })?;
+        }
+        Ok(Staged { tmp: facerecon_imaging::io::temp_path(dest), dest: dest.to_path_buf(), committed: false })
+    }
+
+    /// The temp file to write.
+    pub fn temp(&self) -> &Path {
+        &self.tmp
+    }
+
+    /// Renames the temp file into place.
+    pub fn commit(mut self) -> Result<(), ExportError> {
+        std::fs::rename(&self.tmp, &self.dest).map_err(|source| ExportError::Io { path: self.dest.clone(), source })?;
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// Encodes `model` into the temp file of `path` (fsynced), without putting it at `path` yet:
+/// check and verify [`Staged::temp`], then [`Staged::commit`].
+pub fn stage_model(path: &Path, model: &onnx::ModelProto) -> Result<Staged, ExportError> {
     use prost::Message;
     use std::io::Write;
+    let staged = Staged::new(path)?;
     let io = |source| ExportError::Io { path: path.to_path_buf(), source };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(io)?;
-    }
     let bytes = model.encode_to_vec();
-    let file_name = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_else(|| "model.onnx".into());
-    let tmp = path.with_file_name(format!(".{file_name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(io)
+    let mut f = std::fs::File::create(staged.temp()).map_err(io)?;
+    f.write_all(&bytes).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    Ok(staged)
+}
+
+/// Write `model` to `path` atomically: encode, write a temp file next to it, fsync, rename.
+pub fn write_model(path: &Path, model: &onnx::ModelProto) -> Result<(), ExportError> {
+    stage_model(path, model)?.commit()
 }

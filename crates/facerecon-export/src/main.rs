@@ -1,9 +1,12 @@
 //! `facerecon-export --checkpoint runs/NAME --out exported/NAME.onnx [--opset 17] [--no-verify]`
 //!
 //! Reads a checkpoint directory written by `facerecon-train` (or an exported fp32 ONNX file, whose
-//! initializers are the weights), writes the ONNX model atomically, re-reads and checks it, and
-//! (unless `--no-verify`) compares ONNX Runtime's outputs with the candle model's on a seeded random
-//! batch. `--quantize int8 --calibrate DIR` writes an int8 QDQ model instead (see `quantize.rs`).
+//! initializers are the weights), writes the ONNX model to a temp file next to --out, re-reads and
+//! checks it, (unless `--no-verify`) compares ONNX Runtime's outputs with the candle model's, and only
+//! then renames it to --out: a failed export or verification leaves nothing at --out. --out and
+//! --reference are checked first: they may not name or lie inside the checkpoint (nor be hard links to
+//! its files). `--quantize int8 --calibrate DIR` writes an int8 QDQ model instead (see `quantize.rs`),
+//! `--precision fp16` a float16 one.
 
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
@@ -94,6 +97,7 @@ const VERIFY_SEED: u64 = 0;
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    check_outputs(&args)?;
     let (spec, name, config_text, weights, metrics) = if args.checkpoint.is_file() {
         let config = match &args.config {
             Some(p) => Some(std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?),
@@ -129,38 +133,64 @@ fn main() -> Result<()> {
     if fp16 {
         model = facerecon_export::fp16::to_fp16(&model)?;
     }
-    facerecon_export::write_model(&args.out, &model)?;
 
-    let back = facerecon_export::read_model(&args.out)?;
+    // Staged under a temp name: any error below drops it (the temp file is removed), and --out
+    // is only replaced once everything passed.
+    let staged = facerecon_export::stage_model(&args.out, &model)?;
+    let bytes = std::fs::read(staged.temp()).with_context(|| format!("cannot read back {}", staged.temp().display()))?;
+    let back = <facerecon_export::onnx::ModelProto as prost::Message>::decode(bytes.as_slice())
+        .map_err(|source| facerecon_export::ExportError::Decode { path: args.out.clone(), source })?;
     if int8.is_some() {
-        quantize::check_quantized(&back).map_err(|e| anyhow::anyhow!("{}: {e}", args.out.display()))?;
+        quantize::check_quantized(&back).map_err(|e| anyhow::anyhow!("{}: {e}; nothing written", args.out.display()))?;
     } else if fp16 {
-        facerecon_export::fp16::check_fp16(&back, &spec).map_err(|e| anyhow::anyhow!("{}: {e}", args.out.display()))?;
+        facerecon_export::fp16::check_fp16(&back, &spec)
+            .map_err(|e| anyhow::anyhow!("{}: {e}; nothing written", args.out.display()))?;
     } else {
         facerecon_export::check_model(&back, &spec, &args.out)?;
     }
-    let size = std::fs::metadata(&args.out).map(|m| m.len()).unwrap_or(0);
     println!(
-        "wrote {} (model '{name}', opset {}, {} parameters, {:.1} MB); structure checked",
-        args.out.display(),
+        "exported '{name}' (opset {}, {} parameters, {:.1} MB); structure checked",
         args.opset,
         spec.num_parameters()?,
-        size as f64 / 1e6
+        bytes.len() as f64 / 1e6
     );
 
-    if let Some(path) = &args.reference {
-        write_reference(&spec, &weights, path).with_context(|| format!("cannot write {}", path.display()))?;
-        println!("wrote the candle reference outputs to {}", path.display());
-    }
+    let reference = match &args.reference {
+        Some(path) => {
+            let staged = facerecon_export::Staged::new(path)?;
+            write_reference(&spec, &weights, staged.temp()).with_context(|| format!("cannot write {}", path.display()))?;
+            Some(staged)
+        }
+        None => None,
+    };
     if args.no_verify {
         println!("ONNX Runtime verification skipped (--no-verify)");
-        return Ok(());
+    } else {
+        verify_file(&args, &spec, &weights, &bytes, int8.as_ref(), fp16)?;
     }
-    let bytes = std::fs::read(&args.out).with_context(|| format!("cannot read {}", args.out.display()))?;
+    if let (Some(staged), Some(path)) = (reference, &args.reference) {
+        staged.commit()?;
+        println!("wrote the candle reference outputs to {}", path.display());
+    }
+    staged.commit()?;
+    println!("wrote {}", args.out.display());
+    Ok(())
+}
+
+/// Runs the staged file `bytes` through ONNX Runtime against the candle model: int8 on calibration
+/// faces (PSNR, it is not within 1e-4 of fp32), fp16 and fp32 on a seeded random batch (max |diff|).
+/// An error means nothing is written.
+fn verify_file(
+    args: &Args,
+    spec: &ModelSpec,
+    weights: &std::collections::HashMap<String, candle_core::Tensor>,
+    bytes: &[u8],
+    int8: Option<&(candle_core::Tensor, candle_core::Tensor)>,
+    fp16: bool,
+) -> Result<()> {
     if let Some((image, mask)) = int8 {
-        // int8 is not within 1e-4 of fp32: compare the reconstructions on real calibration faces.
-        let q = quantize::compare_with_candle(&spec, &weights, &bytes, &image, &mask)
-            .with_context(|| format!("verifying {}", args.out.display()))?;
+        let q = quantize::compare_with_candle(spec, weights, bytes, image, mask)
+            .with_context(|| format!("verifying {}; nothing written", args.out.display()))?;
         println!(
             "ONNX Runtime int8 vs candle fp32 on {} calibration faces: reconstruction PSNR {:.2} dB (holes {:.2} dB), max |diff| {:.3e}",
             image.dim(0)?,
@@ -169,39 +199,70 @@ fn main() -> Result<()> {
             q.max_abs
         );
         if q.psnr < INT8_MIN_PSNR {
-            bail!("{}: the int8 model is far from the fp32 model (PSNR {:.2} dB < {INT8_MIN_PSNR} dB)", args.out.display(), q.psnr);
+            bail!(
+                "{}: the int8 model is far from the fp32 model (PSNR {:.2} dB < {INT8_MIN_PSNR} dB); nothing written",
+                args.out.display(),
+                q.psnr
+            );
         }
         return Ok(());
     }
     let tolerance = if fp16 { facerecon_export::fp16::FP16_TOLERANCE } else { verify::TOLERANCE };
-    match verify::parity(&spec, &weights, &bytes, VERIFY_BATCH, VERIFY_SEED) {
-        Ok(p) if fp16 => {
+    let what = if fp16 { "fp16 " } else { "" };
+    match verify::parity(spec, weights, bytes, VERIFY_BATCH, VERIFY_SEED) {
+        Ok(p) => {
             println!(
-                "ONNX Runtime (CPU) fp16 vs candle fp32 on a random batch of {VERIFY_BATCH}: max |diff| reconstruction {:.3e}, inpainted {:.3e} (tolerance {tolerance:.0e})",
+                "ONNX Runtime (CPU) {what}vs candle fp32 on a random batch of {VERIFY_BATCH}: max |diff| reconstruction {:.3e}, inpainted {:.3e} (tolerance {tolerance:.0e})",
                 p.reconstruction, p.inpainted
             );
             if p.max() > tolerance {
-                bail!("{}: the fp16 model differs from the candle model by {:.3e} > {tolerance:.0e}", args.out.display(), p.max());
-            }
-            Ok(())
-        }
-        Ok(p) => {
-            println!(
-                "ONNX Runtime vs candle on a random batch of {VERIFY_BATCH}: max |diff| reconstruction {:.3e}, inpainted {:.3e} (tolerance {:.0e})",
-                p.reconstruction, p.inpainted, verify::TOLERANCE
-            );
-            if !p.ok() {
-                bail!("{}: ONNX Runtime output differs from the candle model by {:.3e} > {:.0e}", args.out.display(), p.max(), verify::TOLERANCE);
+                bail!(
+                    "{}: ONNX Runtime output differs from the candle model by {:.3e} > {tolerance:.0e}; nothing written",
+                    args.out.display(),
+                    p.max()
+                );
             }
             Ok(())
         }
         Err(verify::VerifyError::Unavailable(why)) => bail!(
-            "verification of {} skipped: {why}. Run `make setup` (it fetches ONNX Runtime and sets {}), or pass --no-verify",
+            "verification of {} failed: {why}; nothing written. Run `make setup` (it fetches ONNX Runtime and sets {}), or pass --no-verify",
             args.out.display(),
             verify::ORT_DYLIB_ENV
         ),
-        Err(e) => Err(e).with_context(|| format!("verifying {}", args.out.display())),
+        Err(e) => Err(e).with_context(|| format!("verifying {}; nothing written", args.out.display())),
     }
+}
+
+/// Checks --out and --reference before anything is read or written: neither may name or lie
+/// inside the checkpoint directory, be a hard link to one of its files, be a directory, or be
+/// the other; both must be writable now.
+fn check_outputs(args: &Args) -> Result<()> {
+    use facerecon_imaging::io::{probe_writable, resolve, Protected};
+    let mut protected = Protected::default();
+    protected.add("the checkpoint directory", &args.checkpoint);
+    // Its files by identity, so that a hard link to them elsewhere is refused too.
+    let mut dirs = vec![(args.checkpoint.clone(), 0)];
+    while let Some((dir, depth)) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            match entry.file_type() {
+                Ok(t) if t.is_dir() && depth < 3 => dirs.push((entry.path(), depth + 1)),
+                Ok(t) if t.is_file() => protected.add_file_id("the checkpoint's file", &entry.path()),
+                _ => {}
+            }
+        }
+    }
+    let outputs = [("--out", Some(&args.out)), ("--reference", args.reference.as_ref())];
+    for (what, path) in outputs {
+        let Some(path) = path else { continue };
+        protected.check(what, path).map_err(anyhow::Error::msg)?;
+        probe_writable(path).map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
+    }
+    if let Some(reference) = &args.reference {
+        if resolve(reference)? == resolve(&args.out)? {
+            bail!("--reference {} is also --out: give them different names", reference.display());
+        }
+    }
+    Ok(())
 }
 
 /// The `model` section as a spec, and the config's `name`.

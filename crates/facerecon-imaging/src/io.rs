@@ -154,32 +154,158 @@ fn to_rgb8_over_black(img: DynamicImage) -> RgbImage {
     out
 }
 
-/// Lists image files under `dir`, recursively, sorted by path.
-///
-/// Files are recognised by extension (case-insensitive, see [`IMAGE_EXTENSIONS`]); hidden
-/// files and directories (name starting with `.`) are skipped. Unreadable directories are
-/// skipped silently: listing is best-effort, decoding reports bad files one by one.
-pub fn list_images(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    walk(dir, &mut out);
-    out.sort();
-    out
+/// What a directory walk found: the image files, and everything it left out with the reason.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Listing {
+    /// Image files, sorted by path, each real file once (see [`walk_images`]).
+    pub files: Vec<PathBuf>,
+    /// Files and directories left out, in walk order, with why.
+    pub skipped: Vec<Skipped>,
 }
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        if name.to_string_lossy().starts_with('.') {
-            continue;
+/// One path a walk left out.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Skipped {
+    /// The path as reached by the walk.
+    pub path: PathBuf,
+    /// Why it was left out, in words.
+    pub reason: String,
+}
+
+/// Lists image files under `dir`, recursively, sorted by path. Only the files: use
+/// [`walk_images`] when what was left out must be reported (the CLIs do).
+pub fn list_images(dir: &Path) -> Vec<PathBuf> {
+    walk_images(dir).files
+}
+
+/// Walks `dir` recursively, following symbolic links, and lists its image files sorted by path.
+///
+/// - Files are recognised by extension (case-insensitive, see [`IMAGE_EXTENSIONS`]).
+/// - Each directory is entered once, identified by (device, inode) (the canonical path off Unix):
+///   a symbolic link back to an ancestor (a loop) or a second way into a directory already
+///   walked is not followed but reported.
+/// - Each file is listed once, by the same identity (so hard links and links to files count as
+///   one): the first path in sorted order is kept, the others are reported. Entries are visited
+///   in sorted order, so which path is kept is deterministic.
+/// - Reported in [`Listing::skipped`], never silently dropped: files with other extensions
+///   (`.gif`, `.txt`...), dangling or unfollowable links, special files, unreadable directories.
+/// - Hidden files and directories (name starting with `.`) are skipped silently: that is where
+///   tools keep their own state (our temp files, `.facerecon-synthetic`, `.git`).
+pub fn walk_images(dir: &Path) -> Listing {
+    let mut w = Walker::default();
+    match std::fs::metadata(dir) {
+        Ok(meta) if meta.is_dir() => {
+            let id = file_id(dir, &meta);
+            w.dirs.insert(id.clone(), dir.to_path_buf());
+            w.ancestors.push(id);
+            w.walk(dir);
         }
-        let path = entry.path();
-        // file_type() does not follow symlinks; metadata() does, so linked dirs are walked too.
-        let Ok(meta) = std::fs::metadata(&path) else { continue };
-        if meta.is_dir() {
-            walk(&path, out);
-        } else if meta.is_file() && has_image_extension(&path) {
-            out.push(path);
+        Ok(_) => w.skip(dir, "not a directory".into()),
+        Err(e) => w.skip(dir, format!("cannot read directory: {e}")),
+    }
+    // The walk visits names in sorted order, which is path order already; sort to be sure.
+    w.files.sort();
+    Listing { files: w.files, skipped: w.skipped }
+}
+
+/// A file's identity: (device, inode) on Unix, so hard links and every path through symbolic
+/// links agree; the canonical path elsewhere.
+#[cfg(unix)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct FileId(u64, u64);
+#[cfg(not(unix))]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct FileId(PathBuf);
+
+#[cfg(unix)]
+fn file_id(_path: &Path, meta: &std::fs::Metadata) -> FileId {
+    use std::os::unix::fs::MetadataExt;
+    FileId(meta.dev(), meta.ino())
+}
+
+#[cfg(not(unix))]
+fn file_id(path: &Path, _meta: &std::fs::Metadata) -> FileId {
+    FileId(path.canonicalize().unwrap_or_else(|_| path.to_path_buf()))
+}
+
+#[derive(Default)]
+struct Walker {
+    files: Vec<PathBuf>,
+    skipped: Vec<Skipped>,
+    /// Every directory entered, with the path it was entered by.
+    dirs: std::collections::HashMap<FileId, PathBuf>,
+    /// Every file listed, with the path it was listed by.
+    seen: std::collections::HashMap<FileId, PathBuf>,
+    /// The directories from the root down to the one being walked.
+    ancestors: Vec<FileId>,
+}
+
+impl Walker {
+    fn skip(&mut self, path: &Path, reason: String) {
+        self.skipped.push(Skipped { path: path.to_path_buf(), reason });
+    }
+
+    fn walk(&mut self, dir: &Path) {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) => return self.skip(dir, format!("cannot read directory: {e}")),
+        };
+        let mut names = Vec::new();
+        for entry in entries {
+            match entry {
+                Ok(e) => names.push(e.file_name()),
+                Err(e) => self.skip(dir, format!("cannot read an entry of the directory: {e}")),
+            }
+        }
+        names.sort();
+        for name in names {
+            if name.to_string_lossy().starts_with('.') {
+                continue;
+            }
+            let path = dir.join(&name);
+            // metadata() follows symbolic links (linked files and directories are walked too).
+            let meta = match std::fs::metadata(&path) {
+                Ok(m) => m,
+                Err(e) => {
+                    let is_link = std::fs::symlink_metadata(&path).map(|m| m.file_type().is_symlink()).unwrap_or(false);
+                    let reason = match (is_link, e.kind()) {
+                        (true, std::io::ErrorKind::NotFound) => {
+                            let target = std::fs::read_link(&path).map(|t| t.display().to_string()).unwrap_or_default();
+                            format!("dangling symbolic link (its target {target} does not exist)")
+                        }
+                        (true, _) => format!("cannot follow the symbolic link: {e}"),
+                        (false, _) => format!("cannot read: {e}"),
+                    };
+                    self.skip(&path, reason);
+                    continue;
+                }
+            };
+            let id = file_id(&path, &meta);
+            if meta.is_dir() {
+                if let Some(first) = self.dirs.get(&id) {
+                    let reason = if self.ancestors.contains(&id) {
+                        format!("symbolic link loop: it leads back to {}, not followed", first.display())
+                    } else {
+                        format!("same directory as {}, listed there", first.display())
+                    };
+                    self.skip(&path, reason);
+                    continue;
+                }
+                self.dirs.insert(id.clone(), path.clone());
+                self.ancestors.push(id);
+                self.walk(&path);
+                self.ancestors.pop();
+            } else if !meta.is_file() {
+                self.skip(&path, "not a regular file or directory".into());
+            } else if !has_image_extension(&path) {
+                self.skip(&path, format!("not a supported image (extensions: {})", IMAGE_EXTENSIONS.join(", ")));
+            } else if let Some(first) = self.seen.get(&id) {
+                let reason = format!("same file as {}, listed there", first.display());
+                self.skip(&path, reason);
+            } else {
+                self.seen.insert(id, path.clone());
+                self.files.push(path);
+            }
         }
     }
 }
@@ -192,7 +318,178 @@ pub fn has_image_extension(path: &Path) -> bool {
         .unwrap_or(false)
 }
 
-/// Writes `img` as PNG atomically: encode to `<path>.tmp-<pid>` in the same directory,
+/// An absolute path with symbolic links resolved as far as the path exists (the rest appended
+/// lexically), so "is this output inside that input" is answered for paths not created yet.
+pub fn resolve(path: &Path) -> std::io::Result<PathBuf> {
+    let absolute = std::path::absolute(path)?;
+    let mut existing = absolute.as_path();
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(canonical) = existing.canonicalize() {
+            let mut out = canonical;
+            for part in rest.iter().rev() {
+                match part {
+                    std::path::Component::ParentDir => {
+                        out.pop();
+                    }
+                    std::path::Component::CurDir => {}
+                    other => out.push(other.as_os_str()),
+                }
+            }
+            return Ok(out);
+        }
+        match (existing.parent(), existing.components().next_back()) {
+            (Some(parent), Some(last)) => {
+                rest.push(last);
+                existing = parent;
+            }
+            _ => return Ok(absolute.clone()),
+        }
+    }
+}
+
+/// What a run reads, so that no output path can name it or lie inside it.
+///
+/// Paths are compared resolved ([`resolve`]: absolute, symbolic links followed), and an existing
+/// output is also compared by identity (device, inode), which catches hard links.
+#[derive(Debug, Default)]
+pub struct Protected {
+    /// Resolved file path -> "what path" (a map: thousands of input files may be given).
+    files: std::collections::HashMap<PathBuf, String>,
+    /// (resolved directory, "what path"): few.
+    dirs: Vec<(PathBuf, String)>,
+    ids: std::collections::HashMap<FileId, (String, PathBuf)>,
+}
+
+impl Protected {
+    /// Protects `path` (described as `what`, e.g. "the model", "the input"): the file itself,
+    /// or, for a directory, everything inside it. A path that does not exist is protected by name.
+    pub fn add(&mut self, what: &str, path: &Path) {
+        let resolved = resolve(path).unwrap_or_else(|_| path.to_path_buf());
+        let meta = std::fs::metadata(path).ok();
+        let name = format!("{what} {}", path.display());
+        match meta {
+            Some(m) if m.is_dir() => self.dirs.push((resolved, name)),
+            Some(m) => {
+                self.ids.entry(file_id(&resolved, &m)).or_insert_with(|| (what.to_string(), path.to_path_buf()));
+                self.files.entry(resolved).or_insert(name);
+            }
+            None => {
+                self.files.entry(resolved).or_insert(name);
+            }
+        }
+    }
+
+    /// Protects one file by identity only (inputs found inside a protected directory: their
+    /// paths are covered by the directory, hard links to them elsewhere are not).
+    pub fn add_file_id(&mut self, what: &str, path: &Path) {
+        if let Some(m) = std::fs::metadata(path).ok().filter(|m| m.is_file()) {
+            self.ids.entry(file_id(path, &m)).or_insert_with(|| (what.to_string(), path.to_path_buf()));
+        }
+    }
+
+    /// `Err` naming both paths when the output `path` (the option `what`, e.g. "--report") is a
+    /// protected file, lies inside a protected directory, or is a hard link to a protected file.
+    pub fn check(&self, what: &str, path: &Path) -> Result<(), String> {
+        let resolved = resolve(path).unwrap_or_else(|_| path.to_path_buf());
+        if let Some(name) = self.files.get(&resolved) {
+            return Err(format!("{what} {} is {name}: refusing to overwrite it", path.display()));
+        }
+        for (p, name) in &self.dirs {
+            if resolved == *p {
+                return Err(format!("{what} {} is {name}: refusing to write into it", path.display()));
+            }
+            if resolved.starts_with(p) {
+                return Err(format!("{what} {} lies inside {name}: refusing to write there", path.display()));
+            }
+        }
+        if let Ok(m) = std::fs::metadata(path) {
+            if let Some((name, p)) = self.ids.get(&file_id(&resolved, &m)) {
+                return Err(format!(
+                    "{what} {} is the same file as {name} {} (a hard or symbolic link): refusing to overwrite it",
+                    path.display(),
+                    p.display()
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks, before any work, that a file can be written at `path` later: it is not a directory,
+/// its directory exists or can be created, and a file can be created there (a temp file is
+/// created and removed again). Errors name the path.
+pub fn probe_writable(path: &Path) -> Result<(), String> {
+    if path.is_dir() {
+        return Err(format!("{} is a directory, expected a file name", path.display()));
+    }
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| format!("cannot create the directory of {}: {e}", path.display()))?;
+    }
+    let tmp = temp_path(path);
+    std::fs::File::create(&tmp).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    let _ = std::fs::remove_file(&tmp);
+    Ok(())
+}
+
+/// The temp file every atomic write of `path` goes through: `.<name>.tmp-<pid>` in the same
+/// directory (hidden, so directory walks never pick it up; same file system, so the final rename
+/// is atomic).
+///
+/// A process killed between creating and renaming it (SIGKILL, power loss) leaves it behind, so
+/// the first call for a directory in each process removes the stale ones there: files named
+/// exactly `.<name>.tmp-<pid>` (or `<name>.tmp-<pid>`, the pattern of earlier versions) whose
+/// `<pid>` is not a running process. Liveness is read from `/proc`, so this cleaning happens on
+/// Linux only, and a temp file written by a process of another PID namespace (another container
+/// writing into the same directory) could be taken for stale.
+pub fn temp_path(path: &Path) -> PathBuf {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    clean_stale_temps_once(dir);
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    dir.join(format!(".{name}.tmp-{}", std::process::id()))
+}
+
+/// [`clean_stale_temps`] for `dir`, once per process (outputs are written by the thousand).
+fn clean_stale_temps_once(dir: &Path) {
+    static CLEANED: std::sync::Mutex<Option<std::collections::HashSet<PathBuf>>> = std::sync::Mutex::new(None);
+    let key = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let first = CLEANED.lock().map(|mut set| set.get_or_insert_with(Default::default).insert(key)).unwrap_or(false);
+    if first {
+        clean_stale_temps(dir);
+    }
+}
+
+/// Removes our temp files of dead processes from `dir` (see [`temp_path`]); returns how many.
+/// Best-effort: errors are ignored (the directory may not exist yet).
+pub fn clean_stale_temps(dir: &Path) -> usize {
+    if !cfg!(target_os = "linux") || !Path::new("/proc/self").exists() {
+        return 0;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(temp_pid) else { continue };
+        let is_file = entry.file_type().map(|t| t.is_file()).unwrap_or(false);
+        if is_file && pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() && std::fs::remove_file(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
+/// The PID of one of our temp file names, `[.]<name>.tmp-<digits>` with a non-empty name.
+fn temp_pid(name: &str) -> Option<u32> {
+    let (base, pid) = name.rsplit_once(".tmp-")?;
+    let base = base.strip_prefix('.').unwrap_or(base);
+    if base.is_empty() || pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    pid.parse().ok()
+}
+
+/// Writes `img` as PNG atomically: encode to a temp file in the same directory ([`temp_path`]),
 /// flush and sync, then rename over `path`. A crash leaves either the old file or the new one,
 /// never a truncated PNG. Parent directories are created if missing.
 pub fn save_png_atomic(img: &RgbImage, path: &Path) -> Result<(), ImagingError> {
@@ -200,9 +497,7 @@ pub fn save_png_atomic(img: &RgbImage, path: &Path) -> Result<(), ImagingError> 
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| werr(&e))?;
     }
-    let mut tmp_name = path.as_os_str().to_owned();
-    tmp_name.push(format!(".tmp-{}", std::process::id()));
-    let tmp = PathBuf::from(tmp_name);
+    let tmp = temp_path(path);
     let result = (|| -> Result<(), ImagingError> {
         let file = File::create(&tmp).map_err(|e| werr(&e))?;
         let mut w = BufWriter::new(file);
@@ -224,9 +519,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ImagingError> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(werr)?;
     }
-    let mut tmp_name = path.as_os_str().to_owned();
-    tmp_name.push(format!(".tmp-{}", std::process::id()));
-    let tmp = PathBuf::from(tmp_name);
+    let tmp = temp_path(path);
     let result = (|| {
         let mut f = File::create(&tmp)?;
         f.write_all(bytes)?;

@@ -37,7 +37,12 @@ Where the holes are (255 = hole in mask files; any value >= 128 counts):
 
 Only hole pixels change: the output has the input's size and every other pixel is bit-identical.
 Outputs are PNG, <stem>.png under --out (keeping sub-directories of an input directory); existing
-outputs are never replaced without --overwrite, and --out may not be inside an input directory.
+outputs are never replaced without --overwrite. No output (--out, --report, --save-masks) may name
+or lie inside an input, the model or a mask; all are checked before any image runs.
+Directories are walked once each (symbolic link loops are not followed, a file reached by two
+paths is read once); what a walk skips (other formats such as .gif, dangling links, unreadable
+directories) is printed as a warning and listed under skipped in --report. Hidden files are
+skipped silently.
 
 Scoring a model (--eval): every image (sorted list, index i) is fitted to the model size as the
 trainer does (center square crop, Catmull-Rom resize), gets a hole (--masks, else the seeded
@@ -189,7 +194,15 @@ fn run(args: &Args) -> Result<usize> {
         return run_eval(args, masks, &options);
     }
     let out = args.out.clone().unwrap_or_else(|| PathBuf::from("reconstructed"));
-    let jobs = plan::plan(&args.inputs, &out, args.overwrite)?;
+    // Every output path is checked before the model loads and any image runs.
+    let mut protected = plan::Reads { model: &args.model, masks: &masks }.protect(&args.inputs);
+    let planned = plan::plan(&args.inputs, &out, args.overwrite, &mut protected)?;
+    if let Some(report) = &args.report {
+        let outputs: Vec<&std::path::Path> = planned.jobs.iter().map(|j| j.output.as_path()).collect();
+        plan::check_report(report, &protected, &outputs)?;
+    }
+    report::print_skipped(&planned.skipped);
+    let jobs = planned.jobs;
     let rt = Runtime::load(&args.model, &options).context("loading the model")?;
     if !args.quiet {
         eprintln!(
@@ -226,6 +239,7 @@ fn run(args: &Args) -> Result<usize> {
             rt.provider().to_string(),
             &summary,
             &results,
+            &planned.skipped,
         )?;
     }
     if !args.quiet {

@@ -3,11 +3,11 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    path::{Component, Path, PathBuf},
+    path::{Path, PathBuf},
 };
 
 use anyhow::{bail, Context, Result};
-use facerecon_imaging::io::{list_images, IMAGE_EXTENSIONS};
+use facerecon_imaging::io::{walk_images, Protected, Skipped, IMAGE_EXTENSIONS};
 
 /// One input image and what to do with it.
 #[derive(Debug, Clone)]
@@ -18,8 +18,69 @@ pub struct Job {
     pub relative: PathBuf,
     /// Where the PNG goes.
     pub output: PathBuf,
-    /// Set when the job is known to fail before decoding (output exists, name collision...).
+    /// Set when the job is known to fail before decoding (its output exists).
     pub error: Option<String>,
+    /// Set when its output name is taken by another input: the job fails, but only after its
+    /// decoding, so that a broken file is reported as broken (not only as a name clash).
+    pub clash: Option<String>,
+}
+
+/// The jobs of a run and what the directory walks left out.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    /// One per input image, in order.
+    pub jobs: Vec<Job>,
+    /// Files and directories the walks skipped, with the reason (printed and in `--report`).
+    pub skipped: Vec<Skipped>,
+}
+
+/// What a run reads besides its images (no output may name or lie inside it), and its report.
+#[derive(Debug, Clone, Copy)]
+pub struct Reads<'a> {
+    /// The model file.
+    pub model: &'a Path,
+    /// Where masks come from.
+    pub masks: &'a MaskSource,
+}
+
+impl Reads<'_> {
+    /// The protected paths: the model, the masks and every INPUT (files, or directories whole).
+    pub fn protect(&self, inputs: &[PathBuf]) -> Protected {
+        let mut p = Protected::default();
+        p.add("the model", self.model);
+        match self.masks {
+            MaskSource::Dir(d) => p.add("the --masks directory", d),
+            MaskSource::File(f) => p.add("the --masks file", f),
+            MaskSource::None => {}
+        }
+        for input in inputs {
+            let what = if input.is_dir() { "the input directory" } else { "the input" };
+            p.add(what, input);
+        }
+        p
+    }
+}
+
+/// Checks `--out` before anything runs: it must be a directory (or not exist yet).
+pub fn check_out_dir(out: &Path) -> Result<()> {
+    if out.exists() && !out.is_dir() {
+        bail!("--out {} exists and is not a directory", out.display());
+    }
+    Ok(())
+}
+
+/// Checks the `--report` path before any image runs: not protected (an input, the model, a mask,
+/// inside an input directory), not one of the outputs, not a directory, and writable now (its
+/// directory is created and a temp file written and removed).
+pub fn check_report(report: &Path, protected: &Protected, outputs: &[&Path]) -> Result<()> {
+    protected.check("--report", report).map_err(anyhow::Error::msg)?;
+    let resolved = resolve(report)?;
+    for o in outputs {
+        if resolve(o)? == resolved {
+            bail!("--report {} is also the output image {}: choose another name", report.display(), o.display());
+        }
+    }
+    facerecon_imaging::io::probe_writable(report).map_err(|e| anyhow::anyhow!("--report: {e}"))
 }
 
 /// Where masks come from.
@@ -89,16 +150,22 @@ fn with_suffix(base: &Path, ext: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// Expand INPUTs into jobs writing under `out`. Usage errors (missing input, nothing found, output
-/// directory inside an input directory) are errors; per-file problems are recorded in `Job::error`.
-pub fn plan(inputs: &[PathBuf], out: &Path, overwrite: bool) -> Result<Vec<Job>> {
+/// Expand INPUTs into jobs writing under `out`. Usage errors (missing input, nothing found, an
+/// output path that names or lies inside something `protected`, e.g. an input directory) are
+/// errors; per-file problems are recorded in `Job::error` / `Job::clash`.
+pub fn plan(inputs: &[PathBuf], out: &Path, overwrite: bool, protected: &mut Protected) -> Result<Plan> {
+    check_out_dir(out)?;
     let out_resolved =
         resolve(out).with_context(|| format!("resolving --out {}", out.display()))?;
     let mut jobs = Vec::new();
+    let mut skipped = Vec::new();
     let mut seen_inputs = HashSet::new();
     for input in inputs {
-        let meta =
-            std::fs::metadata(input).with_context(|| format!("input {}", input.display()))?;
+        let meta = match std::fs::metadata(input) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!("input {} does not exist", input.display()),
+            Err(e) => bail!("input {}: cannot read it: {e}", input.display()),
+        };
         let resolved = resolve(input)?;
         let files: Vec<(PathBuf, PathBuf)> = if meta.is_dir() {
             if out_resolved.starts_with(&resolved) {
@@ -107,15 +174,19 @@ pub fn plan(inputs: &[PathBuf], out: &Path, overwrite: bool) -> Result<Vec<Job>>
                     input.display()
                 );
             }
-            let found = list_images(input);
-            if found.is_empty() {
+            let listing = walk_images(input);
+            if listing.files.is_empty() {
+                let why: Vec<String> = listing.skipped.iter().take(3).map(|s| format!("{}: {}", s.path.display(), s.reason)).collect();
                 bail!(
-                    "no images found in {} (extensions: {})",
+                    "no images found in {} (extensions: {}){}",
                     input.display(),
-                    IMAGE_EXTENSIONS.join(", ")
+                    IMAGE_EXTENSIONS.join(", "),
+                    if why.is_empty() { String::new() } else { format!("; skipped {}", why.join("; ")) }
                 );
             }
-            found
+            skipped.extend(listing.skipped);
+            listing
+                .files
                 .into_iter()
                 .map(|f| {
                     let rel = f
@@ -139,19 +210,30 @@ pub fn plan(inputs: &[PathBuf], out: &Path, overwrite: bool) -> Result<Vec<Job>>
             // The same file named twice (a file and its directory, or twice on the line) runs once.
             if seen_inputs.insert(resolve(&file).unwrap_or_else(|_| file.clone())) {
                 let output = out.join(&relative).with_extension("png");
+                // Hard links to an input elsewhere are that input too.
+                protected.add_file_id("the input", &file);
                 jobs.push(Job {
                     input: file,
                     relative,
                     output,
                     error: None,
+                    clash: None,
                 });
             }
         }
     }
+    protected.check("--out", out).map_err(anyhow::Error::msg)?;
+    for job in &jobs {
+        // E.g. an input directory inside --out whose outputs land back inside it, or an output
+        // that is (a link to) an input: refused before anything is written.
+        protected
+            .check(&format!("the output of {},", job.input.display()), &job.output)
+            .map_err(anyhow::Error::msg)?;
+    }
     let mut owners: HashMap<PathBuf, PathBuf> = HashMap::new();
     for job in &mut jobs {
         if let Some(first) = owners.get(&job.output) {
-            job.error = Some(format!(
+            job.clash = Some(format!(
                 "its output {} would also be written for {}; rename one of them",
                 job.output.display(),
                 first.display()
@@ -166,43 +248,27 @@ pub fn plan(inputs: &[PathBuf], out: &Path, overwrite: bool) -> Result<Vec<Job>>
             }
         }
     }
-    Ok(jobs)
+    Ok(Plan { jobs, skipped })
 }
 
 /// An absolute path with symlinks resolved as far as the path exists (the rest appended lexically),
 /// so "is the output inside an input directory" is answered for paths not created yet.
 pub fn resolve(path: &Path) -> Result<PathBuf> {
-    let absolute =
-        std::path::absolute(path).with_context(|| format!("resolving {}", path.display()))?;
-    let mut existing = absolute.as_path();
-    let mut rest = Vec::new();
-    loop {
-        if let Ok(canonical) = existing.canonicalize() {
-            let mut out = canonical;
-            for part in rest.iter().rev() {
-                match part {
-                    Component::ParentDir => {
-                        out.pop();
-                    }
-                    Component::CurDir => {}
-                    other => out.push(other.as_os_str()),
-                }
-            }
-            return Ok(out);
-        }
-        match (existing.parent(), existing.components().next_back()) {
-            (Some(parent), Some(last)) => {
-                rest.push(last);
-                existing = parent;
-            }
-            _ => return Ok(absolute.clone()),
-        }
-    }
+    facerecon_imaging::io::resolve(path).with_context(|| format!("resolving {}", path.display()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `plan` with only the inputs protected.
+    fn plan_jobs(inputs: &[PathBuf], out: &Path, overwrite: bool) -> Result<Vec<Job>> {
+        let mut p = Protected::default();
+        for i in inputs {
+            p.add("the input", i);
+        }
+        plan(inputs, out, overwrite, &mut p).map(|p| p.jobs)
+    }
 
     #[test]
     fn resolve_handles_missing_tails() {
@@ -225,7 +291,7 @@ mod tests {
         }
         let out = dir.path().join("out");
         std::fs::create_dir_all(&out).unwrap();
-        let jobs = plan(std::slice::from_ref(&photos), &out, false).unwrap();
+        let jobs = plan_jobs(std::slice::from_ref(&photos), &out, false).unwrap();
         let outputs: Vec<_> = jobs
             .iter()
             .map(|j| j.output.strip_prefix(&out).unwrap().to_path_buf())
@@ -241,26 +307,26 @@ mod tests {
         assert!(jobs[0].error.is_none());
         assert!(
             jobs[1]
-                .error
+                .clash
                 .as_deref()
                 .unwrap()
                 .contains("would also be written"),
             "{:?}",
-            jobs[1].error
+            jobs[1].clash
         );
 
         // Output inside the input directory, or the directory of an input file: refused.
         assert!(
-            plan(std::slice::from_ref(&photos), &photos.join("out"), false)
+            plan_jobs(std::slice::from_ref(&photos), &photos.join("out"), false)
                 .unwrap_err()
                 .to_string()
                 .contains("refusing")
         );
-        assert!(plan(&[photos.join("a.jpg")], &photos, false)
+        assert!(plan_jobs(&[photos.join("a.jpg")], &photos, false)
             .unwrap_err()
             .to_string()
             .contains("refusing"));
-        assert!(plan(&[dir.path().join("nope")], &out, false).is_err());
+        assert!(plan_jobs(&[dir.path().join("nope")], &out, false).is_err());
 
         // Mask pairing: relative place first, then flat by stem; missing is an error naming the dir.
         let masks = dir.path().join("masks");
@@ -295,7 +361,7 @@ mod tests {
         let masks = dir.path().join("masks");
         std::fs::create_dir_all(&masks).unwrap();
         std::fs::write(masks.join("20_1_0.jpg.png"), b"x").unwrap(); // a wrong pairing must not be taken
-        let jobs = plan(std::slice::from_ref(&photos), &dir.path().join("out"), false).unwrap();
+        let jobs = plan_jobs(std::slice::from_ref(&photos), &dir.path().join("out"), false).unwrap();
         let source = MaskSource::from_arg(Some(&masks)).unwrap();
         assert!(source.mask_for(&jobs[0]).unwrap_err().contains("20_1_0.jpg.chip.png"));
         std::fs::write(masks.join("20_1_0.jpg.chip.png"), b"x").unwrap();

@@ -1,7 +1,7 @@
 //! PNG output tuned for throughput: fast deflate with adaptive filtering, encoded in memory and
 //! written atomically (temp file in the same directory, then rename).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use image::{
     codecs::png::{CompressionType, FilterType, PngEncoder},
@@ -27,9 +27,8 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| fail("creating the directory of", e))?;
     }
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(format!(".tmp-{}", std::process::id()));
-    let tmp = PathBuf::from(tmp);
+    // Our temp naming; stale temps of killed runs in this directory are removed on first use.
+    let tmp = facerecon_imaging::io::temp_path(path);
     let result = std::fs::write(&tmp, bytes)
         .map_err(|e| fail("writing", e))
         .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| fail("renaming into", e)));

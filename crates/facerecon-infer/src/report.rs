@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use facerecon_imaging::io::Skipped;
 use serde::Serialize;
 
 /// What happened to one input.
@@ -91,7 +92,26 @@ struct Report<'a> {
     provider: String,
     summary: &'a Summary,
     files: &'a [FileResult],
+    /// What the directory walks left out, with why.
+    skipped: &'a [Skipped],
 }
+
+/// Prints what the directory walks skipped, one warning line each (the first [`MAX_SKIPPED_LINES`];
+/// `--report` lists them all). Printed even with `--quiet`: a skipped file is never silent.
+pub fn print_skipped(skipped: &[Skipped]) {
+    for s in skipped.iter().take(MAX_SKIPPED_LINES) {
+        eprintln!("warning: skipped {}: {}", s.path.display(), s.reason);
+    }
+    if skipped.len() > MAX_SKIPPED_LINES {
+        eprintln!(
+            "warning: ... and {} more skipped paths (--report lists them all)",
+            skipped.len() - MAX_SKIPPED_LINES
+        );
+    }
+}
+
+/// How many skipped paths are printed one by one.
+pub const MAX_SKIPPED_LINES: usize = 50;
 
 /// Write the JSON report atomically.
 pub fn write(
@@ -101,6 +121,7 @@ pub fn write(
     provider: String,
     summary: &Summary,
     files: &[FileResult],
+    skipped: &[Skipped],
 ) -> Result<()> {
     let report = Report {
         model,
@@ -109,6 +130,7 @@ pub fn write(
         provider,
         summary,
         files,
+        skipped,
     };
     let json = serde_json::to_vec_pretty(&report)?;
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {

@@ -174,11 +174,23 @@ fn failed(job: &Job, error: String, hole_fraction: Option<f32>) -> FileResult {
     }
 }
 
+/// A decode error, plus the job's name clash when it has one (both are wrong with the file).
+pub fn with_clash(error: String, job: &Job) -> String {
+    match &job.clash {
+        Some(clash) => format!("{error}; also, {clash}"),
+        None => error,
+    }
+}
+
 fn load(rt: &Runtime, job: &Job, rules: &MaskRules, fit: FitMode) -> Result<Loaded, FileResult> {
     if let Some(e) = &job.error {
         return Err(failed(job, e.clone(), None));
     }
-    let image = io::load_rgb(&job.input).map_err(|e| failed(job, e.to_string(), None))?;
+    // Decoded before a name clash fails the job: a broken file is reported as broken too.
+    let image = io::load_rgb(&job.input).map_err(|e| failed(job, with_clash(e.to_string(), job), None))?;
+    if let Some(clash) = &job.clash {
+        return Err(failed(job, clash.clone(), None));
+    }
     let mask = rules.build(job, &image).map_err(|e| failed(job, e, None))?;
     let hole_fraction = masks::hole_fraction(&mask);
     let prepared = crate::fast::prepare(&image, &mask, rt.info().image_size, fit)

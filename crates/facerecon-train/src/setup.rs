@@ -109,8 +109,11 @@ fn cuda_device(_index: usize, s: &str) -> Result<Device> {
 /// Returns the directory and whether it is synthetic.
 pub fn prepare_data(data: Option<&Path>, synthetic: Option<usize>, image_size: u32) -> Result<(PathBuf, bool)> {
     if let (Some(dir), None) = (data, synthetic) {
+        if dir.exists() && !dir.is_dir() {
+            bail!("--data {} is a file, expected a directory of images", dir.display());
+        }
         if !dir.is_dir() {
-            bail!("data directory {} does not exist", dir.display());
+            bail!("--data {}: the data directory does not exist", dir.display());
         }
         return Ok((dir.to_path_buf(), dir.join(SYNTHETIC_MARKER).exists()));
     }
@@ -210,6 +213,8 @@ pub const VAL_FILES: &str = "val_files.txt";
 
 /// Prepare a run: config, run directory, data, model, optimiser, and the checkpoint if resuming.
 pub fn setup(opts: &TrainOptions) -> Result<Session> {
+    // Before resolve_config: with --force it removes files from --out.
+    check_run_paths(opts)?;
     let (config, resumed) = resolve_config(opts)?;
     let device = parse_device(&opts.device)?;
     let size = config.model.image_size as u32;
@@ -218,7 +223,9 @@ pub fn setup(opts: &TrainOptions) -> Result<Session> {
     let data_arg = opts.data.clone().or(resumed.as_ref().map(|s| s.data.clone()));
     let (data_dir, synthetic) = prepare_data(data_arg.as_deref(), opts.synthetic, size)?;
     let max_images = opts.max_images.or(resumed.as_ref().and_then(|s| s.max_images));
-    let files = io::list_images(&data_dir);
+    let listing = io::walk_images(&data_dir);
+    print_skipped(&listing.skipped);
+    let files = listing.files;
     let split = split_files(&data_dir, &files, t.validation_fraction, max_images, t.max_val_images);
     if split.train.is_empty() {
         bail!("no training images in {} ({} image files found)", data_dir.display(), files.len());
@@ -273,4 +280,62 @@ pub fn setup(opts: &TrainOptions) -> Result<Session> {
         .with_context(|| format!("cannot write {}", val_list.display()))?;
     let resumed = state.step > 0 || state.epoch > 0;
     Ok(Session { config, out: opts.out.clone(), device, varmap, model, optimizer, state, train, val, skipped, resumed })
+}
+
+/// Checks --out against --data and --init-from before anything is written or removed: --out must
+/// be a directory (or not exist yet), --out may not lie inside the data (sample grids and
+/// checkpoints would become training images), the data may not lie in --out's samples directory
+/// (the run writes there, `--force` deletes there), and --out may not be (inside) the run it is
+/// initialised from (`--force` would delete its weights). Paths are compared resolved
+/// (absolute, symbolic links followed). Without --data when resuming, the checkpoint's data
+/// directory was checked when the run started.
+fn check_run_paths(opts: &TrainOptions) -> Result<()> {
+    let out = &opts.out;
+    if out.exists() && !out.is_dir() {
+        bail!("--out {} exists and is not a directory", out.display());
+    }
+    let resolved = |p: &Path| io::resolve(p).with_context(|| format!("resolving {}", p.display()));
+    let out_r = resolved(out)?;
+    let data = match &opts.data {
+        Some(d) => Some(d.clone()),
+        None if !opts.resume => Some(PathBuf::from(DEFAULT_SYNTHETIC_DIR)),
+        None => None,
+    };
+    if let Some(data) = data {
+        let data_r = resolved(&data)?;
+        if out_r.starts_with(&data_r) {
+            bail!(
+                "--out {} lies inside the data directory {}: its sample grids and checkpoints would be read as training images; choose an --out outside it",
+                out.display(),
+                data.display()
+            );
+        }
+        // Elsewhere inside --out the data is safe: the run only writes its own names there.
+        if data_r.starts_with(out_r.join(checkpoint::SAMPLES_DIR)) {
+            bail!(
+                "the data directory {} lies inside --out {}, in its {} directory where the run writes sample grids (and --force removes them); choose an --out outside it",
+                data.display(),
+                out.display(),
+                checkpoint::SAMPLES_DIR
+            );
+        }
+    }
+    if let Some(src) = &opts.init_from {
+        if out_r.starts_with(resolved(src)?) {
+            bail!("--out {} is (inside) the --init-from run {}: choose a new --out", out.display(), src.display());
+        }
+    }
+    Ok(())
+}
+
+/// Prints what the data walk skipped (other formats, dangling links, symbolic link loops, a file
+/// reached twice...), one warning each, the first 50.
+fn print_skipped(skipped: &[io::Skipped]) {
+    const MAX_LINES: usize = 50;
+    for s in skipped.iter().take(MAX_LINES) {
+        eprintln!("warning: skipped {}: {}", s.path.display(), s.reason);
+    }
+    if skipped.len() > MAX_LINES {
+        eprintln!("warning: ... and {} more skipped paths", skipped.len() - MAX_LINES);
+    }
 }

@@ -80,7 +80,27 @@ struct Loaded {
 pub fn run(rt: &Runtime, inputs: &[PathBuf], opts: &EvalOptions, progress: &Progress) -> Result<usize> {
     let start = Instant::now();
     let writes: Vec<&Path> = opts.out.iter().chain(&opts.save_masks).map(PathBuf::as_path).collect();
-    let (items, set_names) = gather(inputs, &writes, opts.overwrite)?;
+    // Every output path is checked before any image runs: none may name or lie inside an input,
+    // the model or a mask, and the report must be writable now.
+    let mut protected = plan::Reads { model: rt.path(), masks: &opts.masks }.protect(inputs);
+    for (what, dir) in [("--out", &opts.out), ("--save-masks", &opts.save_masks)] {
+        if let Some(dir) = dir {
+            if dir.exists() && !dir.is_dir() {
+                bail!("{what} {} exists and is not a directory", dir.display());
+            }
+            protected.check(what, dir).map_err(anyhow::Error::msg)?;
+        }
+    }
+    if let (Some(out), Some(masks)) = (&opts.out, &opts.save_masks) {
+        if plan::resolve(out)? == plan::resolve(masks)? {
+            bail!("--out and --save-masks are the same directory {}: triptychs and masks share their names", out.display());
+        }
+    }
+    let (items, set_names, skipped) = gather(inputs, &writes, opts.overwrite, &mut protected)?;
+    if let Some(path) = &opts.report {
+        plan::check_report(path, &protected, &[])?;
+    }
+    crate::report::print_skipped(&skipped);
     if let Some(grid) = opts.out.as_ref().map(|o| o.join("grid.png")) {
         if grid.exists() && !opts.overwrite {
             bail!("{} already exists (use --overwrite to replace it)", grid.display());
@@ -147,6 +167,7 @@ pub fn run(rt: &Runtime, inputs: &[PathBuf], opts: &EvalOptions, progress: &Prog
                 seconds: start.elapsed().as_secs_f64(),
                 sets: &sets,
                 files: &results,
+                skipped: &skipped,
             },
         )?;
     }
@@ -157,14 +178,24 @@ pub fn run(rt: &Runtime, inputs: &[PathBuf], opts: &EvalOptions, progress: &Prog
 /// directory INPUT, one for all file INPUTs together. Usage errors (missing input, no images, an
 /// output directory inside an input directory) are errors; output-name collisions and existing
 /// outputs (without `overwrite`) fail their image.
-fn gather(inputs: &[PathBuf], writes: &[&Path], overwrite: bool) -> Result<(Vec<Item>, Vec<String>)> {
+fn gather(
+    inputs: &[PathBuf],
+    writes: &[&Path],
+    overwrite: bool,
+    protected: &mut io::Protected,
+) -> Result<(Vec<Item>, Vec<String>, Vec<io::Skipped>)> {
     let write_dirs: Vec<PathBuf> = writes.iter().map(|p| plan::resolve(p)).collect::<Result<_>>()?;
     let mut seen = HashSet::new();
+    let mut skipped = Vec::new();
     let mut items = Vec::new();
     let mut set_names: Vec<String> = Vec::new();
     let mut files_set = None;
     for input in inputs {
-        let meta = std::fs::metadata(input).with_context(|| format!("input {}", input.display()))?;
+        let meta = match std::fs::metadata(input) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!("input {} does not exist", input.display()),
+            Err(e) => bail!("input {}: cannot read it: {e}", input.display()),
+        };
         let set = if meta.is_dir() {
             set_names.push(input.display().to_string());
             set_names.len() - 1
@@ -183,11 +214,13 @@ fn gather(inputs: &[PathBuf], writes: &[&Path], overwrite: bool) -> Result<(Vec<
                     input.display()
                 );
             }
-            let found = io::list_images(input);
-            if found.is_empty() {
+            let listing = io::walk_images(input);
+            if listing.files.is_empty() {
                 bail!("no images found in {} (extensions: {})", input.display(), io::IMAGE_EXTENSIONS.join(", "));
             }
-            found
+            skipped.extend(listing.skipped);
+            listing
+                .files
                 .into_iter()
                 .map(|f| {
                     let rel = f.strip_prefix(input).map(Path::to_path_buf).unwrap_or_else(|_| f.file_name().unwrap_or_default().into());
@@ -200,7 +233,8 @@ fn gather(inputs: &[PathBuf], writes: &[&Path], overwrite: bool) -> Result<(Vec<
         for (file, relative) in files {
             if seen.insert(plan::resolve(&file).unwrap_or_else(|_| file.clone())) {
                 let output = relative.with_extension("png");
-                items.push(Item { index: 0, set, job: Job { input: file, relative, output, error: None } });
+                protected.add_file_id("the input", &file);
+                items.push(Item { index: 0, set, job: Job { input: file, relative, output, error: None, clash: None } });
             }
         }
     }
@@ -212,9 +246,15 @@ fn gather(inputs: &[PathBuf], writes: &[&Path], overwrite: bool) -> Result<(Vec<
         if writes.is_empty() {
             continue;
         }
+        for dir in writes {
+            // E.g. an input directory inside --out whose triptychs would land back inside it.
+            protected
+                .check(&format!("the output of {},", item.job.input.display()), &dir.join(&item.job.output))
+                .map_err(anyhow::Error::msg)?;
+        }
         match owners.get(&item.job.output) {
             Some(owner) => {
-                item.job.error = Some(format!(
+                item.job.clash = Some(format!(
                     "its output name {} is also used by {owner}; rename one of them",
                     item.job.output.display()
                 ))
@@ -231,14 +271,18 @@ fn gather(inputs: &[PathBuf], writes: &[&Path], overwrite: bool) -> Result<(Vec<
         let n = items.iter().filter(|i| i.set == k).count();
         set_names[k] = format!("files ({n})");
     }
-    Ok((items, set_names))
+    Ok((items, set_names, skipped))
 }
 
 fn load(item: &Item, size: u32, opts: &EvalOptions, sampler: &MaskSampler) -> Result<Loaded, String> {
     if let Some(e) = &item.job.error {
         return Err(e.clone());
     }
-    let original = io::load_rgb(&item.job.input).map_err(|e| e.to_string())?;
+    // Decoded before a name clash fails the item: a broken file is reported as broken too.
+    let original = io::load_rgb(&item.job.input).map_err(|e| crate::work::with_clash(e.to_string(), &item.job))?;
+    if let Some(clash) = &item.job.clash {
+        return Err(clash.clone());
+    }
     let fitted = layout::fit_square(&original, size);
     let mask = match opts.masks.mask_for(&item.job)? {
         Some(path) => holes::fitted_mask_file(&path, original.dimensions(), size, opts.invert)?,

@@ -105,6 +105,8 @@ pub struct EvalReport<'a> {
     pub sets: &'a [SetSummary],
     /// Per-image results, in index order.
     pub files: &'a [ImageResult],
+    /// What the directory walks left out, with why.
+    pub skipped: &'a [facerecon_imaging::io::Skipped],
 }
 
 /// Write the report atomically.

@@ -1,0 +1,113 @@
+//! Issue 15, output paths of `facerecon-export`: --out / --reference may not name or lie inside the
+//! checkpoint (nor be a hard link to one of its files), are checked before the export runs, and a
+//! failed export or verification leaves nothing at --out (no temp file either).
+
+use candle_core::Device;
+use facerecon_model::{random_weights, ModelSpec};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A checkpoint directory like the trainer's: config.yaml (tiny), model.safetensors.
+fn checkpoint(dir: &Path) -> PathBuf {
+    let ck = dir.join("runs/tiny");
+    std::fs::create_dir_all(&ck).unwrap();
+    let cfg = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/tiny.yaml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(ck.join("config.yaml"), &text).unwrap();
+    let v: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let spec: ModelSpec = serde_yaml::from_value(v["model"].clone()).unwrap();
+    let w = random_weights(&spec, 5, 0.1, &Device::Cpu).unwrap();
+    candle_core::safetensors::save(&w, ck.join("model.safetensors")).unwrap();
+    ck
+}
+
+/// Runs the exporter; `ort` false removes ORT_DYLIB_PATH (verification then fails).
+fn run(args: &[&Path], ort: bool) -> (bool, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_facerecon-export"));
+    cmd.args(args);
+    if !ort {
+        cmd.env_remove("ORT_DYLIB_PATH");
+    }
+    let out = cmd.output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn outputs_may_not_name_or_lie_inside_the_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ck = checkpoint(tmp.path());
+    let weights = std::fs::read(ck.join("model.safetensors")).unwrap();
+    let p = |s: &'static str| Path::new(s);
+    for target in [ck.join("model.safetensors"), ck.join("config.yaml"), ck.join("tiny.onnx"), ck.clone()] {
+        let (ok, text) = run(&[p("--checkpoint"), &ck, p("--out"), &target, p("--no-verify")], false);
+        assert!(!ok, "{}: {text}", target.display());
+        assert!(text.contains("--out") && text.contains(&*target.to_string_lossy()), "{text}");
+        let (ok, text) = run(&[p("--checkpoint"), &ck, p("--out"), &tmp.path().join("x.onnx"), p("--reference"), &target, p("--no-verify")], false);
+        assert!(!ok, "{}: {text}", target.display());
+        assert!(text.contains("--reference"), "{text}");
+        assert!(!tmp.path().join("x.onnx").exists(), "the export ran before --reference was checked");
+    }
+    assert_eq!(std::fs::read(ck.join("model.safetensors")).unwrap(), weights, "the trained weights were replaced");
+    assert_eq!(names(&ck), ["config.yaml", "model.safetensors"]);
+
+    // A hard link to the weights, outside the checkpoint.
+    #[cfg(unix)]
+    {
+        let link = tmp.path().join("linked.onnx");
+        std::fs::hard_link(ck.join("model.safetensors"), &link).unwrap();
+        let (ok, text) = run(&[p("--checkpoint"), &ck, p("--out"), &link, p("--no-verify")], false);
+        assert!(!ok && text.contains("linked.onnx") && text.contains("same file"), "{text}");
+        assert_eq!(std::fs::read(ck.join("model.safetensors")).unwrap(), weights);
+    }
+    // --reference and --out the same file.
+    let same = tmp.path().join("same.onnx");
+    let (ok, text) = run(&[p("--checkpoint"), &ck, p("--out"), &same, p("--reference"), &same, p("--no-verify")], false);
+    assert!(!ok && text.contains("--reference"), "{text}");
+    // --out a directory.
+    let d = tmp.path().join("adir");
+    std::fs::create_dir_all(&d).unwrap();
+    let (ok, text) = run(&[p("--checkpoint"), &ck, p("--out"), &d, p("--no-verify")], false);
+    assert!(!ok && text.contains("is a directory"), "{text}");
+}
+
+#[test]
+fn a_failed_verification_leaves_nothing_at_out() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ck = checkpoint(tmp.path());
+    let dir = tmp.path().join("exported");
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("tiny.onnx");
+    let p = |s: &'static str| Path::new(s);
+    // No ONNX Runtime: verification fails, so the model must not appear at --out.
+    let (ok, text) = run(&[p("--checkpoint"), &ck, p("--out"), &out, p("--reference"), &dir.join("ref.npz")], false);
+    assert!(!ok, "{text}");
+    assert!(names(&dir).is_empty(), "a failed export left {:?}", names(&dir));
+    // An earlier good export at --out survives a failed one untouched.
+    std::fs::write(&out, b"previous model").unwrap();
+    let (ok, _) = run(&[p("--checkpoint"), &ck, p("--out"), &out], false);
+    assert!(!ok);
+    assert_eq!(std::fs::read(&out).unwrap(), b"previous model");
+    assert_eq!(names(&dir), ["tiny.onnx"]);
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn stale_temp_files_of_killed_exports_are_removed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ck = checkpoint(tmp.path());
+    let dir = tmp.path().join("exported");
+    std::fs::create_dir_all(&dir).unwrap();
+    // What a SIGKILLed export leaves (PID above pid_max: cannot be alive).
+    std::fs::write(dir.join(".tiny.onnx.tmp-9999999"), b"partial").unwrap();
+    let p = |s: &'static str| Path::new(s);
+    let (ok, text) = run(&[p("--checkpoint"), &ck, p("--out"), &dir.join("tiny.onnx"), p("--no-verify")], false);
+    assert!(ok, "{text}");
+    assert_eq!(names(&dir), ["tiny.onnx"]);
+}
