@@ -54,10 +54,10 @@ the means goes to stdout; --report writes per-image metrics; --out writes per im
 (corrupted | reconstructed | original) and grid.png (the first 8); --save-masks DIR writes the masks
 (255 = hole, model size) for scoring other tools on the very same holes (--masks DIR reads them back).
 
-Fleet use: --shard I/N (0-based, I < N) takes the inputs whose hash of their path relative to the
-INPUT directory they were found under (the file name for a file INPUT) is I mod N: every file lands
-in exactly one shard, the same on every machine and mount point, and adding files moves no other
-file. In a job array: --shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT (Slurm) or
+Fleet use: --shard I/N (0-based, I < N) takes the inputs whose path relative to the INPUT
+directory they were found under (the file name for a file INPUT) hashes to I (mod N): every file
+lands in exactly one shard, the same on every machine and mount point, and adding files moves no
+other file. In a job array: --shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT (Slurm) or
 --shard $JOB_COMPLETION_INDEX/N (Kubernetes Indexed Job); nothing is read from the environment.
 --skip-existing skips inputs whose output is already a complete PNG (a requeued task resumes);
 an incomplete one (truncated by a crash) is written again. Each shard should write its own --report.
