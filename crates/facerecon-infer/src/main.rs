@@ -8,6 +8,7 @@ mod plan;
 mod png;
 mod report;
 mod resize;
+mod shard;
 mod work;
 
 use std::{io::IsTerminal, path::PathBuf, process::ExitCode, time::Instant};
@@ -52,6 +53,14 @@ psnr_full, psnr_hole (dB), ssim, l1_hole (mean |error| over hole pixels x 100). 
 the means goes to stdout; --report writes per-image metrics; --out writes per image a triptych
 (corrupted | reconstructed | original) and grid.png (the first 8); --save-masks DIR writes the masks
 (255 = hole, model size) for scoring other tools on the very same holes (--masks DIR reads them back).
+
+Fleet use: --shard I/N (0-based, I < N) takes the inputs whose path relative to the INPUT
+directory they were found under (the file name for a file INPUT) hashes to I (mod N): every file
+lands in exactly one shard, the same on every machine and mount point, and adding files moves no
+other file. In a job array: --shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT (Slurm) or
+--shard $JOB_COMPLETION_INDEX/N (Kubernetes Indexed Job); nothing is read from the environment.
+--skip-existing skips inputs whose output is already a complete PNG (a requeued task resumes);
+an incomplete one (truncated by a crash) is written again. Each shard should write its own --report.
 
 Exit status: 0 all images written, 1 some images failed (each is reported), 2 usage or model error.";
 
@@ -110,6 +119,14 @@ struct Args {
     /// Replace existing outputs (with --eval: triptychs, grid.png and saved masks).
     #[arg(long)]
     overwrite: bool,
+    /// Process only shard I of N (0-based, `0/N` .. `N-1/N`): the inputs whose relative path hashes
+    /// to I (see "Fleet use" below). Not with --eval.
+    #[arg(long, value_name = "I/N", conflicts_with = "eval")]
+    shard: Option<shard::Shard>,
+    /// Skip inputs whose output already exists as a complete PNG (resume a stopped or requeued
+    /// run); they count as skipped in the summary and --report.
+    #[arg(long, conflicts_with_all = ["overwrite", "eval"])]
+    skip_existing: bool,
     /// Write a JSON report: per-file status, error, hole fraction, output path.
     #[arg(long, value_name = "FILE.json")]
     report: Option<PathBuf>,
@@ -196,17 +213,38 @@ fn run(args: &Args) -> Result<usize> {
     let out = args.out.clone().unwrap_or_else(|| PathBuf::from("reconstructed"));
     // Every output path is checked before the model loads and any image runs.
     let mut protected = plan::Reads { model: &args.model, masks: &masks }.protect(&args.inputs);
-    let planned = plan::plan(&args.inputs, &out, args.overwrite, &mut protected)?;
+    let mut planned = plan::plan(&args.inputs, &out, args.overwrite, &mut protected)?;
+    // Sharded after planning: name clashes and output checks are decided over all inputs, the
+    // same in every shard, so two shards never write the same output.
+    let inputs_all_shards = planned.jobs.len();
+    if let Some(s) = &args.shard {
+        planned.jobs.retain(|j| s.contains(&j.relative));
+    }
     if let Some(report) = &args.report {
         let outputs: Vec<&std::path::Path> = planned.jobs.iter().map(|j| j.output.as_path()).collect();
         plan::check_report(report, &protected, &outputs)?;
     }
     report::print_skipped(&planned.skipped);
-    let jobs = planned.jobs;
+    // `done[i]` is the result of job i when it is skipped (its output is complete already).
+    let (jobs, done) = if args.skip_existing {
+        split_done(planned.jobs)
+    } else {
+        let n = planned.jobs.len();
+        (planned.jobs, vec![None; n])
+    };
+    let skipped_existing = done.iter().flatten().count();
     let rt = Runtime::load(&args.model, &options).context("loading the model")?;
     if !args.quiet {
+        let shard = match &args.shard {
+            Some(s) => format!("shard {s}: {} of {inputs_all_shards} inputs, ", done.len()),
+            None => String::new(),
+        };
+        let skipped = match skipped_existing {
+            0 => String::new(),
+            n => format!(" ({n} more already done, skipped)"),
+        };
         eprintln!(
-            "model {} ({}x{}, {}) on {}; {} images -> {}",
+            "model {} ({}x{}, {}) on {}; {shard}{} images{skipped} -> {}",
             args.model.display(),
             rt.info().image_size,
             rt.info().image_size,
@@ -226,7 +264,9 @@ fn run(args: &Args) -> Result<usize> {
         invert: args.invert_mask,
         dilate: args.dilate,
     };
-    let results = work::run(&rt, &jobs, &rules, fit, args.overwrite, &progress);
+    let mut ran = work::run(&rt, &jobs, &rules, fit, args.overwrite, &progress).into_iter();
+    // Back in input order, skipped ones in their places.
+    let results: Vec<_> = done.into_iter().map(|d| d.or_else(|| ran.next()).expect("one result per job")).collect();
     if let Some(bar) = &progress.bar {
         bar.finish_and_clear();
     }
@@ -240,12 +280,50 @@ fn run(args: &Args) -> Result<usize> {
             &summary,
             &results,
             &planned.skipped,
+            args.shard.map(|s| report::ShardInfo { index: s.index, count: s.count, inputs_all_shards }),
         )?;
     }
     if !args.quiet {
         eprintln!("{}", summary.line());
     }
     Ok(summary.failed)
+}
+
+/// `--skip-existing`: the jobs still to run, and per job (in order) its `Skipped` result when its
+/// output is already a complete PNG. An output that exists but is not a complete PNG (a crash
+/// between rename and the data reaching the disk) is removed, with a warning, and written again.
+/// Jobs that fail anyway (a name clash: the output is another input's) are left to fail.
+fn split_done(jobs: Vec<plan::Job>) -> (Vec<plan::Job>, Vec<Option<report::FileResult>>) {
+    let mut run = Vec::with_capacity(jobs.len());
+    let mut done = Vec::with_capacity(jobs.len());
+    for mut job in jobs {
+        // A regular file only (not followed): a directory or link there keeps its usual error.
+        let is_file = std::fs::symlink_metadata(&job.output).is_ok_and(|m| m.is_file());
+        if job.clash.is_none() && is_file {
+            if shard::is_complete_png(&job.output) {
+                done.push(Some(report::FileResult {
+                    input: job.input,
+                    output: job.output,
+                    status: report::Status::Skipped,
+                    error: None,
+                    hole_fraction: None,
+                }));
+                continue;
+            }
+            match std::fs::remove_file(&job.output) {
+                Ok(()) => {
+                    eprintln!("warning: {} is not a complete PNG (left by a crash?): writing it again", job.output.display());
+                    job.error = None;
+                }
+                Err(e) => {
+                    job.error = Some(format!("output {} is incomplete and cannot be removed: {e}", job.output.display()));
+                }
+            }
+        }
+        done.push(None);
+        run.push(job);
+    }
+    (run, done)
 }
 
 /// A progress bar on a terminal for more than a few images.

@@ -16,6 +16,8 @@ pub enum Status {
     NoHole,
     /// Nothing written; see `error`.
     Failed,
+    /// `--skip-existing`: its output was already complete; not read, nothing written.
+    Skipped,
 }
 
 /// One line of the report.
@@ -46,6 +48,8 @@ pub struct Summary {
     pub no_hole: usize,
     /// Failed.
     pub failed: usize,
+    /// Skipped, their outputs complete already (`--skip-existing`).
+    pub skipped: usize,
     /// Wall time.
     pub seconds: f64,
     /// (reconstructed + no_hole) / seconds.
@@ -56,16 +60,18 @@ impl Summary {
     /// Count the results.
     pub fn of(results: &[FileResult], seconds: f64) -> Summary {
         let count = |s: Status| results.iter().filter(|r| r.status == s).count();
-        let (reconstructed, no_hole, failed) = (
+        let (reconstructed, no_hole, failed, skipped) = (
             count(Status::Ok),
             count(Status::NoHole),
             count(Status::Failed),
+            count(Status::Skipped),
         );
         Summary {
             total: results.len(),
             reconstructed,
             no_hole,
             failed,
+            skipped,
             seconds,
             images_per_second: if seconds > 0.0 {
                 (reconstructed + no_hole) as f64 / seconds
@@ -77,8 +83,12 @@ impl Summary {
 
     /// The closing line.
     pub fn line(&self) -> String {
+        let skipped = match self.skipped {
+            0 => String::new(),
+            n => format!(", {n} skipped (output exists)"),
+        };
         format!(
-            "{} reconstructed, {} without hole (copied), {} failed, of {} images in {:.2}s ({:.1} images/s)",
+            "{} reconstructed, {} without hole (copied), {} failed{skipped}, of {} images in {:.2}s ({:.1} images/s)",
             self.reconstructed, self.no_hole, self.failed, self.total, self.seconds, self.images_per_second
         )
     }
@@ -94,6 +104,20 @@ struct Report<'a> {
     files: &'a [FileResult],
     /// What the directory walks left out, with why.
     skipped: &'a [Skipped],
+    /// `--shard`: which share of the inputs this run took.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shard: Option<ShardInfo>,
+}
+
+/// The `shard` of the report: this run's `--shard I/N` and the number of inputs of all shards.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct ShardInfo {
+    /// I (0-based).
+    pub index: u64,
+    /// N.
+    pub count: u64,
+    /// Inputs found before sharding (this run's `summary.total` is its share).
+    pub inputs_all_shards: usize,
 }
 
 /// Prints what the directory walks skipped, one warning line each (the first [`MAX_SKIPPED_LINES`];
@@ -122,6 +146,7 @@ pub fn write(
     summary: &Summary,
     files: &[FileResult],
     skipped: &[Skipped],
+    shard: Option<ShardInfo>,
 ) -> Result<()> {
     let report = Report {
         model,
@@ -131,6 +156,7 @@ pub fn write(
         summary,
         files,
         skipped,
+        shard,
     };
     let json = serde_json::to_vec_pretty(&report)?;
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
