@@ -44,3 +44,28 @@ fn non_finite_outputs_fail_only_their_image() {
     assert_eq!(dark.get_pixel(10, 10), &Rgb([255, 255, 255]));
     assert_eq!(dark.get_pixel(0, 0), &Rgb([0, 0, 0]));
 }
+
+#[test]
+fn eval_fails_the_images_whose_outputs_are_not_finite() {
+    // `--eval` scores the raw network output: NaN metrics (written as JSON null) must not pass as a
+    // score. The bright image overflows to infinity; the black one stays finite.
+    let ort = std::env::var("ORT_DYLIB_PATH").expect("ORT_DYLIB_PATH (run `make test`)");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let model = common::Spec::identity(3e38, [3e38; 3]).write(d, "overflow.onnx");
+    std::fs::create_dir(d.join("in")).unwrap();
+    RgbImage::new(32, 32).save(d.join("in/dark.png")).unwrap();
+    RgbImage::from_pixel(32, 32, Rgb([200, 180, 160])).save(d.join("in/bright.png")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_facerecon-infer"))
+        .arg("--model")
+        .arg(&model)
+        .arg("--eval")
+        .arg(d.join("in"))
+        .env("ORT_DYLIB_PATH", ort)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "exit 0 with a broken model:\n{stderr}");
+    assert!(stderr.contains("bright.png") && stderr.contains("non-finite"), "{stderr}");
+    assert!(!stderr.contains("dark.png"), "the finite image failed too:\n{stderr}");
+}
