@@ -26,7 +26,7 @@ train_args = --config $(CONFIG) --out runs/$(NAME) --device $(DEVICE) \
   $(if $(MAX_IMAGES),--max-images $(MAX_IMAGES)) $(if $(THREADS),--threads $(THREADS)) $(if $(RESUME),--resume) \
   $(if $(INIT),--init-from $(INIT))
 
-.PHONY: help setup setup-gpu deps build build-cuda train resume unet export infer demo test bench bench-parity check-onnx clean-runs
+.PHONY: help setup setup-gpu deps build build-cuda train resume unet export infer demo test fuzz bench bench-parity check-onnx clean-runs
 
 help:
 	@sed -n '1,3p' Makefile; echo; grep -E '^[a-z-]+:.*##' Makefile | sed 's/:.*##/\t/'
@@ -68,6 +68,23 @@ test: setup                 ## all unit + end-to-end tests (installs what they n
 	$(CARGO) build --release --workspace --bins
 	scripts/py-venv.sh >/dev/null
 	ORT_DYLIB_PATH=$(ORT_LIB) FACERECON_PYTHON=$(CURDIR)/.cache/venv/bin/python $(CARGO) test --workspace --release
+
+FUZZ_CASES   ?= 2000
+FUZZ_SECONDS ?= 300
+# The property tests of the input surfaces (see README: Tests), with many more cases than `make test`.
+# Each target is bounded by FUZZ_SECONDS of wall time (`timeout`; a timeout is reported, not a failure).
+FUZZ_TARGETS = facerecon-runtime:fuzz_model facerecon-train:fuzz_config facerecon-infer:fuzz_inputs facerecon-capi:fuzz_args
+fuzz: setup                 ## property/fuzz tests with FUZZ_CASES cases, each target bounded by FUZZ_SECONDS
+	$(CARGO) build --release --workspace --bins
+	@for t in $(FUZZ_TARGETS); do \
+	  pkg=$${t%%:*}; test=$${t##*:}; \
+	  $(CARGO) test --release -p $$pkg --test $$test --no-run -q || exit 1; \
+	  echo "== $$pkg/$$test: $(FUZZ_CASES) cases, at most $(FUZZ_SECONDS) s"; \
+	  ORT_DYLIB_PATH=$(ORT_LIB) FACERECON_FUZZ_CASES=$(FUZZ_CASES) timeout $(FUZZ_SECONDS) \
+	    $(CARGO) test --release -q -p $$pkg --test $$test; rc=$$?; \
+	  if [ $$rc = 124 ]; then echo "   (stopped after $(FUZZ_SECONDS) s, no failure so far)"; \
+	  elif [ $$rc != 0 ]; then exit $$rc; fi; \
+	done
 
 bench: build setup          ## side-by-side benchmark tables (see benches/README.md)
 	ORT_DYLIB_PATH=$(ORT_LIB) benches/run.sh

@@ -10,7 +10,10 @@
  * else the environment variable ORT_DYLIB_PATH (`make setup` fetches it and prints its path).
  *
  * Ownership
- *   - facerecon_open returns a model the caller owns; release it with facerecon_close, exactly once.
+ *   - facerecon_open returns a model handle the caller owns; release it with facerecon_close. A handle
+ *     is an opaque value checked against the library's table of open models on every call: using it
+ *     after facerecon_close, or closing it twice, returns FACERECON_INVALID_HANDLE (never a crash).
+ *     Handles are never reused, so a stale one cannot reach a model opened later.
  *   - Every pixel buffer stays the caller's: the library reads inputs and writes outputs during the
  *     call only and keeps no pointer afterwards.
  *   - Strings returned by the library (facerecon_last_error, facerecon_version) belong to the library;
@@ -19,8 +22,11 @@
  * Thread safety
  *   - A facerecon_model may be used from several threads at once: calls are safe, and the network
  *     runs one call at a time per model (pre/post-processing of different calls overlaps). For
- *     parallel inference open one model per thread.
- *   - facerecon_close must not race with any other call on the same model.
+ *     parallel inference open one model per thread: calls on different models never wait for each
+ *     other.
+ *   - facerecon_close may race with other calls on the same model: calls already running finish
+ *     normally (the model is freed when the last one returns); calls that start after it get
+ *     FACERECON_INVALID_HANDLE.
  *   - facerecon_last_error / facerecon_last_error_code are per thread: they describe the calling
  *     thread's last fallible call.
  *
@@ -55,7 +61,10 @@ typedef enum facerecon_status {
     /* A pixel operation failed. */
     FACERECON_IMAGE = 6,
     /* A bug in the library (a caught Rust panic); the message says where. */
-    FACERECON_INTERNAL = 7
+    FACERECON_INTERNAL = 7,
+    /* The model handle is not open: used after facerecon_close, closed twice, or never returned by
+     * facerecon_open. */
+    FACERECON_INVALID_HANDLE = 8
 } facerecon_status;
 
 /* How a frame is fitted to the model's square input (see facerecon_runtime::FitMode). */
@@ -116,13 +125,16 @@ void facerecon_options_default(facerecon_options *opts);
  * defaults). Returns NULL on failure: see facerecon_last_error / facerecon_last_error_code. */
 facerecon_model *facerecon_open(const char *model_path, const facerecon_options *opts);
 
-/* Release a model. NULL is ignored. The pointer is invalid afterwards. */
-void facerecon_close(facerecon_model *model);
+/* Release a model. Returns FACERECON_OK (also for NULL, which is ignored), or
+ * FACERECON_INVALID_HANDLE when the handle is not open (a second close). The handle is invalid
+ * afterwards: every call with it returns FACERECON_INVALID_HANDLE (facerecon_model_size and
+ * facerecon_batch_size return 0). */
+int facerecon_close(facerecon_model *model);
 
-/* Side of the model's square input in pixels (e.g. 128), or 0 when model is NULL. */
+/* Side of the model's square input in pixels (e.g. 128), or 0 when model is NULL or not open. */
 uint32_t facerecon_model_size(const facerecon_model *model);
 
-/* Frames per network run in facerecon_reconstruct_batch, or 0 when model is NULL. */
+/* Frames per network run in facerecon_reconstruct_batch, or 0 when model is NULL or not open. */
 uint32_t facerecon_batch_size(const facerecon_model *model);
 
 /* Reconstruct the holes of one frame.
@@ -147,9 +159,9 @@ int facerecon_reconstruct(facerecon_model *model, const uint8_t *rgb, uint32_t w
  * then be NULL). */
 int facerecon_reconstruct_batch(facerecon_model *model, const facerecon_frame *frames, size_t count);
 
-/* The message of the last facerecon_open / facerecon_reconstruct / facerecon_reconstruct_batch call
- * on this thread ("" when it succeeded). Owned by the library; valid until this thread's next call to
- * one of those three. Never NULL. */
+/* The message of the last facerecon_open / facerecon_close / facerecon_reconstruct /
+ * facerecon_reconstruct_batch call on this thread ("" when it succeeded). Owned by the library; valid
+ * until this thread's next call to one of those four. Never NULL. */
 const char *facerecon_last_error(void);
 
 /* The facerecon_status of that same call (FACERECON_OK when it succeeded). */

@@ -240,7 +240,18 @@ int main(int argc, char **argv) {
     free(out);
     free(copy);
     free(ms);
-    facerecon_close(model);
+    check(facerecon_close(model) == FACERECON_OK, "the model closes");
+    {
+        /* The handle is stale now: every use is an error code, never a crash. */
+        uint8_t px[3] = {9, 9, 9};
+        const uint8_t hole[1] = {255};
+        check(facerecon_reconstruct(model, px, 1, 1, 3, hole, 1, px, 3) == FACERECON_INVALID_HANDLE &&
+                  facerecon_last_error_code() == FACERECON_INVALID_HANDLE &&
+                  strstr(facerecon_last_error(), "not open") != NULL && px[0] == 9 &&
+                  facerecon_model_size(model) == 0 && facerecon_batch_size(model) == 0,
+              "a closed model is refused");
+        check(facerecon_close(model) == FACERECON_INVALID_HANDLE, "a second close is an error");
+    }
     printf("%s\n", failures ? "FAILED" : "all checks passed");
     return failures ? 1 : 0;
 }

@@ -53,16 +53,100 @@ impl Default for Options {
     }
 }
 
-/// `facerecon_model`: an opened model (opaque to C).
-#[derive(Debug)]
+/// `facerecon_model`: what C holds is an opaque handle, never a pointer to this type. A handle is
+/// a number from [`registry`] disguised as a pointer; every call looks it up, so a closed, doubly
+/// closed or made-up handle is an error code instead of a use-after-free.
+#[repr(C)]
 pub struct Model {
+    _opaque: [u8; 0],
+}
+
+/// An open model: the runtime behind a handle.
+#[derive(Debug)]
+pub struct OpenModel {
     runtime: Runtime,
 }
 
-impl Model {
+impl OpenModel {
     /// The runtime behind the handle.
     pub fn runtime(&self) -> &Runtime {
         &self.runtime
+    }
+}
+
+/// The table of open handles.
+///
+/// Handles are ids from a counter that never repeats (a reused id would let a stale handle reach
+/// someone else's model), scaled so that they are aligned like pointers and never NULL. The table's
+/// lock is held only to look an id up and clone its `Arc`: calls on different handles (and on the
+/// same handle) run concurrently, and a `facerecon_close` during a running call only drops the
+/// table's reference — the model is freed when that call finishes.
+pub mod registry {
+    use std::{
+        collections::HashMap,
+        sync::{Arc, Mutex, MutexGuard, OnceLock},
+    };
+
+    use super::{Model, OpenModel};
+    use crate::status::{Failure, Status};
+
+    /// Spacing of handle values (keeps them 16-byte aligned, like a real allocation).
+    const STEP: usize = 16;
+
+    struct Table {
+        next: usize,
+        open: HashMap<usize, Arc<OpenModel>>,
+    }
+
+    fn table() -> MutexGuard<'static, Table> {
+        static TABLE: OnceLock<Mutex<Table>> = OnceLock::new();
+        TABLE
+            .get_or_init(|| {
+                Mutex::new(Table {
+                    // Far from 0 and from small integers a C caller might pass by mistake.
+                    next: 0x1000,
+                    open: HashMap::new(),
+                })
+            })
+            .lock()
+            // Nothing is left half-updated by a panic under this lock (insert/remove/clone only).
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Register a model; its handle.
+    pub fn insert(model: OpenModel) -> *mut Model {
+        let mut t = table();
+        let mut id = t.next;
+        // usize wraps only after 2^60 opens on 64-bit (2^28 on 32-bit); if it ever does, skip the
+        // low values and any id still open.
+        while id < 0x1000 || t.open.contains_key(&id) {
+            id = id.wrapping_add(STEP);
+        }
+        t.next = id.wrapping_add(STEP);
+        t.open.insert(id, Arc::new(model));
+        id as *mut Model
+    }
+
+    fn unknown(handle: *const Model) -> Failure {
+        Failure {
+            status: Status::InvalidHandle,
+            message: format!(
+                "model handle {handle:p} is not open: it was closed already, or never returned by facerecon_open"
+            ),
+        }
+    }
+
+    /// The model behind an open handle (a new reference: it stays alive while the caller uses it).
+    pub fn get(handle: *const Model) -> Result<Arc<OpenModel>, Failure> {
+        if handle.is_null() {
+            return Err(Failure::invalid("model is NULL"));
+        }
+        table().open.get(&(handle as usize)).cloned().ok_or_else(|| unknown(handle))
+    }
+
+    /// Remove a handle; the model is dropped once no call is using it.
+    pub fn remove(handle: *const Model) -> Result<Arc<OpenModel>, Failure> {
+        table().open.remove(&(handle as usize)).ok_or_else(|| unknown(handle))
     }
 }
 
@@ -141,9 +225,8 @@ fn c_path(text: &CStr, what: &str) -> Result<PathBuf, Failure> {
     }
 }
 
-fn model_ref<'a>(model: *const Model) -> Result<&'a Model, Failure> {
-    // SAFETY (of the caller's contract): a non-NULL handle came from facerecon_open and is not closed.
-    unsafe { model.as_ref() }.ok_or_else(|| Failure::invalid("model is NULL"))
+fn model_ref(model: *const Model) -> Result<std::sync::Arc<OpenModel>, Failure> {
+    registry::get(model)
 }
 
 /// `const char* facerecon_version(void)`: the crate version, static.
@@ -181,37 +264,47 @@ pub unsafe extern "C" fn facerecon_open(
         let path = c_path(CStr::from_ptr(model_path), "model_path")?;
         let options = runtime_options(&opts.as_ref().copied().unwrap_or_default())?;
         let runtime = Runtime::load(&path, &options)?;
-        Ok(Box::into_raw(Box::new(Model { runtime })))
+        Ok(registry::insert(OpenModel { runtime }))
     })
     .unwrap_or(ptr::null_mut())
 }
 
-/// `void facerecon_close(facerecon_model*)`; NULL is ignored.
+/// `int facerecon_close(facerecon_model*)`: `FACERECON_OK`, also for NULL (ignored);
+/// `FACERECON_INVALID_HANDLE` for a handle that is not open (closed twice, or made up).
+///
+/// Declared `void` before 0.1 had a registry; a caller compiled against that ignores the result,
+/// which the C calling conventions allow.
 ///
 /// # Safety
-/// `model` is NULL or a handle from [`facerecon_open`] not closed yet, and no other call uses it.
+/// None needed: the handle is only looked up, never dereferenced.
 #[no_mangle]
-pub unsafe extern "C" fn facerecon_close(model: *mut Model) {
-    if !model.is_null() {
-        // Dropping the session cannot be allowed to unwind into C either.
-        let _ =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(Box::from_raw(model))));
-    }
+pub unsafe extern "C" fn facerecon_close(model: *mut Model) -> c_int {
+    guard_status(|| {
+        if model.is_null() {
+            return Ok(());
+        }
+        // The session is dropped here (or by the last running call) inside the guard: a panic while
+        // dropping cannot unwind into C either.
+        drop(registry::remove(model)?);
+        Ok(())
+    })
 }
 
-/// `uint32_t facerecon_model_size(const facerecon_model*)`: the model's input side, 0 for NULL.
+/// `uint32_t facerecon_model_size(const facerecon_model*)`: the model's input side, 0 for NULL or
+/// a handle that is not open.
 ///
 /// # Safety
-/// `model` is NULL or a live handle.
+/// None needed: the handle is only looked up.
 #[no_mangle]
 pub unsafe extern "C" fn facerecon_model_size(model: *const Model) -> u32 {
     model_ref(model).map_or(0, |m| m.runtime.info().image_size)
 }
 
-/// `uint32_t facerecon_batch_size(const facerecon_model*)`: frames per network run, 0 for NULL.
+/// `uint32_t facerecon_batch_size(const facerecon_model*)`: frames per network run, 0 for NULL or
+/// a handle that is not open.
 ///
 /// # Safety
-/// `model` is NULL or a live handle.
+/// None needed: the handle is only looked up.
 #[no_mangle]
 pub unsafe extern "C" fn facerecon_batch_size(model: *const Model) -> u32 {
     model_ref(model).map_or(0, |m| m.runtime.batch_size().min(u32::MAX as usize) as u32)
@@ -220,7 +313,7 @@ pub unsafe extern "C" fn facerecon_batch_size(model: *const Model) -> u32 {
 /// `int facerecon_reconstruct(...)`: one frame; see include/facerecon.h for the buffer layout.
 ///
 /// # Safety
-/// `model` is NULL or a live handle; the buffers are NULL or as described in the header.
+/// `model` may be anything (it is looked up, never dereferenced); the buffers are NULL or as described in the header.
 #[no_mangle]
 #[allow(clippy::too_many_arguments)] // the C signature
 pub unsafe extern "C" fn facerecon_reconstruct(
@@ -257,7 +350,7 @@ pub unsafe extern "C" fn facerecon_reconstruct(
 /// `int facerecon_reconstruct_batch(facerecon_model*, const facerecon_frame*, size_t count)`.
 ///
 /// # Safety
-/// `model` is NULL or a live handle; `frames` is NULL or points to `count` frames whose buffers are
+/// `model` may be anything (it is looked up, never dereferenced); `frames` is NULL or points to `count` frames whose buffers are
 /// NULL or as described in the header.
 #[no_mangle]
 pub unsafe extern "C" fn facerecon_reconstruct_batch(

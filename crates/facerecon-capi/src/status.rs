@@ -29,6 +29,9 @@ pub enum Status {
     Image = 6,
     /// A caught panic: a bug in the library.
     Internal = 7,
+    /// A model handle that is not open: closed already (use after close, double close) or never
+    /// returned by `facerecon_open`.
+    InvalidHandle = 8,
 }
 
 /// A failed call: its code and the message `facerecon_last_error` will return.

@@ -98,6 +98,9 @@ fn camera_example_compiles_runs_and_passes_its_checks() {
         "in-place reconstruction equals out-of-place, padding untouched",
         "batch results equal one-by-one results",
         "a bad frame in a batch is named",
+        "the model closes",
+        "a closed model is refused",
+        "a second close is an error",
     ] {
         assert!(
             stdout.contains(&format!("check: {check}: OK")),

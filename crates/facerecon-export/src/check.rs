@@ -56,6 +56,16 @@ pub fn check_model(model: &ModelProto, spec: &ModelSpec, path: &Path) -> Result<
         }
     }
 
+    // Every float32 initializer, the spec's weights and the graph's own constants alike, must be
+    // finite: this re-reads what was written, so a bad value cannot slip through on the way.
+    for t in g.initializer.iter().filter(|t| t.data_type == DataType::Float as i32) {
+        let values = t.raw_data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]));
+        let n = values.chain(t.float_data.iter().copied()).filter(|v| !v.is_finite()).count();
+        if n > 0 {
+            return Err(bad(format!("initializer '{}' has {n} non-finite values (NaN or infinity)", t.name)));
+        }
+    }
+
     let mut defined: HashSet<&str> = g.input.iter().map(|v| v.name.as_str()).collect();
     defined.extend(g.initializer.iter().map(|t| t.name.as_str()));
     let mut node_names = HashSet::new();
@@ -127,6 +137,22 @@ mod tests {
         std::fs::write(&junk, b"\xff\xff\xff not protobuf").unwrap();
         let e = read_model(&junk).unwrap_err().to_string();
         assert!(e.contains("junk.onnx") && e.contains("not a valid ONNX model"), "{e}");
+    }
+
+    #[test]
+    fn non_finite_weights_are_refused_by_export_and_check() {
+        let (spec, m) = tiny();
+        let mut w = facerecon_model::random_weights(&spec, 1, 0.1, &Device::Cpu).unwrap();
+        let nan = candle_core::Tensor::new(&[0.1f32, f32::NAN, f32::INFINITY], &Device::Cpu).unwrap();
+        w.insert("c.bias".into(), nan);
+        let e = export(&spec, &w, &Metadata::default()).unwrap_err().to_string();
+        assert!(e.contains("weight 'c.bias': 2 of 3 values are not finite"), "{e}");
+        // A written file with a NaN weight (however it got there) fails the check, naming the file.
+        let mut bad_model = m.clone();
+        let init = bad_model.graph.as_mut().unwrap().initializer.iter_mut().find(|t| t.name == "c.weight").unwrap();
+        init.raw_data[4..8].copy_from_slice(&f32::NAN.to_le_bytes());
+        let e = check_model(&bad_model, &spec, Path::new("m.onnx")).unwrap_err().to_string();
+        assert!(e.starts_with("m.onnx:") && e.contains("initializer 'c.weight' has 1 non-finite values"), "{e}");
     }
 
     #[test]

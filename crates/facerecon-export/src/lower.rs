@@ -145,6 +145,14 @@ fn weight_initializer(name: &str, shape: &[usize], weights: &HashMap<String, Ten
         .and_then(|t| t.flatten_all())
         .and_then(|t| t.to_vec1())
         .map_err(|e| werr(e.to_string()))?;
+    // A NaN or infinite weight makes every output NaN: a model that "runs" and paints black holes.
+    let bad = data.iter().filter(|v| !v.is_finite()).count();
+    if bad > 0 {
+        return Err(werr(format!(
+            "{bad} of {} values are not finite (NaN or infinity): the checkpoint is corrupt or training diverged; nothing was exported",
+            data.len()
+        )));
+    }
     Ok(proto::tensor_f32(name, shape, &data))
 }
 

@@ -126,9 +126,14 @@ pub struct Parity {
 }
 
 impl Parity {
+    /// The larger difference; NaN if either is NaN (`f32::max` would drop a NaN).
     pub fn max(&self) -> f32 {
+        if self.reconstruction.is_nan() || self.inpainted.is_nan() {
+            return f32::NAN;
+        }
         self.reconstruction.max(self.inpainted)
     }
+    /// Within [`TOLERANCE`]; a NaN difference (non-finite outputs) is never ok.
     pub fn ok(&self) -> bool {
         self.max() <= TOLERANCE
     }
@@ -155,4 +160,18 @@ pub fn parity(
     let (rec, inp) = model.forward(&image, &mask)?;
     let (ort_rec, ort_inp) = OrtModel::from_bytes(onnx_bytes)?.run(&image, &mask)?;
     Ok(Parity { reconstruction: max_abs_diff(&rec, &ort_rec)?, inpainted: max_abs_diff(&inp, &ort_inp)? })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Parity;
+
+    #[test]
+    fn a_nan_difference_is_never_within_tolerance() {
+        assert!(Parity { reconstruction: 1e-6, inpainted: 0.0 }.ok());
+        // f32::max(NaN, 0) is 0: a NaN output used to pass verification.
+        assert!(!Parity { reconstruction: f32::NAN, inpainted: 0.0 }.ok());
+        assert!(!Parity { reconstruction: 0.0, inpainted: f32::NAN }.ok());
+        assert!(Parity { reconstruction: 0.0, inpainted: f32::NAN }.max().is_nan());
+    }
 }

@@ -101,7 +101,9 @@ struct Args {
     #[arg(long, value_name = "DIR|FILE")]
     masks: Option<PathBuf>,
     /// A hole rectangle in original-image pixels (repeatable).
-    #[arg(long = "box", value_name = "X,Y,W,H", conflicts_with = "eval")]
+    // allow_hyphen_values: `--box -1,0,5,5` reaches BoxArg's parser, which names the option, instead of
+    // clap's "unexpected argument '-1,0,5,5'" with a misleading `-- -1,0,5,5` tip (found by fuzzing).
+    #[arg(long = "box", value_name = "X,Y,W,H", conflicts_with = "eval", allow_hyphen_values = true)]
     boxes: Vec<BoxArg>,
     /// Images per ONNX Runtime run (a model with a fixed batch size overrides it).
     #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]

@@ -216,8 +216,9 @@ fn process(
         .filter_map(|l| l.as_ref().ok())
         .map(|l| &l.prepared)
         .collect();
-    let (mut recs, batch_error) = match rt.infer(&ready) {
-        Ok(r) => (r.into_iter().map(Some).collect::<Vec<_>>(), None),
+    // Per item: a non-finite reconstruction (a broken model) fails its own image only.
+    let (mut recs, batch_error) = match rt.infer_each(&ready) {
+        Ok(r) => (r.into_iter().map(|r| Some(r.map_err(|e| e.to_string()))).collect::<Vec<_>>(), None),
         Err(e) => (vec![None; ready.len()], Some(e.to_string())),
     };
     // Hand each good image its reconstruction, in order.
@@ -253,7 +254,7 @@ fn write_one(
     rt: &Runtime,
     job: &Job,
     l: Loaded,
-    rec: Option<Vec<f32>>,
+    rec: Option<Result<Vec<f32>, String>>,
     batch_error: Option<&str>,
     overwrite: bool,
 ) -> FileResult {
@@ -269,6 +270,10 @@ fn write_one(
                     .to_string(),
                 fraction,
             );
+        };
+        let rec = match rec {
+            Ok(rec) => rec,
+            Err(e) => return failed(job, e, fraction),
         };
         // The fast path is the hard replacement; a feathered seam goes through the runtime's own finish.
         let finished = if rt.options().feather > 0 {

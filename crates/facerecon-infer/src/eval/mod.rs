@@ -310,7 +310,16 @@ fn score_chunk(
         let image: Vec<f32> = group.iter().flat_map(|l| l.image.iter().copied()).collect();
         let mask: Vec<f32> = group.iter().flat_map(|l| l.mask_vec.iter().copied()).collect();
         match rt.run_tensors(&image, &mask, group.len()) {
-            Ok((rec, _)) => recs.extend(rec.chunks_exact(3 * plane).map(|r| Ok(r.to_vec()))),
+            // Per image, as Runtime::infer_each does: a NaN/Inf output (a broken model) fails its
+            // image instead of scoring as NaN metrics.
+            Ok((rec, _)) => recs.extend(rec.chunks_exact(3 * plane).map(|r| match r.iter().filter(|v| !v.is_finite()).count() {
+                0 => Ok(r.to_vec()),
+                bad => Err(format!(
+                    "model {} returned {bad} non-finite values (NaN or infinity) of {} for this image",
+                    rt.path().display(),
+                    r.len()
+                )),
+            })),
             Err(e) => recs.extend(group.iter().map(|_| Err(e.to_string()))),
         }
     }
