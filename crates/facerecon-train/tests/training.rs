@@ -151,11 +151,12 @@ fn resuming_restores_the_optimiser_state_exactly() {
         step(&model, &mut opt);
     }
     let dir = tempfile::tempdir().unwrap();
-    let state = State { epoch: 0, step: 3, batch_in_epoch: 3, best: None, seed: 1, data: "x".into(), synthetic: false, max_images: None };
-    checkpoint::save(dir.path(), &varmap, &opt, &config, &state).unwrap();
+    let state = State { step: 3, batch_in_epoch: 3, ..State::new(1, "x".into(), false, None) };
+    checkpoint::save(dir.path(), &varmap, &opt, &config, &state, &[]).unwrap();
 
     let (varmap2, model2, mut opt2) = build();
-    checkpoint::load_weights(dir.path(), &varmap2, &mut opt2, &dev).unwrap();
+    let ck = checkpoint::open(dir.path()).unwrap().unwrap();
+    checkpoint::load_weights(dir.path(), &ck, &varmap2, &mut opt2, &dev).unwrap();
     assert_eq!(opt2.steps(), 3);
     let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     let (s1, s2) = (opt.state(), opt2.state());
