@@ -28,12 +28,12 @@ const DETERMINISTIC: [&str; 11] =
 /// Measured, so free to differ.
 const TIMING: [&str; 3] = ["images_per_sec", "wall_s", "data_wait"];
 
-/// tiny.yaml with 3 epochs and a checkpoint after every step (`checkpoint_minutes` ~0), so that kills
+/// tiny.yaml with `epochs` epochs and a checkpoint after every step (`checkpoint_minutes` ~0), so that kills
 /// often land in or around a checkpoint write.
-fn config(dir: &Path) -> PathBuf {
+fn config(dir: &Path, epochs: usize) -> PathBuf {
     let yaml = std::fs::read_to_string(common::tiny_config()).unwrap();
     assert!(yaml.contains("epochs: 2") && yaml.contains("max_val_images: 16"));
-    let yaml = yaml.replace("epochs: 2", "epochs: 3").replace("max_val_images: 16", "max_val_images: 16\n  checkpoint_minutes: 1.0e-9");
+    let yaml = yaml.replace("epochs: 2", &format!("epochs: {epochs}")).replace("max_val_images: 16", "max_val_images: 16\n  checkpoint_minutes: 1.0e-9");
     let path = dir.join("crash.yaml");
     std::fs::write(&path, yaml).unwrap();
     path
@@ -67,7 +67,14 @@ fn sigkilled_and_resumed_run_equals_an_uninterrupted_one() {
     let tmp = tempfile::tempdir().unwrap();
     let (data, reference, crashed) = (tmp.path().join("faces"), tmp.path().join("reference"), tmp.path().join("crashed"));
     common::write_images(&data, 48, 32, 32);
-    let config = config(tmp.path());
+    // Longer runs for more kills, so that they spread over the whole run.
+    let epochs: usize = std::env::var("FACERECON_CRASH_EPOCHS").ok().and_then(|s| s.parse().ok()).unwrap_or((kills / 4).max(3));
+    let config = config(tmp.path(), epochs);
+    // Each resume should get a share of the run: kill within the first `reach` of an uninterrupted run's
+    // time, or at one of the first crash points (about 9 per step: one after the step, eight in its
+    // checkpoint; 10 steps per epoch).
+    let reach = (3.0 / kills.max(1) as f64).min(0.5);
+    let max_point = ((reach * 90.0 * epochs as f64) as u32).max(4);
 
     let t0 = Instant::now();
     let o = trainer(&config, &data, &reference).output().unwrap();
@@ -79,20 +86,17 @@ fn sigkilled_and_resumed_run_equals_an_uninterrupted_one() {
     let mut log = Vec::new();
     while killed < kills && !finished {
         let mut cmd = trainer(&config, &data, &crashed);
-        // Alternate the two kinds of kill; crash points: ~8 per step with a checkpoint after each.
         let hook = match mode.as_str() {
             "signal" => false,
             "hook" => true,
             _ => killed % 2 == 0,
         };
         if hook {
-            cmd.env("FACERECON_CRASH_POINT", rng.gen_range(1..=60u32).to_string());
+            cmd.env("FACERECON_CRASH_POINT", rng.gen_range(1..=max_point).to_string());
         }
         let mut child = cmd.spawn().unwrap();
         if !hook {
-            // Start-up (decoding, building the model) is a small part of the run: spread the kills
-            // over the first third of an uninterrupted run's time, so that most land in training.
-            let deadline = Instant::now() + duration.mul_f64(rng.gen_range(0.02..0.3));
+            let deadline = Instant::now() + duration.mul_f64(rng.gen_range(0.02..0.02 + reach));
             while Instant::now() < deadline && child.try_wait().unwrap().is_none() {
                 std::thread::sleep(Duration::from_millis(2));
             }
@@ -132,7 +136,7 @@ fn sigkilled_and_resumed_run_equals_an_uninterrupted_one() {
     assert!(!oa.0.is_empty());
     assert!(oa == ob, "the optimiser state differs from the uninterrupted run's: {:?} vs {:?}", oa.1, ob.1);
     let (a, b) = (metrics(&reference), metrics(&crashed));
-    assert_eq!(a.len(), 3, "{a:?}");
+    assert_eq!(a.len(), epochs, "{a:?}");
     assert_eq!(b.len(), a.len(), "metrics.jsonl has {} records after the kills, {} without: {b:#?}", b.len(), a.len());
     for (ra, rb) in a.iter().zip(&b) {
         for k in DETERMINISTIC {
