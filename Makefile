@@ -26,7 +26,7 @@ train_args = --config $(CONFIG) --out runs/$(NAME) --device $(DEVICE) \
   $(if $(MAX_IMAGES),--max-images $(MAX_IMAGES)) $(if $(THREADS),--threads $(THREADS)) $(if $(RESUME),--resume) \
   $(if $(INIT),--init-from $(INIT))
 
-.PHONY: help setup setup-gpu deps build build-cuda train resume unet export infer demo test bench bench-parity check-onnx clean-runs
+.PHONY: help setup setup-gpu deps build build-cuda train resume unet export infer demo test crash-test bench bench-parity check-onnx clean-runs
 
 help:
 	@sed -n '1,3p' Makefile; echo; grep -E '^[a-z-]+:.*##' Makefile | sed 's/:.*##/\t/'
@@ -68,6 +68,9 @@ test: setup                 ## all unit + end-to-end tests (installs what they n
 	$(CARGO) build --release --workspace --bins
 	scripts/py-venv.sh >/dev/null
 	ORT_DYLIB_PATH=$(ORT_LIB) FACERECON_PYTHON=$(CURDIR)/.cache/venv/bin/python $(CARGO) test --workspace --release
+
+crash-test:                 ## a training run SIGKILLed KILLS (50) times and resumed equals an uninterrupted one
+	KILLS=$${KILLS:-50} scripts/crash-test.sh
 
 bench: build setup          ## side-by-side benchmark tables (see benches/README.md)
 	ORT_DYLIB_PATH=$(ORT_LIB) benches/run.sh

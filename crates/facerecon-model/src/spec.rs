@@ -227,7 +227,19 @@ pub struct ModelSpec {
     /// Whether the mask is fed to the network as an extra input channel (`input` = image ++ mask).
     #[serde(default)]
     pub mask_channel: bool,
+    #[serde(deserialize_with = "layers_by_index")]
     pub layers: Vec<Layer>,
+}
+
+/// The layer list, each layer's error prefixed with its position (`layers[3]: layer 'enc2' (conv2d): ...`).
+fn layers_by_index<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Layer>, D::Error> {
+    use serde::de::Error;
+    let values = Vec::<serde_yaml::Value>::deserialize(d)?;
+    values
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| Layer::deserialize(v).map_err(|e| D::Error::custom(format!("layers[{i}]: {e}"))))
+        .collect()
 }
 
 fn default_size() -> usize {
