@@ -73,7 +73,7 @@ fn sigkilled_and_resumed_run_equals_an_uninterrupted_one() {
     // Each resume should get a share of the run: kill within the first `reach` of an uninterrupted run's
     // time, or at one of the first crash points (about 9 per step: one after the step, eight in its
     // checkpoint; 10 steps per epoch).
-    let reach = (3.0 / kills.max(1) as f64).min(0.5);
+    let reach = (1.0 / kills.max(1) as f64).min(0.5);
     let max_point = ((reach * 90.0 * epochs as f64) as u32).max(4);
 
     let t0 = Instant::now();
