@@ -148,6 +148,27 @@ pub fn crash_point(what: &str) {
     }
 }
 
+/// Take an exclusive lock on `file` without waiting (`flock(LOCK_EX | LOCK_NB)`, what std's
+/// `File::try_lock` does since Rust 1.89; the workspace's MSRV is 1.85): `Ok(false)` when another process
+/// holds it. The OS releases the lock when the holder exits or is killed.
+pub fn try_lock(file: &std::fs::File) -> std::io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    unsafe extern "C" {
+        fn flock(fd: i32, operation: i32) -> i32;
+    }
+    const LOCK_EX: i32 = 2;
+    const LOCK_NB: i32 = 4;
+    if unsafe { flock(file.as_raw_fd(), LOCK_EX | LOCK_NB) } == 0 {
+        return Ok(true);
+    }
+    let e = std::io::Error::last_os_error();
+    if e.kind() == std::io::ErrorKind::WouldBlock {
+        Ok(false)
+    } else {
+        Err(e)
+    }
+}
+
 /// Write `bytes` to `path` (a new file) and flush it to disk.
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
     let write = || -> std::io::Result<()> {

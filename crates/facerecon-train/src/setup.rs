@@ -155,7 +155,7 @@ fn clear_run(out: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Take the run directory's lock (`train.lock`, `File::try_lock`): a second trainer on the same
+/// Take the run directory's lock (`train.lock`, see [`checkpoint::try_lock`]): a second trainer on the same
 /// `--out` fails at once. The OS releases the lock when the process dies, so a killed run never
 /// blocks the next one; the file itself stays.
 fn lock_run(out: &Path) -> Result<std::fs::File> {
@@ -167,14 +167,14 @@ fn lock_run(out: &Path) -> Result<std::fs::File> {
         .write(true)
         .open(&path)
         .with_context(|| format!("cannot open the lock file {}", path.display()))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => bail!(
+    match checkpoint::try_lock(&file) {
+        Ok(true) => Ok(file),
+        Ok(false) => bail!(
             "{} is in use by another facerecon-train (it holds {}); wait for it to finish or use another --out",
             out.display(),
             path.display()
         ),
-        Err(std::fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("cannot lock {}", path.display())),
+        Err(e) => Err(e).with_context(|| format!("cannot lock {}", path.display())),
     }
 }
 

@@ -208,7 +208,7 @@ fn a_run_directory_in_use_is_refused() {
     let out = tmp.path().join("run");
     std::fs::create_dir_all(&out).unwrap();
     let lock = std::fs::File::create(out.join("train.lock")).unwrap();
-    lock.try_lock().unwrap(); // another trainer
+    assert!(facerecon_train::checkpoint::try_lock(&lock).unwrap()); // another trainer
     let err = fails(train(&config, &data, &out, &["--max-steps", "1"]).output().unwrap());
     assert!(err.contains(out.to_str().unwrap()) && err.contains("in use"), "{err}");
     assert!(!out.join("state.json").exists(), "nothing was written");
