@@ -26,7 +26,7 @@ train_args = --config $(CONFIG) --out runs/$(NAME) --device $(DEVICE) \
   $(if $(MAX_IMAGES),--max-images $(MAX_IMAGES)) $(if $(THREADS),--threads $(THREADS)) $(if $(RESUME),--resume) \
   $(if $(INIT),--init-from $(INIT))
 
-.PHONY: help setup setup-gpu deps build build-cuda train resume unet export infer demo test fuzz bench bench-parity check-onnx clean-runs
+.PHONY: help setup setup-gpu deps build build-cuda train resume unet export infer demo test fuzz crash-test bench bench-parity check-onnx clean-runs
 
 help:
 	@sed -n '1,3p' Makefile; echo; grep -E '^[a-z-]+:.*##' Makefile | sed 's/:.*##/\t/'
@@ -85,6 +85,9 @@ fuzz: setup                 ## property/fuzz tests with FUZZ_CASES cases, each t
 	  if [ $$rc = 124 ]; then echo "   (stopped after $(FUZZ_SECONDS) s, no failure so far)"; \
 	  elif [ $$rc != 0 ]; then exit $$rc; fi; \
 	done
+
+crash-test:                 ## a training run SIGKILLed KILLS (50) times and resumed equals an uninterrupted one
+	KILLS=$${KILLS:-50} scripts/crash-test.sh
 
 bench: build setup          ## side-by-side benchmark tables (see benches/README.md)
 	ORT_DYLIB_PATH=$(ORT_LIB) benches/run.sh

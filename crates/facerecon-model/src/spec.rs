@@ -90,9 +90,10 @@ fn two() -> usize {
     2
 }
 
-/// One operation of the network.
+/// One operation of the network. Unknown keys are errors (a typo such as `dilaton: 2` must not
+/// train another network); see [`Layer`]'s deserialiser for the ops without settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Op {
     /// 2-D convolution, weight `[filters, in, k, k]`.
     Conv2d {
@@ -172,7 +173,7 @@ impl Op {
 
 /// A layer: an op, an optional name (needed to refer to it, and the prefix of its weights) and
 /// optional inputs (default: the previous layer's output).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Layer {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -180,6 +181,37 @@ pub struct Layer {
     pub from: Option<From>,
     #[serde(flatten)]
     pub op: Op,
+}
+
+/// By hand rather than derived: serde's `flatten` passes every key it does not know on to the op
+/// and `deny_unknown_fields` does not work through it, and an internally tagged op without settings
+/// (`{op: sigmoid, slope: 5}`) ignores extra keys. So: take `name` and `from`, deserialise the op from
+/// the rest (unknown keys of ops with settings are serde's errors), then check that every remaining
+/// key is one the op has (it serialises all of its fields). Errors name the layer and the key.
+impl<'de> Deserialize<'de> for Layer {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        use serde_yaml::{Mapping, Value};
+        let mut map = Mapping::deserialize(d)?;
+        let name: Option<String> = map.remove("name").map(serde_yaml::from_value).transpose().map_err(D::Error::custom)?;
+        let from: Option<From> = map.remove("from").map(serde_yaml::from_value).transpose().map_err(D::Error::custom)?;
+        let op_name = map.get("op").and_then(Value::as_str).unwrap_or("?").to_string();
+        let label = match &name {
+            Some(n) => format!("layer '{n}' ({op_name})"),
+            None => format!("layer {op_name}"),
+        };
+        let keys: Vec<Value> = map.keys().cloned().collect();
+        let op: Op = serde_yaml::from_value(Value::Mapping(map)).map_err(|e| D::Error::custom(format!("{label}: {e}")))?;
+        let known = serde_yaml::to_value(&op).map_err(D::Error::custom)?;
+        let known = known.as_mapping().expect("an op serialises to a mapping");
+        if let Some(k) = keys.iter().find(|k| !known.contains_key(*k)) {
+            let key = k.as_str().map_or_else(|| format!("{k:?}"), str::to_string);
+            let mut allowed: Vec<&str> = known.keys().filter_map(Value::as_str).filter(|k| *k != "op").collect();
+            allowed.extend(["name", "from"]);
+            return Err(D::Error::custom(format!("{label}: unknown key `{key}` (a {op_name} layer takes: {})", allowed.join(", "))));
+        }
+        Ok(Layer { name, from, op })
+    }
 }
 
 /// The whole network.
@@ -195,7 +227,19 @@ pub struct ModelSpec {
     /// Whether the mask is fed to the network as an extra input channel (`input` = image ++ mask).
     #[serde(default)]
     pub mask_channel: bool,
+    #[serde(deserialize_with = "layers_by_index")]
     pub layers: Vec<Layer>,
+}
+
+/// The layer list, each layer's error prefixed with its position (`layers[3]: layer 'enc2' (conv2d): ...`).
+fn layers_by_index<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Layer>, D::Error> {
+    use serde::de::Error;
+    let values = Vec::<serde_yaml::Value>::deserialize(d)?;
+    values
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| Layer::deserialize(v).map_err(|e| D::Error::custom(format!("layers[{i}]: {e}"))))
+        .collect()
 }
 
 fn default_size() -> usize {
@@ -549,5 +593,41 @@ layers:
         let spec = ModelSpec::from_yaml(y).unwrap();
         assert_eq!(spec.resolve().unwrap()[2].out_shape, ActShape::Map(3, 8, 8));
         assert!(ModelSpec::from_yaml(&y.replace("padding: 1", "padding: wide")).is_err());
+    }
+
+    /// A misspelt or foreign key inside a layer is an error naming the key and the layer, for every
+    /// op (struct-like ops and the ones without settings alike).
+    #[test]
+    fn unknown_keys_in_a_layer_are_errors_naming_key_and_layer() {
+        let layer = |l: &str| format!("image_size: 8\nlayers:\n  - {{op: conv2d, name: c0, filters: 3, kernel: 3}}\n  - {l}\n");
+        let cases = [
+            ("{op: conv2d, name: enc, filters: 3, kernel: 3, dilaton: 2}", "dilaton", "enc"),
+            ("{op: conv2d, name: enc, filters: 3, kernel: 3, bais: false}", "bais", "enc"),
+            ("{op: conv_transpose2d, name: dec, filters: 3, kernel: 3, dilation: 1}", "dilation", "dec"),
+            ("{op: dense, name: fc, units: 3, bais: false}", "bais", "fc"),
+            ("{op: reshape, shape: [3, 8, 8], order: c}", "order", "reshape"),
+            ("{op: leaky_relu, slop: 0.1}", "slop", "leaky_relu"),
+            ("{op: upsample, factor: 2}", "factor", "upsample"),
+            ("{op: sigmoid, slope: 5}", "slope", "sigmoid"),
+            ("{op: relu, inplace: true}", "inplace", "relu"),
+            ("{op: tanh, name: t, scale: 2}", "scale", "'t'"),
+            ("{op: flatten, axis: 1}", "axis", "flatten"),
+            ("{op: concat, from: [c0, input], axis: 1}", "axis", "concat"),
+            ("{op: add, from: [c0, image], alpha: 1}", "alpha", "add"),
+        ];
+        for (l, key, layer_name) in cases {
+            let e = ModelSpec::from_yaml(&layer(l)).unwrap_err().to_string();
+            assert!(e.contains(key) && e.contains(layer_name), "{l}: {e}");
+            assert!(e.contains("layers[1]"), "{l}: the error names the layer's position: {e}");
+        }
+        // The same layers without the stray keys parse, and a layer round-trips through YAML.
+        let good = layer("{op: sigmoid, name: s}");
+        let spec = ModelSpec::from_yaml(&good).unwrap();
+        let again: ModelSpec = serde_yaml::from_str(&serde_yaml::to_string(&spec).unwrap()).unwrap();
+        assert_eq!(again, spec);
+        let e = ModelSpec::from_yaml(&layer("{op: sigmod}")).unwrap_err().to_string();
+        assert!(e.contains("sigmod"), "{e}");
+        let e = ModelSpec::from_yaml("image_size: 8\nlayerz: []\nlayers: []\n").unwrap_err().to_string();
+        assert!(e.contains("layerz"), "{e}");
     }
 }

@@ -1,7 +1,17 @@
-//! The checkpoint directory (`runs/NAME/`, see docs/ARCHITECTURE.md): model and optimiser
-//! weights in safetensors, `state.json`, the resolved `config.yaml`. Every file is written to a
-//! temporary name and renamed, and `state.json` goes last: a checkpoint is complete when
-//! `state.json` says so.
+//! The checkpoint directory (`runs/NAME/`, see docs/ARCHITECTURE.md).
+//!
+//! A checkpoint is one unit: the model and optimiser weights (safetensors), `config.yaml`, `state.json`
+//! and the `metrics.jsonl` records it covers, written into a fresh directory `ckpt.NNNNNN/` together
+//! with `manifest.json` (written last: the generation, epoch and step, and the size and FNV-1a hash of
+//! every file). The symlink `current` then switches to the new directory in one `rename` — the commit
+//! point — and the previous directory is removed. A kill at any moment leaves either the old or the new
+//! checkpoint as `current`, never a mix. The run directory's `model.safetensors`, `optimizer.safetensors`,
+//! `config.yaml`, `state.json` and `metrics.jsonl` are symlinks through `current`, so readers (the
+//! exporter, scripts) keep their paths. Loading checks the manifest (sizes, hashes, steps) and refuses an
+//! inconsistent set, naming the run directory and the mismatch.
+//!
+//! Runs written before this layout (the same five names as regular files, no `current`) are still read;
+//! their only consistency check is that the optimiser's step equals `state.json`'s.
 
 use crate::config::Config;
 use crate::optim::Optimizer;
@@ -11,7 +21,7 @@ use candle_nn::VarMap;
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -21,6 +31,17 @@ pub const STATE_FILE: &str = "state.json";
 pub const CONFIG_FILE: &str = "config.yaml";
 pub const METRICS_FILE: &str = "metrics.jsonl";
 pub const SAMPLES_DIR: &str = "samples";
+/// Written last into each checkpoint directory.
+pub const MANIFEST_FILE: &str = "manifest.json";
+/// The symlink naming the committed checkpoint directory.
+pub const CURRENT_LINK: &str = "current";
+/// Held (`File::try_lock`) by the trainer that owns the run directory.
+pub const LOCK_FILE: &str = "train.lock";
+/// Checkpoint directories are `ckpt.NNNNNN` (the generation, one more per checkpoint).
+const CKPT_PREFIX: &str = "ckpt.";
+/// The files of a checkpoint, in writing order (the manifest follows them).
+pub const CHECKPOINT_FILES: [&str; 5] = [MODEL_FILE, OPTIMIZER_FILE, CONFIG_FILE, STATE_FILE, METRICS_FILE];
+const MANIFEST_FORMAT: u32 = 1;
 
 /// `state.json`: where a run stands.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -29,7 +50,8 @@ pub struct State {
     pub epoch: usize,
     /// Optimiser steps taken in total.
     pub step: u64,
-    /// Batches already trained in epoch `epoch + 1` (a mid-epoch checkpoint), else 0.
+    /// Batches already drawn in epoch `epoch + 1` (a mid-epoch checkpoint), else 0. A batch whose
+    /// files were all unreadable counts (it is a position in the epoch's order) but takes no step.
     #[serde(default)]
     pub batch_in_epoch: usize,
     /// The best validation record so far (highest `psnr_full`), if any epoch finished.
@@ -43,6 +65,175 @@ pub struct State {
     /// The `--max-images` subset, reused on resume.
     #[serde(default)]
     pub max_images: Option<usize>,
+    /// The unfinished epoch's running totals (all 0 at an epoch boundary), so that its metrics record
+    /// covers the whole epoch however often it was resumed: the sum of loss x images, the images trained,
+    /// the files that could not be read, the seconds spent training and waiting for data.
+    #[serde(default)]
+    pub epoch_loss_sum: f64,
+    #[serde(default)]
+    pub epoch_images: usize,
+    #[serde(default)]
+    pub epoch_unreadable: usize,
+    #[serde(default)]
+    pub epoch_secs: f64,
+    #[serde(default)]
+    pub epoch_wait: f64,
+}
+
+impl State {
+    /// A new run at step 0.
+    pub fn new(seed: u64, data: PathBuf, synthetic: bool, max_images: Option<usize>) -> State {
+        State {
+            epoch: 0,
+            step: 0,
+            batch_in_epoch: 0,
+            best: None,
+            seed,
+            data,
+            synthetic,
+            max_images,
+            epoch_loss_sum: 0.0,
+            epoch_images: 0,
+            epoch_unreadable: 0,
+            epoch_secs: 0.0,
+            epoch_wait: 0.0,
+        }
+    }
+}
+
+/// `manifest.json` of a checkpoint directory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Manifest {
+    format: u32,
+    generation: u64,
+    epoch: usize,
+    step: u64,
+    batch_in_epoch: usize,
+    files: BTreeMap<String, FileEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileEntry {
+    bytes: u64,
+    fnv1a64: String,
+}
+
+impl FileEntry {
+    fn of(bytes: &[u8]) -> FileEntry {
+        FileEntry { bytes: bytes.len() as u64, fnv1a64: format!("{:016x}", crate::data::fnv1a64(bytes)) }
+    }
+}
+
+/// Test hook for the crash-consistency tests (tests/crash.rs, scripts/crash-test.sh): with
+/// `FACERECON_CRASH_POINT=N` the process SIGKILLs itself at the N-th call (counted from its start), so
+/// that kills land exactly between the files of a checkpoint. Without the variable this does nothing.
+pub fn crash_point(what: &str) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+    static TARGET: OnceLock<Option<u64>> = OnceLock::new();
+    static PASSED: AtomicU64 = AtomicU64::new(0);
+    let Some(target) = *TARGET.get_or_init(|| std::env::var("FACERECON_CRASH_POINT").ok().and_then(|v| v.parse().ok()))
+    else {
+        return;
+    };
+    if PASSED.fetch_add(1, Ordering::SeqCst) + 1 == target {
+        eprintln!("FACERECON_CRASH_POINT={target}: killing this process at '{what}'");
+        unsafe extern "C" {
+            fn kill(pid: i32, sig: i32) -> i32;
+        }
+        // SIGKILL, like a real kill: no destructors, no flushing.
+        unsafe { kill(std::process::id() as i32, 9) };
+    }
+}
+
+/// Take an exclusive lock on `file` without waiting (`flock(LOCK_EX | LOCK_NB)`, what std's
+/// `File::try_lock` does since Rust 1.89; the workspace's MSRV is 1.85): `Ok(false)` when another process
+/// holds it. The OS releases the lock when the holder exits or is killed.
+pub fn try_lock(file: &std::fs::File) -> std::io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    unsafe extern "C" {
+        fn flock(fd: i32, operation: i32) -> i32;
+    }
+    const LOCK_EX: i32 = 2;
+    const LOCK_NB: i32 = 4;
+    if unsafe { flock(file.as_raw_fd(), LOCK_EX | LOCK_NB) } == 0 {
+        return Ok(true);
+    }
+    let e = std::io::Error::last_os_error();
+    if e.kind() == std::io::ErrorKind::WouldBlock {
+        Ok(false)
+    } else {
+        Err(e)
+    }
+}
+
+/// Write `bytes` to `path` (a new file) and flush it to disk.
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(path)?;
+        f.write_all(bytes)?;
+        f.sync_all()
+    };
+    write().with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Flush a directory's entries (new names, renames) to disk.
+fn sync_dir(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).with_context(|| format!("cannot sync directory {}", dir.display()))
+}
+
+/// Point the symlink `dir/name` at `target` atomically (a new link renamed over the old name).
+fn replace_symlink(dir: &Path, name: &str, target: &Path) -> Result<()> {
+    let link = dir.join(name);
+    if std::fs::read_link(&link).is_ok_and(|t| t == target) {
+        return Ok(());
+    }
+    let tmp = dir.join(format!(".{name}.new"));
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(target, &tmp)
+        .and_then(|_| std::fs::rename(&tmp, &link))
+        .with_context(|| format!("cannot point {} at {}", link.display(), target.display()))
+}
+
+/// The generation of a checkpoint directory name (`ckpt.000012` -> 12).
+fn generation_of(name: &str) -> Option<u64> {
+    name.strip_prefix(CKPT_PREFIX)?.parse().ok()
+}
+
+/// The directory name `current` points at, if the run has a checkpoint in the current layout.
+fn current_target(run: &Path) -> Option<String> {
+    let target = std::fs::read_link(run.join(CURRENT_LINK)).ok()?;
+    Some(target.to_string_lossy().into_owned())
+}
+
+/// Remove what an interrupted save leaves: checkpoint directories other than `current`'s and
+/// half-made links. Only names this module writes are touched.
+pub fn remove_stale(run: &Path) -> Result<()> {
+    let current = current_target(run);
+    let Ok(entries) = std::fs::read_dir(run) else { return Ok(()) };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let path = e.path();
+        if generation_of(&name).is_some() && current.as_deref() != Some(name.as_str()) {
+            std::fs::remove_dir_all(&path).with_context(|| format!("cannot remove {}", path.display()))?;
+        } else if name.starts_with('.') && name.ends_with(".new") {
+            std::fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Remove a run's checkpoint (all layouts) and metrics, for `--force`.
+pub fn remove_checkpoint(run: &Path) -> Result<()> {
+    for f in CHECKPOINT_FILES.iter().chain(&[CURRENT_LINK]) {
+        let p = run.join(f);
+        if p.symlink_metadata().is_ok() {
+            std::fs::remove_file(&p).with_context(|| format!("cannot remove {}", p.display()))?;
+        }
+    }
+    remove_stale(run)
 }
 
 /// Write `bytes` to `path` atomically: a temporary file in the same directory, synced, renamed.
@@ -58,17 +249,6 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         std::fs::rename(&tmp, path)
     };
     write().with_context(|| format!("cannot write {}", path.display()))
-}
-
-/// Append one line to a file (metrics.jsonl). Appending a whole line in one write is as atomic as
-/// it needs to be: a crash leaves at worst a missing last line.
-pub fn append_line(path: &Path, line: &str) -> Result<()> {
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .with_context(|| format!("cannot open {}", path.display()))?;
-    f.write_all(format!("{line}\n").as_bytes()).with_context(|| format!("cannot append to {}", path.display()))
 }
 
 /// Serialise named tensors (converted to f32) and string metadata to safetensors bytes.
@@ -112,37 +292,166 @@ pub fn model_tensors(varmap: &VarMap) -> Vec<(String, Tensor)> {
     v
 }
 
-/// Write a complete checkpoint into `dir`.
-pub fn save(dir: &Path, varmap: &VarMap, opt: &Optimizer, config: &Config, state: &State) -> Result<()> {
-    let model = tensors_to_bytes(&model_tensors(varmap), HashMap::from([("format".into(), "pt".into())]))?;
-    write_atomic(&dir.join(MODEL_FILE), &model)?;
+/// Write a complete checkpoint of the run in `run`: a new checkpoint directory, its manifest, then
+/// the switch of `current` (see the module documentation). `metrics` are the records of the finished
+/// epochs, one JSON object per line.
+pub fn save(run: &Path, varmap: &VarMap, opt: &Optimizer, config: &Config, state: &State, metrics: &[String]) -> Result<()> {
+    std::fs::create_dir_all(run).with_context(|| format!("cannot create directory {}", run.display()))?;
+    let generation = current_target(run).as_deref().and_then(generation_of).map_or(1, |g| g + 1);
+    let name = format!("{CKPT_PREFIX}{generation:06}");
+    let dir = run.join(&name);
+    if dir.exists() {
+        // Left by a save that was interrupted before its switch: never current, safe to replace.
+        std::fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))?;
+    }
+    std::fs::create_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let meta = HashMap::from([
         ("step".to_string(), opt.steps().to_string()),
         ("kind".to_string(), format!("{:?}", opt.kind()).to_lowercase()),
     ]);
-    write_atomic(&dir.join(OPTIMIZER_FILE), &tensors_to_bytes(&opt.state(), meta)?)?;
-    write_atomic(&dir.join(CONFIG_FILE), config.to_yaml().as_bytes())?;
-    write_atomic(&dir.join(STATE_FILE), serde_json::to_string_pretty(state)?.as_bytes())
+    let files: [(&str, Vec<u8>); 5] = [
+        (MODEL_FILE, tensors_to_bytes(&model_tensors(varmap), HashMap::from([("format".into(), "pt".into())]))?),
+        (OPTIMIZER_FILE, tensors_to_bytes(&opt.state(), meta)?),
+        (CONFIG_FILE, config.to_yaml().into_bytes()),
+        (STATE_FILE, serde_json::to_string_pretty(state)?.into_bytes()),
+        (METRICS_FILE, metrics.iter().map(|l| format!("{l}\n")).collect::<String>().into_bytes()),
+    ];
+    let mut entries = BTreeMap::new();
+    for (f, bytes) in &files {
+        write_synced(&dir.join(f), bytes)?;
+        entries.insert(f.to_string(), FileEntry::of(bytes));
+        crash_point(f);
+    }
+    let manifest = Manifest {
+        format: MANIFEST_FORMAT,
+        generation,
+        epoch: state.epoch,
+        step: state.step,
+        batch_in_epoch: state.batch_in_epoch,
+        files: entries,
+    };
+    write_synced(&dir.join(MANIFEST_FILE), serde_json::to_string_pretty(&manifest)?.as_bytes())?;
+    sync_dir(&dir)?;
+    crash_point("manifest written");
+    // The commit point: one rename switches every file at once.
+    replace_symlink(run, CURRENT_LINK, Path::new(&name))?;
+    sync_dir(run)?;
+    crash_point("switched");
+    // The run directory's names resolve through `current` (regular files of an older layout are
+    // replaced here, after the new checkpoint holds everything they held).
+    for f in CHECKPOINT_FILES {
+        replace_symlink(run, f, &Path::new(CURRENT_LINK).join(f))?;
+    }
+    crash_point("linked");
+    remove_stale(run)
 }
 
-/// Whether `dir` holds a checkpoint.
-pub fn exists(dir: &Path) -> bool {
-    dir.join(STATE_FILE).is_file()
+/// A checkpoint as read from a run directory, checked for consistency.
+#[derive(Debug, Clone)]
+pub struct Checkpoint {
+    /// The directory holding its files (`RUN/ckpt.NNNNNN`, or `RUN` itself for the older layout).
+    pub dir: PathBuf,
+    pub state: State,
+    /// The metrics records of the epochs it covers, one JSON object per line.
+    pub metrics: Vec<String>,
 }
 
-/// Read `state.json`.
-pub fn load_state(dir: &Path) -> Result<State> {
-    let path = dir.join(STATE_FILE);
-    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+/// Whether `run` holds a checkpoint (either layout).
+pub fn exists(run: &Path) -> bool {
+    run.join(CURRENT_LINK).symlink_metadata().is_ok() || run.join(STATE_FILE).is_file()
+}
+
+/// Read and check the checkpoint in `run`; `None` if there is none. A checkpoint whose files do not
+/// match its manifest (size, hash, step) is an error that names the run directory and the mismatch.
+pub fn open(run: &Path) -> Result<Option<Checkpoint>> {
+    let bad = |msg: String| {
+        anyhow::anyhow!(
+            "the checkpoint in {} is inconsistent: {msg}. It was changed or damaged after it was written; \
+             restore the run directory from a copy, or start over with --force",
+            run.display()
+        )
+    };
+    if let Some(target) = current_target(run) {
+        let dir = run.join(&target);
+        let manifest_path = dir.join(MANIFEST_FILE);
+        let text = std::fs::read_to_string(&manifest_path)
+            .map_err(|e| bad(format!("cannot read {}: {e}", manifest_path.display())))?;
+        let manifest: Manifest =
+            serde_json::from_str(&text).map_err(|e| bad(format!("{} is not a valid manifest: {e}", manifest_path.display())))?;
+        for f in CHECKPOINT_FILES {
+            let entry = manifest.files.get(f).ok_or_else(|| bad(format!("{} does not list {f}", manifest_path.display())))?;
+            let path = dir.join(f);
+            let bytes = std::fs::read(&path).map_err(|e| bad(format!("cannot read {}: {e}", path.display())))?;
+            let found = FileEntry::of(&bytes);
+            if found != *entry {
+                bail!(bad(format!(
+                    "{} has {} bytes with hash {}, the manifest says {} bytes with hash {}",
+                    path.display(),
+                    found.bytes,
+                    found.fnv1a64,
+                    entry.bytes,
+                    entry.fnv1a64
+                )));
+            }
+        }
+        let state = read_state(&dir.join(STATE_FILE))?;
+        if (state.epoch, state.step, state.batch_in_epoch) != (manifest.epoch, manifest.step, manifest.batch_in_epoch) {
+            bail!(bad(format!(
+                "state.json is at epoch {} step {} batch {}, the manifest at epoch {} step {} batch {}",
+                state.epoch, state.step, state.batch_in_epoch, manifest.epoch, manifest.step, manifest.batch_in_epoch
+            )));
+        }
+        let metrics = std::fs::read_to_string(dir.join(METRICS_FILE))?.lines().map(str::to_string).collect();
+        return Ok(Some(Checkpoint { dir, state, metrics }));
+    }
+    if !run.join(STATE_FILE).is_file() {
+        return Ok(None);
+    }
+    // The older layout: five files renamed one by one. Keep the metrics records the state covers
+    // (a kill between the metrics append and state.json left a record of an epoch it does not cover,
+    // or a second record of one epoch), one per epoch.
+    let state = read_state(&run.join(STATE_FILE))?;
+    let text = std::fs::read_to_string(run.join(METRICS_FILE)).unwrap_or_default();
+    let mut by_epoch = BTreeMap::new();
+    for line in text.lines() {
+        let epoch = serde_json::from_str::<serde_json::Value>(line).ok().and_then(|v| v["epoch"].as_u64());
+        if let Some(e) = epoch.filter(|&e| e >= 1 && e as usize <= state.epoch) {
+            by_epoch.entry(e).or_insert_with(|| line.to_string());
+        }
+    }
+    Ok(Some(Checkpoint { dir: run.to_path_buf(), state, metrics: by_epoch.into_values().collect() }))
+}
+
+fn read_state(path: &Path) -> Result<State> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("{} is not a valid state file", path.display()))
 }
 
-/// Load the model weights and the optimiser state of the checkpoint in `dir`.
-/// Load only the model weights of the checkpoint in `dir` (fine-tuning with `--init-from`): every
+/// The checked checkpoint of `run`, which must exist.
+fn open_existing(run: &Path) -> Result<Checkpoint> {
+    open(run)?.with_context(|| format!("{} holds no checkpoint", run.display()))
+}
+
+/// The state of the checkpoint in `run`.
+pub fn load_state(run: &Path) -> Result<State> {
+    Ok(open_existing(run)?.state)
+}
+
+/// The resolved config stored with the checkpoint in `run`.
+pub fn load_config(run: &Path) -> Result<Config> {
+    let ck = open_existing(run)?;
+    Ok(Config::load(&ck.dir.join(CONFIG_FILE))?)
+}
+
+/// Load only the model weights of the checkpoint in `run` (fine-tuning with `--init-from`): every
 /// variable of the model must be there with its shape.
-pub fn load_model(dir: &Path, varmap: &VarMap, device: &Device) -> Result<()> {
-    let path = dir.join(MODEL_FILE);
-    let (mut tensors, _) = load_tensors(&path, device)?;
+pub fn load_model(run: &Path, varmap: &VarMap, device: &Device) -> Result<()> {
+    let ck = open_existing(run)?;
+    load_model_file(&ck.dir.join(MODEL_FILE), varmap, device)
+}
+
+fn load_model_file(path: &Path, varmap: &VarMap, device: &Device) -> Result<()> {
+    let (mut tensors, _) = load_tensors(path, device)?;
     for (name, var) in varmap.data().lock().unwrap().iter() {
         let t = tensors.remove(name).with_context(|| format!("{}: no tensor '{name}'", path.display()))?;
         var.set(&t).with_context(|| format!("{}: tensor '{name}' does not fit the model", path.display()))?;
@@ -150,13 +459,24 @@ pub fn load_model(dir: &Path, varmap: &VarMap, device: &Device) -> Result<()> {
     Ok(())
 }
 
-pub fn load_weights(dir: &Path, varmap: &VarMap, opt: &mut Optimizer, device: &Device) -> Result<()> {
-    load_model(dir, varmap, device)?;
-    let path = dir.join(OPTIMIZER_FILE);
+/// Load the model weights and the optimiser state of the checkpoint `ck` of the run in `run`; the
+/// optimiser's step must be the state's.
+pub fn load_weights(run: &Path, ck: &Checkpoint, varmap: &VarMap, opt: &mut Optimizer, device: &Device) -> Result<()> {
+    load_model_file(&ck.dir.join(MODEL_FILE), varmap, device)?;
+    let path = ck.dir.join(OPTIMIZER_FILE);
     let (tensors, meta) = load_tensors(&path, device)?;
-    let step = meta
+    let step: u64 = meta
         .get("step")
         .and_then(|s| s.parse().ok())
         .with_context(|| format!("{}: no 'step' in the metadata", path.display()))?;
+    if step != ck.state.step {
+        bail!(
+            "the checkpoint in {} is inconsistent: {} is at step {step} but state.json at step {} (a save was \
+             interrupted between its files); restore the run directory from a copy, or start over with --force",
+            run.display(),
+            path.display(),
+            ck.state.step
+        );
+    }
     opt.load_state(tensors, step).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }

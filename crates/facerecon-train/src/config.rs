@@ -315,4 +315,29 @@ mod tests {
         let e = Config::load(Path::new("/nonexistent/dir/c.yaml")).unwrap_err().to_string();
         assert!(e.contains("/nonexistent/dir/c.yaml"), "{e}");
     }
+
+    /// Every section rejects keys it does not know, with the key in the message: the train section and
+    /// its subsections, each mask kind (internally tagged by `kind`), each layer kind of the model.
+    #[test]
+    fn unknown_keys_anywhere_are_errors() {
+        let tiny = std::fs::read_to_string(configs_dir().join("tiny.yaml")).unwrap();
+        let p = Path::new("typo.yaml");
+        let cases = [
+            ("batch_size: 8", "batch_size: 8\n  checkpoint_step: 5", "checkpoint_step"),
+            ("{kind: adam, lr: 0.003}", "{kind: adam, lr: 0.003, beta: 0.5}", "beta"),
+            ("{kind: l1, hole_weight: 4.0}", "{kind: l1, hole_weigth: 4.0}", "hole_weigth"),
+            ("max_val_images: 16", "max_val_images: 16\n  lr_schedule: {kind: cosine, warmup: 3}", "warmup"),
+            ("{kind: box, min: 6, max: 12, weight: 1.0}", "{kind: box, min: 6, max: 12, wieght: 1.0}", "wieght"),
+            ("{kind: box, min: 6, max: 12, weight: 1.0}", "{kind: boxes, min: 6, max: 12, count_min: 1, count_max: 2, count: 3}", "count"),
+            ("{kind: box, min: 6, max: 12, weight: 1.0}", "{kind: strokes, width_min: 2, width_max: 4, count_min: 1, count_max: 2, widht: 3}", "widht"),
+            ("{op: conv2d, name: enc1, filters: 8, kernel: 3, stride: 2, padding: same}", "{op: conv2d, name: enc1, filters: 8, kernel: 3, stride: 2, padding: same, dilaton: 2}", "dilaton"),
+            ("{op: sigmoid}", "{op: sigmoid, slope: 5}", "slope"),
+            ("name: tiny", "name: tiny\nmodle: {}", "modle"),
+        ];
+        for (from, to, key) in cases {
+            assert!(tiny.contains(from), "{from}");
+            let e = Config::from_yaml(&tiny.replacen(from, to, 1), p).unwrap_err().to_string();
+            assert!(e.contains("typo.yaml") && e.contains(key), "{to}: {e}");
+        }
+    }
 }

@@ -131,6 +131,8 @@ pub struct Batch {
     pub inputs: Vec<f32>,
     pub len: usize,
     pub size: usize,
+    /// Files of this batch's slot in the epoch that could not be read (left out of the batch).
+    pub unreadable: usize,
 }
 
 impl Batch {
@@ -155,7 +157,7 @@ impl Batch {
                 *d = v * (1.0 - m);
             }
         }
-        Batch { images, masks, inputs, len, size }
+        Batch { images, masks, inputs, len, size, unreadable: 0 }
     }
 }
 
@@ -202,8 +204,10 @@ impl TrainData {
                 order.shuffle(&mut StdRng::seed_from_u64(mix_seed(&[data.seed, epoch as u64])));
                 for chunk in order.chunks(data.batch_size).skip(skip) {
                     let batch = data.build(epoch, chunk);
-                    // An empty batch (all files bad) is dropped; a closed channel ends the thread.
-                    if batch.len > 0 && tx.send(batch).is_err() {
+                    // An empty batch (all its files bad) is sent too: it is a position in the epoch
+                    // (resuming skips positions) and its files count as unreadable. A closed channel
+                    // ends the thread.
+                    if tx.send(batch).is_err() {
                         return;
                     }
                 }
@@ -236,7 +240,8 @@ impl TrainData {
                 }
             })
             .collect();
-        Batch::from_samples(samples, self.size as usize)
+        let unreadable = indices.len() - samples.len();
+        Batch { unreadable, ..Batch::from_samples(samples, self.size as usize) }
     }
 }
 
@@ -306,6 +311,7 @@ impl ValidationSet {
             inputs: self.inputs[start * i..end * i].to_vec(),
             len: end - start,
             size: self.size,
+            unreadable: 0,
         }
     }
 }

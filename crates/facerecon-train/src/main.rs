@@ -26,6 +26,10 @@ struct Cli {
     /// Continue the checkpoint in --out.
     #[arg(long)]
     resume: bool,
+    /// With --resume in the middle of an epoch: accept a --seed, --batch-size, --max-images or --data
+    /// that differs from the run's (refused otherwise: the rest of the epoch would not be the run's).
+    #[arg(long, requires = "resume")]
+    allow_changes: bool,
     /// Start over even if --out already holds a checkpoint (its outputs are removed).
     #[arg(long, conflicts_with = "resume")]
     force: bool,
@@ -82,6 +86,7 @@ fn main() -> Result<()> {
         force: cli.force,
         init_from: cli.init_from,
         device: cli.device,
+        allow_changes: cli.allow_changes,
     };
     let summary = facerecon_train::run(&opts)?;
     eprintln!("{summary}");

@@ -1,7 +1,7 @@
 //! Everything before the first step: options, the run directory (fresh, forced or resumed), the
 //! resolved config, the dataset (real or generated), the device, the model and the optimiser.
 
-use crate::checkpoint::{self, State};
+use crate::checkpoint::{self, Checkpoint, State};
 use crate::config::Config;
 use crate::data::{split_files, SkipLog, TrainData, ValidationSet};
 use crate::optim::Optimizer;
@@ -45,6 +45,9 @@ pub struct TrainOptions {
     pub init_from: Option<PathBuf>,
     /// `cpu` or `cuda:N`.
     pub device: String,
+    /// Let a mid-epoch `--resume` change the seed, batch size, `--max-images` or the data (the rest
+    /// of the epoch is then not the replay of an uninterrupted run).
+    pub allow_changes: bool,
 }
 
 /// A run ready to train.
@@ -61,6 +64,10 @@ pub struct Session {
     pub skipped: SkipLog,
     /// Whether this session resumed a checkpoint.
     pub resumed: bool,
+    /// The metrics records of the finished epochs (the checkpoint's metrics.jsonl).
+    pub metrics: Vec<String>,
+    /// The run directory's lock, held while the session lives.
+    pub lock: std::fs::File,
 }
 
 /// `cpu` or `cuda[:N]` to a candle device.
@@ -138,12 +145,7 @@ pub fn prepare_data(data: Option<&Path>, synthetic: Option<usize>, image_size: u
 /// Remove a previous run's outputs (checkpoint, metrics, samples) for `--force`. Only files this
 /// trainer writes are touched.
 fn clear_run(out: &Path) -> Result<()> {
-    for f in [checkpoint::STATE_FILE, checkpoint::MODEL_FILE, checkpoint::OPTIMIZER_FILE, checkpoint::CONFIG_FILE, checkpoint::METRICS_FILE] {
-        let p = out.join(f);
-        if p.exists() {
-            std::fs::remove_file(&p).with_context(|| format!("cannot remove {}", p.display()))?;
-        }
-    }
+    checkpoint::remove_checkpoint(out)?;
     let samples = out.join(checkpoint::SAMPLES_DIR);
     if let Ok(entries) = std::fs::read_dir(&samples) {
         for e in entries.flatten() {
@@ -156,8 +158,31 @@ fn clear_run(out: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Resolve the config (file or checkpoint, plus overrides) and the state to start from.
-fn resolve_config(opts: &TrainOptions) -> Result<(Config, Option<State>)> {
+/// Take the run directory's lock (`train.lock`, see [`checkpoint::try_lock`]): a second trainer on the same
+/// `--out` fails at once. The OS releases the lock when the process dies, so a killed run never
+/// blocks the next one; the file itself stays.
+fn lock_run(out: &Path) -> Result<std::fs::File> {
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create the run directory {}", out.display()))?;
+    let path = out.join(checkpoint::LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open the lock file {}", path.display()))?;
+    match checkpoint::try_lock(&file) {
+        Ok(true) => Ok(file),
+        Ok(false) => bail!(
+            "{} is in use by another facerecon-train (it holds {}); wait for it to finish or use another --out",
+            out.display(),
+            path.display()
+        ),
+        Err(e) => Err(e).with_context(|| format!("cannot lock {}", path.display())),
+    }
+}
+
+/// Resolve the config (file or checkpoint, plus overrides) and the checkpoint to resume.
+fn resolve_config(opts: &TrainOptions) -> Result<(Config, Option<Checkpoint>)> {
     let has_checkpoint = checkpoint::exists(&opts.out);
     if has_checkpoint && !opts.resume && !opts.force {
         let epoch = checkpoint::load_state(&opts.out).map(|s| s.epoch).unwrap_or(0);
@@ -166,31 +191,79 @@ fn resolve_config(opts: &TrainOptions) -> Result<(Config, Option<State>)> {
             opts.out.display()
         );
     }
-    let resumed = if opts.resume && has_checkpoint { Some(checkpoint::load_state(&opts.out)?) } else { None };
+    let resumed = if opts.resume && has_checkpoint { checkpoint::open(&opts.out)? } else { None };
     if opts.resume && resumed.is_none() {
         eprintln!("note: --resume but {} has no checkpoint yet; starting a new run", opts.out.display());
     }
     if opts.force && !opts.resume {
         clear_run(&opts.out)?;
     }
-    let saved = opts.out.join(checkpoint::CONFIG_FILE);
-    let mut config = match (&opts.config, &resumed) {
+    let saved = resumed.as_ref().map(|ck| ck.dir.join(checkpoint::CONFIG_FILE));
+    let mut config = match (&opts.config, &saved) {
         (Some(path), _) => Config::load(path)?,
-        (None, Some(_)) => Config::load(&saved)?,
+        (None, Some(saved)) => Config::load(saved)?,
         (None, None) => bail!("--config is required (except when resuming a run)"),
     };
-    if let (Some(_), Some(_)) = (&opts.config, &resumed) {
-        let old = Config::load(&saved)?;
+    let old = saved.as_deref().map(Config::load).transpose()?;
+    if let (Some(_), Some(old)) = (&opts.config, &old) {
         if old.model != config.model {
-            bail!("the model in {} differs from the checkpoint's ({}); use a new --out", opts.config.as_ref().unwrap().display(), saved.display());
+            bail!("the model in {} differs from the checkpoint's ({}); use a new --out", opts.config.as_ref().unwrap().display(), saved.as_deref().unwrap_or(&opts.out).display());
         }
     }
     let t = &mut config.train;
     t.epochs = opts.epochs.unwrap_or(t.epochs);
     t.batch_size = opts.batch_size.unwrap_or(t.batch_size);
-    t.seed = opts.seed.or(resumed.as_ref().map(|s| s.seed)).unwrap_or(t.seed);
+    t.seed = opts.seed.or(resumed.as_ref().map(|ck| ck.state.seed)).unwrap_or(t.seed);
     config.validate().map_err(|e| anyhow::anyhow!("invalid settings: {e}"))?;
+    if let (Some(ck), Some(old)) = (&resumed, &old) {
+        check_resume_settings(opts, &ck.state, old.train.batch_size, config.train.batch_size)?;
+    }
     Ok((config, resumed))
+}
+
+/// A resume continues the run it finds: in the middle of an epoch the rest of the epoch's batches are
+/// those of the stored seed, batch size, image subset and data, so a different one is refused unless
+/// `--allow-changes` says so. At an epoch boundary a change only affects the epochs to come; it is
+/// allowed and announced.
+fn check_resume_settings(opts: &TrainOptions, st: &State, old_batch: usize, new_batch: usize) -> Result<()> {
+    let mut diffs = Vec::new();
+    if let Some(seed) = opts.seed.filter(|s| *s != st.seed) {
+        diffs.push(format!("--seed {seed} (the run's is {})", st.seed));
+    }
+    if new_batch != old_batch {
+        diffs.push(format!("batch size {new_batch} (the run's is {old_batch})"));
+    }
+    if let Some(n) = opts.max_images.filter(|n| Some(*n) != st.max_images) {
+        let old = st.max_images.map_or("all images".to_string(), |m| m.to_string());
+        diffs.push(format!("--max-images {n} (the run's is {old})"));
+    }
+    if let Some(data) = &opts.data {
+        let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => a == b,
+        };
+        if !same(data, &st.data) {
+            diffs.push(format!("--data {} (the run's is {})", data.display(), st.data.display()));
+        }
+    }
+    if diffs.is_empty() {
+        return Ok(());
+    }
+    let mid_epoch = st.batch_in_epoch > 0;
+    let list = diffs.join(", ");
+    if mid_epoch && !opts.allow_changes {
+        bail!(
+            "--resume of {}: the run stopped in the middle of epoch {} (batch {}), and this resume asks for {list}. \
+             The rest of the epoch would not be the one the run started; leave the option(s) out to continue \
+             with the run's settings, or pass --allow-changes to continue with the new ones",
+            opts.out.display(),
+            st.epoch + 1,
+            st.batch_in_epoch
+        );
+    }
+    let when = if mid_epoch { "from the middle of this epoch (--allow-changes)" } else { "from the next epoch on" };
+    eprintln!("note: --resume of {} continues with {list} {when}", opts.out.display());
+    Ok(())
 }
 
 /// Load the weights of the run in `src` into a new run's model, after checking that its model is ours.
@@ -198,7 +271,7 @@ fn init_from(src: &Path, config: &Config, varmap: &VarMap, device: &Device) -> R
     if !checkpoint::exists(src) {
         bail!("--init-from {}: no checkpoint there", src.display());
     }
-    let theirs = Config::load(&src.join(checkpoint::CONFIG_FILE))?;
+    let theirs = checkpoint::load_config(src)?;
     if theirs.model != config.model {
         bail!("--init-from {}: its model differs from this config's model", src.display());
     }
@@ -213,16 +286,22 @@ pub const VAL_FILES: &str = "val_files.txt";
 
 /// Prepare a run: config, run directory, data, model, optimiser, and the checkpoint if resuming.
 pub fn setup(opts: &TrainOptions) -> Result<Session> {
-    // Before resolve_config: with --force it removes files from --out.
+    if opts.allow_changes && !opts.resume {
+        bail!("--allow-changes only applies to --resume");
+    }
+    // Before the lock (it creates --out) and before resolve_config (with --force it removes files from --out).
     check_run_paths(opts)?;
+    let lock = lock_run(&opts.out)?;
+    // Held by us: what an interrupted save left behind is no one's.
+    checkpoint::remove_stale(&opts.out)?;
     let (config, resumed) = resolve_config(opts)?;
     let device = parse_device(&opts.device)?;
     let size = config.model.image_size as u32;
     let t = &config.train;
 
-    let data_arg = opts.data.clone().or(resumed.as_ref().map(|s| s.data.clone()));
+    let data_arg = opts.data.clone().or(resumed.as_ref().map(|ck| ck.state.data.clone()));
     let (data_dir, synthetic) = prepare_data(data_arg.as_deref(), opts.synthetic, size)?;
-    let max_images = opts.max_images.or(resumed.as_ref().and_then(|s| s.max_images));
+    let max_images = opts.max_images.or(resumed.as_ref().and_then(|ck| ck.state.max_images));
     let listing = io::walk_images(&data_dir);
     print_skipped(&listing.skipped);
     let files = listing.files;
@@ -240,6 +319,7 @@ pub fn setup(opts: &TrainOptions) -> Result<Session> {
     let skipped = SkipLog::default();
     let sampler = MaskSampler::new(&config.masks).context("masks")?;
     let val = ValidationSet::load(&split.val, &sampler, size, &skipped);
+    check_validation_readable(&data_dir, split.val.len(), val.len, &skipped)?;
     let train = TrainData::new(split.train, sampler, size, t.batch_size, t.seed, t.flip, skipped.clone());
 
     let varmap = VarMap::new();
@@ -249,12 +329,13 @@ pub fn setup(opts: &TrainOptions) -> Result<Session> {
     let params = varmap.data().lock().unwrap().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     let mut optimizer = Optimizer::new(&t.optimizer, params)?;
 
-    let state = match resumed {
-        Some(state) if opts.init_from.is_some() => {
-            bail!("--init-from starts a new run but {} already holds one ({} epochs done); use a new --out", opts.out.display(), state.epoch)
+    let (state, metrics) = match resumed {
+        Some(ck) if opts.init_from.is_some() => {
+            bail!("--init-from starts a new run but {} already holds one ({} epochs done); use a new --out", opts.out.display(), ck.state.epoch)
         }
-        Some(state) => {
-            checkpoint::load_weights(&opts.out, &varmap, &mut optimizer, &device)?;
+        Some(ck) => {
+            checkpoint::load_weights(&opts.out, &ck, &varmap, &mut optimizer, &device)?;
+            let state = ck.state;
             eprintln!(
                 "resuming {} at epoch {} (step {}, {} batches into the epoch)",
                 opts.out.display(),
@@ -262,13 +343,13 @@ pub fn setup(opts: &TrainOptions) -> Result<Session> {
                 state.step,
                 state.batch_in_epoch
             );
-            State { data: data_dir, synthetic, seed: t.seed, max_images, ..state }
+            (State { data: data_dir, synthetic, seed: t.seed, max_images, ..state }, ck.metrics)
         }
         None => {
             if let Some(src) = &opts.init_from {
                 init_from(src, &config, &varmap, &device)?;
             }
-            State { epoch: 0, step: 0, batch_in_epoch: 0, best: None, seed: t.seed, data: data_dir, synthetic, max_images }
+            (State::new(t.seed, data_dir, synthetic, max_images), Vec::new())
         }
     };
     std::fs::create_dir_all(opts.out.join(checkpoint::SAMPLES_DIR))
@@ -279,7 +360,23 @@ pub fn setup(opts: &TrainOptions) -> Result<Session> {
     facerecon_imaging::io::write_atomic(&val_list, listing.as_bytes())
         .with_context(|| format!("cannot write {}", val_list.display()))?;
     let resumed = state.step > 0 || state.epoch > 0;
-    Ok(Session { config, out: opts.out.clone(), device, varmap, model, optimizer, state, train, val, skipped, resumed })
+    Ok(Session { config, out: opts.out.clone(), device, varmap, model, optimizer, state, train, val, skipped, resumed, metrics, lock })
+}
+
+/// The validation set is decoded once, up front: more than half of its files unreadable is an error
+/// (the same rule as for the training files, see `train::check_readable`).
+fn check_validation_readable(data: &Path, listed: usize, read: usize, skipped: &SkipLog) -> Result<()> {
+    let bad = listed - read;
+    if bad > 0 && bad as f64 > crate::train::MAX_UNREADABLE_FRACTION * listed as f64 {
+        let example = skipped.entries().into_iter().next().map(|(p, r)| format!(" (e.g. {}: {r})", p.display())).unwrap_or_default();
+        bail!(
+            "{bad} of the {listed} validation files in {} could not be read{example}; training stops when more than \
+             {:.0} % of them are unreadable (see the warnings above)",
+            data.display(),
+            100.0 * crate::train::MAX_UNREADABLE_FRACTION
+        );
+    }
+    Ok(())
 }
 
 /// Checks --out against --data and --init-from before anything is written or removed: --out must

@@ -1,7 +1,7 @@
 //! The training loop. [`run`] reads top to bottom: for each epoch, for each batch, one optimiser
 //! step; after each epoch, validation, metrics, samples and a checkpoint.
 
-use crate::checkpoint::{self, METRICS_FILE, SAMPLES_DIR};
+use crate::checkpoint::{self, State, SAMPLES_DIR};
 use crate::data::Batch;
 use crate::optim::lr_at;
 use crate::setup::{setup, Session, TrainOptions};
@@ -69,9 +69,11 @@ pub fn run(opts: &TrainOptions) -> Result<Summary> {
     let mut step_losses = Vec::new();
 
     for epoch in first_epoch..t.epochs {
+        // The epoch's running totals start from the checkpoint's (a resumed epoch's record covers it all).
         let (epoch_start, mut last_save) = (Instant::now(), Instant::now());
+        let (secs_before, wait_before) = (s.state.epoch_secs, s.state.epoch_wait);
         let bar = progress_bar(steps_per_epoch, s.state.batch_in_epoch as u64, epoch + 1, t.epochs);
-        let (mut loss_sum, mut n_images, mut epoch_wait) = (0.0f64, 0usize, 0.0f64);
+        let (mut n_images, mut epoch_wait) = (0usize, 0.0f64);
         let mut step_clock = Instant::now();
         for batch in s.train.epoch(epoch, s.state.batch_in_epoch) {
             // Time blocked on the data thread's queue for this batch.
@@ -80,6 +82,13 @@ pub fn run(opts: &TrainOptions) -> Result<Summary> {
             if done(s.state.step) {
                 stopped_early = true;
                 break;
+            }
+            s.state.epoch_unreadable += batch.unreadable;
+            if batch.len == 0 {
+                // Every file of this slot was unreadable: no step, but the position moves on.
+                s.state.batch_in_epoch += 1;
+                step_clock = Instant::now();
+                continue;
             }
             let lr = lr_at(t.optimizer.lr, &t.lr_schedule, s.state.step, steps_per_epoch, total_steps);
             let batch_len = batch.len;
@@ -98,10 +107,14 @@ pub fn run(opts: &TrainOptions) -> Result<Summary> {
                 steady_wait += waited;
             }
             (s.state.step, s.state.batch_in_epoch) = (s.state.step + 1, s.state.batch_in_epoch + 1);
-            (loss_sum, n_images) = (loss_sum + loss * batch_len as f64, n_images + batch_len);
+            s.state.epoch_loss_sum += loss * batch_len as f64;
+            s.state.epoch_images += batch_len;
+            n_images += batch_len;
             let ips = n_images as f64 / epoch_start.elapsed().as_secs_f64();
-            report_step(&bar, &s, loss_sum / n_images as f64, ips, lr, t.log_every);
+            report_step(&bar, &s, s.state.epoch_loss_sum / s.state.epoch_images as f64, ips, lr, t.log_every);
+            checkpoint::crash_point("step");
             if checkpoint_every.is_some_and(|secs| last_save.elapsed().as_secs_f64() >= secs) {
+                (s.state.epoch_secs, s.state.epoch_wait) = (secs_before + epoch_start.elapsed().as_secs_f64(), wait_before + epoch_wait);
                 save_checkpoint(&s)?;
                 last_save = Instant::now();
             }
@@ -110,21 +123,30 @@ pub fn run(opts: &TrainOptions) -> Result<Summary> {
         bar.finish_and_clear();
         let secs = epoch_start.elapsed().as_secs_f64();
         (images_seen, train_secs) = (images_seen + n_images, train_secs + secs);
+        (s.state.epoch_secs, s.state.epoch_wait) = (secs_before + secs, wait_before + epoch_wait);
         if stopped_early {
             save_checkpoint(&s)?; // mid-epoch: --resume continues with the next batch
             break;
         }
-        (s.state.epoch, s.state.batch_in_epoch) = (epoch + 1, 0);
+        check_readable(&s)?;
         let (val, rows) = validate(&s.model, &s.val, t.batch_size, &t.loss, &s.device)?;
         if !rows.is_empty() {
             let path = s.out.join(SAMPLES_DIR).join(format!("epoch_{:03}.png", epoch + 1));
             save_png_atomic(&sample_grid(&rows), &path).with_context(|| format!("cannot write {}", path.display()))?;
         }
         let lr = lr_at(t.optimizer.lr, &t.lr_schedule, s.state.step.saturating_sub(1), steps_per_epoch, total_steps);
-        let mut record = epoch_record(&s, loss_sum / n_images.max(1) as f64, val, lr, n_images as f64 / secs, epoch_start);
-        record["data_wait"] = json!(epoch_wait / secs.max(1e-9));
+        let (st, epoch_secs) = (&s.state, s.state.epoch_secs);
+        let train_loss = st.epoch_loss_sum / st.epoch_images.max(1) as f64;
+        let ips = st.epoch_images as f64 / epoch_secs.max(1e-9);
+        let mut record = epoch_record(&s, epoch + 1, train_loss, val, lr, ips, secs_before + epoch_start.elapsed().as_secs_f64());
+        record["data_wait"] = json!(s.state.epoch_wait / epoch_secs.max(1e-9));
         eprintln!("{}", describe(&record));
-        checkpoint::append_line(&s.out.join(METRICS_FILE), &record.to_string())?;
+        // The record becomes part of the epoch's checkpoint (its metrics.jsonl): the run directory never
+        // shows a record that its checkpoint does not cover, nor one twice.
+        s.metrics.push(record.to_string());
+        let State { epoch_loss_sum, epoch_images, epoch_unreadable, epoch_secs, epoch_wait, .. } = &mut s.state;
+        (*epoch_loss_sum, *epoch_images, *epoch_unreadable, *epoch_secs, *epoch_wait) = (0.0, 0, 0, 0.0, 0.0);
+        (s.state.epoch, s.state.batch_in_epoch) = (epoch + 1, 0);
         if is_better(&record, s.state.best.as_ref()) {
             s.state.best = Some(record.clone());
         }
@@ -157,7 +179,7 @@ pub fn run(opts: &TrainOptions) -> Result<Summary> {
 /// One optimiser step on `batch`; returns the loss before the update.
 fn train_step(s: &mut Session, batch: Batch, lr: f64) -> Result<f64> {
     // The batch's buffers become the tensors (no copies).
-    let Batch { images, masks, inputs, len, size } = batch;
+    let Batch { images, masks, inputs, len, size, .. } = batch;
     let image = Tensor::from_vec(images, (len, 3, size, size), &s.device)?;
     let mask = Tensor::from_vec(masks, (len, 1, size, size), &s.device)?;
     let input = Tensor::from_vec(inputs, image.shape(), &s.device)?;
@@ -172,7 +194,7 @@ fn train_step(s: &mut Session, batch: Batch, lr: f64) -> Result<f64> {
 }
 
 fn save_checkpoint(s: &Session) -> Result<()> {
-    checkpoint::save(&s.out, &s.varmap, &s.optimizer, &s.config, &s.state)
+    checkpoint::save(&s.out, &s.varmap, &s.optimizer, &s.config, &s.state, &s.metrics)
         .with_context(|| format!("cannot save the checkpoint in {}", s.out.display()))
 }
 
@@ -202,11 +224,37 @@ fn report_step(bar: &ProgressBar, s: &Session, loss: f64, ips: f64, lr: f64, log
     }
 }
 
-/// One metrics.jsonl line.
-fn epoch_record(s: &Session, train_loss: f64, val: Option<ValMetrics>, lr: f64, ips: f64, since: Instant) -> Value {
+/// Files that could not be read stop the run, by this rule: an epoch in which no training image could be
+/// read, or in which more than [`MAX_UNREADABLE_FRACTION`] of the training files could not be, is an
+/// error (checked at the end of each epoch, before its checkpoint; the files are decoded while
+/// streaming). A few bad files are skipped with a warning each.
+fn check_readable(s: &Session) -> Result<()> {
+    let (bad, ok) = (s.state.epoch_unreadable, s.state.epoch_images);
+    if bad == 0 {
+        return Ok(());
+    }
+    let total = bad + ok;
+    if ok == 0 || bad as f64 > MAX_UNREADABLE_FRACTION * total as f64 {
+        let example = s.skipped.entries().into_iter().next().map(|(p, r)| format!(" (e.g. {}: {r})", p.display())).unwrap_or_default();
+        bail!(
+            "{bad} of the {total} training files in {} could not be read{example}; training stops when more than {:.0} % \
+             of them are unreadable (see the warnings above)",
+            s.state.data.display(),
+            100.0 * MAX_UNREADABLE_FRACTION
+        );
+    }
+    Ok(())
+}
+
+/// The largest fraction of unreadable training files an epoch may have (see [`check_readable`]).
+pub const MAX_UNREADABLE_FRACTION: f64 = 0.5;
+
+/// One metrics.jsonl line for epoch `epoch` (1-based).
+#[allow(clippy::too_many_arguments)]
+fn epoch_record(s: &Session, epoch: usize, train_loss: f64, val: Option<ValMetrics>, lr: f64, ips: f64, wall_s: f64) -> Value {
     let v = |f: fn(&ValMetrics) -> f64| val.as_ref().map(f);
     json!({
-        "epoch": s.state.epoch,
+        "epoch": epoch,
         "step": s.state.step,
         "train_loss": train_loss,
         "val_loss": v(|m| m.loss),
@@ -218,7 +266,7 @@ fn epoch_record(s: &Session, train_loss: f64, val: Option<ValMetrics>, lr: f64, 
         "val_images": s.val.len,
         "lr": lr,
         "images_per_sec": ips,
-        "wall_s": since.elapsed().as_secs_f64(),
+        "wall_s": wall_s,
     })
 }
 
