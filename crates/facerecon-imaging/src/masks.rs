@@ -268,29 +268,77 @@ pub fn load_mask(path: &Path, width: u32, height: u32) -> Result<GrayImage, Imag
 
 /// Brightest channel value at which a pixel still counts as "dark" in [`detect_dark_holes`].
 pub const DARK_MAX: u8 = 16;
-/// Smallest dark region (pixels, 4-connected) that [`detect_dark_holes`] reports as a hole.
+/// Smallest blacked-out rectangle (pixels) that [`detect_dark_holes`] reports as a hole.
 pub const DARK_MIN_AREA: usize = 64;
+/// Radius of the opening in [`detect_dark_holes`]: dark structures thinner than `2r+1` pixels
+/// (hair strands, lines, small features) are never part of a hole.
+pub const OPEN_RADIUS: u32 = 3;
+/// Share of its rectangle that a dark region must fill to count as a box.
+pub const BOX_FILL: f64 = 0.9;
+/// Share of each row and column of a box that must be dark.
+pub const LINE_FILL: f64 = 0.65;
+/// Brightest channel value of a *near-black* pixel.
+pub const NEAR_BLACK: u8 = 4;
+/// Share of a box's pixels that must be near-black ([`NEAR_BLACK`]). JPEG keeps the inside of a
+/// black box at or next to 0 (its blocks decode to 0 and ringing below 0 is clipped: 75-80 % of a
+/// 28x28 box at quality 75); hair, shadows and dim backgrounds are textured well above that.
+pub const BLACK_SHARE: f64 = 0.6;
 
-/// Finds blacked-out regions, the way the tutorial's corrupted images mark their holes.
+/// Finds blacked-out rectangles, the way the tutorial's corrupted images mark their holes, and
+/// nothing else: a default that runs on every photo must never repaint a real one.
 ///
-/// The rule: a pixel is *dark* if `max(R,G,B) <= 16` ([`DARK_MAX`]; pure black drifts to
-/// near-black under JPEG). Holes are the 4-connected components of dark pixels with an area of
-/// at least 64 pixels ([`DARK_MIN_AREA`]), so small dark features (pupils, nostrils, dark hair
-/// strands of a few pixels) are not taken for holes. The result is then dilated by 1 pixel
-/// (3x3 square) to cover JPEG ringing at the hole's border.
+/// The rule:
+/// 1. A pixel is *dark* if `max(R,G,B) <= 16` ([`DARK_MAX`]; pure black drifts to near-black
+///    under JPEG).
+/// 2. The dark pixels are opened with a 7x7 square ([`OPEN_RADIUS`]): a pixel stays only if it lies
+///    in a 7x7 window of dark pixels, so hair strands, lines and small dark features vanish.
+/// 3. Each 4-connected region left is reduced to its dominant rectangle (the rows and columns
+///    holding at least half as many of its pixels as its fullest row / column), which drops dark
+///    texture that merely touches a box. The rectangle is a hole only if
+///    - it is box-like: the region fills >= 90 % of it ([`BOX_FILL`]) and >= 65 % of each of its
+///      rows and columns are dark ([`LINE_FILL`]; a disc fails this at its first row);
+///    - it is black: >= 60 % of its pixels have `max(R,G,B) <= 4` ([`BLACK_SHARE`],
+///      [`NEAR_BLACK`]; hair, shadows, dim rooms and night skies are textured well above that);
+///    - it has at least 64 pixels ([`DARK_MIN_AREA`]) and does not span the image's full width or
+///      height (a letterbox bar, a black frame or background is not a hole).
+/// 4. The hole is that rectangle grown by 1 pixel, plus the dark pixels within 2 pixels of it
+///    (a JPEG-compressed box's fringe).
 ///
-/// Limitation: a large genuinely black area (black hair, a dark background) is detected too;
-/// pass an explicit mask for such images.
+/// Dark hair, dark backgrounds and night shots are irregular, textured or span the image, so they
+/// are left alone; a box touching dark hair takes at most a few pixels of it along its edge. A
+/// black, axis-aligned rectangle inside a photo is always taken for a hole: give an explicit mask
+/// (or `--box`) for such an image.
 pub fn detect_dark_holes(img: &RgbImage) -> GrayImage {
+    detect_dark_holes_where(img, |_, _| true)
+}
+
+/// [`detect_dark_holes`] considering only the pixels where `eligible(x, y)` holds (e.g. only
+/// opaque pixels of an image with alpha: transparency is never a hole).
+pub fn detect_dark_holes_where(img: &RgbImage, eligible: impl Fn(u32, u32) -> bool) -> GrayImage {
     let (w, h) = img.dimensions();
     let (wu, hu) = (w as usize, h as usize);
-    let dark: Vec<bool> = img.pixels().map(|p| p[0].max(p[1]).max(p[2]) <= DARK_MAX).collect();
-    let mut seen = vec![false; wu * hu];
     let mut mask = GrayImage::new(w, h);
+    if wu == 0 || hu == 0 {
+        return mask;
+    }
+    let dark: Vec<bool> = img
+        .enumerate_pixels()
+        .map(|(x, y, p)| p[0].max(p[1]).max(p[2]) <= DARK_MAX && eligible(x, y))
+        .collect();
+    let r = OPEN_RADIUS as usize;
+    // Opening: erode (every pixel of the window, clipped to the image, is dark), then dilate back.
+    let core = window_all(&window_all(&dark, wu, hu, r, true), wu, hu, r, false);
+    let opened = window_any(&window_any(&core, wu, hu, r, true), wu, hu, r, false);
+    let brightest = |i: usize| {
+        let p = &img.as_raw()[3 * i..3 * i + 3];
+        p[0].max(p[1]).max(p[2])
+    };
+
+    let mut seen = vec![false; wu * hu];
     let mut component = Vec::new();
     let mut queue = VecDeque::new();
     for start in 0..wu * hu {
-        if !dark[start] || seen[start] {
+        if !opened[start] || seen[start] {
             continue;
         }
         component.clear();
@@ -300,7 +348,7 @@ pub fn detect_dark_holes(img: &RgbImage) -> GrayImage {
             component.push(i);
             let (x, y) = (i % wu, i / wu);
             let mut visit = |j: usize| {
-                if dark[j] && !seen[j] {
+                if opened[j] && !seen[j] {
                     seen[j] = true;
                     queue.push_back(j);
                 }
@@ -318,13 +366,102 @@ pub fn detect_dark_holes(img: &RgbImage) -> GrayImage {
                 visit(i + wu);
             }
         }
-        if component.len() >= DARK_MIN_AREA {
-            for &i in &component {
-                mask.put_pixel((i % wu) as u32, (i / wu) as u32, Luma([HOLE]));
+        if component.len() < DARK_MIN_AREA {
+            continue;
+        }
+        let Some((x0, y0, x1, y1)) = dominant_rect(&component, wu) else { continue };
+        let area = (x1 - x0 + 1) * (y1 - y0 + 1);
+        if area < DARK_MIN_AREA || x1 - x0 + 1 == wu || y1 - y0 + 1 == hu {
+            continue;
+        }
+        // Box-like: the opened region fills the rectangle, and every row and column of it is
+        // mostly dark (a disc fills >= 90 % of its dominant rectangle, but its first and last rows
+        // only 58 %; JPEG leaves >= 70 % of a black box's edge rows dark).
+        let inside = component
+            .iter()
+            .filter(|&&i| (x0..=x1).contains(&(i % wu)) && (y0..=y1).contains(&(i / wu)))
+            .count();
+        let (rw, rh) = (x1 - x0 + 1, y1 - y0 + 1);
+        let (mut rows, mut cols) = (vec![0usize; rh], vec![0usize; rw]);
+        let mut near_black = 0;
+        for y in y0..=y1 {
+            for x in x0..=x1 {
+                let i = y * wu + x;
+                if dark[i] {
+                    rows[y - y0] += 1;
+                    cols[x - x0] += 1;
+                }
+                near_black += (brightest(i) <= NEAR_BLACK) as usize;
+            }
+        }
+        let thin = |counts: &[usize], full: usize| counts.iter().any(|&n| (n as f64) < LINE_FILL * full as f64);
+        if (inside as f64) < BOX_FILL * area as f64
+            || thin(&rows, rw)
+            || thin(&cols, rh)
+            || (near_black as f64) < BLACK_SHARE * area as f64
+        {
+            continue;
+        }
+        // The hole: the rectangle grown by 1 pixel, and the dark pixels within 2 pixels of it (the
+        // edge of a JPEG-compressed box, whose ringing the opening may have cut off).
+        for y in y0.saturating_sub(2)..=(y1 + 2).min(hu - 1) {
+            for x in x0.saturating_sub(2)..=(x1 + 2).min(wu - 1) {
+                let ring = y + 1 < y0 || y > y1 + 1 || x + 1 < x0 || x > x1 + 1;
+                if !ring || dark[y * wu + x] {
+                    mask.put_pixel(x as u32, y as u32, Luma([HOLE]));
+                }
             }
         }
     }
-    dilate(&mask, 1)
+    mask
+}
+
+/// The rectangle (inclusive corners) of the rows and columns of `component` that hold at least half
+/// as many of its pixels as its fullest row / column.
+fn dominant_rect(component: &[usize], wu: usize) -> Option<(usize, usize, usize, usize)> {
+    let mut rows = std::collections::BTreeMap::<usize, usize>::new();
+    let mut cols = std::collections::BTreeMap::<usize, usize>::new();
+    for &i in component {
+        *rows.entry(i / wu).or_default() += 1;
+        *cols.entry(i % wu).or_default() += 1;
+    }
+    let span = |counts: &std::collections::BTreeMap<usize, usize>| {
+        let max = *counts.values().max()?;
+        let mut keep = counts.iter().filter(|(_, &n)| 2 * n >= max).map(|(&k, _)| k);
+        let first = keep.next()?;
+        Some((first, keep.last().unwrap_or(first)))
+    };
+    let (y0, y1) = span(&rows)?;
+    let (x0, x1) = span(&cols)?;
+    Some((x0, y0, x1, y1))
+}
+
+/// For each pixel, whether all (`all`) or any (`!all`) of `set` holds in the `2r+1` window along one
+/// axis (rows if `horizontal`), clipped to the image: one pass of a separable erosion / dilation.
+fn window_pass(set: &[bool], wu: usize, hu: usize, r: usize, horizontal: bool, all: bool) -> Vec<bool> {
+    let (lines, len) = if horizontal { (hu, wu) } else { (wu, hu) };
+    let at = |line: usize, k: usize| if horizontal { line * wu + k } else { k * wu + line };
+    let mut out = vec![false; wu * hu];
+    let mut prefix = vec![0usize; len + 1];
+    for line in 0..lines {
+        for k in 0..len {
+            prefix[k + 1] = prefix[k] + set[at(line, k)] as usize;
+        }
+        for k in 0..len {
+            let (a, b) = (k.saturating_sub(r), (k + r + 1).min(len));
+            let n = prefix[b] - prefix[a];
+            out[at(line, k)] = if all { n == b - a } else { n > 0 };
+        }
+    }
+    out
+}
+
+fn window_all(set: &[bool], wu: usize, hu: usize, r: usize, horizontal: bool) -> Vec<bool> {
+    window_pass(set, wu, hu, r, horizontal, true)
+}
+
+fn window_any(set: &[bool], wu: usize, hu: usize, r: usize, horizontal: bool) -> Vec<bool> {
+    window_pass(set, wu, hu, r, horizontal, false)
 }
 
 /// Fraction of pixels that are holes (value >= 128); 0 for an empty mask.
@@ -586,11 +723,152 @@ mod tests {
             }
         }
         assert_eq!(holes(&detect_dark_holes(&face)), 0);
+        // A flat dark-grey box is not blacked out; a black one is (grown by 1 pixel).
         for y in 40..49 {
             for x in 10..19 {
                 face.put_pixel(x, y, Rgb([5, 10, 16]));
             }
         }
-        assert_eq!(holes(&detect_dark_holes(&face)), 11 * 11, "9x9 dark box dilated by 1");
+        assert_eq!(holes(&detect_dark_holes(&face)), 0, "9x9 dark grey box");
+        for y in 40..49 {
+            for x in 10..19 {
+                face.put_pixel(x, y, Rgb([0, 0, 0]));
+            }
+        }
+        assert_eq!(holes(&detect_dark_holes(&face)), 11 * 11, "9x9 black box dilated by 1");
+    }
+
+    // --- The default detection must never repaint a real photo (issue 15, item 12). ---
+
+    /// A plain face (skin with mild noise) on a `size x size` canvas, with `paint` applied to the
+    /// pixels outside the face ellipse (hair, background, night).
+    fn portrait(size: u32, seed: u64, paint: impl Fn(u32, u32, &mut StdRng) -> Rgb<u8>) -> RgbImage {
+        let mut rng = StdRng::seed_from_u64(seed);
+        RgbImage::from_fn(size, size, |x, y| {
+            let (fx, fy) = (x as f32 / size as f32 - 0.5, y as f32 / size as f32 - 0.6);
+            if fx * fx / 0.07 + fy * fy / 0.1 < 1.0 {
+                let v = rng.gen_range(0..10u8);
+                Rgb([190 + v, 150 + v, 130 + v])
+            } else {
+                paint(x, y, &mut rng)
+            }
+        })
+    }
+
+    /// Near-black hair: diagonal strands of 0-6 between darker-than-16 and lighter texture.
+    fn hair(x: u32, y: u32, rng: &mut StdRng) -> Rgb<u8> {
+        let v = if ((2 * x + y) / 4) % 3 == 0 { rng.gen_range(0..7u8) } else { rng.gen_range(2..30u8) };
+        Rgb([v, v, v.saturating_add(rng.gen_range(0..3))])
+    }
+
+    fn dark_textures() -> Vec<(&'static str, RgbImage)> {
+        let mut cases = Vec::new();
+        for seed in 0..3 {
+            cases.push(("dark hair", portrait(160, seed, hair)));
+            // A dark, noisy background (a dim room) around the face.
+            cases.push(("dark background", portrait(160, 10 + seed, |_, y, rng| {
+                let v = 3 + (y / 40) as u8 + rng.gen_range(0..9u8);
+                Rgb([v, v + 1, v])
+            })));
+        }
+        // A night shot: a low-key gradient with noise, crushed-black round shapes (exactly 0) and
+        // a few lights; no face.
+        let mut rng = StdRng::seed_from_u64(5);
+        let blobs: Vec<(f32, f32, f32)> = (0..6)
+            .map(|_| (rng.gen_range(20.0..180.0), rng.gen_range(20.0..180.0), rng.gen_range(12.0..30.0)))
+            .collect();
+        let night = RgbImage::from_fn(200, 200, |x, y| {
+            let (xf, yf) = (x as f32, y as f32);
+            if blobs.iter().any(|&(cx, cy, r)| (xf - cx).powi(2) + (yf - cy).powi(2) < r * r) {
+                return Rgb([0, 0, 0]);
+            }
+            if (x % 50 == 7) && (y % 60 == 9) {
+                return Rgb([255, 230, 160]);
+            }
+            let v = (2.0 + 14.0 * yf / 200.0) as u8 + rng.gen_range(0..5u8);
+            Rgb([v / 2, v / 2, v])
+        });
+        cases.push(("night shot", night));
+        // Exactly black studio background and letterbox bars: dark areas that touch the borders
+        // across the whole image.
+        cases.push(("black studio background", portrait(128, 4, |_, _, _| Rgb([0, 0, 0]))));
+        let mut letterbox = crate::synth::synth_face(3, 128);
+        for (_, y, p) in letterbox.enumerate_pixels_mut() {
+            if y < 16 || y >= 112 {
+                *p = Rgb([0, 0, 0]);
+            }
+        }
+        cases.push(("letterbox", letterbox));
+        cases.push(("all black", RgbImage::new(64, 48)));
+        cases
+    }
+
+    #[test]
+    fn dark_hair_backgrounds_and_night_shots_are_not_holes() {
+        for (label, img) in dark_textures() {
+            for (format, decoded) in [("png", img.clone()), ("jpeg q90", jpeg_round_trip(&img, 90))] {
+                let n = holes(&detect_dark_holes(&decoded));
+                assert_eq!(n, 0, "{label} ({format}): {n} pixels taken for a hole");
+            }
+        }
+    }
+
+    fn paint_box(img: &mut RgbImage, (x0, y0, w, h): (u32, u32, u32, u32)) {
+        for y in y0..y0 + h {
+            for x in x0..x0 + w {
+                img.put_pixel(x, y, Rgb([0, 0, 0]));
+            }
+        }
+    }
+
+    /// `found` holds every pixel of the box and nothing farther than `slack` pixels from it.
+    fn assert_finds_box(found: &GrayImage, rect: (u32, u32, u32, u32), slack: u32, label: &str) {
+        let (w, h) = found.dimensions();
+        let bx = box_mask(w, h, rect.0, rect.1, rect.2, rect.3);
+        let grown = dilate(&bx, slack);
+        for (x, y, p) in bx.enumerate_pixels() {
+            if p[0] == HOLE {
+                assert_eq!(found.get_pixel(x, y)[0], HOLE, "{label}: box pixel ({x},{y}) missed");
+            }
+        }
+        for (x, y, p) in found.enumerate_pixels() {
+            if p[0] == HOLE {
+                assert_eq!(grown.get_pixel(x, y)[0], HOLE, "{label}: false hole at ({x},{y})");
+            }
+        }
+    }
+
+    #[test]
+    fn black_boxes_are_found_in_png_and_jpeg_even_next_to_dark_hair() {
+        // Next to bright pixels the hole is the box grown by 1 pixel (and its dark JPEG fringe);
+        // where the box touches other dark pixels (hair), the dark lines along its edge may join it
+        // (a few pixels: JPEG smooths the hair next to the box), the rest of the hair may not.
+        let faces = [
+            ("synthetic face", crate::synth::synth_face(2, 128), (50, 60, 28, 28), 2),
+            ("face on dark background", dark_textures()[1].1.clone(), (60, 80, 30, 24), 2),
+            // The box's top rows lie in the dark hair above the face.
+            ("box touching dark hair", portrait(160, 1, hair), (64, 40, 32, 30), 4),
+            ("box in dark hair at the image edge", portrait(160, 2, hair), (0, 100, 20, 40), 4),
+        ];
+        for (label, face, rect, slack) in faces {
+            let mut img = face.clone();
+            paint_box(&mut img, rect);
+            for (format, decoded) in [
+                ("png", img.clone()),
+                ("jpeg q90", jpeg_round_trip(&img, 90)),
+                ("jpeg q75", jpeg_round_trip(&img, 75)),
+            ] {
+                let found = detect_dark_holes(&decoded);
+                assert_finds_box(&found, rect, slack, &format!("{label} ({format})"));
+            }
+        }
+    }
+
+    #[test]
+    fn detection_skips_ineligible_pixels() {
+        let mut img = RgbImage::from_pixel(64, 64, Rgb([200, 180, 160]));
+        paint_box(&mut img, (10, 10, 20, 20));
+        assert_eq!(holes(&detect_dark_holes(&img)), 22 * 22);
+        assert_eq!(holes(&detect_dark_holes_where(&img, |x, _| x >= 40)), 0);
     }
 }
