@@ -28,8 +28,16 @@ const MAX_SIDE: u32 = 1 << 16;
 /// - EXIF orientation (JPEG, WebP, TIFF) is applied, so the result is upright.
 /// - Gray, gray+alpha, RGBA and 16-bit images are converted to RGB8. Alpha is
 ///   **composited over black** (each channel multiplied by alpha): transparent areas become
-///   black, which matches how the tutorial's data treats missing pixels.
+///   black, which matches how the tutorial's data treats missing pixels (training data, masks).
+///   To keep the pixels as they are, use [`load_image`].
 pub fn load_rgb(path: &Path) -> Result<RgbImage, ImagingError> {
+    Ok(to_rgb8_over_black(load_image(path)?))
+}
+
+/// Decodes an image like [`load_rgb`] (same checks, limits and EXIF orientation) but keeps its
+/// pixels as decoded: grey or colour, with or without alpha, 8 or 16 bits (or 32-bit float from
+/// TIFF). Palette and 1/2/4-bit PNGs come expanded to 8 bits per sample.
+pub fn load_image(path: &Path) -> Result<DynamicImage, ImagingError> {
     // Read the whole file: face images are small, and JPEG truncation can only be detected
     // by looking at the end of the data (see `jpeg_is_truncated`).
     let bytes = std::fs::read(path).map_err(|e| open_error(path, e))?;
@@ -68,7 +76,7 @@ pub fn load_rgb(path: &Path) -> Result<RgbImage, ImagingError> {
     let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
     let mut img = DynamicImage::from_decoder(decoder).map_err(|e| map_limit_error(path, e))?;
     img.apply_orientation(orientation);
-    Ok(to_rgb8_over_black(img))
+    Ok(img)
 }
 
 /// True if a JPEG stream has no EOI marker (`FF D9`) after its first start-of-scan.

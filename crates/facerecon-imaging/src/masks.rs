@@ -250,20 +250,58 @@ pub fn box_mask(width: u32, height: u32, x: u32, y: u32, w: u32, h: u32) -> Gray
     mask
 }
 
+/// How [`load_mask_fit`] fits a mask file of another size than its image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaskFit {
+    /// Only a scaled copy of the image's shape is resized (its sides are the image's times one
+    /// factor, each rounded): a mask of another aspect ratio is an [`ImagingError::MaskAspect`].
+    Scale,
+    /// Any size is resized to the image, stretching a mask of another aspect ratio.
+    Stretch,
+}
+
 /// Loads a mask file (any image format [`crate::io::load_rgb`] reads, colour or gray; alpha is
 /// composited over black, so transparent = known), converts it to luma, thresholds it
 /// (>= 128 becomes 255 = hole, the rest 0) and, if its size differs from `width x height`,
-/// resizes it with nearest-neighbour sampling (which keeps it binary).
+/// resizes it with nearest-neighbour sampling (which keeps it binary) — only when it has the
+/// image's aspect ratio ([`MaskFit::Scale`]): a mask of another shape would put the holes in the
+/// wrong place, so it is an error naming both sizes.
 pub fn load_mask(path: &Path, width: u32, height: u32) -> Result<GrayImage, ImagingError> {
+    load_mask_fit(path, width, height, MaskFit::Scale)
+}
+
+/// [`load_mask`] with an explicit policy for a mask of another size ([`MaskFit`]).
+pub fn load_mask_fit(path: &Path, width: u32, height: u32, fit: MaskFit) -> Result<GrayImage, ImagingError> {
     let rgb = crate::io::load_rgb(path)?;
     let mut mask = image::DynamicImage::ImageRgb8(rgb).to_luma8();
     for p in mask.pixels_mut() {
         p[0] = if p[0] >= 128 { HOLE } else { 0 };
     }
-    if mask.dimensions() != (width, height) {
+    let (mw, mh) = mask.dimensions();
+    if (mw, mh) != (width, height) {
+        if fit == MaskFit::Scale && !same_shape((mw, mh), (width, height)) {
+            return Err(ImagingError::MaskAspect {
+                path: path.to_owned(),
+                mask_width: mw,
+                mask_height: mh,
+                width,
+                height,
+            });
+        }
         mask = imageops::resize(&mask, width, height, FilterType::Nearest);
     }
     Ok(mask)
+}
+
+/// Whether one of the sizes is the other times a single factor, each side rounded: some `s` with
+/// `|a.w - b.w * s| < 1` and `|a.h - b.h * s| < 1` (or the same from `b` to `a`).
+fn same_shape(a: (u32, u32), b: (u32, u32)) -> bool {
+    let scaled = |(aw, ah): (u32, u32), (bw, bh): (u32, u32)| {
+        let (aw, ah, bw, bh) = (aw as u64, ah as u64, bw as u64, bh as u64);
+        // The intervals ((aw-1)/bw, (aw+1)/bw) and ((ah-1)/bh, (ah+1)/bh) of `s` overlap.
+        (aw.saturating_sub(1)) * bh < (ah + 1) * bw && (ah.saturating_sub(1)) * bw < (aw + 1) * bh
+    };
+    scaled(a, b) || scaled(b, a)
 }
 
 /// Brightest channel value at which a pixel still counts as "dark" in [`detect_dark_holes`].
@@ -673,6 +711,24 @@ mod tests {
         assert_eq!(load_mask(&pc, 2, 1).unwrap().as_raw(), &vec![255, 0]);
         let e = load_mask(&dir.path().join("none.png"), 2, 2).unwrap_err();
         assert!(e.to_string().contains("none.png"));
+        // Another aspect ratio: an error naming the file and both sizes, unless stretching is asked.
+        let e = load_mask(&p, 4, 4).unwrap_err();
+        assert!(matches!(e, ImagingError::MaskAspect { .. }), "{e}");
+        let msg = e.to_string();
+        assert!(msg.contains("m.png") && msg.contains("4x2") && msg.contains("4x4"), "{msg}");
+        assert_eq!(load_mask_fit(&p, 4, 4, MaskFit::Stretch).unwrap().dimensions(), (4, 4));
+    }
+
+    #[test]
+    fn same_shape_allows_rounding_only() {
+        assert!(same_shape((60, 40), (120, 80)));
+        assert!(same_shape((61, 40), (120, 80)));
+        assert!(same_shape((500, 333), (1000, 667)));
+        assert!(same_shape((1000, 667), (500, 333)));
+        assert!(same_shape((128, 128), (1024, 1024)));
+        assert!(!same_shape((64, 64), (120, 80)));
+        assert!(!same_shape((63, 40), (120, 80)));
+        assert!(!same_shape((100, 100), (100, 98)));
     }
 
     fn jpeg_round_trip(img: &RgbImage, quality: u8) -> RgbImage {

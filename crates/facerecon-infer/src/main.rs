@@ -111,6 +111,10 @@ struct Args {
     /// Mask files mark holes with 0 (black) instead of 255.
     #[arg(long)]
     invert_mask: bool,
+    /// Stretch a mask file of another aspect ratio than its image to the image (without it such a
+    /// mask fails the image: its holes would land in the wrong place).
+    #[arg(long, requires = "masks", conflicts_with = "eval")]
+    resize_masks: bool,
     /// Grow every hole by N pixels (covers soft or compressed hole borders).
     #[arg(long, value_name = "N", default_value_t = 0, conflicts_with = "eval")]
     dilate: u32,
@@ -212,6 +216,7 @@ fn run(args: &Args) -> Result<usize> {
         boxes: args.boxes.clone(),
         invert: args.invert_mask,
         dilate: args.dilate,
+        resize: args.resize_masks,
     };
     let results = work::run(&rt, &jobs, &rules, fit, args.overwrite, &progress);
     if let Some(bar) = &progress.bar {
