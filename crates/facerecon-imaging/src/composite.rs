@@ -229,4 +229,58 @@ mod tests {
         assert_eq!(out.get_pixel(30, 40), recon.get_pixel(30, 40));
         assert_eq!(out.get_pixel(90, 90), original.get_pixel(90, 90));
     }
+
+    #[test]
+    fn the_view_shows_transparency_over_grey_and_keeps_opaque_colours() {
+        let rgba = image::RgbaImage::from_fn(3, 1, |x, _| image::Rgba([[10, 20, 30, 255], [0, 0, 0, 0], [200, 100, 0, 51]][x as usize]));
+        let img = DynamicImage::ImageRgba8(rgba);
+        let view = network_view(&img);
+        assert_eq!(view.get_pixel(0, 0), &Rgb([10, 20, 30]), "opaque: its own colour");
+        assert_eq!(view.get_pixel(1, 0), &Rgb([BACKDROP; 3]), "transparent black is grey, not a hole");
+        // a = 0.2: 0.2 * c + 0.8 * 128.
+        assert_eq!(view.get_pixel(2, 0), &Rgb([142, 122, 102]));
+        assert_eq!(opaque_pixels(&img), Some(vec![true, false, false]));
+        // Grey and 16-bit: replicated and rounded.
+        let l16 = image::ImageBuffer::<image::Luma<u16>, Vec<u16>>::from_fn(2, 1, |x, _| image::Luma([[257 * 9, 65535][x as usize]]));
+        let img = DynamicImage::ImageLuma16(l16);
+        assert_eq!(network_view(&img).as_raw(), &vec![9, 9, 9, 255, 255, 255]);
+        assert_eq!(opaque_pixels(&img), None);
+        assert!(check_keepable(&img).is_ok());
+        let float = DynamicImage::ImageRgb32F(image::Rgb32FImage::new(1, 1));
+        assert!(check_keepable(&float).unwrap_err().contains("32-bit float"));
+    }
+
+    #[test]
+    fn paste_holes_writes_only_holes_in_the_image_s_own_type() {
+        let mask = box_mask(6, 4, 1, 1, 3, 2);
+        let colour = |_: u32, _: u32| Some([0.1f32, 0.3, 0.5]);
+        let la16 = image::ImageBuffer::<image::LumaA<u16>, Vec<u16>>::from_fn(6, 4, |x, y| image::LumaA([x as u16 * 1000 + y as u16, 40000 + x as u16]));
+        let rgba8 = image::RgbaImage::from_fn(6, 4, |x, y| image::Rgba([x as u8, y as u8, 7, 100 + x as u8]));
+        for original in [DynamicImage::ImageLumaA16(la16), DynamicImage::ImageRgba8(rgba8)] {
+            let mut out = original.clone();
+            paste_holes(&mut out, &mask, colour);
+            assert_eq!(out.color(), original.color());
+            for (x, y, m) in mask.enumerate_pixels() {
+                let (a, b) = (original.get_pixel(x, y), out.get_pixel(x, y));
+                if m[0] < 128 {
+                    assert_eq!(a, b, "known pixel {x},{y}");
+                } else {
+                    assert_eq!(a[3], b[3], "alpha of hole pixel {x},{y}");
+                }
+            }
+            match &out {
+                // Grey gets the luma, at 16 bits: 0.27192 * 65535.
+                DynamicImage::ImageLumaA16(b) => assert_eq!(b.get_pixel(2, 1).0, [17820, 40002]),
+                DynamicImage::ImageRgba8(b) => assert_eq!(b.get_pixel(2, 1).0, [26, 77, 128, 102]),
+                _ => unreachable!(),
+            }
+        }
+        // An 8-bit value v/255 comes back as v; None leaves the pixel.
+        let mut rgb = DynamicImage::ImageRgb8(RgbImage::new(6, 4));
+        paste_holes(&mut rgb, &mask, |x, _| (x != 3).then(|| [1.0 / 255.0, 254.0 / 255.0, 0.5]));
+        let rgb = rgb.to_rgb8();
+        assert_eq!(rgb.get_pixel(1, 1), &Rgb([1, 254, 128]));
+        assert_eq!(rgb.get_pixel(3, 1), &Rgb([0, 0, 0]));
+        assert_eq!(rgb.get_pixel(0, 0), &Rgb([0, 0, 0]));
+    }
 }

@@ -394,6 +394,23 @@ mod tests {
         assert_eq!(rgb.get_pixel(1, 0), &Rgb([0, 0, 0]));
     }
 
+    #[test]
+    fn load_image_keeps_the_decoded_pixel_type() {
+        let dir = tempfile::tempdir().unwrap();
+        let rgba16 = image::ImageBuffer::<image::Rgba<u16>, Vec<u16>>::from_fn(3, 2, |x, y| {
+            image::Rgba([x as u16 * 20001, y as u16 * 7, 65535, x as u16 * 3])
+        });
+        let gray_alpha = image::ImageBuffer::<image::LumaA<u8>, Vec<u8>>::from_fn(3, 2, |x, y| image::LumaA([x as u8, y as u8]));
+        for img in [DynamicImage::ImageRgba16(rgba16), DynamicImage::ImageLumaA8(gray_alpha)] {
+            let p = dir.path().join("typed.png");
+            img.save(&p).unwrap();
+            assert_eq!(load_image(&p).unwrap(), img);
+        }
+        // The same checks as load_rgb: errors name the file.
+        let e = load_image(&dir.path().join("missing.png")).unwrap_err();
+        assert!(matches!(e, ImagingError::NotFound { .. }), "{e}");
+    }
+
     /// Inserts an EXIF APP1 segment with the given orientation right after the JPEG SOI marker.
     fn with_exif_orientation(jpeg: &[u8], orientation: u16) -> Vec<u8> {
         let mut tiff = b"II*\0".to_vec();
