@@ -28,16 +28,27 @@ const HOLES_HELP: &str = "\
 Where the holes are (255 = hole in mask files; any value >= 128 counts):
   --masks DIR    one mask per image, paired by name: photos/x/y.jpg uses DIR/x/y.png, else DIR/y.png
                  (a missing mask fails that image)
-  --masks FILE   the same mask for every image (resized, nearest, to each image)
+  --masks FILE   the same mask for every image
+                 A mask of another size is scaled (nearest) when it has the image's shape (each side
+                 the image's times one factor, +-1 pixel); one of another aspect ratio fails that
+                 image, naming both files and sizes, unless --resize-masks stretches it.
   --box X,Y,W,H  a rectangle in original-image pixels; repeatable; added to any mask file
-  (none)         holes are detected as blacked-out regions, the tutorial's black box: pixels with
-                 max(R,G,B) <= 16, in 4-connected regions of at least 64 pixels, grown by 1 pixel.
-                 A large genuinely black area (black hair, dark background) is taken for a hole too:
-                 give a mask for such images.
+  (none)         holes are the tutorial's blacked-out boxes, and nothing else: a rectangle of
+                 near-black pixels (max(R,G,B) <= 16 after a 7x7 opening; >= 60% of it <= 8, as
+                 JPEG leaves a black box), box-shaped (>= 90% filled, every row and column >= 65%
+                 dark), >= 64 pixels, not spanning the image's width or height, and opaque; the
+                 hole is the rectangle grown by 1 pixel plus its dark fringe within 2 pixels. Dark
+                 hair, dark backgrounds and night shots are left alone; an image without such a box
+                 is copied unchanged (counted 'without hole'). Give a mask for anything else;
+                 --dilate N grows a box whose edge heavy JPEG compression has brightened.
 
-Only hole pixels change: the output has the input's size and every other pixel is bit-identical.
-Outputs are PNG, <stem>.png under --out (keeping sub-directories of an input directory); existing
-outputs are never replaced without --overwrite, and --out may not be inside an input directory.
+Only hole pixels change: the output has the input's size, colour type (grey or RGB, with or without
+alpha) and bit depth (8 or 16), and every other pixel is bit-identical, alpha included (hole pixels
+keep their alpha too). The network sees an 8-bit RGB view (alpha over mid-grey 128); 16-bit holes
+get 16-bit values from the reconstruction. 32-bit float images (TIFF) are refused.
+Outputs are PNG (for every input format, JPEG included), <stem>.png under --out (keeping
+sub-directories of an input directory); existing outputs are never replaced without --overwrite,
+and --out may not be inside an input directory.
 
 Scoring a model (--eval): every image (sorted list, index i) is fitted to the model size as the
 trainer does (center square crop, Catmull-Rom resize), gets a hole (--masks, else the seeded
