@@ -306,8 +306,13 @@ fn same_shape(a: (u32, u32), b: (u32, u32)) -> bool {
 
 /// Brightest channel value at which a pixel still counts as "dark" in [`detect_dark_holes`].
 pub const DARK_MAX: u8 = 16;
-/// Smallest blacked-out rectangle (pixels) that [`detect_dark_holes`] reports as a hole.
-pub const DARK_MIN_AREA: usize = 64;
+/// Shortest side (pixels) of a blacked-out rectangle that [`detect_dark_holes`] reports as a hole:
+/// smaller near-black patches in real photos are pupils, lashes, nostrils and shadows.
+pub const MIN_SIDE: usize = 10;
+/// Least mean brightness (`max(R,G,B)`) of the ring 2-3 pixels outside a box: a blacked-out box
+/// stands out from the photo around it, while the near-black shapes of real photos (eyes,
+/// eyebrows, shadows, clothing) fade into dark surroundings.
+pub const RING_MIN: f64 = 50.0;
 /// Radius of the opening in [`detect_dark_holes`]: dark structures thinner than `2r+1` pixels
 /// (hair strands, lines, small features) are never part of a hole.
 pub const OPEN_RADIUS: u32 = 3;
@@ -318,10 +323,10 @@ pub const LINE_FILL: f64 = 0.65;
 /// Brightest channel value of a *near-black* pixel.
 pub const NEAR_BLACK: u8 = 8;
 /// Share of a box's pixels that must be near-black ([`NEAR_BLACK`]). JPEG keeps the inside of a
-/// black box at or next to 0 (its blocks decode to 0 and ringing below 0 is clipped: 75-90 % of a
-/// 20-40 pixel box at quality 50-90, even on a background of white noise); a flat dark-grey area
-/// is not blacked out.
-pub const BLACK_SHARE: f64 = 0.6;
+/// black box at or next to 0 (its blocks decode to 0 and ringing below 0 is clipped: >= 80 % of
+/// nearly every box of side 16-60 pasted on real faces at quality 75, more at 90); a flat
+/// dark-grey area is not blacked out.
+pub const BLACK_SHARE: f64 = 0.8;
 
 /// Finds blacked-out rectangles, the way the tutorial's corrupted images mark their holes, and
 /// nothing else: a default that runs on every photo must never repaint a real one.
@@ -334,13 +339,20 @@ pub const BLACK_SHARE: f64 = 0.6;
 /// 3. Each 4-connected region left is reduced to its dominant rectangle (the rows and columns
 ///    holding at least half as many of its pixels as its fullest row / column), which drops dark
 ///    texture that merely touches a box. The rectangle is a hole only if
-///    - it is box-like: the region and the dark pixels fill >= 90 % of it ([`BOX_FILL`]), and
-///      >= 65 % of each of its rows and columns are dark ([`LINE_FILL`]; a disc fails this at
-///      its first row);
-///    - it is black: >= 60 % of its pixels have `max(R,G,B) <= 8` ([`BLACK_SHARE`],
+///    - it is box-like: the region and the dark pixels fill >= 90 % of it ([`BOX_FILL`]),
+///      >= 65 % of each of its rows and columns are dark ([`LINE_FILL`]) but for one outer line
+///      per side of a box of side >= 24 (JPEG bleeds colour into a box's edge), and its corners are square (each corner
+///      triangle of the rest, legs a quarter of its shorter side, is >= 80 % dark; a disc or an
+///      ellipse fails this);
+///    - it is black: >= 80 % of its pixels have `max(R,G,B) <= 8` ([`BLACK_SHARE`],
 ///      [`NEAR_BLACK`]; a flat dark-grey area is not);
-///    - it has at least 64 pixels ([`DARK_MIN_AREA`]) and does not span the image's full width or
-///      height (a letterbox bar, a black frame or background is not a hole).
+///    - it stands out: the ring 2-3 pixels around it has a mean `max(R,G,B)` >= 50
+///      ([`RING_MIN`]; eyes, eyebrows and shadows fade into dark surroundings; a box painted over
+///      dark hair is not found either);
+///    - both its sides are >= 10 pixels ([`MIN_SIDE`]; pupils, lashes, nostrils), and its region
+///      does not touch the image's edge: black borders, letterbox bars, alignment padding (face
+///      crops such as UTKFace's), dark backgrounds and clothing do; a box at the edge needs a mask
+///      or `--box`.
 /// 4. The hole is that rectangle grown by 1 pixel, plus the dark pixels within 2 pixels of it
 ///    (a JPEG-compressed box's fringe).
 ///
@@ -348,8 +360,8 @@ pub const BLACK_SHARE: f64 = 0.6;
 /// then stay out of the hole (`facerecon-infer --dilate N` grows it): growing into dark neighbours
 /// by default would repaint dark hair next to a box.
 ///
-/// Dark hair, dark backgrounds and night shots are irregular, textured or span the image, so they
-/// are left alone; a box touching dark hair takes at most a few pixels of it along its edge. A
+/// Dark hair, dark backgrounds and night shots are irregular, textured or reach the image's edge,
+/// so they are left alone; a box touching dark hair takes at most a few pixels of it along its edge. A
 /// black, axis-aligned rectangle inside a photo is always taken for a hole: give an explicit mask
 /// (or `--box`) for such an image.
 pub fn detect_dark_holes(img: &RgbImage) -> GrayImage {
@@ -376,6 +388,19 @@ pub fn detect_dark_holes_where(img: &RgbImage, eligible: impl Fn(u32, u32) -> bo
     let brightest = |i: usize| {
         let p = &img.as_raw()[3 * i..3 * i + 3];
         p[0].max(p[1]).max(p[2])
+    };
+    // Mean brightest channel of the pixels 2-3 away (chessboard) from the rectangle, in the image.
+    let ring_brightness = |x0: usize, y0: usize, x1: usize, y1: usize| {
+        let (mut sum, mut n) = (0usize, 0usize);
+        for y in y0.saturating_sub(3)..=(y1 + 3).min(hu - 1) {
+            for x in x0.saturating_sub(3)..=(x1 + 3).min(wu - 1) {
+                if y + 2 <= y0 || y >= y1 + 2 || x + 2 <= x0 || x >= x1 + 2 {
+                    sum += brightest(y * wu + x) as usize;
+                    n += 1;
+                }
+            }
+        }
+        sum as f64 / n.max(1) as f64
     };
 
     let mut seen = vec![false; wu * hu];
@@ -410,37 +435,75 @@ pub fn detect_dark_holes_where(img: &RgbImage, eligible: impl Fn(u32, u32) -> bo
                 visit(i + wu);
             }
         }
-        if component.len() < DARK_MIN_AREA {
+        if component.len() < MIN_SIDE * MIN_SIDE {
             continue;
         }
         let Some((x0, y0, x1, y1)) = dominant_rect(&component, wu) else { continue };
         let area = (x1 - x0 + 1) * (y1 - y0 + 1);
-        if area < DARK_MIN_AREA || x1 - x0 + 1 == wu || y1 - y0 + 1 == hu {
+        // A dark region at the image's edge is a black border, alignment padding, a dark background
+        // or clothing far more often than a painted box: never a hole by default.
+        let touches_edge = component.iter().any(|&i| {
+            let (x, y) = (i % wu, i / wu);
+            x == 0 || y == 0 || x + 1 == wu || y + 1 == hu
+        });
+        if x1 - x0 + 1 < MIN_SIDE || y1 - y0 + 1 < MIN_SIDE || touches_edge {
             continue;
         }
-        // Box-like: the region (with the dark pixels the opening cut off) fills the rectangle, and
-        // every row and column of it is mostly dark (a disc fills >= 90 % of its dominant
-        // rectangle, but its first and last rows only 58 %; JPEG leaves >= 70 % of a black box's
-        // edge rows dark).
-        let (rw, rh) = (x1 - x0 + 1, y1 - y0 + 1);
-        let (mut rows, mut cols) = (vec![0usize; rh], vec![0usize; rw]);
+        // Box-like: the region (with the dark pixels the opening cut off) fills the rectangle;
+        // every row and column of it is mostly dark, but for one outer line per side (JPEG's
+        // chroma bleeds into a box's edge line); and its corners are square (a disc fills >= 90 %
+        // of its dominant rectangle, but its outer rows only 58 % and its corners not at all).
         let (mut inside, mut near_black) = (0, 0);
         for y in y0..=y1 {
             for x in x0..=x1 {
                 let i = y * wu + x;
-                if dark[i] {
-                    rows[y - y0] += 1;
-                    cols[x - x0] += 1;
-                }
                 inside += (dark[i] || opened[i]) as usize;
                 near_black += (brightest(i) <= NEAR_BLACK) as usize;
             }
         }
-        let thin = |counts: &[usize], full: usize| counts.iter().any(|&n| (n as f64) < LINE_FILL * full as f64);
+        let dark_in = |xa: usize, ya: usize, xb: usize, yb: usize| {
+            (ya..=yb).map(|y| (xa..=xb).filter(|&x| dark[y * wu + x]).count()).sum::<usize>()
+        };
+        let thin_row = |y: usize, xa: usize, xb: usize| (dark_in(xa, y, xb, y) as f64) < LINE_FILL * (xb - xa + 1) as f64;
+        let thin_col = |x: usize, ya: usize, yb: usize| (dark_in(x, ya, x, yb) as f64) < LINE_FILL * (yb - ya + 1) as f64;
+        let (mut tx0, mut ty0, mut tx1, mut ty1) = (x0, y0, x1, y1);
+        // Only a large box may lose its outer lines: a small disc minus its outer lines is a
+        // rounded square.
+        let trim = (x1 - x0 + 1).min(y1 - y0 + 1) >= 24;
+        if trim && thin_row(y0, x0, x1) {
+            ty0 += 1;
+        }
+        if trim && thin_row(y1, x0, x1) {
+            ty1 -= 1;
+        }
+        if trim && thin_col(x0, y0, y1) {
+            tx0 += 1;
+        }
+        if trim && thin_col(x1, y0, y1) {
+            tx1 -= 1;
+        }
+        let lines_full = (ty0..=ty1).all(|y| !thin_row(y, tx0, tx1)) && (tx0..=tx1).all(|x| !thin_col(x, ty0, ty1));
+        // Each corner triangle (legs a quarter of the shorter side) of the rest is >= 80 % dark.
+        let k = ((tx1 - tx0 + 1).min(ty1 - ty0 + 1) / 4).max(3);
+        let corners_square = [(tx0, ty0, 1i64, 1i64), (tx1, ty0, -1, 1), (tx0, ty1, 1, -1), (tx1, ty1, -1, -1)]
+            .iter()
+            .all(|&(cx, cy, sx, sy)| {
+                let (mut n, mut d) = (0usize, 0usize);
+                for j in 0..k {
+                    for i in 0..k - j {
+                        let x = (cx as i64 + sx * i as i64) as usize;
+                        let y = (cy as i64 + sy * j as i64) as usize;
+                        n += 1;
+                        d += dark[y * wu + x] as usize;
+                    }
+                }
+                d as f64 >= 0.8 * n as f64
+            });
         if (inside as f64) < BOX_FILL * area as f64
-            || thin(&rows, rw)
-            || thin(&cols, rh)
+            || !lines_full
+            || !corners_square
             || (near_black as f64) < BLACK_SHARE * area as f64
+            || ring_brightness(x0, y0, x1, y1) < RING_MIN
         {
             continue;
         }
@@ -773,9 +836,9 @@ mod tests {
             let face = crate::synth::synth_face(seed, 128);
             assert_eq!(holes(&detect_dark_holes(&face)), 0, "seed {seed}");
         }
-        // Pure-black eyes of 7x7 = 49 pixels (< 64) on a plain face; a 9x9 one (81) is a hole.
+        // Pure-black eyes of 9x9 (a side < 10) on a plain face; a 10x10 box is a hole.
         let mut face = RgbImage::from_pixel(64, 64, Rgb([200, 160, 140]));
-        for (x0, side) in [(16u32, 7u32), (40, 7)] {
+        for (x0, side) in [(16u32, 9u32), (40, 9)] {
             for y in 20..20 + side {
                 for x in x0..x0 + side {
                     face.put_pixel(x, y, Rgb([0, 0, 0]));
@@ -784,18 +847,22 @@ mod tests {
         }
         assert_eq!(holes(&detect_dark_holes(&face)), 0);
         // A flat dark-grey box is not blacked out; a black one is (grown by 1 pixel).
-        for y in 40..49 {
-            for x in 10..19 {
+        for y in 40..50 {
+            for x in 10..20 {
                 face.put_pixel(x, y, Rgb([5, 10, 16]));
             }
         }
-        assert_eq!(holes(&detect_dark_holes(&face)), 0, "9x9 dark grey box");
-        for y in 40..49 {
-            for x in 10..19 {
+        assert_eq!(holes(&detect_dark_holes(&face)), 0, "10x10 dark grey box");
+        for y in 40..50 {
+            for x in 10..20 {
                 face.put_pixel(x, y, Rgb([0, 0, 0]));
             }
         }
-        assert_eq!(holes(&detect_dark_holes(&face)), 11 * 11, "9x9 black box dilated by 1");
+        assert_eq!(holes(&detect_dark_holes(&face)), 12 * 12, "10x10 black box dilated by 1");
+        // The same box on a dark surface does not stand out: not a hole.
+        let mut dim = RgbImage::from_pixel(64, 64, Rgb([30, 25, 20]));
+        paint_box(&mut dim, (20, 20, 16, 16));
+        assert_eq!(holes(&detect_dark_holes(&dim)), 0, "black box on a dark surface");
     }
 
     // --- The default detection must never repaint a real photo (issue 15, item 12). ---
@@ -917,7 +984,6 @@ mod tests {
             ("white noise", noise_rgb(100, 80, 3), (30, 20, 20, 20), 2),
             // The box's top rows lie in the dark hair above the face.
             ("box touching dark hair", portrait(160, 1, hair), (64, 40, 32, 30), 4),
-            ("box in dark hair at the image edge", portrait(160, 2, hair), (0, 100, 20, 40), 4),
         ];
         for (label, face, rect, slack) in faces {
             let mut img = face.clone();
@@ -934,6 +1000,53 @@ mod tests {
                 assert_finds_box(&found, rect, slack, &format!("{label} ({format})"));
             }
         }
+    }
+
+    #[test]
+    fn a_box_inside_dark_hair_does_not_stand_out_and_is_left_alone() {
+        let mut img = portrait(160, 2, hair);
+        paint_box(&mut img, (6, 100, 20, 40));
+        for (format, decoded) in [("png", img.clone()), ("jpeg q90", jpeg_round_trip(&img, 90))] {
+            assert_eq!(holes(&detect_dark_holes(&decoded)), 0, "{format}");
+        }
+    }
+
+    #[test]
+    fn round_black_shapes_are_not_boxes() {
+        // Exactly black discs and ellipses (a black button, a ball, a pupil in close-up) on a
+        // bright surface: they stand out like a box, but their corners are round.
+        for (rx, ry) in [(6.0f32, 6.0f32), (9.0, 9.0), (14.0, 14.0), (24.0, 24.0), (30.0, 18.0), (12.0, 28.0)] {
+            let img = RgbImage::from_fn(100, 100, |x, y| {
+                let (dx, dy) = ((x as f32 + 0.5 - 50.0) / rx, (y as f32 + 0.5 - 50.0) / ry);
+                if dx * dx + dy * dy <= 1.0 { Rgb([0, 0, 0]) } else { Rgb([210, 190, 170]) }
+            });
+            for (format, decoded) in [("png", img.clone()), ("jpeg q90", jpeg_round_trip(&img, 90))] {
+                assert_eq!(holes(&detect_dark_holes(&decoded)), 0, "ellipse {rx}x{ry} ({format})");
+            }
+        }
+    }
+
+    #[test]
+    fn black_regions_at_the_edge_are_not_holes() {
+        // Alignment padding (a black wedge), a black bar along one side, a box in a corner.
+        let face = crate::synth::synth_face(6, 128);
+        let mut wedge = face.clone();
+        let mut bar = face.clone();
+        let mut corner = face.clone();
+        for (x, y, p) in wedge.enumerate_pixels_mut() {
+            if y > 100 && x < (y - 100) * 3 {
+                *p = Rgb([0, 0, 0]);
+            }
+        }
+        paint_box(&mut bar, (116, 30, 12, 98));
+        paint_box(&mut corner, (0, 0, 30, 24));
+        for (label, img) in [("wedge", wedge), ("bar", bar), ("corner box", corner)] {
+            assert_eq!(holes(&detect_dark_holes(&img)), 0, "{label}");
+        }
+        // One pixel in from the edge, a box is a hole again.
+        let mut inside = face;
+        paint_box(&mut inside, (1, 1, 30, 24));
+        assert_finds_box(&detect_dark_holes(&inside), (1, 1, 30, 24), 2, "box 1 pixel from the edge");
     }
 
     #[test]

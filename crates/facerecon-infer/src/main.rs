@@ -36,7 +36,8 @@ Where the holes are (255 = hole in mask files; any value >= 128 counts):
   (none)         holes are the tutorial's blacked-out boxes, and nothing else: a rectangle of
                  near-black pixels (max(R,G,B) <= 16 after a 7x7 opening; >= 60% of it <= 8, as
                  JPEG leaves a black box), box-shaped (>= 90% filled, every row and column >= 65%
-                 dark), >= 64 pixels, not spanning the image's width or height, and opaque; the
+                 dark), >= 64 pixels, away from the image's edge (black borders, padding, dark
+                 backgrounds reach it; a box at the edge needs --box), and opaque; the
                  hole is the rectangle grown by 1 pixel plus its dark fringe within 2 pixels. Dark
                  hair, dark backgrounds and night shots are left alone; an image without such a box
                  is copied unchanged (counted 'without hole'). Give a mask for anything else;
