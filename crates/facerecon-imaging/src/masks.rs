@@ -320,6 +320,10 @@ pub const OPEN_RADIUS: u32 = 3;
 pub const BOX_FILL: f64 = 0.9;
 /// Share of each row and column of a box that must be dark.
 pub const LINE_FILL: f64 = 0.65;
+/// Share of each corner triangle of a box (legs a quarter of its shorter side) that must be dark or
+/// opened region: JPEG damages a box's corners most (>= 70 % is left), a disc's dominant
+/// rectangle has about half of each corner triangle outside it.
+pub const CORNER_FILL: f64 = 0.65;
 /// Brightest channel value of a *near-black* pixel.
 pub const NEAR_BLACK: u8 = 8;
 /// Share of a box's pixels that must be near-black ([`NEAR_BLACK`]). JPEG keeps the inside of a
@@ -341,9 +345,9 @@ pub const BLACK_SHARE: f64 = 0.8;
 ///    texture that merely touches a box. The rectangle is a hole only if
 ///    - it is box-like: the region and the dark pixels fill >= 90 % of it ([`BOX_FILL`]),
 ///      >= 65 % of each of its rows and columns are dark ([`LINE_FILL`]) but for one outer line
-///      per side of a box of side >= 24 (JPEG bleeds colour into a box's edge), and its corners are square (each corner
-///      triangle of the rest, legs a quarter of its shorter side, is >= 80 % dark; a disc or an
-///      ellipse fails this);
+///      per side (JPEG bleeds colour into a box's edge), and its corners are square (each corner
+///      triangle, legs a quarter of its shorter side, is >= 65 % dark or opened region,
+///      [`CORNER_FILL`]: the opening keeps a box's corners and rounds a disc's);
 ///    - it is black: >= 80 % of its pixels have `max(R,G,B) <= 8` ([`BLACK_SHARE`],
 ///      [`NEAR_BLACK`]; a flat dark-grey area is not);
 ///    - it stands out: the ring 2-3 pixels around it has a mean `max(R,G,B)` >= 50
@@ -467,25 +471,23 @@ pub fn detect_dark_holes_where(img: &RgbImage, eligible: impl Fn(u32, u32) -> bo
         let thin_row = |y: usize, xa: usize, xb: usize| (dark_in(xa, y, xb, y) as f64) < LINE_FILL * (xb - xa + 1) as f64;
         let thin_col = |x: usize, ya: usize, yb: usize| (dark_in(x, ya, x, yb) as f64) < LINE_FILL * (yb - ya + 1) as f64;
         let (mut tx0, mut ty0, mut tx1, mut ty1) = (x0, y0, x1, y1);
-        // Only a large box may lose its outer lines: a small disc minus its outer lines is a
-        // rounded square.
-        let trim = (x1 - x0 + 1).min(y1 - y0 + 1) >= 24;
-        if trim && thin_row(y0, x0, x1) {
+        if thin_row(y0, x0, x1) {
             ty0 += 1;
         }
-        if trim && thin_row(y1, x0, x1) {
+        if thin_row(y1, x0, x1) {
             ty1 -= 1;
         }
-        if trim && thin_col(x0, y0, y1) {
+        if thin_col(x0, y0, y1) {
             tx0 += 1;
         }
-        if trim && thin_col(x1, y0, y1) {
+        if thin_col(x1, y0, y1) {
             tx1 -= 1;
         }
         let lines_full = (ty0..=ty1).all(|y| !thin_row(y, tx0, tx1)) && (tx0..=tx1).all(|x| !thin_col(x, ty0, ty1));
-        // Each corner triangle (legs a quarter of the shorter side) of the rest is >= 80 % dark.
-        let k = ((tx1 - tx0 + 1).min(ty1 - ty0 + 1) / 4).max(3);
-        let corners_square = [(tx0, ty0, 1i64, 1i64), (tx1, ty0, -1, 1), (tx0, ty1, 1, -1), (tx1, ty1, -1, -1)]
+        // Each corner triangle of the rectangle (legs a quarter of its shorter side) is >= 65 %
+        // region or dark: the opening keeps a box's square corners, and rounds a disc's.
+        let k = ((x1 - x0 + 1).min(y1 - y0 + 1) / 4).max(3);
+        let corners_square = [(x0, y0, 1i64, 1i64), (x1, y0, -1, 1), (x0, y1, 1, -1), (x1, y1, -1, -1)]
             .iter()
             .all(|&(cx, cy, sx, sy)| {
                 let (mut n, mut d) = (0usize, 0usize);
@@ -494,10 +496,10 @@ pub fn detect_dark_holes_where(img: &RgbImage, eligible: impl Fn(u32, u32) -> bo
                         let x = (cx as i64 + sx * i as i64) as usize;
                         let y = (cy as i64 + sy * j as i64) as usize;
                         n += 1;
-                        d += dark[y * wu + x] as usize;
+                        d += (dark[y * wu + x] || opened[y * wu + x]) as usize;
                     }
                 }
-                d as f64 >= 0.8 * n as f64
+                d as f64 >= CORNER_FILL * n as f64
             });
         if (inside as f64) < BOX_FILL * area as f64
             || !lines_full
