@@ -33,15 +33,17 @@ Where the holes are (255 = hole in mask files; any value >= 128 counts):
                  the image's times one factor, +-1 pixel); one of another aspect ratio fails that
                  image, naming both files and sizes, unless --resize-masks stretches it.
   --box X,Y,W,H  a rectangle in original-image pixels; repeatable; added to any mask file
-  (none)         holes are the tutorial's blacked-out boxes, and nothing else: a rectangle of
-                 near-black pixels (max(R,G,B) <= 16 after a 7x7 opening; >= 60% of it <= 8, as
-                 JPEG leaves a black box), box-shaped (>= 90% filled, every row and column >= 65%
-                 dark), >= 64 pixels, away from the image's edge (black borders, padding, dark
-                 backgrounds reach it; a box at the edge needs --box), and opaque; the
-                 hole is the rectangle grown by 1 pixel plus its dark fringe within 2 pixels. Dark
-                 hair, dark backgrounds and night shots are left alone; an image without such a box
-                 is copied unchanged (counted 'without hole'). Give a mask for anything else;
-                 --dilate N grows a box whose edge heavy JPEG compression has brightened.
+  (none)         holes are the tutorial's blacked-out boxes, and nothing else: an opaque rectangle
+                 of near-black pixels (max(R,G,B) <= 16 after a 7x7 opening, >= 80% of it <= 8,
+                 as JPEG leaves a black box), box-shaped (>= 90% filled, rows and columns >= 65%
+                 dark, square corners), both sides >= 10 pixels, standing out from the photo
+                 around it (mean max(R,G,B) >= 50 in the ring 2-3 pixels outside) and away from the
+                 image's edge (black borders, padding, dark backgrounds reach it: use --box there).
+                 The hole is the rectangle grown by 1 pixel plus its dark fringe within 2 pixels.
+                 Dark hair, eyes, backgrounds and night shots are left alone (0 detections on
+                 22,317 UTKFace photos); an image without such a box is copied unchanged (counted
+                 'without hole'). Give a mask for anything else; --dilate N grows a box whose edge
+                 heavy JPEG compression has brightened.
 
 Only hole pixels change: the output has the input's size, colour type (grey or RGB, with or without
 alpha) and bit depth (8 or 16), and every other pixel is bit-identical, alpha included (hole pixels
