@@ -357,8 +357,8 @@ pub const BLACK_SHARE: f64 = 0.8;
 ///      does not touch the image's edge: black borders, letterbox bars, alignment padding (face
 ///      crops such as UTKFace's), dark backgrounds and clothing do; a box at the edge needs a mask
 ///      or `--box`.
-/// 4. The hole is that rectangle grown by 1 pixel, plus the dark pixels within 2 pixels of it
-///    (a JPEG-compressed box's fringe).
+/// 4. The hole is that rectangle grown by 1 pixel (JPEG ringing at its edge), and no more: dark
+///    pixels of the photo next to a box (a pupil, hair) are known pixels.
 ///
 /// Strong JPEG compression next to strong texture can brighten a box's outer lines past 16; they
 /// then stay out of the hole (`facerecon-infer --dilate N` grows it): growing into dark neighbours
@@ -509,16 +509,15 @@ pub fn detect_dark_holes_where(img: &RgbImage, eligible: impl Fn(u32, u32) -> bo
         {
             continue;
         }
-        // The hole: the rectangle grown by 1 pixel, and the dark pixels within 2 pixels of it (the
-        // edge of a JPEG-compressed box, whose ringing the opening may have cut off).
-        for y in y0.saturating_sub(2)..=(y1 + 2).min(hu - 1) {
-            for x in x0.saturating_sub(2)..=(x1 + 2).min(wu - 1) {
-                let ring = y + 1 < y0 || y > y1 + 1 || x + 1 < x0 || x > x1 + 1;
-                if !ring || dark[y * wu + x] {
-                    mask.put_pixel(x as u32, y as u32, Luma([HOLE]));
-                }
-            }
-        }
+        // The hole: the rectangle grown by 1 pixel (JPEG ringing at the box's edge). Not more:
+        // the photo's own dark pixels next to a box (a pupil, hair) are known pixels.
+        fill_rect(
+            &mut mask,
+            x0.saturating_sub(1) as u32,
+            y0.saturating_sub(1) as u32,
+            (x1 + 2).min(wu) as u32 - x0.saturating_sub(1) as u32,
+            (y1 + 2).min(hu) as u32 - y0.saturating_sub(1) as u32,
+        );
     }
     mask
 }

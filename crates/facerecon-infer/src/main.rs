@@ -39,7 +39,7 @@ Where the holes are (255 = hole in mask files; any value >= 128 counts):
                  dark, square corners), both sides >= 10 pixels, standing out from the photo
                  around it (mean max(R,G,B) >= 50 in the ring 2-3 pixels outside) and away from the
                  image's edge (black borders, padding, dark backgrounds reach it: use --box there).
-                 The hole is the rectangle grown by 1 pixel plus its dark fringe within 2 pixels.
+                 The hole is the rectangle grown by 1 pixel.
                  Dark hair, eyes, backgrounds and night shots are left alone (0 detections on
                  22,317 UTKFace photos); an image without such a box is copied unchanged (counted
                  'without hole'). Give a mask for anything else; --dilate N grows a box whose edge
