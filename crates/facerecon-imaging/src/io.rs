@@ -28,8 +28,16 @@ const MAX_SIDE: u32 = 1 << 16;
 /// - EXIF orientation (JPEG, WebP, TIFF) is applied, so the result is upright.
 /// - Gray, gray+alpha, RGBA and 16-bit images are converted to RGB8. Alpha is
 ///   **composited over black** (each channel multiplied by alpha): transparent areas become
-///   black, which matches how the tutorial's data treats missing pixels.
+///   black, which matches how the tutorial's data treats missing pixels (training data, masks).
+///   To keep the pixels as they are, use [`load_image`].
 pub fn load_rgb(path: &Path) -> Result<RgbImage, ImagingError> {
+    Ok(to_rgb8_over_black(load_image(path)?))
+}
+
+/// Decodes an image like [`load_rgb`] (same checks, limits and EXIF orientation) but keeps its
+/// pixels as decoded: grey or colour, with or without alpha, 8 or 16 bits (or 32-bit float from
+/// TIFF). Palette and 1/2/4-bit PNGs come expanded to 8 bits per sample.
+pub fn load_image(path: &Path) -> Result<DynamicImage, ImagingError> {
     // Read the whole file: face images are small, and JPEG truncation can only be detected
     // by looking at the end of the data (see `jpeg_is_truncated`).
     let bytes = std::fs::read(path).map_err(|e| open_error(path, e))?;
@@ -68,7 +76,7 @@ pub fn load_rgb(path: &Path) -> Result<RgbImage, ImagingError> {
     let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
     let mut img = DynamicImage::from_decoder(decoder).map_err(|e| map_limit_error(path, e))?;
     img.apply_orientation(orientation);
-    Ok(to_rgb8_over_black(img))
+    Ok(img)
 }
 
 /// True if a JPEG stream has no EOI marker (`FF D9`) after its first start-of-scan.
@@ -677,6 +685,23 @@ mod tests {
         let rgb = load_rgb(&p).unwrap();
         assert_eq!(rgb.get_pixel(0, 0), &Rgb([200, 100, 50]));
         assert_eq!(rgb.get_pixel(1, 0), &Rgb([0, 0, 0]));
+    }
+
+    #[test]
+    fn load_image_keeps_the_decoded_pixel_type() {
+        let dir = tempfile::tempdir().unwrap();
+        let rgba16 = image::ImageBuffer::<image::Rgba<u16>, Vec<u16>>::from_fn(3, 2, |x, y| {
+            image::Rgba([x as u16 * 20001, y as u16 * 7, 65535, x as u16 * 3])
+        });
+        let gray_alpha = image::ImageBuffer::<image::LumaA<u8>, Vec<u8>>::from_fn(3, 2, |x, y| image::LumaA([x as u8, y as u8]));
+        for img in [DynamicImage::ImageRgba16(rgba16), DynamicImage::ImageLumaA8(gray_alpha)] {
+            let p = dir.path().join("typed.png");
+            img.save(&p).unwrap();
+            assert_eq!(load_image(&p).unwrap(), img);
+        }
+        // The same checks as load_rgb: errors name the file.
+        let e = load_image(&dir.path().join("missing.png")).unwrap_err();
+        assert!(matches!(e, ImagingError::NotFound { .. }), "{e}");
     }
 
     /// Inserts an EXIF APP1 segment with the given orientation right after the JPEG SOI marker.

@@ -29,17 +29,31 @@ const HOLES_HELP: &str = "\
 Where the holes are (255 = hole in mask files; any value >= 128 counts):
   --masks DIR    one mask per image, paired by name: photos/x/y.jpg uses DIR/x/y.png, else DIR/y.png
                  (a missing mask fails that image)
-  --masks FILE   the same mask for every image (resized, nearest, to each image)
+  --masks FILE   the same mask for every image
+                 A mask of another size is scaled (nearest) when it has the image's shape (each side
+                 the image's times one factor, +-1 pixel); one of another aspect ratio fails that
+                 image, naming both files and sizes, unless --resize-masks stretches it.
   --box X,Y,W,H  a rectangle in original-image pixels; repeatable; added to any mask file
-  (none)         holes are detected as blacked-out regions, the tutorial's black box: pixels with
-                 max(R,G,B) <= 16, in 4-connected regions of at least 64 pixels, grown by 1 pixel.
-                 A large genuinely black area (black hair, dark background) is taken for a hole too:
-                 give a mask for such images.
+  (none)         holes are the tutorial's blacked-out boxes, and nothing else: an opaque rectangle
+                 of near-black pixels (max(R,G,B) <= 16 after a 7x7 opening, >= 80% of it <= 8,
+                 as JPEG leaves a black box), box-shaped (>= 90% filled, rows and columns >= 65%
+                 dark, square corners), both sides >= 10 pixels, standing out from the photo
+                 around it (mean max(R,G,B) >= 50 in the ring 2-3 pixels outside) and away from the
+                 image's edge (black borders, padding, dark backgrounds reach it: use --box there).
+                 The hole is the rectangle grown by 1 pixel.
+                 Dark hair, eyes, backgrounds and night shots are left alone (0 detections on
+                 22,317 UTKFace photos); an image without such a box is copied unchanged (counted
+                 'without hole'). Give a mask for anything else; --dilate N grows a box whose edge
+                 heavy JPEG compression has brightened.
 
-Only hole pixels change: the output has the input's size and every other pixel is bit-identical.
-Outputs are PNG, <stem>.png under --out (keeping sub-directories of an input directory); existing
-outputs are never replaced without --overwrite. No output (--out, --report, --save-masks) may name
-or lie inside an input, the model or a mask; all are checked before any image runs.
+Only hole pixels change: the output has the input's size, colour type (grey or RGB, with or without
+alpha) and bit depth (8 or 16), and every other pixel is bit-identical, alpha included (hole pixels
+keep their alpha too). The network sees an 8-bit RGB view (alpha over mid-grey 128); 16-bit holes
+get 16-bit values from the reconstruction. 32-bit float images (TIFF) are refused.
+Outputs are PNG (for every input format, JPEG included), <stem>.png under --out (keeping
+sub-directories of an input directory); existing outputs are never replaced without --overwrite.
+No output (--out, --report, --save-masks) may name or lie inside an input, the model or a mask;
+all are checked before any image runs.
 Directories are walked once each (symbolic link loops are not followed, a file reached by two
 paths is read once); what a walk skips (other formats such as .gif, dangling links, unreadable
 directories) is printed as a warning and listed under skipped in --report. Hidden files are
@@ -135,6 +149,10 @@ struct Args {
     /// Mask files mark holes with 0 (black) instead of 255.
     #[arg(long)]
     invert_mask: bool,
+    /// Stretch a mask file of another aspect ratio than its image to the image (without it such a
+    /// mask fails the image: its holes would land in the wrong place).
+    #[arg(long, requires = "masks", conflicts_with = "eval")]
+    resize_masks: bool,
     /// Grow every hole by N pixels (covers soft or compressed hole borders).
     #[arg(long, value_name = "N", default_value_t = 0, conflicts_with = "eval")]
     dilate: u32,
@@ -265,6 +283,7 @@ fn run(args: &Args) -> Result<usize> {
         boxes: args.boxes.clone(),
         invert: args.invert_mask,
         dilate: args.dilate,
+        resize: args.resize_masks,
     };
     let mut ran = work::run(&rt, &jobs, &rules, fit, args.overwrite, &progress).into_iter();
     // Back in input order, skipped ones in their places.

@@ -5,10 +5,10 @@ use std::path::Path;
 
 use image::{
     codecs::png::{CompressionType, FilterType, PngEncoder},
-    ExtendedColorType, GrayImage, ImageEncoder, RgbImage,
+    DynamicImage, ExtendedColorType, GrayImage, ImageEncoder, RgbImage,
 };
 
-/// Encode 8-bit pixels (`Rgb8` or `L8`) as PNG into memory.
+/// Encode pixels as PNG into memory (8-bit, or 16-bit samples in native byte order).
 fn encode(pixels: &[u8], width: u32, height: u32, color: ExtendedColorType) -> Result<Vec<u8>, String> {
     // ~1.4 bytes per pixel is typical for photos at fast settings; avoids most regrowth.
     let mut bytes = Vec::with_capacity(pixels.len() / 2 + 1024);
@@ -44,6 +44,31 @@ pub fn save_rgb(img: &RgbImage, path: &Path) -> Result<(), String> {
     write_atomic(path, &bytes)
 }
 
+/// Save any 8- or 16-bit image (grey or colour, with or without alpha) as PNG at `path` in its own
+/// colour type and bit depth (atomic, fast compression). Float images are refused: PNG cannot hold
+/// them.
+pub fn save_image(img: &DynamicImage, path: &Path) -> Result<(), String> {
+    let color = match img {
+        DynamicImage::ImageRgb8(rgb) => return save_rgb(rgb, path),
+        DynamicImage::ImageLuma8(_) => ExtendedColorType::L8,
+        DynamicImage::ImageLumaA8(_) => ExtendedColorType::La8,
+        DynamicImage::ImageRgba8(_) => ExtendedColorType::Rgba8,
+        DynamicImage::ImageLuma16(_) => ExtendedColorType::L16,
+        DynamicImage::ImageLumaA16(_) => ExtendedColorType::La16,
+        DynamicImage::ImageRgb16(_) => ExtendedColorType::Rgb16,
+        DynamicImage::ImageRgba16(_) => ExtendedColorType::Rgba16,
+        other => {
+            return Err(format!(
+                "{}: PNG cannot hold {:?} pixels",
+                path.display(),
+                other.color()
+            ))
+        }
+    };
+    let bytes = encode(img.as_bytes(), img.width(), img.height(), color)?;
+    write_atomic(path, &bytes)
+}
+
 /// Save a gray image (a mask) as PNG at `path` (atomic, fast compression).
 pub fn save_gray(img: &GrayImage, path: &Path) -> Result<(), String> {
     let bytes = encode(img.as_raw(), img.width(), img.height(), ExtendedColorType::L8)?;
@@ -66,6 +91,18 @@ mod tests {
         assert_eq!(image::open(&b).unwrap().to_luma8(), gray);
         let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names.len(), 2, "{names:?}");
+        // Every 8/16-bit colour type comes back as it was.
+        let l16 = image::ImageBuffer::<image::Luma<u16>, Vec<u16>>::from_fn(7, 3, |x, y| image::Luma([x as u16 * 9001 + y as u16]));
+        let la8 = image::ImageBuffer::<image::LumaA<u8>, Vec<u8>>::from_fn(7, 3, |x, y| image::LumaA([x as u8 * 30, y as u8 * 100]));
+        let rgba16 = image::ImageBuffer::<image::Rgba<u16>, Vec<u16>>::from_fn(7, 3, |x, y| image::Rgba([x as u16 * 9001, 65535, 1, y as u16 * 20000 + 7]));
+        for img in [DynamicImage::ImageLuma16(l16), DynamicImage::ImageLumaA8(la8), DynamicImage::ImageRgba16(rgba16)] {
+            let p = dir.path().join("typed.png");
+            save_image(&img, &p).unwrap();
+            assert_eq!(image::open(&p).unwrap(), img);
+        }
+        let float = DynamicImage::ImageRgb32F(image::Rgb32FImage::new(2, 2));
+        assert!(save_image(&float, &dir.path().join("f.png")).unwrap_err().contains("f.png"));
+        std::fs::remove_file(dir.path().join("typed.png")).unwrap();
         // A directory where the file should go: the error names the path.
         let err = save_rgb(&rgb, dir.path()).unwrap_err();
         assert!(err.contains(&dir.path().display().to_string()), "{err}");

@@ -1,9 +1,9 @@
 //! The batch pipeline: decode and prepare the next chunk (in parallel) while ONNX Runtime runs the
 //! current one, then composite and write its outputs in parallel. One bad file never stops the rest.
 
-use facerecon_imaging::{io, masks};
-use facerecon_runtime::{FitMode, Prepared, Runtime};
-use image::{GrayImage, Luma, RgbImage};
+use facerecon_imaging::{composite, io, masks, ImagingError};
+use facerecon_runtime::{pipeline, FitMode, Prepared, Runtime};
+use image::{DynamicImage, GenericImageView, GrayImage, Luma, RgbImage};
 use indicatif::ProgressBar;
 use rayon::prelude::*;
 
@@ -52,16 +52,30 @@ pub struct MaskRules {
     pub invert: bool,
     /// Grow holes by this many pixels.
     pub dilate: u32,
+    /// Stretch mask files of another aspect ratio to the image (`--resize-masks`) instead of
+    /// failing the image.
+    pub resize: bool,
 }
 
 impl MaskRules {
-    /// The mask (255 = hole) for one decoded image.
-    fn build(&self, job: &Job, image: &RgbImage) -> Result<GrayImage, String> {
+    /// The mask (255 = hole) for one decoded image (`image`: what the network sees; `opaque`: for
+    /// an image with alpha, its fully opaque pixels, the only ones detection may take for a hole).
+    fn build(&self, job: &Job, image: &RgbImage, opaque: Option<&[bool]>) -> Result<GrayImage, String> {
         let (w, h) = image.dimensions();
         let file = self.source.mask_for(job)?;
         let mut mask = match &file {
             Some(path) => {
-                let mut m = masks::load_mask(path, w, h).map_err(|e| format!("mask: {e}"))?;
+                let fit = if self.resize { masks::MaskFit::Stretch } else { masks::MaskFit::Scale };
+                let mut m = masks::load_mask_fit(path, w, h, fit).map_err(|e| match e {
+                    ImagingError::MaskAspect { path, mask_width, mask_height, width, height } => format!(
+                        "mask {} is {mask_width}x{mask_height} but the image {} is {width}x{height}: \
+                         another aspect ratio, so resizing it would move the holes (give a mask of the \
+                         image's shape, or --resize-masks to stretch it anyway)",
+                        path.display(),
+                        job.input.display()
+                    ),
+                    e => format!("mask: {e}"),
+                })?;
                 if self.invert {
                     m.pixels_mut().for_each(|p| p.0[0] = 255 - p.0[0]);
                 }
@@ -83,9 +97,11 @@ impl MaskRules {
                 }
             }
         }
-        let mask = match mask {
-            Some(m) => m,
-            None => masks::detect_dark_holes(image),
+        let mask = match (mask, opaque) {
+            (Some(m), _) => m,
+            (None, None) => masks::detect_dark_holes(image),
+            // Transparency is never a hole, whatever colour it hides.
+            (None, Some(opaque)) => masks::detect_dark_holes_where(image, |x, y| opaque[(y * w + x) as usize]),
         };
         Ok(if self.dilate > 0 {
             masks::dilate(&mask, self.dilate)
@@ -97,7 +113,11 @@ impl MaskRules {
 
 /// A decoded, prepared image waiting for the network.
 struct Loaded {
+    /// What the network sees (8-bit RGB; for an RGB8 input, the input itself).
     image: RgbImage,
+    /// The decoded input when its pixels are of another type (grey, alpha, 16-bit): the output is
+    /// written in its type, only its hole pixels replaced.
+    original: Option<DynamicImage>,
     mask: GrayImage,
     prepared: Prepared,
     hole_fraction: f32,
@@ -187,16 +207,23 @@ fn load(rt: &Runtime, job: &Job, rules: &MaskRules, fit: FitMode) -> Result<Load
         return Err(failed(job, e.clone(), None));
     }
     // Decoded before a name clash fails the job: a broken file is reported as broken too.
-    let image = io::load_rgb(&job.input).map_err(|e| failed(job, with_clash(e.to_string(), job), None))?;
+    let decoded = io::load_image(&job.input).map_err(|e| failed(job, with_clash(e.to_string(), job), None))?;
     if let Some(clash) = &job.clash {
         return Err(failed(job, clash.clone(), None));
     }
-    let mask = rules.build(job, &image).map_err(|e| failed(job, e, None))?;
+    composite::check_keepable(&decoded).map_err(|e| failed(job, e, None))?;
+    let (image, original) = match decoded {
+        DynamicImage::ImageRgb8(rgb) => (rgb, None),
+        other => (composite::network_view(&other), Some(other)),
+    };
+    let opaque = original.as_ref().and_then(composite::opaque_pixels);
+    let mask = rules.build(job, &image, opaque.as_deref()).map_err(|e| failed(job, e, None))?;
     let hole_fraction = masks::hole_fraction(&mask);
     let prepared = crate::fast::prepare(&image, &mask, rt.info().image_size, fit)
         .map_err(|e| failed(job, e.to_string(), Some(hole_fraction)))?;
     Ok(Loaded {
         image,
+        original,
         mask,
         prepared,
         hole_fraction,
@@ -260,7 +287,7 @@ fn write_one(
 ) -> FileResult {
     let fraction = Some(l.hole_fraction);
     let (output, status) = if !l.prepared.has_hole() {
-        (l.image, Status::NoHole)
+        (l.original.unwrap_or(DynamicImage::ImageRgb8(l.image)), Status::NoHole)
     } else {
         let Some(rec) = rec else {
             return failed(
@@ -275,11 +302,13 @@ fn write_one(
             Ok(rec) => rec,
             Err(e) => return failed(job, e, fraction),
         };
-        // The fast path is the hard replacement; a feathered seam goes through the runtime's own finish.
-        let finished = if rt.options().feather > 0 {
-            rt.finish(&l.image, &l.mask, &l.prepared, &rec)
-        } else {
-            crate::fast::finish(&l.image, &l.mask, &l.prepared, &rec, rt.info().image_size)
+        let finished = match l.original {
+            Some(original) => finish_typed(rt, original, &l.mask, &l.prepared, &rec),
+            // RGB8: the fast path is the hard replacement; a feathered seam goes through the
+            // runtime's own finish.
+            None if rt.options().feather > 0 => rt.finish(&l.image, &l.mask, &l.prepared, &rec).map(DynamicImage::ImageRgb8),
+            None => crate::fast::finish(&l.image, &l.mask, &l.prepared, &rec, rt.info().image_size)
+                .map(DynamicImage::ImageRgb8),
         };
         match finished {
             Ok(img) => (img, Status::Ok),
@@ -297,7 +326,7 @@ fn write_one(
             fraction,
         );
     }
-    if let Err(e) = crate::png::save_rgb(&output, &job.output) {
+    if let Err(e) = crate::png::save_image(&output, &job.output) {
         return failed(job, e, fraction);
     }
     FileResult {
@@ -307,4 +336,32 @@ fn write_one(
         error: None,
         hole_fraction: fraction,
     }
+}
+
+/// Put the reconstruction into an image of another pixel type than RGB8: resized in floating point
+/// (with the seam of `--feather`) and written into its hole pixels in its own type and bit depth
+/// (16-bit holes get 16-bit values), alpha kept; every other sample stays as decoded.
+fn finish_typed(
+    rt: &Runtime,
+    mut original: DynamicImage,
+    mask: &GrayImage,
+    prepared: &Prepared,
+    rec: &[f32],
+) -> Result<DynamicImage, facerecon_runtime::RuntimeError> {
+    let patch = pipeline::finish_f32(
+        |x, y| composite::view_colour(&original, x, y),
+        original.dimensions(),
+        mask,
+        prepared,
+        rec,
+        rt.info().image_size,
+        rt.options().feather,
+    )?;
+    if let Some((region, patch)) = patch {
+        composite::paste_holes(&mut original, mask, |x, y| {
+            let (px, py) = (x.checked_sub(region.x)?, y.checked_sub(region.y)?);
+            (px < region.width && py < region.height).then(|| patch.get_pixel(px, py).0)
+        });
+    }
+    Ok(original)
 }

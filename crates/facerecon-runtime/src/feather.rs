@@ -13,7 +13,7 @@
 //! outline the result continues the original's colours; `F` pixels in, it is the plain
 //! reconstruction. Only hole pixels are written, so known pixels stay bit-identical.
 
-use image::{GrayImage, RgbImage};
+use image::{GrayImage, Rgb32FImage, RgbImage};
 
 use crate::pipeline::{Region, HOLE_THRESHOLD};
 
@@ -28,14 +28,66 @@ pub fn feather_holes(
     region: Region,
     feather: u32,
 ) {
+    let error = |x: u32, y: u32| -> [f64; 3] {
+        let (o, p) = (original.get_pixel(x, y).0, patch.get_pixel(x - region.x, y - region.y).0);
+        std::array::from_fn(|c| o[c] as f64 - p[c] as f64)
+    };
+    // The sums are of integers (exact in f64), so `s as f32` rounds as the integer would.
+    for (x, y, weight, s) in seam(mask, region, feather, error) {
+        let base = patch.get_pixel(x - region.x, y - region.y).0;
+        let px = out.get_pixel_mut(x, y);
+        for c in 0..3 {
+            let offset = s[c] as f32 / s[3] as f32;
+            px.0[c] = (base[c] as f32 + weight * offset).round().clamp(0.0, 255.0) as u8;
+        }
+    }
+}
+
+/// [`feather_holes`] in floating point for images of more than 8 bits: `patch` (the reconstruction
+/// resized to `region`, values in `[0,1]`, holes already final) gets the seam at its hole pixels;
+/// `known(x, y)` is the original's colour in `[0,1]` at a known pixel.
+pub fn feather_holes_f32(
+    patch: &mut Rgb32FImage,
+    known: impl Fn(u32, u32) -> [f32; 3],
+    mask: &GrayImage,
+    region: Region,
+    feather: u32,
+) {
+    let updates = {
+        let patch = &*patch;
+        let error = |x: u32, y: u32| -> [f64; 3] {
+            let (o, p) = (known(x, y), patch.get_pixel(x - region.x, y - region.y).0);
+            std::array::from_fn(|c| o[c] as f64 - p[c] as f64)
+        };
+        seam(mask, region, feather, error)
+    };
+    for (x, y, weight, s) in updates {
+        let px = patch.get_pixel_mut(x - region.x, y - region.y);
+        for c in 0..3 {
+            let offset = (s[c] / s[3]) as f32;
+            px.0[c] = (px.0[c] + weight * offset).clamp(0.0, 1.0);
+        }
+    }
+}
+
+/// The seam: for every hole pixel within `feather` of a known pixel (chessboard distance `d`), its
+/// weight `1 - (d-1)/F` and the sums of `error` (per channel) and the count of the known pixels in
+/// its `(2F+1)^2` window: `(x, y, weight, [sum_r, sum_g, sum_b, count])`, count > 0.
+fn seam(
+    mask: &GrayImage,
+    region: Region,
+    feather: u32,
+    error: impl Fn(u32, u32) -> [f64; 3],
+) -> Vec<(u32, u32, f32, [f64; 4])> {
+    let mut updates = Vec::new();
     if feather == 0 {
-        return;
+        return updates;
     }
     let is_hole = |x: u32, y: u32| mask.get_pixel(x, y).0[0] >= HOLE_THRESHOLD;
     // The work area: the holes' bounding box in the region, grown by the feather (plus the ring of
     // known pixels the window reads), clipped to the region.
     let Some((x0, y0, x1, y1)) = hole_box(mask, region) else {
-        return;
+        return updates;
     };
     let grow = feather + 1;
     let (ax, ay) = (
@@ -86,26 +138,23 @@ pub fn feather_holes(
 
     // Summed-area tables of the known pixels' error (per channel) and of their count.
     let stride = w + 1;
-    let mut sums = vec![[0i64; 4]; stride * (h + 1)];
+    let mut sums = vec![[0f64; 4]; stride * (h + 1)];
     for j in 0..h {
-        let mut row = [0i64; 4];
+        let mut row = [0f64; 4];
         for i in 0..w {
             let (x, y) = (ax + i as u32, ay + j as u32);
             if dist[j * w + i] == 0 {
-                let (o, p) = (
-                    original.get_pixel(x, y).0,
-                    patch.get_pixel(x - region.x, y - region.y).0,
-                );
+                let e = error(x, y);
                 for c in 0..3 {
-                    row[c] += o[c] as i64 - p[c] as i64;
+                    row[c] += e[c];
                 }
-                row[3] += 1;
+                row[3] += 1.0;
             }
             let above = sums[j * stride + i + 1];
             sums[(j + 1) * stride + i + 1] = std::array::from_fn(|c| above[c] + row[c]);
         }
     }
-    let window = |i: usize, j: usize| -> [i64; 4] {
+    let window = |i: usize, j: usize| -> [f64; 4] {
         let r = feather as usize;
         let (i0, j0, i1, j1) = (
             i.saturating_sub(r),
@@ -125,19 +174,14 @@ pub fn feather_holes(
                 continue;
             }
             let s = window(i, j);
-            if s[3] == 0 {
+            if s[3] == 0.0 {
                 continue;
             }
             let weight = 1.0 - (d - 1) as f32 / feather as f32;
-            let (x, y) = (ax + i as u32, ay + j as u32);
-            let base = patch.get_pixel(x - region.x, y - region.y).0;
-            let px = out.get_pixel_mut(x, y);
-            for c in 0..3 {
-                let offset = s[c] as f32 / s[3] as f32;
-                px.0[c] = (base[c] as f32 + weight * offset).round().clamp(0.0, 255.0) as u8;
-            }
+            updates.push((ax + i as u32, ay + j as u32, weight, s));
         }
     }
+    updates
 }
 
 /// The bounding box (inclusive corners) of the hole pixels inside `region`.
@@ -284,5 +328,40 @@ mod tests {
             }
             assert!(blended > 0, "hole {hole:?}: the seam changed nothing");
         }
+    }
+
+    #[test]
+    fn the_float_finish_agrees_with_the_8_bit_one() {
+        // The same 8-bit image through both: the 16-bit path only avoids the 8-bit rounding of the
+        // reconstruction before upsampling, so hole values agree to about one 8-bit step.
+        let (w, h) = (90, 70);
+        let mask = box_mask(w, h, (20, 15, 30, 25));
+        let img = blanked(|x, y| Rgb([(x * 2) as u8, (y * 3) as u8, 90]), &mask);
+        let p = prepare(&img, &mask, SIZE, FitMode::Whole).unwrap();
+        let rec: Vec<f32> = (0..3 * SIZE * SIZE).map(|i| (i % 97) as f32 / 97.0).collect();
+        for feather in [0, 3] {
+            let hard = finish_feathered(&img, &mask, &p, &rec, SIZE, feather).unwrap();
+            let known = |x: u32, y: u32| img.get_pixel(x, y).0.map(|v| v as f32 / 255.0);
+            let (region, patch) = crate::pipeline::finish_f32(known, (w, h), &mask, &p, &rec, SIZE, feather)
+                .unwrap()
+                .expect("a hole");
+            for (x, y, m) in mask.enumerate_pixels() {
+                if m.0[0] < HOLE_THRESHOLD {
+                    continue;
+                }
+                let f = patch.get_pixel(x - region.x, y - region.y).0;
+                let e = hard.get_pixel(x, y).0;
+                for c in 0..3 {
+                    let diff = (f[c] * 255.0 - e[c] as f32).abs();
+                    assert!(diff <= 2.0, "feather {feather}: {x},{y} channel {c}: {} vs {}", f[c] * 255.0, e[c]);
+                }
+            }
+        }
+        // No hole: nothing to paste; a wrong size is the runtime's error.
+        let none = prepare(&img, &GrayImage::new(w, h), SIZE, FitMode::Whole).unwrap();
+        let known = |_: u32, _: u32| [0.0; 3];
+        assert!(crate::pipeline::finish_f32(known, (w, h), &GrayImage::new(w, h), &none, &rec, SIZE, 2).unwrap().is_none());
+        assert!(crate::pipeline::finish_f32(known, (w + 1, h), &mask, &p, &rec, SIZE, 2).is_err());
+        assert!(crate::pipeline::finish_f32(known, (w, h), &mask, &p, &rec[1..], SIZE, 2).is_err());
     }
 }

@@ -6,7 +6,7 @@
 //! replaces the hole pixels of the original, and only those: known pixels leave bit-identical.
 
 use facerecon_imaging::layout;
-use image::{imageops, imageops::FilterType, GrayImage, RgbImage};
+use image::{imageops, imageops::FilterType, GrayImage, Rgb32FImage, RgbImage};
 
 use crate::RuntimeError;
 
@@ -238,6 +238,54 @@ pub fn finish_feathered(
     }
     crate::feather::feather_holes(&mut out, original, mask, &patch, region, feather);
     Ok(out)
+}
+
+/// [`finish_feathered`] in floating point, for originals of more than 8 bits per sample (the
+/// caller writes the values back in the original's own type, e.g. 16-bit). `known(x, y)` is the
+/// original's colour in `[0,1]` at a known pixel (read for the seam only); `width x height` is the
+/// original's size. Returns the region the network saw and the reconstruction resized to it
+/// (Catmull-Rom, in `f32`, clamped to `[0,1]`) with the seam applied at its hole pixels; `None`
+/// when the mask has no hole. Only the hole pixels of the returned patch are meant to be used.
+#[allow(clippy::too_many_arguments)]
+pub fn finish_f32(
+    known: impl Fn(u32, u32) -> [f32; 3],
+    (width, height): (u32, u32),
+    mask: &GrayImage,
+    prepared: &Prepared,
+    reconstruction: &[f32],
+    size: u32,
+    feather: u32,
+) -> Result<Option<(Region, Rgb32FImage)>, RuntimeError> {
+    if (width, height) != mask.dimensions() {
+        return Err(RuntimeError::MaskSize {
+            width,
+            height,
+            mask_width: mask.width(),
+            mask_height: mask.height(),
+        });
+    }
+    let Some(region) = prepared.region else {
+        return Ok(None);
+    };
+    let expected = 3 * (size * size) as usize;
+    if reconstruction.len() != expected {
+        return Err(RuntimeError::Inference(format!(
+            "reconstruction has {} values, expected {expected} (3x{size}x{size})",
+            reconstruction.len()
+        )));
+    }
+    let plane = (size * size) as usize;
+    let small = Rgb32FImage::from_fn(size, size, |x, y| {
+        let i = (y * size + x) as usize;
+        image::Rgb(std::array::from_fn(|c| reconstruction[c * plane + i].clamp(0.0, 1.0)))
+    });
+    let mut patch = if (region.width, region.height) == (size, size) {
+        small
+    } else {
+        imageops::resize(&small, region.width, region.height, FilterType::CatmullRom)
+    };
+    crate::feather::feather_holes_f32(&mut patch, known, mask, region, feather);
+    Ok(Some((region, patch)))
 }
 
 fn check_mask_size(image: &RgbImage, mask: &GrayImage) -> Result<(), RuntimeError> {
