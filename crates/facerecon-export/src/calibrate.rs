@@ -46,10 +46,18 @@ pub const BATCH: usize = 16;
 
 /// The calibration images: `n` training-side files of `dir` (seeded choice, returned in path order).
 pub fn calibration_files(dir: &Path, config: &Config, n: usize, seed: u64) -> Result<Vec<PathBuf>, String> {
-    if !dir.is_dir() {
-        return Err(format!("calibration directory {} does not exist", dir.display()));
+    if dir.exists() && !dir.is_dir() {
+        return Err(format!("--calibrate {} is a file, expected a directory of face images", dir.display()));
     }
-    let files = facerecon_imaging::io::list_images(dir);
+    if !dir.is_dir() {
+        return Err(format!("--calibrate {}: the calibration directory does not exist", dir.display()));
+    }
+    // The same walk as the trainer's (each file once, link loops ended); what it leaves out is said.
+    let listing = facerecon_imaging::io::walk_images(dir);
+    for s in listing.skipped.iter().take(50) {
+        eprintln!("warning: skipped {}: {}", s.path.display(), s.reason);
+    }
+    let files = listing.files;
     let t = &config.train;
     let split = split_files(dir, &files, t.validation_fraction, None, t.max_val_images);
     if split.train.is_empty() {

@@ -56,15 +56,7 @@ pub fn check_model(model: &ModelProto, spec: &ModelSpec, path: &Path) -> Result<
         }
     }
 
-    // Every float32 initializer, the spec's weights and the graph's own constants alike, must be
-    // finite: this re-reads what was written, so a bad value cannot slip through on the way.
-    for t in g.initializer.iter().filter(|t| t.data_type == DataType::Float as i32) {
-        let values = t.raw_data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]));
-        let n = values.chain(t.float_data.iter().copied()).filter(|v| !v.is_finite()).count();
-        if n > 0 {
-            return Err(bad(format!("initializer '{}' has {n} non-finite values (NaN or infinity)", t.name)));
-        }
-    }
+    check_finite(model).map_err(bad)?;
 
     let mut defined: HashSet<&str> = g.input.iter().map(|v| v.name.as_str()).collect();
     defined.extend(g.initializer.iter().map(|t| t.name.as_str()));
@@ -81,6 +73,31 @@ pub fn check_model(model: &ModelProto, spec: &ModelSpec, path: &Path) -> Result<
     for o in [RECONSTRUCTION, INPAINTED] {
         if !defined.contains(o) {
             return Err(bad(format!("no node writes output '{o}'")));
+        }
+    }
+    Ok(())
+}
+
+/// Every float32 and float16 initializer, the spec's weights and the graph's own constants alike,
+/// must be finite. Run on the file as re-read after writing, for every precision (fp32, fp16, int8's
+/// float scales and fp32 layers): a weight that overflowed float16 (> 65504) is infinite there.
+pub fn check_finite(model: &ModelProto) -> Result<(), String> {
+    let Some(g) = &model.graph else { return Ok(()) };
+    for t in &g.initializer {
+        let n = if t.data_type == DataType::Float as i32 {
+            let values = t.raw_data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]));
+            values.chain(t.float_data.iter().copied()).filter(|v| !v.is_finite()).count()
+        } else if t.data_type == DataType::Float16 as i32 {
+            // Raw little-endian halves, or (ONNX's convention) one half per int32_data element.
+            let raw = t.raw_data.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]]));
+            let packed = t.int32_data.iter().map(|&v| v as u16);
+            // A half is NaN or infinite when all five exponent bits are set.
+            raw.chain(packed).filter(|h| h & 0x7c00 == 0x7c00).count()
+        } else {
+            0
+        };
+        if n > 0 {
+            return Err(format!("initializer '{}' has {n} non-finite values (NaN or infinity)", t.name));
         }
     }
     Ok(())
@@ -168,5 +185,26 @@ mod tests {
         let w = facerecon_model::random_weights(&spec, 1, 0.1, &Device::Cpu).unwrap();
         let e = crate::export_with_opset(&spec, &w, &Metadata::default(), 9).unwrap_err().to_string();
         assert!(e.contains("opset 9 is not supported"), "{e}");
+    }
+
+    #[test]
+    fn non_finite_float16_initializers_are_refused() {
+        use super::{check_finite, DataType};
+        let half = |bits: &[u16]| bits.iter().flat_map(|b| b.to_le_bytes()).collect::<Vec<u8>>();
+        let model = |t: crate::onnx::TensorProto| crate::onnx::ModelProto {
+            graph: Some(crate::onnx::GraphProto { initializer: vec![t], ..Default::default() }),
+            ..Default::default()
+        };
+        let tensor = |raw: Vec<u8>| crate::onnx::TensorProto {
+            name: "w".into(),
+            data_type: DataType::Float16 as i32,
+            dims: vec![3],
+            raw_data: raw,
+            ..Default::default()
+        };
+        // 1.0, -2.0, 65504 (the largest half) are finite; +inf (0x7c00) and a NaN (0x7e00) are not.
+        assert!(check_finite(&model(tensor(half(&[0x3c00, 0xc000, 0x7bff])))).is_ok());
+        let e = check_finite(&model(tensor(half(&[0x3c00, 0x7c00, 0x7e00])))).unwrap_err();
+        assert!(e.contains("initializer 'w' has 2 non-finite values"), "{e}");
     }
 }

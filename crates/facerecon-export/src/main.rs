@@ -140,6 +140,7 @@ fn main() -> Result<()> {
     let bytes = std::fs::read(staged.temp()).with_context(|| format!("cannot read back {}", staged.temp().display()))?;
     let back = <facerecon_export::onnx::ModelProto as prost::Message>::decode(bytes.as_slice())
         .map_err(|source| facerecon_export::ExportError::Decode { path: args.out.clone(), source })?;
+    facerecon_export::check::check_finite(&back).map_err(|e| anyhow::anyhow!("{}: {e}; nothing written", args.out.display()))?;
     if int8.is_some() {
         quantize::check_quantized(&back).map_err(|e| anyhow::anyhow!("{}: {e}; nothing written", args.out.display()))?;
     } else if fp16 {
@@ -215,7 +216,8 @@ fn verify_file(
                 "ONNX Runtime (CPU) {what}vs candle fp32 on a random batch of {VERIFY_BATCH}: max |diff| reconstruction {:.3e}, inpainted {:.3e} (tolerance {tolerance:.0e})",
                 p.reconstruction, p.inpainted
             );
-            if p.max() > tolerance {
+            // Written so that a NaN difference (a non-finite output) fails too.
+            if !(p.max() <= tolerance) {
                 bail!(
                     "{}: ONNX Runtime output differs from the candle model by {:.3e} > {tolerance:.0e}; nothing written",
                     args.out.display(),
@@ -239,7 +241,18 @@ fn verify_file(
 fn check_outputs(args: &Args) -> Result<()> {
     use facerecon_imaging::io::{probe_writable, resolve, Protected};
     let mut protected = Protected::default();
-    protected.add("the checkpoint directory", &args.checkpoint);
+    if args.checkpoint.is_file() {
+        protected.add("the checkpoint (ONNX file)", &args.checkpoint);
+    } else {
+        protected.add("the checkpoint directory", &args.checkpoint);
+    }
+    // The other inputs: the config given with an ONNX checkpoint, the calibration images.
+    if let Some(config) = &args.config {
+        protected.add("--config", config);
+    }
+    if let Some(dir) = &args.calibrate {
+        protected.add("the --calibrate directory", dir);
+    }
     // Its files by identity, so that a hard link to them elsewhere is refused too.
     let mut dirs = vec![(args.checkpoint.clone(), 0)];
     while let Some((dir, depth)) = dirs.pop() {

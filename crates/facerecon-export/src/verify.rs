@@ -143,7 +143,13 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> Result<f32, VerifyError> {
     if a.dims() != b.dims() {
         return Err(VerifyError::Ort(format!("output shape {:?} differs from candle's {:?}", b.dims(), a.dims())));
     }
-    Ok((a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?)
+    Ok(nan_max((a - b)?.abs()?.flatten_all()?.to_vec1::<f32>()?))
+}
+
+/// The largest value, NaN if any is NaN (candle's `max` keeps a NaN only in the first position, and
+/// `f32::max` drops it: a non-finite output must never look like a small difference).
+fn nan_max(values: Vec<f32>) -> f32 {
+    values.into_iter().fold(0.0, |m, x| if m.is_nan() || x.is_nan() { f32::NAN } else { m.max(x) })
 }
 
 /// Run the candle model built from `weights` and the ONNX model `onnx_bytes` on the same seeded
@@ -173,5 +179,15 @@ mod tests {
         assert!(!Parity { reconstruction: f32::NAN, inpainted: 0.0 }.ok());
         assert!(!Parity { reconstruction: 0.0, inpainted: f32::NAN }.ok());
         assert!(Parity { reconstruction: 0.0, inpainted: f32::NAN }.max().is_nan());
+    }
+
+    #[test]
+    fn a_nan_anywhere_in_the_output_makes_the_difference_nan() {
+        use candle_core::{Device, Tensor};
+        let a = Tensor::new(&[0.5f32, 0.25, 0.0, 1.0], &Device::Cpu).unwrap();
+        let b = Tensor::new(&[0.5f32, 0.25, f32::NAN, 1.0], &Device::Cpu).unwrap();
+        assert!(super::max_abs_diff(&a, &b).unwrap().is_nan());
+        let c = Tensor::new(&[0.5f32, 0.75, 0.0, 1.0], &Device::Cpu).unwrap();
+        assert_eq!(super::max_abs_diff(&a, &c).unwrap(), 0.5);
     }
 }

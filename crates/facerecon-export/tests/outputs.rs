@@ -111,3 +111,35 @@ fn stale_temp_files_of_killed_exports_are_removed() {
     assert!(ok, "{text}");
     assert_eq!(names(&dir), ["tiny.onnx"]);
 }
+
+/// The other inputs of an export are protected too: an ONNX checkpoint, the `--config` given with it and
+/// the `--calibrate` images may not be overwritten by `--out` / `--reference`.
+#[test]
+fn outputs_may_not_name_the_onnx_checkpoint_the_config_or_the_calibration_images() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ck = checkpoint(tmp.path());
+    let p = |s: &'static str| Path::new(s);
+    let onnx = tmp.path().join("tiny.onnx");
+    let (ok, text) = run(&[p("--checkpoint"), &ck, p("--out"), &onnx, p("--no-verify")], false);
+    assert!(ok, "{text}");
+    let model = std::fs::read(&onnx).unwrap();
+    let config = tmp.path().join("tiny.yaml");
+    std::fs::copy(ck.join("config.yaml"), &config).unwrap();
+    let faces = tmp.path().join("faces");
+    std::fs::create_dir_all(&faces).unwrap();
+    let face = faces.join("a.png");
+    std::fs::write(&face, b"not really a png").unwrap();
+
+    let (ok, text) = run(&[p("--checkpoint"), &onnx, p("--out"), &onnx, p("--no-verify")], false);
+    assert!(!ok && text.contains("checkpoint (ONNX file)"), "{text}");
+    let (ok, text) = run(&[p("--checkpoint"), &onnx, p("--config"), &config, p("--out"), &config, p("--no-verify")], false);
+    assert!(!ok && text.contains("--config"), "{text}");
+    let (ok, text) = run(
+        &[p("--checkpoint"), &onnx, p("--quantize"), p("int8"), p("--calibrate"), &faces, p("--out"), &face, p("--no-verify")],
+        false,
+    );
+    assert!(!ok && text.contains("--calibrate directory"), "{text}");
+    assert_eq!(std::fs::read(&onnx).unwrap(), model);
+    assert_eq!(std::fs::read(&face).unwrap(), b"not really a png");
+    assert!(std::fs::read_to_string(&config).unwrap().contains("model:"));
+}

@@ -393,6 +393,15 @@ fn int8_needs_calibration_data_and_names_bad_input() {
     ]);
     assert!(!ok && text.contains("nowhere") && text.contains("does not exist"), "{text}");
     assert!(!out.exists());
+    // A file where a directory belongs is named as such (not "does not exist").
+    let file = tmp.path().join("faces.txt");
+    std::fs::write(&file, "x").unwrap();
+    let (ok, text) = run(&[
+        "--checkpoint", ck.to_str().unwrap(), "--out", out.to_str().unwrap(), "--quantize", "int8", "--calibrate",
+        file.to_str().unwrap(), "--no-verify",
+    ]);
+    assert!(!ok && text.contains("faces.txt is a file"), "{text}");
+    assert!(!out.exists());
     // An int8 file is not a source for another export.
     let dir = faces(tmp.path(), 20);
     let (ok, text) = run(&[

@@ -208,10 +208,11 @@ fn load(rt: &Runtime, job: &Job, rules: &MaskRules, fit: FitMode) -> Result<Load
     }
     // Decoded before a name clash fails the job: a broken file is reported as broken too.
     let decoded = io::load_image(&job.input).map_err(|e| failed(job, with_clash(e.to_string(), job), None))?;
+    // A pixel type we cannot keep is this file's own problem too, reported before (with) a clash.
+    composite::check_keepable(&decoded).map_err(|e| failed(job, with_clash(e, job), None))?;
     if let Some(clash) = &job.clash {
         return Err(failed(job, clash.clone(), None));
     }
-    composite::check_keepable(&decoded).map_err(|e| failed(job, e, None))?;
     let (image, original) = match decoded {
         DynamicImage::ImageRgb8(rgb) => (rgb, None),
         other => (composite::network_view(&other), Some(other)),

@@ -195,9 +195,6 @@ fn resolve_config(opts: &TrainOptions) -> Result<(Config, Option<Checkpoint>)> {
     if opts.resume && resumed.is_none() {
         eprintln!("note: --resume but {} has no checkpoint yet; starting a new run", opts.out.display());
     }
-    if opts.force && !opts.resume {
-        clear_run(&opts.out)?;
-    }
     let saved = resumed.as_ref().map(|ck| ck.dir.join(checkpoint::CONFIG_FILE));
     let mut config = match (&opts.config, &saved) {
         (Some(path), _) => Config::load(path)?,
@@ -216,7 +213,12 @@ fn resolve_config(opts: &TrainOptions) -> Result<(Config, Option<Checkpoint>)> {
     t.seed = opts.seed.or(resumed.as_ref().map(|ck| ck.state.seed)).unwrap_or(t.seed);
     config.validate().map_err(|e| anyhow::anyhow!("invalid settings: {e}"))?;
     if let (Some(ck), Some(old)) = (&resumed, &old) {
-        check_resume_settings(opts, &ck.state, old.train.batch_size, config.train.batch_size)?;
+        check_resume_settings(opts, &ck.state, old, &config)?;
+    }
+    // Only now that the new run's config is read and valid: a --force that fails must not have
+    // deleted the run it was asked to replace (nor the --config it was given from inside it).
+    if opts.force && !opts.resume {
+        clear_run(&opts.out)?;
     }
     Ok((config, resumed))
 }
@@ -225,8 +227,23 @@ fn resolve_config(opts: &TrainOptions) -> Result<(Config, Option<Checkpoint>)> {
 /// those of the stored seed, batch size, image subset and data, so a different one is refused unless
 /// `--allow-changes` says so. At an epoch boundary a change only affects the epochs to come; it is
 /// allowed and announced.
-fn check_resume_settings(opts: &TrainOptions, st: &State, old_batch: usize, new_batch: usize) -> Result<()> {
+fn check_resume_settings(opts: &TrainOptions, st: &State, old: &Config, new: &Config) -> Result<()> {
+    let (old_batch, new_batch) = (old.train.batch_size, new.train.batch_size);
     let mut diffs = Vec::new();
+    // The config's settings that decide an epoch's files, order, holes and flips (a changed --config).
+    let (o, n) = (&old.train, &new.train);
+    if n.validation_fraction != o.validation_fraction {
+        diffs.push(format!("validation_fraction {} (the run's is {})", n.validation_fraction, o.validation_fraction));
+    }
+    if n.max_val_images != o.max_val_images {
+        diffs.push(format!("max_val_images {} (the run's is {})", n.max_val_images, o.max_val_images));
+    }
+    if n.flip != o.flip {
+        diffs.push(format!("flip {} (the run's is {})", n.flip, o.flip));
+    }
+    if new.masks != old.masks {
+        diffs.push("other masks than the run's".to_string());
+    }
     if let Some(seed) = opts.seed.filter(|s| *s != st.seed) {
         diffs.push(format!("--seed {seed} (the run's is {})", st.seed));
     }

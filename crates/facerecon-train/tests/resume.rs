@@ -220,3 +220,69 @@ fn a_run_directory_in_use_is_refused() {
     ok(train(&config, &data, &out, &["--resume", "--max-steps", "3"]).output().unwrap());
     assert_eq!(state(&out)["step"], 3);
 }
+
+/// `--force` starts over only once the new run is known to be valid: a `--force` without `--config`, or
+/// with a config that does not parse, used to delete every checkpoint first and then fail.
+#[test]
+fn a_failed_force_deletes_nothing() {
+    let (tmp, data, config) = setup();
+    let out = tmp.path().join("run");
+    ok(train(&config, &data, &out, &["--max-steps", "2"]).output().unwrap());
+    let weights = std::fs::read(out.join("model.safetensors")).unwrap();
+    // No --config at all.
+    let o = Command::new(env!("CARGO_BIN_EXE_facerecon-train"))
+        .args(["--data", data.to_str().unwrap(), "--out", out.to_str().unwrap(), "--force"])
+        .output()
+        .unwrap();
+    let err = fails(o);
+    assert!(err.contains("--config is required"), "{err}");
+    assert_eq!(std::fs::read(out.join("model.safetensors")).unwrap(), weights, "--force without --config deleted the run");
+    // A config that does not parse.
+    let bad = tmp.path().join("bad.yaml");
+    std::fs::write(&bad, "model: {layers: [{op: conv, dilaton: 2}]}\n").unwrap();
+    let err = fails(train(&bad, &data, &out, &["--force"]).output().unwrap());
+    assert!(err.contains("bad.yaml"), "{err}");
+    assert_eq!(std::fs::read(out.join("model.safetensors")).unwrap(), weights, "--force with a bad config deleted the run");
+    // The run's own config as --config: read before the run is cleared, so --force still works.
+    let own = out.join("config.yaml");
+    let o = Command::new(env!("CARGO_BIN_EXE_facerecon-train"))
+        .args(["--config", own.to_str().unwrap(), "--data", data.to_str().unwrap(), "--out", out.to_str().unwrap()])
+        .args(["--seed", "7", "--batch-size", "4", "--threads", "2", "--force", "--max-steps", "1"])
+        .output()
+        .unwrap();
+    ok(o);
+    assert_eq!(state(&out)["step"], 1);
+}
+
+/// Item 3 by class: in the middle of an epoch every setting that decides the rest of the epoch (which
+/// files are trained, in which order, with which holes and flips) is the run's, whether it comes from an
+/// option or from a changed `--config`.
+#[test]
+fn a_mid_epoch_resume_refuses_a_config_that_changes_the_epoch() {
+    let (tmp, data, config) = setup();
+    let out = tmp.path().join("run");
+    ok(train(&config, &data, &out, &["--max-steps", "2"]).output().unwrap());
+    let base: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    let masks: serde_yaml::Value = serde_yaml::from_str("[{kind: box, min: 8, max: 8, weight: 1.0}]").unwrap();
+    let edits: [(&str, Box<dyn Fn(&mut serde_yaml::Value)>); 4] = [
+        ("validation_fraction", Box::new(|v| v["train"]["validation_fraction"] = 0.3.into())),
+        ("max_val_images", Box::new(|v| v["train"]["max_val_images"] = 4.into())),
+        ("flip", Box::new(|v| v["train"]["flip"] = true.into())),
+        ("masks", Box::new(move |v| v["masks"] = masks.clone())),
+    ];
+    for (what, edit) in edits {
+        let mut v = base.clone();
+        edit(&mut v);
+        let changed = tmp.path().join(format!("{what}.yaml"));
+        std::fs::write(&changed, serde_yaml::to_string(&v).unwrap()).unwrap();
+        let err = fails(train(&changed, &data, &out, &["--resume"]).output().unwrap());
+        assert!(err.contains(what) && err.contains("--allow-changes"), "{what}: {err}");
+    }
+    // The run's own settings resume; --allow-changes takes a changed one.
+    ok(train(&config, &data, &out, &["--resume", "--max-steps", "3"]).output().unwrap());
+    let mut v = base.clone();
+    v["train"]["flip"] = true.into();
+    let changed = tmp.path().join("flip-allowed.yaml");
+    std::fs::write(&changed, serde_yaml::to_string(&v).unwrap()).unwrap();
+    ok(train(&changed, &data, &out, &["--resume", "--allow-changes", "--max-steps", "4"]).output().unwrap());
+}
