@@ -1,8 +1,8 @@
 //! The `facerecon-export` binary on a checkpoint directory built here (tiny config, random weights).
 
-use candle_core::Device;
+mod common;
+
 use facerecon_export::metadata::keys;
-use facerecon_model::{random_weights, ModelSpec};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -10,15 +10,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_facerecon-export");
 
 /// A checkpoint directory like the trainer's: config.yaml (tiny), model.safetensors, metrics.jsonl.
 fn checkpoint(dir: &Path) -> PathBuf {
-    let ck = dir.join("runs/tiny");
-    std::fs::create_dir_all(&ck).unwrap();
-    let cfg = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/tiny.yaml");
-    let text = std::fs::read_to_string(&cfg).unwrap();
-    std::fs::write(ck.join("config.yaml"), &text).unwrap();
-    let v: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
-    let spec: ModelSpec = serde_yaml::from_value(v["model"].clone()).unwrap();
-    let w = random_weights(&spec, 5, 0.1, &Device::Cpu).unwrap();
-    candle_core::safetensors::save(&w, ck.join("model.safetensors")).unwrap();
+    let ck = common::checkpoint(dir);
     std::fs::write(
         ck.join("metrics.jsonl"),
         "{\"epoch\":1,\"psnr_hole\":10.0}\n{\"epoch\":2,\"psnr_hole\":12.5,\"ssim\":0.8}\n",

@@ -1,5 +1,7 @@
 //! `--precision fp16`: float16 network behind the contract's float32 inputs and outputs.
 
+mod common;
+
 use candle_core::{Device, Tensor};
 use facerecon_export::fp16;
 use facerecon_export::onnx::tensor_proto::DataType;
@@ -49,15 +51,7 @@ fn fp16_graph_structure() {
 }
 
 fn checkpoint(dir: &Path) -> PathBuf {
-    let ck = dir.join("runs/tiny");
-    std::fs::create_dir_all(&ck).unwrap();
-    let cfg = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/tiny.yaml");
-    let text = std::fs::read_to_string(&cfg).unwrap();
-    std::fs::write(ck.join("config.yaml"), &text).unwrap();
-    let v: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
-    let spec: ModelSpec = serde_yaml::from_value(v["model"].clone()).unwrap();
-    candle_core::safetensors::save(&random_weights(&spec, 5, 0.1, &Device::Cpu).unwrap(), ck.join("model.safetensors")).unwrap();
-    ck
+    common::checkpoint(dir)
 }
 
 #[test]

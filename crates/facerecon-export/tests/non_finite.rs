@@ -1,28 +1,25 @@
 //! `facerecon-export` on a checkpoint whose weights hold NaN / infinity (a diverged or corrupted
 //! run): refused before anything is written, naming the weight (issue 15, item 9).
 
+mod common;
+
 use candle_core::{Device, Tensor};
-use facerecon_model::{random_weights, ModelSpec};
-use std::path::Path;
 use std::process::Command;
 
 #[test]
 fn a_checkpoint_with_nan_weights_is_not_exported() {
     let tmp = tempfile::tempdir().unwrap();
-    let ck = tmp.path().join("runs/tiny");
-    std::fs::create_dir_all(&ck).unwrap();
-    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/tiny.yaml")).unwrap();
-    std::fs::write(ck.join("config.yaml"), &text).unwrap();
-    let v: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
-    let spec: ModelSpec = serde_yaml::from_value(v["model"].clone()).unwrap();
-    let mut w = random_weights(&spec, 5, 0.1, &Device::Cpu).unwrap();
     // Poison one value of the first parameter.
-    let (name, shape) = spec.parameters().unwrap().into_iter().next().unwrap();
-    let mut values: Vec<f32> = w[&name].flatten_all().unwrap().to_vec1().unwrap();
-    let mid = values.len() / 2;
-    values[mid] = f32::NAN;
-    w.insert(name.clone(), Tensor::from_vec(values, shape, &Device::Cpu).unwrap());
-    candle_core::safetensors::save(&w, ck.join("model.safetensors")).unwrap();
+    let mut poisoned = String::new();
+    let ck = common::checkpoint_with(tmp.path(), |spec, w| {
+        let (name, shape) = spec.parameters().unwrap().into_iter().next().unwrap();
+        let mut values: Vec<f32> = w[&name].flatten_all().unwrap().to_vec1().unwrap();
+        let mid = values.len() / 2;
+        values[mid] = f32::NAN;
+        w.insert(name.clone(), Tensor::from_vec(values, shape, &Device::Cpu).unwrap());
+        poisoned = name;
+    });
+    let name = poisoned;
 
     let out = tmp.path().join("exported/tiny.onnx");
     let run = Command::new(env!("CARGO_BIN_EXE_facerecon-export"))

@@ -2,23 +2,14 @@
 //! checkpoint (nor be a hard link to one of its files), are checked before the export runs, and a
 //! failed export or verification leaves nothing at --out (no temp file either).
 
-use candle_core::Device;
-use facerecon_model::{random_weights, ModelSpec};
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// A checkpoint directory like the trainer's: config.yaml (tiny), model.safetensors.
 fn checkpoint(dir: &Path) -> PathBuf {
-    let ck = dir.join("runs/tiny");
-    std::fs::create_dir_all(&ck).unwrap();
-    let cfg = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/tiny.yaml");
-    let text = std::fs::read_to_string(&cfg).unwrap();
-    std::fs::write(ck.join("config.yaml"), &text).unwrap();
-    let v: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
-    let spec: ModelSpec = serde_yaml::from_value(v["model"].clone()).unwrap();
-    let w = random_weights(&spec, 5, 0.1, &Device::Cpu).unwrap();
-    candle_core::safetensors::save(&w, ck.join("model.safetensors")).unwrap();
-    ck
+    common::checkpoint(dir)
 }
 
 /// Runs the exporter; `ort` false removes ORT_DYLIB_PATH (verification then fails).

@@ -1,6 +1,8 @@
 //! int8 export: the sub-pixel rewrite, the QDQ structure, calibration, and the CLI end to end
 //! (tiny config, random weights, generated faces).
 
+mod common;
+
 use candle_core::{DType, Device, Tensor};
 use facerecon_export::calibrate::{self, Method};
 use facerecon_export::onnx::{tensor_proto::DataType, ModelProto, TensorProto};
@@ -270,13 +272,7 @@ fn calibration_is_seeded_and_uses_only_training_side_faces() {
 
 /// A checkpoint directory like the trainer's (tiny config, random weights).
 fn checkpoint(dir: &Path) -> PathBuf {
-    let ck = dir.join("runs/tiny");
-    std::fs::create_dir_all(&ck).unwrap();
-    let (text, config) = tiny_config();
-    std::fs::write(ck.join("config.yaml"), &text).unwrap();
-    let w = random_weights(&config.model, 5, 0.1, &Device::Cpu).unwrap();
-    candle_core::safetensors::save(&w, ck.join("model.safetensors")).unwrap();
-    ck
+    common::checkpoint(dir)
 }
 
 fn run(args: &[&str]) -> (bool, String) {
