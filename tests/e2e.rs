@@ -13,7 +13,11 @@ fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().unwrap().parent().unwrap();
     let p = dir.join(name);
-    assert!(p.exists(), "{} is not built: run `make test` (it builds the binaries before the tests)", p.display());
+    assert!(
+        p.exists(),
+        "{} is not built: run `make test` (it builds the binaries before the tests)",
+        p.display()
+    );
     p
 }
 
@@ -23,7 +27,12 @@ fn repo() -> PathBuf {
 
 fn run(cmd: &mut Command) -> Output {
     let out = cmd.output().expect("spawn");
-    eprintln!("$ {:?}\n--- stdout\n{}\n--- stderr\n{}", cmd, String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    eprintln!(
+        "$ {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        cmd,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     out
 }
 
@@ -59,9 +68,25 @@ fn train_export_infer_end_to_end() {
     let runs = t.join("runs/tiny");
     let out = run(Command::new(bin("facerecon-train"))
         .args(["--config", repo().join("configs/tiny.yaml").to_str().unwrap()])
-        .args(["--data", data.to_str().unwrap(), "--out", runs.to_str().unwrap(), "--epochs", "2", "--seed", "7"]));
+        .args([
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            runs.to_str().unwrap(),
+            "--epochs",
+            "2",
+            "--seed",
+            "7",
+        ]));
     assert!(out.status.success(), "training failed");
-    for f in ["model.safetensors", "optimizer.safetensors", "config.yaml", "state.json", "metrics.jsonl", "val_files.txt"] {
+    for f in [
+        "model.safetensors",
+        "optimizer.safetensors",
+        "config.yaml",
+        "state.json",
+        "metrics.jsonl",
+        "val_files.txt",
+    ] {
         assert!(runs.join(f).is_file(), "checkpoint file {f} missing");
     }
     let metrics = std::fs::read_to_string(runs.join("metrics.jsonl")).unwrap();
@@ -84,19 +109,29 @@ fn train_export_infer_end_to_end() {
     assert!(std::fs::metadata(&onnx).unwrap().len() > 1000);
 
     // 3b. the official checker (full check) and Python's onnxruntime agree with candle's outputs
-    let python = std::env::var("FACERECON_PYTHON")
-        .expect("FACERECON_PYTHON is not set: run the tests with `make test` (it makes a venv with onnx + onnxruntime)");
+    let python = std::env::var("FACERECON_PYTHON").expect(
+        "FACERECON_PYTHON is not set: run the tests with `make test` (it makes a venv with onnx + onnxruntime)",
+    );
     let out = run(Command::new(python)
         .arg(repo().join("scripts/check_onnx.py"))
         .arg(&onnx)
-        .args(["--reference", t.join("reference.npz").to_str().unwrap(), "--tolerance", "1e-4"]));
+        .args([
+            "--reference",
+            t.join("reference.npz").to_str().unwrap(),
+            "--tolerance",
+            "1e-4",
+        ]));
     assert!(out.status.success(), "onnx.checker / onnxruntime check failed");
     assert!(String::from_utf8_lossy(&out.stdout).contains("passes onnx.checker full_check"));
 
     // 4. infer on photos of other sizes with black holes, plus one broken file
     let inputs = t.join("photos");
     std::fs::create_dir_all(&inputs).unwrap();
-    let cases = [(1u64, 64u32, 64u32, (20u32, 24u32, 12u32, 12u32)), (2, 90, 70, (30, 20, 20, 16)), (3, 200, 200, (80, 90, 40, 40))];
+    let cases = [
+        (1u64, 64u32, 64u32, (20u32, 24u32, 12u32, 12u32)),
+        (2, 90, 70, (30, 20, 20, 16)),
+        (3, 200, 200, (80, 90, 40, 40)),
+    ];
     let mut originals = Vec::new();
     for (seed, w, h, hole) in cases {
         let (img, mask) = corrupted_face(seed, w, h, hole);
@@ -110,14 +145,30 @@ fn train_export_infer_end_to_end() {
     let outdir = t.join("reconstructed");
     let out = run(Command::new(bin("facerecon-infer"))
         .env("ORT_DYLIB_PATH", &ort)
-        .args(["--model", onnx.to_str().unwrap(), "--out", outdir.to_str().unwrap(), "--batch-size", "2"])
+        .args([
+            "--model",
+            onnx.to_str().unwrap(),
+            "--out",
+            outdir.to_str().unwrap(),
+            "--batch-size",
+            "2",
+        ])
         .arg(&inputs));
-    assert_eq!(out.status.code(), Some(1), "one input is broken: exit code must say a file failed");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "one input is broken: exit code must say a file failed"
+    );
     let stderr = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
     assert!(stderr.contains("broken.png"), "the failing file is named");
 
     for ((path, img, mask), bytes) in originals.iter().zip(&before) {
-        assert_eq!(&std::fs::read(path).unwrap(), bytes, "input {} was modified", path.display());
+        assert_eq!(
+            &std::fs::read(path).unwrap(),
+            bytes,
+            "input {} was modified",
+            path.display()
+        );
         let res = image::open(outdir.join(path.file_name().unwrap())).unwrap().to_rgb8();
         assert_eq!(res.dimensions(), img.dimensions(), "output keeps the input size");
         let mut changed = 0usize;
@@ -130,14 +181,18 @@ fn train_export_infer_end_to_end() {
             } else {
                 // the hole detector dilates by a pixel: allow a 1-pixel ring around the hole to change
                 let near_hole = (x.saturating_sub(1)..=x + 1).any(|xx| {
-                    (y.saturating_sub(1)..=y + 1).any(|yy| xx < img.width() && yy < img.height() && mask.get_pixel(xx, yy)[0] >= 128)
+                    (y.saturating_sub(1)..=y + 1)
+                        .any(|yy| xx < img.width() && yy < img.height() && mask.get_pixel(xx, yy)[0] >= 128)
                 });
                 if !near_hole {
                     assert_eq!(p, q, "known pixel ({x},{y}) of {} changed", path.display());
                 }
             }
         }
-        assert!(changed * 10 > holes * 9, "holes were filled: {changed}/{holes} hole pixels changed");
+        assert!(
+            changed * 10 > holes * 9,
+            "holes were filled: {changed}/{holes} hole pixels changed"
+        );
     }
     assert!(!outdir.join("broken.png").exists());
 }

@@ -52,9 +52,7 @@ impl Frame {
             return bad(format!("frame is {w}x{h}; both sides must be > 0"));
         }
         if w * h > MAX_PIXELS {
-            return bad(format!(
-                "frame is {w}x{h}, more than the {MAX_PIXELS} pixels accepted"
-            ));
+            return bad(format!("frame is {w}x{h}, more than the {MAX_PIXELS} pixels accepted"));
         }
         for (name, stride, row) in [
             ("stride_bytes", self.stride_bytes, 3 * w),
@@ -68,9 +66,7 @@ impl Frame {
             }
             // The last byte touched must be addressable (pointer offsets are isize).
             if (h - 1) * stride as u64 + row > isize::MAX as u64 {
-                return bad(format!(
-                    "{name} = {stride} x {h} rows overflows the address space"
-                ));
+                return bad(format!("{name} = {stride} x {h} rows overflows the address space"));
             }
         }
         Ok(())
@@ -110,11 +106,7 @@ impl Frame {
         let row = 3 * self.width as usize;
         for (y, src) in image.as_raw().chunks_exact(row).enumerate() {
             // `src` is ours, so it cannot overlap the caller's buffer, even when out_rgb == rgb.
-            std::ptr::copy_nonoverlapping(
-                src.as_ptr(),
-                self.out_rgb.add(y * self.out_stride as usize),
-                row,
-            );
+            std::ptr::copy_nonoverlapping(src.as_ptr(), self.out_rgb.add(y * self.out_stride as usize), row);
         }
     }
 }
@@ -152,10 +144,7 @@ mod tests {
         inverted.iter_mut().for_each(|v| *v = 255 - *v);
         unsafe { f.write(&inverted) };
         // Row padding (bytes 9, 10, 20, 21) is untouched.
-        assert_eq!(
-            &buf[..11],
-            &[255, 254, 253, 252, 251, 250, 249, 248, 247, 9, 10]
-        );
+        assert_eq!(&buf[..11], &[255, 254, 253, 252, 251, 250, 249, 248, 247, 9, 10]);
         assert_eq!(&buf[20..22], &[20, 21]);
         assert_eq!(buf[11], 255 - 11);
     }
@@ -187,10 +176,7 @@ mod tests {
                 "out_rgb is NULL",
             ),
             (frame(&mut buf, &mask, 0, 2, 6), "both sides"),
-            (
-                frame(&mut buf, &mask, 2, 2, 5),
-                "stride_bytes = 5 is shorter",
-            ),
+            (frame(&mut buf, &mask, 2, 2, 5), "stride_bytes = 5 is shorter"),
             (
                 Frame {
                     mask_stride: 1,
@@ -205,10 +191,7 @@ mod tests {
                 },
                 "out_stride = 0",
             ),
-            (
-                frame(&mut buf, &mask, 1 << 15, 1 << 14, 3 << 15),
-                "more than",
-            ),
+            (frame(&mut buf, &mask, 1 << 15, 1 << 14, 3 << 15), "more than"),
         ];
         for (f, want) in cases {
             let err = f.check("frame 3").unwrap_err();

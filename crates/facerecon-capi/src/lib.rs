@@ -141,7 +141,11 @@ pub mod registry {
         if handle.is_null() {
             return Err(Failure::invalid("model is NULL"));
         }
-        table().open.get(&(handle as usize)).cloned().ok_or_else(|| unknown(handle))
+        table()
+            .open
+            .get(&(handle as usize))
+            .cloned()
+            .ok_or_else(|| unknown(handle))
     }
 
     /// Remove a handle; the model is dropped once no call is using it.
@@ -191,10 +195,7 @@ unsafe fn runtime_options(opts: &Options) -> Result<RuntimeOptions, Failure> {
     let ort_library = if opts.ort_library.is_null() {
         None
     } else {
-        Some(c_path(
-            CStr::from_ptr(opts.ort_library),
-            "options.ort_library",
-        )?)
+        Some(c_path(CStr::from_ptr(opts.ort_library), "options.ort_library")?)
     };
     Ok(RuntimeOptions {
         threads,
@@ -253,10 +254,7 @@ pub unsafe extern "C" fn facerecon_options_default(opts: *mut Options) {
 /// `model_path` is NULL or a NUL-terminated string; `opts` is NULL or points to a valid
 /// `facerecon_options`.
 #[no_mangle]
-pub unsafe extern "C" fn facerecon_open(
-    model_path: *const c_char,
-    opts: *const Options,
-) -> *mut Model {
+pub unsafe extern "C" fn facerecon_open(model_path: *const c_char, opts: *const Options) -> *mut Model {
     guard(|| {
         if model_path.is_null() {
             return Err(Failure::invalid("model_path is NULL"));
@@ -353,11 +351,7 @@ pub unsafe extern "C" fn facerecon_reconstruct(
 /// `model` may be anything (it is looked up, never dereferenced); `frames` is NULL or points to `count` frames whose buffers are
 /// NULL or as described in the header.
 #[no_mangle]
-pub unsafe extern "C" fn facerecon_reconstruct_batch(
-    model: *mut Model,
-    frames: *const Frame,
-    count: usize,
-) -> c_int {
+pub unsafe extern "C" fn facerecon_reconstruct_batch(model: *mut Model, frames: *const Frame, count: usize) -> c_int {
     guard_status(|| {
         let model = model_ref(model)?;
         if count == 0 {

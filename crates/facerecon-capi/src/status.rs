@@ -101,9 +101,7 @@ pub fn last_error_ptr() -> *const c_char {
 
 /// The last recorded status.
 pub fn last_status() -> Status {
-    LAST_ERROR
-        .try_with(|last| last.borrow().status)
-        .unwrap_or(Status::Ok)
+    LAST_ERROR.try_with(|last| last.borrow().status).unwrap_or(Status::Ok)
 }
 
 /// Run one fallible entry point: clear the last error, run `body` with panics caught, record the
@@ -144,17 +142,9 @@ mod tests {
 
     #[test]
     fn records_errors_and_panics_per_call() {
-        let text = || {
-            unsafe { CStr::from_ptr(last_error_ptr()) }
-                .to_str()
-                .unwrap()
-                .to_owned()
-        };
+        let text = || unsafe { CStr::from_ptr(last_error_ptr()) }.to_str().unwrap().to_owned();
         assert_eq!(guard_status(|| Err(Failure::invalid("bad width"))), 1);
-        assert_eq!(
-            (last_status(), text()),
-            (Status::InvalidArgument, "bad width".into())
-        );
+        assert_eq!((last_status(), text()), (Status::InvalidArgument, "bad width".into()));
         assert_eq!(guard_status(|| panic!("boom")), Status::Internal as c_int);
         assert!(text().contains("boom"), "{}", text());
         // A successful call clears the previous error.

@@ -44,14 +44,7 @@ fn camera_example_compiles_runs_and_passes_its_checks() {
     let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
 
     let compiled = Command::new(&cc)
-        .args([
-            "-std=c11",
-            "-O1",
-            "-Wall",
-            "-Wextra",
-            "-Werror",
-            "-pedantic",
-        ])
+        .args(["-std=c11", "-O1", "-Wall", "-Wextra", "-Werror", "-pedantic"])
         .arg("-I")
         .arg(root.join("include"))
         .arg(root.join("examples/c/camera.c"))

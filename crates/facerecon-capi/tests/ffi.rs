@@ -110,13 +110,7 @@ fn bad_arguments_are_codes_and_messages() {
         };
         facerecon_options_default(&mut opts);
         assert_eq!(
-            (
-                opts.threads,
-                opts.device_id,
-                opts.batch_size,
-                opts.fit,
-                opts.feather
-            ),
+            (opts.threads, opts.device_id, opts.batch_size, opts.fit, opts.feather),
             (0, -1, 16, 0, 0)
         );
         assert!(opts.ort_library.is_null());
@@ -134,9 +128,7 @@ fn matches_the_rust_runtime_and_works_in_place() {
     assert_eq!(unsafe { facerecon_batch_size(model) }, 2);
 
     let (w, h) = (90u32, 70u32);
-    let image = RgbImage::from_fn(w, h, |x, y| {
-        Rgb([(x * 2) as u8, (y * 3) as u8, (x ^ y) as u8])
-    });
+    let image = RgbImage::from_fn(w, h, |x, y| Rgb([(x * 2) as u8, (y * 3) as u8, (x ^ y) as u8]));
     let mask = GrayImage::from_fn(w, h, |x, y| {
         Luma([if (30..50).contains(&x) && (20..40).contains(&y) {
             200

@@ -17,7 +17,10 @@ use facerecon::*;
 use proptest::prelude::*;
 
 fn cases(default: u32) -> u32 {
-    std::env::var("FACERECON_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var("FACERECON_FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// One model for the whole test binary (handles are plain ids: safe to share between test threads).
@@ -25,8 +28,17 @@ fn model() -> *mut Model {
     static MODEL: OnceLock<usize> = OnceLock::new();
     *MODEL.get_or_init(|| {
         let lib = CString::new(std::env::var("ORT_DYLIB_PATH").expect("ORT_DYLIB_PATH (run `make test`)")).unwrap();
-        let path = CString::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../facerecon-runtime/tests/data/identity.onnx")).unwrap();
-        let opts = Options { threads: 1, batch_size: 2, ort_library: lib.as_ptr(), ..Options::default() };
+        let path = CString::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../facerecon-runtime/tests/data/identity.onnx"
+        ))
+        .unwrap();
+        let opts = Options {
+            threads: 1,
+            batch_size: 2,
+            ort_library: lib.as_ptr(),
+            ..Options::default()
+        };
         let m = unsafe { facerecon_open(path.as_ptr(), &opts) };
         assert!(!m.is_null());
         m as usize
@@ -34,7 +46,9 @@ fn model() -> *mut Model {
 }
 
 fn last_error() -> String {
-    unsafe { CStr::from_ptr(facerecon_last_error()) }.to_string_lossy().into_owned()
+    unsafe { CStr::from_ptr(facerecon_last_error()) }
+        .to_string_lossy()
+        .into_owned()
 }
 
 #[derive(Debug, Clone)]
@@ -50,8 +64,20 @@ struct Desc {
 fn desc() -> impl Strategy<Value = Desc> {
     let side = prop_oneof![Just(0u32), 1u32..48, Just(1 << 15), Just(u32::MAX)];
     let pad = prop_oneof![4 => 0i64..9, 1 => -4i64..0, 1 => Just(i64::from(u32::MAX))];
-    (side.clone(), side, prop::array::uniform3(pad), prop::array::uniform3(prop::bool::weighted(0.1)), (0u32..48, 0u32..48, 1u32..20, 1u32..20))
-        .prop_map(|(width, height, pad, null, hole)| Desc { width, height, pad, null, hole })
+    (
+        side.clone(),
+        side,
+        prop::array::uniform3(pad),
+        prop::array::uniform3(prop::bool::weighted(0.1)),
+        (0u32..48, 0u32..48, 1u32..20, 1u32..20),
+    )
+        .prop_map(|(width, height, pad, null, hole)| Desc {
+            width,
+            height,
+            pad,
+            null,
+            hole,
+        })
 }
 
 /// Whether the library promises to refuse this description (what `Frame::check` documents).

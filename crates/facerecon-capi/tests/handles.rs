@@ -11,13 +11,23 @@ use std::{
 use facerecon::*;
 
 fn last_error() -> String {
-    unsafe { CStr::from_ptr(facerecon_last_error()) }.to_string_lossy().into_owned()
+    unsafe { CStr::from_ptr(facerecon_last_error()) }
+        .to_string_lossy()
+        .into_owned()
 }
 
 fn open() -> *mut Model {
     let lib = CString::new(std::env::var("ORT_DYLIB_PATH").expect("ORT_DYLIB_PATH (run `make test`)")).unwrap();
-    let path = CString::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../facerecon-runtime/tests/data/identity.onnx")).unwrap();
-    let opts = Options { threads: 1, ort_library: lib.as_ptr(), ..Options::default() };
+    let path = CString::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../facerecon-runtime/tests/data/identity.onnx"
+    ))
+    .unwrap();
+    let opts = Options {
+        threads: 1,
+        ort_library: lib.as_ptr(),
+        ..Options::default()
+    };
     let model = unsafe { facerecon_open(path.as_ptr(), &opts) };
     assert!(!model.is_null(), "{}", last_error());
     model
@@ -25,7 +35,15 @@ fn open() -> *mut Model {
 
 /// One 8x8 frame with a 4x4 hole, reconstructed in place; returns the status.
 fn reconstruct(model: *mut Model, px: &mut [u8; 192]) -> i32 {
-    let mask: Vec<u8> = (0..64).map(|i| if (i % 8) >= 2 && (i % 8) < 6 && (2..6).contains(&(i / 8)) { 255 } else { 0 }).collect();
+    let mask: Vec<u8> = (0..64)
+        .map(|i| {
+            if (i % 8) >= 2 && (i % 8) < 6 && (2..6).contains(&(i / 8)) {
+                255
+            } else {
+                0
+            }
+        })
+        .collect();
     let p = px.as_mut_ptr();
     unsafe { facerecon_reconstruct(model, p, 8, 8, 24, mask.as_ptr(), 8, p, 24) }
 }
@@ -40,7 +58,11 @@ fn use_after_close_and_double_close_are_errors() {
     // Before the registry, each of these dereferenced freed memory (abort / segfault).
     let mut px = [40u8; 192];
     assert_eq!(reconstruct(model, &mut px), Status::InvalidHandle as i32);
-    assert!(last_error().contains("is not open") && last_error().contains("closed already"), "{}", last_error());
+    assert!(
+        last_error().contains("is not open") && last_error().contains("closed already"),
+        "{}",
+        last_error()
+    );
     assert_eq!(facerecon_last_error_code(), 8);
     assert!(px.iter().all(|&v| v == 40), "the output was touched");
     let frame = Frame {
@@ -53,7 +75,10 @@ fn use_after_close_and_double_close_are_errors() {
         out_rgb: px.as_mut_ptr(),
         out_stride: 24,
     };
-    assert_eq!(unsafe { facerecon_reconstruct_batch(model, &frame, 1) }, Status::InvalidHandle as i32);
+    assert_eq!(
+        unsafe { facerecon_reconstruct_batch(model, &frame, 1) },
+        Status::InvalidHandle as i32
+    );
     assert_eq!(unsafe { facerecon_model_size(model) }, 0);
     assert_eq!(unsafe { facerecon_batch_size(model) }, 0);
     assert_eq!(unsafe { facerecon_close(model) }, Status::InvalidHandle as i32);
@@ -92,7 +117,10 @@ fn handles_are_thread_safe_and_close_may_race_with_calls() {
                     if rc == 0 {
                         // The model's hole colour (26, 77, 128), give or take the resize to 32x32 and back.
                         let hole = &px[3 * (3 * 8 + 3)..3 * (3 * 8 + 3) + 3];
-                        assert!(hole.iter().zip([26u8, 77, 128]).all(|(a, b)| a.abs_diff(b) <= 2), "hole {hole:?}");
+                        assert!(
+                            hole.iter().zip([26u8, 77, 128]).all(|(a, b)| a.abs_diff(b) <= 2),
+                            "hole {hole:?}"
+                        );
                         assert_eq!(px[0], 40, "known pixel kept");
                     } else {
                         assert!(last_error().contains("is not open"), "{}", last_error());
@@ -109,7 +137,10 @@ fn handles_are_thread_safe_and_close_may_race_with_calls() {
     for w in workers {
         let (i, codes) = w.join().expect("no panic");
         for rc in &codes {
-            assert!(*rc == 0 || (i % 2 == 0 && *rc == Status::InvalidHandle as i32), "thread {i}: {codes:?}");
+            assert!(
+                *rc == 0 || (i % 2 == 0 && *rc == Status::InvalidHandle as i32),
+                "thread {i}: {codes:?}"
+            );
         }
         if i % 2 == 0 {
             // Once closed, always closed.
@@ -118,5 +149,8 @@ fn handles_are_thread_safe_and_close_may_race_with_calls() {
         }
     }
     assert_eq!(unsafe { facerecon_close(b as *mut Model) }, 0);
-    assert_eq!(unsafe { facerecon_close(a as *mut Model) }, Status::InvalidHandle as i32);
+    assert_eq!(
+        unsafe { facerecon_close(a as *mut Model) },
+        Status::InvalidHandle as i32
+    );
 }

@@ -13,22 +13,63 @@ fn int8_model_opens_and_matches_the_rust_runtime() {
         panic!("ORT_DYLIB_PATH is not set: this test needs the ONNX Runtime library. Run `make test`, or export ORT_DYLIB_PATH=$(scripts/setup-ort.sh)")
     });
     let lib = CString::new(lib).unwrap();
-    let opts = Options { threads: 1, batch_size: 1, ort_library: lib.as_ptr(), ..Options::default() };
+    let opts = Options {
+        threads: 1,
+        batch_size: 1,
+        ort_library: lib.as_ptr(),
+        ..Options::default()
+    };
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../exported/unet-int8.onnx");
     let cpath = CString::new(path).unwrap();
     let model = unsafe { facerecon_open(cpath.as_ptr(), &opts) };
-    assert!(!model.is_null(), "{}", unsafe { CStr::from_ptr(facerecon_last_error()) }.to_string_lossy());
+    assert!(
+        !model.is_null(),
+        "{}",
+        unsafe { CStr::from_ptr(facerecon_last_error()) }.to_string_lossy()
+    );
     assert_eq!(unsafe { facerecon_model_size(model) }, 128);
 
     let (w, h) = (150u32, 170u32);
-    let image = RgbImage::from_fn(w, h, |x, y| Rgb([(90 + x / 3) as u8, (70 + y / 4) as u8, (60 + (x + y) / 8) as u8]));
-    let mask = GrayImage::from_fn(w, h, |x, y| Luma([if (50..90).contains(&x) && (60..95).contains(&y) { 255 } else { 0 }]));
+    let image = RgbImage::from_fn(w, h, |x, y| {
+        Rgb([(90 + x / 3) as u8, (70 + y / 4) as u8, (60 + (x + y) / 8) as u8])
+    });
+    let mask = GrayImage::from_fn(w, h, |x, y| {
+        Luma([if (50..90).contains(&x) && (60..95).contains(&y) {
+            255
+        } else {
+            0
+        }])
+    });
     let mut out = vec![0u8; (3 * w * h) as usize];
-    let rc = unsafe { facerecon_reconstruct(model, image.as_ptr(), w, h, 3 * w, mask.as_ptr(), w, out.as_mut_ptr(), 3 * w) };
-    assert_eq!(rc, 0, "{}", unsafe { CStr::from_ptr(facerecon_last_error()) }.to_string_lossy());
+    let rc = unsafe {
+        facerecon_reconstruct(
+            model,
+            image.as_ptr(),
+            w,
+            h,
+            3 * w,
+            mask.as_ptr(),
+            w,
+            out.as_mut_ptr(),
+            3 * w,
+        )
+    };
+    assert_eq!(
+        rc,
+        0,
+        "{}",
+        unsafe { CStr::from_ptr(facerecon_last_error()) }.to_string_lossy()
+    );
     unsafe { facerecon_close(model) };
 
-    let rt = Runtime::load(path, &RuntimeOptions { threads: Some(1), ..Default::default() }).unwrap();
+    let rt = Runtime::load(
+        path,
+        &RuntimeOptions {
+            threads: Some(1),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let want = rt.reconstruct(&image, &mask).unwrap();
     assert_eq!(out, want.as_raw().as_slice(), "C ABI and Rust runtime differ");
     let out = RgbImage::from_raw(w, h, out).unwrap();

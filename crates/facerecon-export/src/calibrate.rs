@@ -47,10 +47,16 @@ pub const BATCH: usize = 16;
 /// The calibration images: `n` training-side files of `dir` (seeded choice, returned in path order).
 pub fn calibration_files(dir: &Path, config: &Config, n: usize, seed: u64) -> Result<Vec<PathBuf>, String> {
     if dir.exists() && !dir.is_dir() {
-        return Err(format!("--calibrate {} is a file, expected a directory of face images", dir.display()));
+        return Err(format!(
+            "--calibrate {} is a file, expected a directory of face images",
+            dir.display()
+        ));
     }
     if !dir.is_dir() {
-        return Err(format!("--calibrate {}: the calibration directory does not exist", dir.display()));
+        return Err(format!(
+            "--calibrate {}: the calibration directory does not exist",
+            dir.display()
+        ));
     }
     // The same walk as the trainer's (each file once, link loops ended); what it leaves out is said.
     let listing = facerecon_imaging::io::walk_images(dir);
@@ -61,7 +67,11 @@ pub fn calibration_files(dir: &Path, config: &Config, n: usize, seed: u64) -> Re
     let t = &config.train;
     let split = split_files(dir, &files, t.validation_fraction, None, t.max_val_images);
     if split.train.is_empty() {
-        return Err(format!("{}: no training-side images ({} image files found)", dir.display(), files.len()));
+        return Err(format!(
+            "{}: no training-side images ({} image files found)",
+            dir.display(),
+            files.len()
+        ));
     }
     let mut train = split.train;
     train.shuffle(&mut StdRng::seed_from_u64(mix_seed(&[seed, 0xCA11B])));
@@ -96,19 +106,26 @@ pub fn load_batch(files: &[PathBuf], config: &Config, seed: u64) -> Result<(Tens
 
 /// Run `model` over the batch (in chunks of [`BATCH`]) and return the range of the network input
 /// and of every layer's output, by name.
-pub fn calibrate(model: &Model, image: &Tensor, mask: &Tensor, method: Method) -> candle_core::Result<BTreeMap<String, Range>> {
+pub fn calibrate(
+    model: &Model,
+    image: &Tensor,
+    mask: &Tensor,
+    method: Method,
+) -> candle_core::Result<BTreeMap<String, Range>> {
     let n = image.dim(0)?;
     let each = |f: &mut dyn FnMut(&str, &[f32])| -> candle_core::Result<()> {
         for start in (0..n).step_by(BATCH) {
             let len = BATCH.min(n - start);
             let (im, ma) = (image.narrow(0, start, len)?, mask.narrow(0, start, len)?);
             let mut err = None;
-            model.trace(&im, &ma, &mut |name, t| {
-                match t.flatten_all().and_then(|t| t.to_vec1::<f32>()) {
+            model.trace(
+                &im,
+                &ma,
+                &mut |name, t| match t.flatten_all().and_then(|t| t.to_vec1::<f32>()) {
                     Ok(v) => f(name, &v),
                     Err(e) => err = Some(e),
-                }
-            })?;
+                },
+            )?;
             if let Some(e) = err {
                 return Err(e);
             }
@@ -117,13 +134,18 @@ pub fn calibrate(model: &Model, image: &Tensor, mask: &Tensor, method: Method) -
     };
     let mut minmax: BTreeMap<String, Range> = BTreeMap::new();
     each(&mut |name, v| {
-        let r = minmax.entry(name.to_string()).or_insert(Range { min: f32::INFINITY, max: f32::NEG_INFINITY });
+        let r = minmax.entry(name.to_string()).or_insert(Range {
+            min: f32::INFINITY,
+            max: f32::NEG_INFINITY,
+        });
         for &x in v {
             r.min = r.min.min(x);
             r.max = r.max.max(x);
         }
     })?;
-    let Method::Percentile(p) = method else { return Ok(minmax) };
+    let Method::Percentile(p) = method else {
+        return Ok(minmax);
+    };
     let mut hist: BTreeMap<String, (Vec<u64>, u64)> = BTreeMap::new();
     each(&mut |name, v| {
         let r = minmax[name];
@@ -153,7 +175,10 @@ pub fn calibrate(model: &Model, image: &Tensor, mask: &Tensor, method: Method) -
                 acc += h[hi - 1];
                 hi -= 1;
             }
-            let range = Range { min: r.min + lo as f32 * width, max: r.min + hi as f32 * width };
+            let range = Range {
+                min: r.min + lo as f32 * width,
+                max: r.min + hi as f32 * width,
+            };
             (name, if range.max > range.min { range } else { r })
         })
         .collect())

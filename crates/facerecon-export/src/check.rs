@@ -12,8 +12,14 @@ use std::path::Path;
 
 /// Read and decode an ONNX file.
 pub fn read_model(path: &Path) -> Result<ModelProto, ExportError> {
-    let bytes = std::fs::read(path).map_err(|source| ExportError::Io { path: path.into(), source })?;
-    ModelProto::decode(bytes.as_slice()).map_err(|source| ExportError::Decode { path: path.into(), source })
+    let bytes = std::fs::read(path).map_err(|source| ExportError::Io {
+        path: path.into(),
+        source,
+    })?;
+    ModelProto::decode(bytes.as_slice()).map_err(|source| ExportError::Decode {
+        path: path.into(),
+        source,
+    })
 }
 
 /// Check `model` (read from `path`, named in errors) against `spec`: graph inputs `image`/`mask` and
@@ -33,7 +39,9 @@ pub fn check_model(model: &ModelProto, spec: &ModelSpec, path: &Path) -> Result<
         for (v, (n, ch)) in vals.iter().zip(names) {
             let dims = value_dims(v);
             if dims != Some((DataType::Float as i32, vec![None, Some(*ch), Some(s), Some(s)])) {
-                return Err(bad(format!("{what} '{n}' is {dims:?}, expected float32 [{BATCH}, {ch}, {s}, {s}]")));
+                return Err(bad(format!(
+                    "{what} '{n}' is {dims:?}, expected float32 [{BATCH}, {ch}, {s}, {s}]"
+                )));
             }
         }
         Ok(())
@@ -42,7 +50,11 @@ pub fn check_model(model: &ModelProto, spec: &ModelSpec, path: &Path) -> Result<
     want_io(&g.output, &[(RECONSTRUCTION, c), (INPAINTED, c)], "outputs")?;
 
     for (name, shape) in spec.parameters()? {
-        let t = g.initializer.iter().find(|t| t.name == name).ok_or_else(|| bad(format!("initializer '{name}' is missing")))?;
+        let t = g
+            .initializer
+            .iter()
+            .find(|t| t.name == name)
+            .ok_or_else(|| bad(format!("initializer '{name}' is missing")))?;
         let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
         let numel: usize = shape.iter().product();
         if t.dims != dims || t.data_type != DataType::Float as i32 || t.raw_data.len() != 4 * numel {
@@ -63,7 +75,10 @@ pub fn check_model(model: &ModelProto, spec: &ModelSpec, path: &Path) -> Result<
     let mut node_names = HashSet::new();
     for n in &g.node {
         if n.name.is_empty() || !node_names.insert(n.name.as_str()) {
-            return Err(bad(format!("node name '{}' ({}) is empty or repeated", n.name, n.op_type)));
+            return Err(bad(format!(
+                "node name '{}' ({}) is empty or repeated",
+                n.name, n.op_type
+            )));
         }
         if let Some(i) = n.input.iter().find(|i| !i.is_empty() && !defined.contains(i.as_str())) {
             return Err(bad(format!("node '{}' reads '{i}' before it is defined", n.name)));
@@ -85,8 +100,14 @@ pub fn check_finite(model: &ModelProto) -> Result<(), String> {
     let Some(g) = &model.graph else { return Ok(()) };
     for t in &g.initializer {
         let n = if t.data_type == DataType::Float as i32 {
-            let values = t.raw_data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]));
-            values.chain(t.float_data.iter().copied()).filter(|v| !v.is_finite()).count()
+            let values = t
+                .raw_data
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]));
+            values
+                .chain(t.float_data.iter().copied())
+                .filter(|v| !v.is_finite())
+                .count()
         } else if t.data_type == DataType::Float16 as i32 {
             // Raw little-endian halves, or (ONNX's convention) one half per int32_data element.
             let raw = t.raw_data.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]]));
@@ -97,7 +118,10 @@ pub fn check_finite(model: &ModelProto) -> Result<(), String> {
             0
         };
         if n > 0 {
-            return Err(format!("initializer '{}' has {n} non-finite values (NaN or infinity)", t.name));
+            return Err(format!(
+                "initializer '{}' has {n} non-finite values (NaN or infinity)",
+                t.name
+            ));
         }
     }
     Ok(())
@@ -129,7 +153,13 @@ mod tests {
         assert_eq!(back, m);
         check_model(&back, &spec, &path).unwrap();
         // The weights are the raw little-endian f32 of the tensor.
-        let init = back.graph.unwrap().initializer.into_iter().find(|t| t.name == "c.bias").unwrap();
+        let init = back
+            .graph
+            .unwrap()
+            .initializer
+            .into_iter()
+            .find(|t| t.name == "c.bias")
+            .unwrap();
         assert_eq!(init.raw_data.len(), 12);
     }
 
@@ -166,24 +196,41 @@ mod tests {
         assert!(e.contains("weight 'c.bias': 2 of 3 values are not finite"), "{e}");
         // A written file with a NaN weight (however it got there) fails the check, naming the file.
         let mut bad_model = m.clone();
-        let init = bad_model.graph.as_mut().unwrap().initializer.iter_mut().find(|t| t.name == "c.weight").unwrap();
+        let init = bad_model
+            .graph
+            .as_mut()
+            .unwrap()
+            .initializer
+            .iter_mut()
+            .find(|t| t.name == "c.weight")
+            .unwrap();
         init.raw_data[4..8].copy_from_slice(&f32::NAN.to_le_bytes());
-        let e = check_model(&bad_model, &spec, Path::new("m.onnx")).unwrap_err().to_string();
-        assert!(e.starts_with("m.onnx:") && e.contains("initializer 'c.weight' has 1 non-finite values"), "{e}");
+        let e = check_model(&bad_model, &spec, Path::new("m.onnx"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("m.onnx:") && e.contains("initializer 'c.weight' has 1 non-finite values"),
+            "{e}"
+        );
     }
 
     #[test]
     fn weights_must_match_the_spec() {
         let (spec, _) = tiny();
         let mut w = facerecon_model::random_weights(&spec, 1, 0.1, &Device::Cpu).unwrap();
-        w.insert("c.bias".into(), candle_core::Tensor::zeros(4, candle_core::DType::F32, &Device::Cpu).unwrap());
+        w.insert(
+            "c.bias".into(),
+            candle_core::Tensor::zeros(4, candle_core::DType::F32, &Device::Cpu).unwrap(),
+        );
         let e = export(&spec, &w, &Metadata::default()).unwrap_err().to_string();
         assert!(e.contains("weight 'c.bias': has shape [4]"), "{e}");
         w.remove("c.bias");
         let e = export(&spec, &w, &Metadata::default()).unwrap_err().to_string();
         assert!(e.contains("weight 'c.bias': missing"), "{e}");
         let w = facerecon_model::random_weights(&spec, 1, 0.1, &Device::Cpu).unwrap();
-        let e = crate::export_with_opset(&spec, &w, &Metadata::default(), 9).unwrap_err().to_string();
+        let e = crate::export_with_opset(&spec, &w, &Metadata::default(), 9)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("opset 9 is not supported"), "{e}");
     }
 
@@ -192,7 +239,10 @@ mod tests {
         use super::{check_finite, DataType};
         let half = |bits: &[u16]| bits.iter().flat_map(|b| b.to_le_bytes()).collect::<Vec<u8>>();
         let model = |t: crate::onnx::TensorProto| crate::onnx::ModelProto {
-            graph: Some(crate::onnx::GraphProto { initializer: vec![t], ..Default::default() }),
+            graph: Some(crate::onnx::GraphProto {
+                initializer: vec![t],
+                ..Default::default()
+            }),
             ..Default::default()
         };
         let tensor = |raw: Vec<u8>| crate::onnx::TensorProto {

@@ -35,14 +35,20 @@ fn to_f16(t: &TensorProto, values: &[f32]) -> TensorProto {
         name: t.name.clone(),
         dims: t.dims.clone(),
         data_type: DataType::Float16 as i32,
-        raw_data: values.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect(),
+        raw_data: values
+            .iter()
+            .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+            .collect(),
         ..Default::default()
     }
 }
 
 /// Rewrite `model` (float32, as [`crate::export`] writes it) with a float16 network.
 pub fn to_fp16(model: &ModelProto) -> Result<ModelProto, ExportError> {
-    let err = |msg: String| ExportError::Weight { name: "fp16".into(), msg };
+    let err = |msg: String| ExportError::Weight {
+        name: "fp16".into(),
+        msg,
+    };
     let mut out = model.clone();
     let g = out.graph.as_mut().ok_or_else(|| err("the model has no graph".into()))?;
     let composite = |name: &str| name.starts_with("composite/");
@@ -84,7 +90,13 @@ pub fn to_fp16(model: &ModelProto) -> Result<ModelProto, ExportError> {
             }
             nodes.push(n);
             if writes_rec {
-                nodes.push(proto::node("Cast", "cast/reconstruction", &[&rec16], &[RECONSTRUCTION], to(DataType::Float)));
+                nodes.push(proto::node(
+                    "Cast",
+                    "cast/reconstruction",
+                    &[&rec16],
+                    &[RECONSTRUCTION],
+                    to(DataType::Float),
+                ));
             }
         } else {
             nodes.push(n);
@@ -92,7 +104,10 @@ pub fn to_fp16(model: &ModelProto) -> Result<ModelProto, ExportError> {
     }
     g.node = nodes;
     out.metadata_props.retain(|p| p.key != PRECISION_KEY);
-    out.metadata_props.push(StringStringEntryProto { key: PRECISION_KEY.into(), value: "float16".into() });
+    out.metadata_props.push(StringStringEntryProto {
+        key: PRECISION_KEY.into(),
+        value: "float16".into(),
+    });
     out.doc_string = format!("{} (float16 network, float32 inputs and outputs)", out.doc_string);
     Ok(out)
 }
@@ -104,17 +119,36 @@ pub fn check_fp16(model: &ModelProto, spec: &facerecon_model::ModelSpec) -> Resu
     for v in g.input.iter().chain(&g.output) {
         match proto::value_dims(v) {
             Some((ty, _)) if ty == DataType::Float as i32 => {}
-            other => return Err(format!("graph input/output '{}' is {other:?}, expected float32", v.name)),
+            other => {
+                return Err(format!(
+                    "graph input/output '{}' is {other:?}, expected float32",
+                    v.name
+                ))
+            }
         }
     }
     for (name, shape) in spec.parameters().map_err(|e| e.to_string())? {
-        let t = g.initializer.iter().find(|t| t.name == name).ok_or_else(|| format!("initializer '{name}' is missing"))?;
+        let t = g
+            .initializer
+            .iter()
+            .find(|t| t.name == name)
+            .ok_or_else(|| format!("initializer '{name}' is missing"))?;
         let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
-        if t.data_type != DataType::Float16 as i32 || t.dims != dims || t.raw_data.len() != 2 * shape.iter().product::<usize>() {
-            return Err(format!("initializer '{name}': type {} dims {:?}, expected float16 {dims:?}", t.data_type, t.dims));
+        if t.data_type != DataType::Float16 as i32
+            || t.dims != dims
+            || t.raw_data.len() != 2 * shape.iter().product::<usize>()
+        {
+            return Err(format!(
+                "initializer '{name}': type {} dims {:?}, expected float16 {dims:?}",
+                t.data_type, t.dims
+            ));
         }
     }
-    for want in [format!("{IMAGE}{FP16_SUFFIX}"), format!("{MASK}{FP16_SUFFIX}"), "cast/reconstruction".to_string()] {
+    for want in [
+        format!("{IMAGE}{FP16_SUFFIX}"),
+        format!("{MASK}{FP16_SUFFIX}"),
+        "cast/reconstruction".to_string(),
+    ] {
         if !g.node.iter().any(|n| n.op_type == "Cast" && n.name == want) {
             return Err(format!("no Cast node '{want}'"));
         }

@@ -69,9 +69,16 @@ impl Staged {
     /// Reserves the temp name for `dest`, creating its directory.
     pub fn new(dest: &Path) -> Result<Staged, ExportError> {
         if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| ExportError::Io { path: dest.to_path_buf(), source })?;
+            std::fs::create_dir_all(dir).map_err(|source| ExportError::Io {
+                path: dest.to_path_buf(),
+                source,
+            })?;
         }
-        Ok(Staged { tmp: facerecon_imaging::io::temp_path(dest), dest: dest.to_path_buf(), committed: false })
+        Ok(Staged {
+            tmp: facerecon_imaging::io::temp_path(dest),
+            dest: dest.to_path_buf(),
+            committed: false,
+        })
     }
 
     /// The temp file to write.
@@ -81,7 +88,10 @@ impl Staged {
 
     /// Renames the temp file into place.
     pub fn commit(mut self) -> Result<(), ExportError> {
-        std::fs::rename(&self.tmp, &self.dest).map_err(|source| ExportError::Io { path: self.dest.clone(), source })?;
+        std::fs::rename(&self.tmp, &self.dest).map_err(|source| ExportError::Io {
+            path: self.dest.clone(),
+            source,
+        })?;
         self.committed = true;
         Ok(())
     }
@@ -101,7 +111,10 @@ pub fn stage_model(path: &Path, model: &onnx::ModelProto) -> Result<Staged, Expo
     use prost::Message;
     use std::io::Write;
     let staged = Staged::new(path)?;
-    let io = |source| ExportError::Io { path: path.to_path_buf(), source };
+    let io = |source| ExportError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     let bytes = model.encode_to_vec();
     let mut f = std::fs::File::create(staged.temp()).map_err(io)?;
     f.write_all(&bytes).map_err(io)?;

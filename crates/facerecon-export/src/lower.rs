@@ -22,9 +22,7 @@ use crate::metadata::Metadata;
 use crate::proto::{self, Dim};
 use crate::{ExportError, IR_VERSION, OPSET, PRODUCER_NAME, PRODUCER_VERSION};
 use candle_core::{DType, Tensor};
-use candle_onnx::onnx::{
-    GraphProto, ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto, TensorProto,
-};
+use candle_onnx::onnx::{GraphProto, ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto, TensorProto};
 use facerecon_model::spec::{self, ModelSpec, Op, ResolvedLayer};
 use std::collections::HashMap;
 
@@ -63,7 +61,13 @@ pub fn export_with_opset(
 
     // The network input.
     let input = if spec.mask_channel {
-        g.nodes.push(proto::node("Concat", "input/concat", &[IMAGE, MASK], &[spec::INPUT], vec![proto::attr_int("axis", 1)]));
+        g.nodes.push(proto::node(
+            "Concat",
+            "input/concat",
+            &[IMAGE, MASK],
+            &[spec::INPUT],
+            vec![proto::attr_int("axis", 1)],
+        ));
         spec::INPUT
     } else {
         IMAGE
@@ -90,17 +94,48 @@ pub fn export_with_opset(
 
     // inpainted = mask * rec + (1 - mask) * image
     g.initializers.push(proto::tensor_f32("composite/one", &[], &[1.0]));
-    g.nodes.push(proto::node("Mul", "composite/hole", &[MASK, RECONSTRUCTION], &["composite/hole"], vec![]));
-    g.nodes.push(proto::node("Sub", "composite/keep", &["composite/one", MASK], &["composite/keep"], vec![]));
-    g.nodes.push(proto::node("Mul", "composite/known", &["composite/keep", IMAGE], &["composite/known"], vec![]));
-    g.nodes.push(proto::node("Add", "composite/add", &["composite/hole", "composite/known"], &[INPAINTED], vec![]));
+    g.nodes.push(proto::node(
+        "Mul",
+        "composite/hole",
+        &[MASK, RECONSTRUCTION],
+        &["composite/hole"],
+        vec![],
+    ));
+    g.nodes.push(proto::node(
+        "Sub",
+        "composite/keep",
+        &["composite/one", MASK],
+        &["composite/keep"],
+        vec![],
+    ));
+    g.nodes.push(proto::node(
+        "Mul",
+        "composite/known",
+        &["composite/keep", IMAGE],
+        &["composite/known"],
+        vec![],
+    ));
+    g.nodes.push(proto::node(
+        "Add",
+        "composite/add",
+        &["composite/hole", "composite/known"],
+        &[INPAINTED],
+        vec![],
+    ));
 
     let (c, s) = (spec.channels, spec.image_size);
     let io = |name: &str, ch: usize| {
-        proto::value_f32(name, &[Dim::Symbolic(BATCH), Dim::Fixed(ch), Dim::Fixed(s), Dim::Fixed(s)])
+        proto::value_f32(
+            name,
+            &[Dim::Symbolic(BATCH), Dim::Fixed(ch), Dim::Fixed(s), Dim::Fixed(s)],
+        )
     };
     let graph = GraphProto {
-        name: if meta.name.is_empty() { "facerecon".into() } else { meta.name.clone() },
+        name: if meta.name.is_empty() {
+            "facerecon".into()
+        } else {
+            meta.name.clone()
+        },
         node: g.nodes,
         initializer: g.initializers,
         input: vec![io(IMAGE, c), io(MASK, 1)],
@@ -113,7 +148,10 @@ pub fn export_with_opset(
     };
     Ok(ModelProto {
         ir_version: IR_VERSION,
-        opset_import: vec![OperatorSetIdProto { domain: String::new(), version: opset }],
+        opset_import: vec![OperatorSetIdProto {
+            domain: String::new(),
+            version: opset,
+        }],
         producer_name: PRODUCER_NAME.into(),
         producer_version: PRODUCER_VERSION.into(),
         model_version: 1,
@@ -134,9 +172,18 @@ struct Builder {
     initializers: Vec<TensorProto>,
 }
 
-fn weight_initializer(name: &str, shape: &[usize], weights: &HashMap<String, Tensor>) -> Result<TensorProto, ExportError> {
-    let werr = |msg: String| ExportError::Weight { name: name.to_string(), msg };
-    let t = weights.get(name).ok_or_else(|| werr(format!("missing (the spec needs shape {shape:?})")))?;
+fn weight_initializer(
+    name: &str,
+    shape: &[usize],
+    weights: &HashMap<String, Tensor>,
+) -> Result<TensorProto, ExportError> {
+    let werr = |msg: String| ExportError::Weight {
+        name: name.to_string(),
+        msg,
+    };
+    let t = weights
+        .get(name)
+        .ok_or_else(|| werr(format!("missing (the spec needs shape {shape:?})")))?;
     if t.dims() != shape {
         return Err(werr(format!("has shape {:?}, the spec needs {shape:?}", t.dims())));
     }
@@ -161,10 +208,23 @@ fn lower_layer(g: &mut Builder, l: &ResolvedLayer, ins: &[String], out: &str) {
     let name = l.name.as_str();
     let x = ins[0].as_str();
     let (w, b) = (format!("{name}.weight"), format!("{name}.bias"));
-    let with_bias = |bias: bool| if bias { vec![x, w.as_str(), b.as_str()] } else { vec![x, w.as_str()] };
+    let with_bias = |bias: bool| {
+        if bias {
+            vec![x, w.as_str(), b.as_str()]
+        } else {
+            vec![x, w.as_str()]
+        }
+    };
     let pair = |v: usize| [v as i64, v as i64];
     let node = match &l.op {
-        Op::Conv2d { kernel, stride, padding, dilation, bias, .. } => {
+        Op::Conv2d {
+            kernel,
+            stride,
+            padding,
+            dilation,
+            bias,
+            ..
+        } => {
             let p = spec::conv_padding(*padding, *kernel, *dilation) as i64;
             let attrs = vec![
                 proto::attr_ints("kernel_shape", &pair(*kernel)),
@@ -174,7 +234,13 @@ fn lower_layer(g: &mut Builder, l: &ResolvedLayer, ins: &[String], out: &str) {
             ];
             proto::node("Conv", name, &with_bias(*bias), &[out], attrs)
         }
-        Op::ConvTranspose2d { kernel, stride, padding, bias, .. } => {
+        Op::ConvTranspose2d {
+            kernel,
+            stride,
+            padding,
+            bias,
+            ..
+        } => {
             // resolve() has already rejected paddings that have no (pad, output_padding).
             let (p, op) = spec::conv_transpose_padding(*padding, *kernel, *stride).unwrap_or((0, 0));
             let p = p as i64;
@@ -187,24 +253,36 @@ fn lower_layer(g: &mut Builder, l: &ResolvedLayer, ins: &[String], out: &str) {
             ];
             proto::node("ConvTranspose", name, &with_bias(*bias), &[out], attrs)
         }
-        Op::Dense { bias, .. } => proto::node("Gemm", name, &with_bias(*bias), &[out], vec![proto::attr_int("transB", 1)]),
+        Op::Dense { bias, .. } => proto::node(
+            "Gemm",
+            name,
+            &with_bias(*bias),
+            &[out],
+            vec![proto::attr_int("transB", 1)],
+        ),
         Op::Flatten => proto::node("Flatten", name, &[x], &[out], vec![proto::attr_int("axis", 1)]),
         Op::Reshape { shape } => {
             let shape_name = format!("{name}/shape");
             let dims: Vec<i64> = std::iter::once(-1).chain(shape.iter().map(|&d| d as i64)).collect();
-            g.initializers.push(proto::tensor_i64(&shape_name, &[dims.len()], &dims));
+            g.initializers
+                .push(proto::tensor_i64(&shape_name, &[dims.len()], &dims));
             proto::node("Reshape", name, &[x, &shape_name], &[out], vec![])
         }
-        Op::LeakyRelu { slope } => {
-            proto::node("LeakyRelu", name, &[x], &[out], vec![proto::attr_float("alpha", *slope as f32)])
-        }
+        Op::LeakyRelu { slope } => proto::node(
+            "LeakyRelu",
+            name,
+            &[x],
+            &[out],
+            vec![proto::attr_float("alpha", *slope as f32)],
+        ),
         Op::Relu => proto::node("Relu", name, &[x], &[out], vec![]),
         Op::Sigmoid => proto::node("Sigmoid", name, &[x], &[out], vec![]),
         Op::Tanh => proto::node("Tanh", name, &[x], &[out], vec![]),
         Op::Upsample { scale } => {
             let scales_name = format!("{name}/scales");
             let s = *scale as f32;
-            g.initializers.push(proto::tensor_f32(&scales_name, &[4], &[1.0, 1.0, s, s]));
+            g.initializers
+                .push(proto::tensor_f32(&scales_name, &[4], &[1.0, 1.0, s, s]));
             let attrs = vec![
                 proto::attr_str("mode", "nearest"),
                 proto::attr_str("coordinate_transformation_mode", "asymmetric"),
@@ -221,8 +299,16 @@ fn lower_layer(g: &mut Builder, l: &ResolvedLayer, ins: &[String], out: &str) {
             // ((a + b) + c) + ...: the order candle's layers::add uses.
             let mut acc = ins[0].clone();
             for (i, y) in ins.iter().enumerate().skip(1) {
-                let o = if i == ins.len() - 1 { out.to_string() } else { format!("{name}/sum{i}") };
-                let node_name = if i == ins.len() - 1 { name.to_string() } else { format!("{name}/add{i}") };
+                let o = if i == ins.len() - 1 {
+                    out.to_string()
+                } else {
+                    format!("{name}/sum{i}")
+                };
+                let node_name = if i == ins.len() - 1 {
+                    name.to_string()
+                } else {
+                    format!("{name}/add{i}")
+                };
                 g.nodes.push(proto::node("Add", &node_name, &[&acc, y], &[&o], vec![]));
                 acc = o;
             }

@@ -107,7 +107,10 @@ fn main() -> Result<()> {
         (s.spec, s.name, s.config_yaml, s.weights, s.metrics)
     } else {
         if let Some(p) = &args.config {
-            bail!("--config {}: only an ONNX --checkpoint takes a config (a run directory has its config.yaml)", p.display());
+            bail!(
+                "--config {}: only an ONNX --checkpoint takes a config (a run directory has its config.yaml)",
+                p.display()
+            );
         }
         let config_path = args.checkpoint.join("config.yaml");
         let config_text =
@@ -119,7 +122,11 @@ fn main() -> Result<()> {
         (spec, name, config_text, weights, metrics)
     };
 
-    let meta = Metadata { name: name.clone(), config_yaml: config_text.clone(), metrics };
+    let meta = Metadata {
+        name: name.clone(),
+        config_yaml: config_text.clone(),
+        metrics,
+    };
     let mut model = facerecon_export::export_with_opset(&spec, &weights, &meta, args.opset)
         .with_context(|| format!("exporting {}", args.checkpoint.display()))?;
     let int8 = if args.quantize == Some(Precision::Int8) {
@@ -137,12 +144,19 @@ fn main() -> Result<()> {
     // Staged under a temp name: any error below drops it (the temp file is removed), and --out
     // is only replaced once everything passed.
     let staged = facerecon_export::stage_model(&args.out, &model)?;
-    let bytes = std::fs::read(staged.temp()).with_context(|| format!("cannot read back {}", staged.temp().display()))?;
-    let back = <facerecon_export::onnx::ModelProto as prost::Message>::decode(bytes.as_slice())
-        .map_err(|source| facerecon_export::ExportError::Decode { path: args.out.clone(), source })?;
-    facerecon_export::check::check_finite(&back).map_err(|e| anyhow::anyhow!("{}: {e}; nothing written", args.out.display()))?;
+    let bytes =
+        std::fs::read(staged.temp()).with_context(|| format!("cannot read back {}", staged.temp().display()))?;
+    let back = <facerecon_export::onnx::ModelProto as prost::Message>::decode(bytes.as_slice()).map_err(|source| {
+        facerecon_export::ExportError::Decode {
+            path: args.out.clone(),
+            source,
+        }
+    })?;
+    facerecon_export::check::check_finite(&back)
+        .map_err(|e| anyhow::anyhow!("{}: {e}; nothing written", args.out.display()))?;
     if int8.is_some() {
-        quantize::check_quantized(&back).map_err(|e| anyhow::anyhow!("{}: {e}; nothing written", args.out.display()))?;
+        quantize::check_quantized(&back)
+            .map_err(|e| anyhow::anyhow!("{}: {e}; nothing written", args.out.display()))?;
     } else if fp16 {
         facerecon_export::fp16::check_fp16(&back, &spec)
             .map_err(|e| anyhow::anyhow!("{}: {e}; nothing written", args.out.display()))?;
@@ -159,7 +173,8 @@ fn main() -> Result<()> {
     let reference = match &args.reference {
         Some(path) => {
             let staged = facerecon_export::Staged::new(path)?;
-            write_reference(&spec, &weights, staged.temp()).with_context(|| format!("cannot write {}", path.display()))?;
+            write_reference(&spec, &weights, staged.temp())
+                .with_context(|| format!("cannot write {}", path.display()))?;
             Some(staged)
         }
         None => None,
@@ -208,7 +223,11 @@ fn verify_file(
         }
         return Ok(());
     }
-    let tolerance = if fp16 { facerecon_export::fp16::FP16_TOLERANCE } else { verify::TOLERANCE };
+    let tolerance = if fp16 {
+        facerecon_export::fp16::FP16_TOLERANCE
+    } else {
+        verify::TOLERANCE
+    };
     let what = if fp16 { "fp16 " } else { "" };
     match verify::parity(spec, weights, bytes, VERIFY_BATCH, VERIFY_SEED) {
         Ok(p) => {
@@ -272,7 +291,10 @@ fn check_outputs(args: &Args) -> Result<()> {
     }
     if let Some(reference) = &args.reference {
         if resolve(reference)? == resolve(&args.out)? {
-            bail!("--reference {} is also --out: give them different names", reference.display());
+            bail!(
+                "--reference {} is also --out: give them different names",
+                reference.display()
+            );
         }
     }
     Ok(())
@@ -291,8 +313,14 @@ fn quantize_int8(
     config_text: &str,
     weights: &std::collections::HashMap<String, candle_core::Tensor>,
     model: &facerecon_export::onnx::ModelProto,
-) -> Result<(facerecon_export::onnx::ModelProto, (candle_core::Tensor, candle_core::Tensor))> {
-    let dir = args.calibrate.as_ref().context("--quantize int8 needs --calibrate DIR")?;
+) -> Result<(
+    facerecon_export::onnx::ModelProto,
+    (candle_core::Tensor, candle_core::Tensor),
+)> {
+    let dir = args
+        .calibrate
+        .as_ref()
+        .context("--quantize int8 needs --calibrate DIR")?;
     let config = facerecon_train::Config::from_yaml(config_text, &args.checkpoint)?;
     let method = match args.calibration_method {
         CalibrationMethod::Minmax => calibrate::Method::MinMax,
@@ -332,7 +360,14 @@ fn quantize_int8(
     };
     let q = quantize::quantize(model, spec, &ranges, &opts)?;
     let counts = quantize::op_counts(&q);
-    println!("int8 QDQ graph: {}", counts.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "));
+    println!(
+        "int8 QDQ graph: {}",
+        counts
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     let k = INT8_VERIFY_IMAGES.min(files.len());
     Ok((q, (image.narrow(0, 0, k)?, mask.narrow(0, 0, k)?)))
 }
@@ -345,9 +380,11 @@ fn last_metrics(path: &Path) -> Result<Option<serde_json::Value>> {
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
     };
     match text.lines().rev().find(|l| !l.trim().is_empty()) {
-        Some(line) => Ok(Some(
-            serde_json::from_str(line).with_context(|| format!("{}: last line is not JSON", path.display()))?,
-        )),
+        Some(line) => {
+            Ok(Some(serde_json::from_str(line).with_context(|| {
+                format!("{}: last line is not JSON", path.display())
+            })?))
+        }
         None => Ok(None),
     }
 }
@@ -363,7 +400,12 @@ fn write_reference(
     let (image, mask) = verify::random_batch(spec, VERIFY_BATCH, VERIFY_SEED)?;
     let (rec, inp) = model.forward(&image, &mask)?;
     candle_core::Tensor::write_npz(
-        &[("image", &image), ("mask", &mask), ("reconstruction", &rec), ("inpainted", &inp)],
+        &[
+            ("image", &image),
+            ("mask", &mask),
+            ("reconstruction", &rec),
+            ("inpainted", &inp),
+        ],
         path,
     )?;
     Ok(())

@@ -32,7 +32,10 @@ pub struct Metadata {
 impl Metadata {
     /// `(key, value)` pairs for `metadata_props`, in a fixed order.
     pub fn props(&self, spec: &ModelSpec, opset: i64) -> Vec<(String, String)> {
-        let metrics = self.metrics.as_ref().map_or_else(|| "{}".to_string(), |m| m.to_string());
+        let metrics = self
+            .metrics
+            .as_ref()
+            .map_or_else(|| "{}".to_string(), |m| m.to_string());
         [
             (keys::IMAGE_SIZE, spec.image_size.to_string()),
             (keys::CHANNELS, spec.channels.to_string()),

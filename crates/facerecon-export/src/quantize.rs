@@ -83,7 +83,11 @@ pub struct QuantizeOptions {
 
 impl Default for QuantizeOptions {
     fn default() -> Self {
-        Self { fp32_layers: Vec::new(), subpixel: true, description: serde_json::json!({}) }
+        Self {
+            fp32_layers: Vec::new(),
+            subpixel: true,
+            description: serde_json::json!({}),
+        }
     }
 }
 
@@ -99,7 +103,10 @@ pub fn quantize_weight(w: &[f32], out_channels: usize) -> (Vec<i8>, Vec<f32>) {
         // An all-zero channel: any positive scale represents it exactly.
         let s = if amax > 0.0 { amax / WEIGHT_QMAX } else { 1.0 };
         scales.push(s);
-        q.extend(row.iter().map(|v| (v / s).round().clamp(-WEIGHT_QMAX, WEIGHT_QMAX) as i8));
+        q.extend(
+            row.iter()
+                .map(|v| (v / s).round().clamp(-WEIGHT_QMAX, WEIGHT_QMAX) as i8),
+        );
     }
     (q, scales)
 }
@@ -132,7 +139,10 @@ pub fn subpixel_weights(
     let (s, p) = (stride as i64, pad as i64);
     // (phase, tap) -> offset d
     let taps = |a: i64| -> Vec<(usize, i64)> {
-        (0..k as i64).filter(|kk| (a + p - kk).rem_euclid(s) == 0).map(|kk| (kk as usize, (a + p - kk).div_euclid(s))).collect()
+        (0..k as i64)
+            .filter(|kk| (a + p - kk).rem_euclid(s) == 0)
+            .map(|kk| (kk as usize, (a + p - kk).div_euclid(s)))
+            .collect()
     };
     let all: Vec<i64> = (0..s).flat_map(|a| taps(a).into_iter().map(|t| t.1)).collect();
     let (dmin, dmax) = (*all.iter().min()?, *all.iter().max()?);
@@ -187,7 +197,10 @@ pub fn subpixel_rewrite(
     spec: &ModelSpec,
     keep: &HashSet<String>,
 ) -> Result<(ModelProto, Vec<(String, String)>), ExportError> {
-    let err = |msg: String| ExportError::Weight { name: "sub-pixel rewrite".into(), msg };
+    let err = |msg: String| ExportError::Weight {
+        name: "sub-pixel rewrite".into(),
+        msg,
+    };
     let layers = spec.resolve()?;
     let mut out = model.clone();
     let g = out.graph.as_mut().ok_or_else(|| err("the model has no graph".into()))?;
@@ -209,16 +222,30 @@ pub fn subpixel_rewrite(
         let find = |name: &str| g.initializer.iter().position(|t| t.name == name);
         let wi = find(&n.input[1]).ok_or_else(|| err(format!("no initializer '{}'", n.input[1])))?;
         let w = &g.initializer[wi];
-        let dims: [usize; 4] = [w.dims[0] as usize, w.dims[1] as usize, w.dims[2] as usize, w.dims[3] as usize];
+        let dims: [usize; 4] = [
+            w.dims[0] as usize,
+            w.dims[1] as usize,
+            w.dims[2] as usize,
+            w.dims[3] as usize,
+        ];
         let wv = tensor_f32_values(w).ok_or_else(|| err(format!("'{}' is not float32", w.name)))?;
         let bi = n.input.get(2).filter(|b| !b.is_empty()).and_then(|b| find(b));
         let bv = match bi {
-            Some(i) => Some(tensor_f32_values(&g.initializer[i]).ok_or_else(|| err(format!("'{}' is not float32", n.input[2])))?),
+            Some(i) => Some(
+                tensor_f32_values(&g.initializer[i]).ok_or_else(|| err(format!("'{}' is not float32", n.input[2])))?,
+            ),
             None => None,
         };
         let square = |v: &[i64]| !v.is_empty() && v.iter().all(|x| *x == v[0]);
         let form = if square(&strides) && square(&pads) && square(&opad) {
-            subpixel_weights(&wv, bv.as_deref(), dims, strides[0] as usize, pads[0] as usize, opad[0] as usize)
+            subpixel_weights(
+                &wv,
+                bv.as_deref(),
+                dims,
+                strides[0] as usize,
+                pads[0] as usize,
+                opad[0] as usize,
+            )
         } else {
             None
         };
@@ -259,23 +286,64 @@ pub fn subpixel_rewrite(
         ));
         let (si, coi) = (s as i64, co as i64);
         let (split_shape, merge_shape) = (name("split_shape"), name("merge_shape"));
-        g.initializer.push(proto::tensor_i64(&split_shape, &[6], &[0, 0, 0, si, si, coi]));
-        g.initializer.push(proto::tensor_i64(&merge_shape, &[4], &[0, oh, ow, coi]));
+        g.initializer
+            .push(proto::tensor_i64(&split_shape, &[6], &[0, 0, 0, si, si, coi]));
+        g.initializer
+            .push(proto::tensor_i64(&merge_shape, &[4], &[0, oh, ow, coi]));
         let steps = [
-            ("nhwc", proto::node("Transpose", &name("nhwc"), &[&phases], &[&name("nhwc")], vec![proto::attr_ints("perm", &[0, 2, 3, 1])])),
-            ("split", proto::node("Reshape", &name("split"), &[&name("nhwc"), &split_shape], &[&name("split")], vec![])),
+            (
+                "nhwc",
+                proto::node(
+                    "Transpose",
+                    &name("nhwc"),
+                    &[&phases],
+                    &[&name("nhwc")],
+                    vec![proto::attr_ints("perm", &[0, 2, 3, 1])],
+                ),
+            ),
+            (
+                "split",
+                proto::node(
+                    "Reshape",
+                    &name("split"),
+                    &[&name("nhwc"), &split_shape],
+                    &[&name("split")],
+                    vec![],
+                ),
+            ),
             (
                 "interleave",
-                proto::node("Transpose", &name("interleave"), &[&name("split")], &[&name("interleave")], vec![proto::attr_ints("perm", &[0, 1, 3, 2, 4, 5])]),
+                proto::node(
+                    "Transpose",
+                    &name("interleave"),
+                    &[&name("split")],
+                    &[&name("interleave")],
+                    vec![proto::attr_ints("perm", &[0, 1, 3, 2, 4, 5])],
+                ),
             ),
-            ("merge", proto::node("Reshape", &name("merge"), &[&name("interleave"), &merge_shape], &[&name("merge")], vec![])),
+            (
+                "merge",
+                proto::node(
+                    "Reshape",
+                    &name("merge"),
+                    &[&name("interleave"), &merge_shape],
+                    &[&name("merge")],
+                    vec![],
+                ),
+            ),
         ];
         added.push((phases.clone(), y.clone()));
         for (step, node) in steps {
             nodes.push(node);
             added.push((name(step), y.clone()));
         }
-        nodes.push(proto::node("Transpose", &n.name, &[&name("merge")], &[&y], vec![proto::attr_ints("perm", &[0, 3, 1, 2])]));
+        nodes.push(proto::node(
+            "Transpose",
+            &n.name,
+            &[&name("merge")],
+            &[&y],
+            vec![proto::attr_ints("perm", &[0, 3, 1, 2])],
+        ));
     }
     g.node = nodes;
     Ok((out, added))
@@ -290,7 +358,12 @@ pub fn tensor_f32_values(t: &TensorProto) -> Option<Vec<f32>> {
         if !t.raw_data.len().is_multiple_of(4) {
             return None;
         }
-        return Some(t.raw_data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect());
+        return Some(
+            t.raw_data
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+        );
     }
     Some(t.float_data.clone())
 }
@@ -316,7 +389,13 @@ fn tensor_i32(name: &str, dims: &[i64], data: &[i32]) -> TensorProto {
 }
 
 fn tensor_u8(name: &str, dims: &[i64], data: &[u8]) -> TensorProto {
-    TensorProto { name: name.into(), dims: dims.to_vec(), data_type: DataType::Uint8 as i32, raw_data: data.to_vec(), ..Default::default() }
+    TensorProto {
+        name: name.into(),
+        dims: dims.to_vec(),
+        data_type: DataType::Uint8 as i32,
+        raw_data: data.to_vec(),
+        ..Default::default()
+    }
 }
 
 fn attr<'a>(n: &'a NodeProto, name: &str) -> Option<&'a candle_onnx::onnx::AttributeProto> {
@@ -335,7 +414,10 @@ pub fn quantize(
     ranges: &BTreeMap<String, Range>,
     opts: &QuantizeOptions,
 ) -> Result<ModelProto, ExportError> {
-    let err = |msg: String| ExportError::Weight { name: "quantize".into(), msg };
+    let err = |msg: String| ExportError::Weight {
+        name: "quantize".into(),
+        msg,
+    };
     let layers = spec.resolve()?;
     for l in &opts.fp32_layers {
         if !layers.iter().any(|r| &r.name == l) {
@@ -362,7 +444,12 @@ pub fn quantize(
 
     // Tensors to quantize, with their parameters.
     let mut qparams: HashMap<String, QParams> = HashMap::new();
-    let range_of = |name: &str| ranges.get(name).copied().ok_or_else(|| err(format!("no calibrated range for '{name}'")));
+    let range_of = |name: &str| {
+        ranges
+            .get(name)
+            .copied()
+            .ok_or_else(|| err(format!("no calibrated range for '{name}'")))
+    };
     qparams.insert(input_tensor.to_string(), range_of(spec::INPUT)?.qparams());
     for (t, l) in &layer_of_tensor {
         if t != RECONSTRUCTION && !fp32.contains(l.as_str()) {
@@ -374,7 +461,14 @@ pub fn quantize(
     //    output, so the same quantization parameters on every tensor of the interleave).
     let keep: HashSet<String> = fp32.iter().map(|s| s.to_string()).collect();
     if opts.subpixel {
-        let (rewritten, phases) = subpixel_rewrite(&ModelProto { graph: Some(std::mem::take(g)), ..Default::default() }, spec, &keep)?;
+        let (rewritten, phases) = subpixel_rewrite(
+            &ModelProto {
+                graph: Some(std::mem::take(g)),
+                ..Default::default()
+            },
+            spec,
+            &keep,
+        )?;
         *g = rewritten.graph.unwrap_or_default();
         for (t, layer_tensor) in phases {
             if let Some(q) = qparams.get(&layer_tensor).copied() {
@@ -396,20 +490,34 @@ pub fn quantize(
         let x_q = qparams.get(&n.input[0]).copied();
         if quantizable && !fp32.contains(layer.as_str()) {
             if let Some(xq) = x_q {
-                let w = inits.remove(&n.input[1]).ok_or_else(|| err(format!("no initializer '{}'", n.input[1])))?;
+                let w = inits
+                    .remove(&n.input[1])
+                    .ok_or_else(|| err(format!("no initializer '{}'", n.input[1])))?;
                 let wv = tensor_f32_values(&w).ok_or_else(|| err(format!("'{}' is not float32", w.name)))?;
                 let oc = w.dims[0] as usize;
                 let (q, scales) = quantize_weight(&wv, oc);
                 let wq_name = w.name.clone();
                 inits.insert(wq_name.clone(), tensor_i8(&wq_name, &w.dims, &q));
-                let (ws, wz, wdq) = (format!("{wq_name}/scale"), format!("{wq_name}/zero_point"), format!("{wq_name}{DQ_SUFFIX}"));
+                let (ws, wz, wdq) = (
+                    format!("{wq_name}/scale"),
+                    format!("{wq_name}/zero_point"),
+                    format!("{wq_name}{DQ_SUFFIX}"),
+                );
                 inits.insert(ws.clone(), proto::tensor_f32(&ws, &[oc], &scales));
                 inits.insert(wz.clone(), tensor_i8(&wz, &[oc as i64], &vec![0; oc]));
                 init_order.extend([ws.clone(), wz.clone()]);
-                new_nodes.push(proto::node("DequantizeLinear", &wdq, &[&wq_name, &ws, &wz], &[&wdq], vec![proto::attr_int("axis", 0)]));
+                new_nodes.push(proto::node(
+                    "DequantizeLinear",
+                    &wdq,
+                    &[&wq_name, &ws, &wz],
+                    &[&wdq],
+                    vec![proto::attr_int("axis", 0)],
+                ));
                 n.input[1] = wdq;
                 if let Some(bname) = n.input.get(2).filter(|b| !b.is_empty()).cloned() {
-                    let b = inits.remove(&bname).ok_or_else(|| err(format!("no initializer '{bname}'")))?;
+                    let b = inits
+                        .remove(&bname)
+                        .ok_or_else(|| err(format!("no initializer '{bname}'")))?;
                     let bv = tensor_f32_values(&b).ok_or_else(|| err(format!("'{bname}' is not float32")))?;
                     let bs: Vec<f32> = scales.iter().map(|s| s * xq.scale).collect();
                     let bq: Vec<i32> = bv
@@ -418,11 +526,21 @@ pub fn quantize(
                         .map(|(v, s)| (v / s).round().clamp(i32::MIN as f32, i32::MAX as f32) as i32)
                         .collect();
                     inits.insert(bname.clone(), tensor_i32(&bname, &b.dims, &bq));
-                    let (bsn, bzn, bdq) = (format!("{bname}/scale"), format!("{bname}/zero_point"), format!("{bname}{DQ_SUFFIX}"));
+                    let (bsn, bzn, bdq) = (
+                        format!("{bname}/scale"),
+                        format!("{bname}/zero_point"),
+                        format!("{bname}{DQ_SUFFIX}"),
+                    );
                     inits.insert(bsn.clone(), proto::tensor_f32(&bsn, &[oc], &bs));
                     inits.insert(bzn.clone(), tensor_i32(&bzn, &[oc as i64], &vec![0; oc]));
                     init_order.extend([bsn.clone(), bzn.clone()]);
-                    new_nodes.push(proto::node("DequantizeLinear", &bdq, &[&bname, &bsn, &bzn], &[&bdq], vec![proto::attr_int("axis", 0)]));
+                    new_nodes.push(proto::node(
+                        "DequantizeLinear",
+                        &bdq,
+                        &[&bname, &bsn, &bzn],
+                        &[&bdq],
+                        vec![proto::attr_int("axis", 0)],
+                    ));
                     n.input[2] = bdq;
                 }
                 if !quantized_layers.contains(&layer) {
@@ -446,7 +564,11 @@ pub fn quantize(
             }
         }
     };
-    let emit_qdq = |name: &str, q: QParams, nodes: &mut Vec<NodeProto>, inits: &mut HashMap<String, TensorProto>, order: &mut Vec<String>| {
+    let emit_qdq = |name: &str,
+                    q: QParams,
+                    nodes: &mut Vec<NodeProto>,
+                    inits: &mut HashMap<String, TensorProto>,
+                    order: &mut Vec<String>| {
         let (sn, zn) = (format!("{name}/scale"), format!("{name}/zero_point"));
         inits.insert(sn.clone(), proto::tensor_f32(&sn, &[], &[q.scale]));
         inits.insert(zn.clone(), tensor_u8(&zn, &[], &[q.zero_point]));
@@ -461,7 +583,12 @@ pub fn quantize(
     }
     for mut n in new_nodes {
         rewire(&mut n, &qparams);
-        let produced: Vec<String> = n.output.iter().filter(|o| qparams.contains_key(o.as_str())).cloned().collect();
+        let produced: Vec<String> = n
+            .output
+            .iter()
+            .filter(|o| qparams.contains_key(o.as_str()))
+            .cloned()
+            .collect();
         final_nodes.push(n);
         for o in produced {
             emit_qdq(&o, qparams[&o], &mut final_nodes, &mut inits, &mut init_order);
@@ -469,7 +596,11 @@ pub fn quantize(
     }
     g.node = final_nodes;
     let mut seen = HashSet::new();
-    g.initializer = init_order.into_iter().filter(|n| seen.insert(n.clone())).filter_map(|n| inits.remove(&n)).collect();
+    g.initializer = init_order
+        .into_iter()
+        .filter(|n| seen.insert(n.clone()))
+        .filter_map(|n| inits.remove(&n))
+        .collect();
 
     let info = serde_json::json!({
         "format": "QDQ",
@@ -481,7 +612,10 @@ pub fn quantize(
         "calibration": opts.description,
     });
     out.metadata_props.retain(|p| p.key != QUANTIZATION_KEY);
-    out.metadata_props.push(StringStringEntryProto { key: QUANTIZATION_KEY.into(), value: info.to_string() });
+    out.metadata_props.push(StringStringEntryProto {
+        key: QUANTIZATION_KEY.into(),
+        value: info.to_string(),
+    });
     out.doc_string = format!("{} (int8 QDQ)", out.doc_string);
     Ok(out)
 }
@@ -504,26 +638,50 @@ pub fn check_quantized(model: &ModelProto) -> Result<(), String> {
     let inits: HashMap<&str, &TensorProto> = g.initializer.iter().map(|t| (t.name.as_str(), t)).collect();
     for n in &g.node {
         if n.op_type == "DequantizeLinear" {
-            let Some(x) = inits.get(n.input[0].as_str()) else { continue };
-            let s = inits.get(n.input[1].as_str()).ok_or_else(|| format!("{}: scale is not an initializer", n.name))?;
-            let z = inits.get(n.input[2].as_str()).ok_or_else(|| format!("{}: zero point is not an initializer", n.name))?;
+            let Some(x) = inits.get(n.input[0].as_str()) else {
+                continue;
+            };
+            let s = inits
+                .get(n.input[1].as_str())
+                .ok_or_else(|| format!("{}: scale is not an initializer", n.name))?;
+            let z = inits
+                .get(n.input[2].as_str())
+                .ok_or_else(|| format!("{}: zero point is not an initializer", n.name))?;
             let oc = x.dims[0];
             if s.dims != [oc] || z.dims != [oc] {
-                return Err(format!("{}: {} scales / {:?} zero points for {oc} output channels", n.name, s.dims.len(), z.dims));
+                return Err(format!(
+                    "{}: {} scales / {:?} zero points for {oc} output channels",
+                    n.name,
+                    s.dims.len(),
+                    z.dims
+                ));
             }
             if z.raw_data.iter().any(|b| *b != 0) {
-                return Err(format!("{}: non-zero weight zero point (weights are symmetric)", n.name));
+                return Err(format!(
+                    "{}: non-zero weight zero point (weights are symmetric)",
+                    n.name
+                ));
             }
-            let want = if x.data_type == DataType::Int8 as i32 { DataType::Int8 } else { DataType::Int32 };
+            let want = if x.data_type == DataType::Int8 as i32 {
+                DataType::Int8
+            } else {
+                DataType::Int32
+            };
             if x.data_type != want as i32 || z.data_type != want as i32 {
-                return Err(format!("{}: weight type {} / zero point type {}", n.name, x.data_type, z.data_type));
+                return Err(format!(
+                    "{}: weight type {} / zero point type {}",
+                    n.name, x.data_type, z.data_type
+                ));
             }
             if attr(n, "axis").map(|a| a.i) != Some(0) {
                 return Err(format!("{}: per-channel DequantizeLinear without axis 0", n.name));
             }
         }
         if n.name.starts_with("composite/") && n.input.iter().any(|i| i.ends_with(DQ_SUFFIX)) {
-            return Err(format!("{} reads a quantized tensor: known pixels would change", n.name));
+            return Err(format!(
+                "{} reads a quantized tensor: known pixels would change",
+                n.name
+            ));
         }
     }
     Ok(())
@@ -549,7 +707,10 @@ pub fn compare_with_candle(
     mask: &candle_core::Tensor,
 ) -> Result<Closeness, crate::verify::VerifyError> {
     use candle_core::{DType, Device};
-    let model = facerecon_model::Model::new(spec, candle_nn::VarBuilder::from_tensors(weights.clone(), DType::F32, &Device::Cpu))?;
+    let model = facerecon_model::Model::new(
+        spec,
+        candle_nn::VarBuilder::from_tensors(weights.clone(), DType::F32, &Device::Cpu),
+    )?;
     let (rec, _) = model.forward(image, mask)?;
     let (q_rec, _) = crate::verify::OrtModel::from_bytes(onnx_bytes)?.run(image, mask)?;
     let a: Vec<f32> = rec.flatten_all()?.to_vec1()?;
@@ -565,6 +726,16 @@ pub fn compare_with_candle(
             n_hole += 1;
         }
     }
-    let psnr = |se: f64, n: usize| if se > 0.0 && n > 0 { 10.0 * (n as f64 / se).log10() } else { f64::INFINITY };
-    Ok(Closeness { psnr: psnr(se, a.len()), psnr_hole: psnr(se_hole, n_hole), max_abs })
+    let psnr = |se: f64, n: usize| {
+        if se > 0.0 && n > 0 {
+            10.0 * (n as f64 / se).log10()
+        } else {
+            f64::INFINITY
+        }
+    };
+    Ok(Closeness {
+        psnr: psnr(se, a.len()),
+        psnr_hole: psnr(se_hole, n_hole),
+        max_abs,
+    })
 }

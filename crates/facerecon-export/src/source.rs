@@ -35,26 +35,32 @@ pub fn parse_config(text: &str) -> Result<(ModelSpec, String), String> {
 pub fn from_onnx(path: &Path, config_override: Option<String>) -> Result<Source, ExportError> {
     let bad = |msg: String| ExportError::Invalid { path: path.into(), msg };
     let model = crate::read_model(path)?;
-    let props: HashMap<&str, &str> = model.metadata_props.iter().map(|p| (p.key.as_str(), p.value.as_str())).collect();
+    let props: HashMap<&str, &str> = model
+        .metadata_props
+        .iter()
+        .map(|p| (p.key.as_str(), p.value.as_str()))
+        .collect();
     if props.contains_key(crate::quantize::QUANTIZATION_KEY) {
         return Err(bad("is already quantized; give the fp32 model".into()));
     }
     let config_yaml = match config_override {
         Some(t) => t,
-        None => props
-            .get(keys::CONFIG)
-            .map(|s| s.to_string())
-            .ok_or_else(|| bad(format!("no '{}' metadata (not a facerecon export?); pass --config", keys::CONFIG)))?,
+        None => props.get(keys::CONFIG).map(|s| s.to_string()).ok_or_else(|| {
+            bad(format!(
+                "no '{}' metadata (not a facerecon export?); pass --config",
+                keys::CONFIG
+            ))
+        })?,
     };
     let (spec, name) = parse_config(&config_yaml).map_err(|e| bad(format!("config: {e}")))?;
     let g = model.graph.as_ref().ok_or_else(|| bad("no graph".into()))?;
     let mut weights = HashMap::new();
     for (pname, shape) in spec.parameters()? {
-        let t = g
-            .initializer
-            .iter()
-            .find(|t| t.name == pname)
-            .ok_or_else(|| bad(format!("no initializer '{pname}' (the config's model needs shape {shape:?})")))?;
+        let t = g.initializer.iter().find(|t| t.name == pname).ok_or_else(|| {
+            bad(format!(
+                "no initializer '{pname}' (the config's model needs shape {shape:?})"
+            ))
+        })?;
         let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
         let values = tensor_f32_values(t).filter(|v| v.len() == shape.iter().product::<usize>());
         match values {
@@ -71,8 +77,15 @@ pub fn from_onnx(path: &Path, config_override: Option<String>) -> Result<Source,
             }
         }
     }
-    let metrics = props.get(keys::METRICS).and_then(|m| serde_json::from_str(m).ok()).filter(|m: &serde_json::Value| {
-        m.as_object().is_some_and(|o| !o.is_empty())
-    });
-    Ok(Source { spec, name, config_yaml, weights, metrics })
+    let metrics = props
+        .get(keys::METRICS)
+        .and_then(|m| serde_json::from_str(m).ok())
+        .filter(|m: &serde_json::Value| m.as_object().is_some_and(|o| !o.is_empty()));
+    Ok(Source {
+        spec,
+        name,
+        config_yaml,
+        weights,
+        metrics,
+    })
 }

@@ -43,7 +43,10 @@ pub fn ort_environment() -> Result<&'static Environment, VerifyError> {
             return Err(format!("{ORT_DYLIB_ENV}={shown}: no such file"));
         }
         let builder = ort::init_from(&path).map_err(|e| format!("{ORT_DYLIB_ENV}={shown}: cannot load: {e}"))?;
-        builder.with_name("facerecon-export").build().map_err(|e| format!("{ORT_DYLIB_ENV}={shown}: {e}"))
+        builder
+            .with_name("facerecon-export")
+            .build()
+            .map_err(|e| format!("{ORT_DYLIB_ENV}={shown}: {e}"))
     })
     .as_ref()
     .map_err(|e| VerifyError::Unavailable(e.clone()))
@@ -77,7 +80,9 @@ impl OrtModel {
         let inputs = ort::inputs![crate::lower::IMAGE => to_ort(image)?, crate::lower::MASK => to_ort(mask)?];
         let outputs = self.session.run(inputs).map_err(ort_err)?;
         let get = |name: &str| -> Result<Tensor, VerifyError> {
-            let v = outputs.get(name).ok_or_else(|| VerifyError::Ort(format!("no output '{name}'")))?;
+            let v = outputs
+                .get(name)
+                .ok_or_else(|| VerifyError::Ort(format!("no output '{name}'")))?;
             let (shape, data) = v.try_extract_tensor::<f32>().map_err(ort_err)?;
             let dims: Vec<usize> = shape.iter().map(|&d| d as usize).collect();
             Ok(Tensor::from_slice(data, dims, &Device::Cpu)?)
@@ -102,7 +107,10 @@ pub fn random_batch(spec: &ModelSpec, batch: usize, seed: u64) -> candle_core::R
     let mut mask = vec![0f32; batch * s * s];
     for b in 0..batch {
         let side = 1 + (next() * (s / 2) as f32) as usize;
-        let (y0, x0) = ((next() * (s - side + 1) as f32) as usize, (next() * (s - side + 1) as f32) as usize);
+        let (y0, x0) = (
+            (next() * (s - side + 1) as f32) as usize,
+            (next() * (s - side + 1) as f32) as usize,
+        );
         for y in y0..(y0 + side).min(s) {
             for x in x0..(x0 + side).min(s) {
                 mask[b * s * s + y * s + x] = 1.0;
@@ -115,7 +123,10 @@ pub fn random_batch(spec: &ModelSpec, batch: usize, seed: u64) -> candle_core::R
             }
         }
     }
-    Ok((Tensor::from_vec(image, (batch, c, s, s), &Device::Cpu)?, Tensor::from_vec(mask, (batch, 1, s, s), &Device::Cpu)?))
+    Ok((
+        Tensor::from_vec(image, (batch, c, s, s), &Device::Cpu)?,
+        Tensor::from_vec(mask, (batch, 1, s, s), &Device::Cpu)?,
+    ))
 }
 
 /// Max |candle - ORT| of both outputs.
@@ -141,7 +152,11 @@ impl Parity {
 
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> Result<f32, VerifyError> {
     if a.dims() != b.dims() {
-        return Err(VerifyError::Ort(format!("output shape {:?} differs from candle's {:?}", b.dims(), a.dims())));
+        return Err(VerifyError::Ort(format!(
+            "output shape {:?} differs from candle's {:?}",
+            b.dims(),
+            a.dims()
+        )));
     }
     Ok(nan_max((a - b)?.abs()?.flatten_all()?.to_vec1::<f32>()?))
 }
@@ -149,7 +164,9 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> Result<f32, VerifyError> {
 /// The largest value, NaN if any is NaN (candle's `max` keeps a NaN only in the first position, and
 /// `f32::max` drops it: a non-finite output must never look like a small difference).
 fn nan_max(values: Vec<f32>) -> f32 {
-    values.into_iter().fold(0.0, |m, x| if m.is_nan() || x.is_nan() { f32::NAN } else { m.max(x) })
+    values
+        .into_iter()
+        .fold(0.0, |m, x| if m.is_nan() || x.is_nan() { f32::NAN } else { m.max(x) })
 }
 
 /// Run the candle model built from `weights` and the ONNX model `onnx_bytes` on the same seeded
@@ -161,11 +178,17 @@ pub fn parity(
     batch: usize,
     seed: u64,
 ) -> Result<Parity, VerifyError> {
-    let model = Model::new(spec, VarBuilder::from_tensors(weights.clone(), DType::F32, &Device::Cpu))?;
+    let model = Model::new(
+        spec,
+        VarBuilder::from_tensors(weights.clone(), DType::F32, &Device::Cpu),
+    )?;
     let (image, mask) = random_batch(spec, batch, seed)?;
     let (rec, inp) = model.forward(&image, &mask)?;
     let (ort_rec, ort_inp) = OrtModel::from_bytes(onnx_bytes)?.run(&image, &mask)?;
-    Ok(Parity { reconstruction: max_abs_diff(&rec, &ort_rec)?, inpainted: max_abs_diff(&inp, &ort_inp)? })
+    Ok(Parity {
+        reconstruction: max_abs_diff(&rec, &ort_rec)?,
+        inpainted: max_abs_diff(&inp, &ort_inp)?,
+    })
 }
 
 #[cfg(test)]
@@ -174,11 +197,28 @@ mod tests {
 
     #[test]
     fn a_nan_difference_is_never_within_tolerance() {
-        assert!(Parity { reconstruction: 1e-6, inpainted: 0.0 }.ok());
+        assert!(Parity {
+            reconstruction: 1e-6,
+            inpainted: 0.0
+        }
+        .ok());
         // f32::max(NaN, 0) is 0: a NaN output used to pass verification.
-        assert!(!Parity { reconstruction: f32::NAN, inpainted: 0.0 }.ok());
-        assert!(!Parity { reconstruction: 0.0, inpainted: f32::NAN }.ok());
-        assert!(Parity { reconstruction: 0.0, inpainted: f32::NAN }.max().is_nan());
+        assert!(!Parity {
+            reconstruction: f32::NAN,
+            inpainted: 0.0
+        }
+        .ok());
+        assert!(!Parity {
+            reconstruction: 0.0,
+            inpainted: f32::NAN
+        }
+        .ok());
+        assert!(Parity {
+            reconstruction: 0.0,
+            inpainted: f32::NAN
+        }
+        .max()
+        .is_nan());
     }
 
     #[test]

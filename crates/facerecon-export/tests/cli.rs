@@ -26,7 +26,11 @@ fn run(args: &[&str], ort: bool) -> (bool, String) {
         cmd.env_remove("ORT_DYLIB_PATH");
     }
     let out = cmd.output().unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     (out.status.success(), text)
 }
 
@@ -35,11 +39,24 @@ fn exports_with_metadata_without_ort_when_no_verify() {
     let tmp = tempfile::tempdir().unwrap();
     let ck = checkpoint(tmp.path());
     let out = tmp.path().join("exported/tiny.onnx");
-    let (ok, text) = run(&["--checkpoint", ck.to_str().unwrap(), "--out", out.to_str().unwrap(), "--no-verify"], false);
+    let (ok, text) = run(
+        &[
+            "--checkpoint",
+            ck.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--no-verify",
+        ],
+        false,
+    );
     assert!(ok, "{text}");
     assert!(text.contains("verification skipped"), "{text}");
     let m = facerecon_export::read_model(&out).unwrap();
-    let props: std::collections::HashMap<_, _> = m.metadata_props.iter().map(|p| (p.key.as_str(), p.value.as_str())).collect();
+    let props: std::collections::HashMap<_, _> = m
+        .metadata_props
+        .iter()
+        .map(|p| (p.key.as_str(), p.value.as_str()))
+        .collect();
     assert_eq!(props[keys::IMAGE_SIZE], "32");
     assert_eq!(props[keys::MASK_CHANNEL], "true");
     assert_eq!(props[keys::NAME], "tiny");
@@ -48,9 +65,15 @@ fn exports_with_metadata_without_ort_when_no_verify() {
     assert!(props[keys::CONFIG].contains("name: tiny"));
     let metrics: serde_json::Value = serde_json::from_str(props[keys::METRICS]).unwrap();
     assert_eq!(metrics["epoch"], 2, "the last line of metrics.jsonl");
-    assert_eq!((m.ir_version, m.opset_import[0].version, m.producer_name.as_str()), (8, 17, "facerecon"));
+    assert_eq!(
+        (m.ir_version, m.opset_import[0].version, m.producer_name.as_str()),
+        (8, 17, "facerecon")
+    );
     // Only the output remains in the directory: the temp file was renamed.
-    let names: Vec<_> = std::fs::read_dir(out.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let names: Vec<_> = std::fs::read_dir(out.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(names, ["tiny.onnx"]);
 }
 
@@ -59,9 +82,15 @@ fn without_ort_verification_fails_and_says_why() {
     let tmp = tempfile::tempdir().unwrap();
     let ck = checkpoint(tmp.path());
     let out = tmp.path().join("tiny.onnx");
-    let (ok, text) = run(&["--checkpoint", ck.to_str().unwrap(), "--out", out.to_str().unwrap()], false);
+    let (ok, text) = run(
+        &["--checkpoint", ck.to_str().unwrap(), "--out", out.to_str().unwrap()],
+        false,
+    );
     assert!(!ok, "{text}");
-    assert!(text.contains("ORT_DYLIB_PATH is not set") && text.contains("make setup"), "{text}");
+    assert!(
+        text.contains("ORT_DYLIB_PATH is not set") && text.contains("make setup"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -69,13 +98,22 @@ fn missing_or_broken_checkpoint_files_are_named() {
     let tmp = tempfile::tempdir().unwrap();
     let ck = checkpoint(tmp.path());
     let out = tmp.path().join("x.onnx");
-    let args = ["--checkpoint", ck.to_str().unwrap(), "--out", out.to_str().unwrap(), "--no-verify"];
+    let args = [
+        "--checkpoint",
+        ck.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--no-verify",
+    ];
     std::fs::remove_file(ck.join("model.safetensors")).unwrap();
     let (ok, text) = run(&args, false);
     assert!(!ok && text.contains("model.safetensors"), "{text}");
     std::fs::write(ck.join("config.yaml"), "name: x\nmodel: {layers: []}\n").unwrap();
     let (ok, text) = run(&args, false);
-    assert!(!ok && text.contains("config.yaml") && text.contains("no layers"), "{text}");
+    assert!(
+        !ok && text.contains("config.yaml") && text.contains("no layers"),
+        "{text}"
+    );
     assert!(!out.exists());
 }
 
@@ -89,7 +127,14 @@ fn verifies_against_onnx_runtime() {
     let out = tmp.path().join("tiny.onnx");
     let npz = tmp.path().join("ref.npz");
     let (ok, text) = run(
-        &["--checkpoint", ck.to_str().unwrap(), "--out", out.to_str().unwrap(), "--reference", npz.to_str().unwrap()],
+        &[
+            "--checkpoint",
+            ck.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--reference",
+            npz.to_str().unwrap(),
+        ],
         true,
     );
     assert!(ok, "{text}");

@@ -22,19 +22,30 @@ fn fp16_graph_structure() {
     let w = random_weights(&spec, 2, 0.1, &Device::Cpu).unwrap();
     let fp32 = facerecon_export::export(&spec, &w, &Metadata::default()).unwrap();
     let e = fp16::check_fp16(&fp32, &spec).unwrap_err();
-    assert!(e.contains("initializer 'c1.weight'") && e.contains("expected float16"), "{e}");
+    assert!(
+        e.contains("initializer 'c1.weight'") && e.contains("expected float16"),
+        "{e}"
+    );
     let m = fp16::to_fp16(&fp32).unwrap();
     fp16::check_fp16(&m, &spec).unwrap();
     let g = m.graph.as_ref().unwrap();
     let ty = |name: &str| g.initializer.iter().find(|t| t.name == name).unwrap().data_type;
     assert_eq!(ty("c1.weight"), DataType::Float16 as i32);
     assert_eq!(ty("out.bias"), DataType::Float16 as i32);
-    assert_eq!(ty("up/scales"), DataType::Float as i32, "Resize scales are float32 in ONNX");
+    assert_eq!(
+        ty("up/scales"),
+        DataType::Float as i32,
+        "Resize scales are float32 in ONNX"
+    );
     assert_eq!(ty("composite/one"), DataType::Float as i32);
     // The weights are the float32 values rounded to float16.
     let t = g.initializer.iter().find(|t| t.name == "c1.weight").unwrap();
     let want: Vec<f32> = w["c1.weight"].flatten_all().unwrap().to_vec1().unwrap();
-    let got: Vec<f32> = t.raw_data.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect();
+    let got: Vec<f32> = t
+        .raw_data
+        .chunks_exact(2)
+        .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+        .collect();
     for (a, b) in want.iter().zip(&got) {
         assert!((a - b).abs() <= a.abs() * 1e-3 + 1e-7, "{a} -> {b}");
     }
@@ -42,11 +53,20 @@ fn fp16_graph_structure() {
     let concat = g.node.iter().find(|n| n.name == "input/concat").unwrap();
     assert_eq!(concat.input, ["image/fp16", "mask/fp16"]);
     for n in g.node.iter().filter(|n| n.name.starts_with("composite/")) {
-        assert!(n.input.iter().all(|i| !i.ends_with("/fp16")), "{}: {:?}", n.name, n.input);
+        assert!(
+            n.input.iter().all(|i| !i.ends_with("/fp16")),
+            "{}: {:?}",
+            n.name,
+            n.input
+        );
     }
     let last = g.node.iter().find(|n| n.op_type == "Sigmoid").unwrap();
     assert_eq!(last.output, ["reconstruction/fp16"]);
-    let props: std::collections::HashMap<_, _> = m.metadata_props.iter().map(|p| (p.key.as_str(), p.value.as_str())).collect();
+    let props: std::collections::HashMap<_, _> = m
+        .metadata_props
+        .iter()
+        .map(|p| (p.key.as_str(), p.value.as_str()))
+        .collect();
     assert_eq!(props[fp16::PRECISION_KEY], "float16");
 }
 
@@ -63,12 +83,26 @@ fn fp16_export_verifies_and_runs_through_the_runtime() {
     let ck = checkpoint(tmp.path());
     let out = tmp.path().join("tiny-fp16.onnx");
     let o = Command::new(BIN)
-        .args(["--checkpoint", ck.to_str().unwrap(), "--out", out.to_str().unwrap(), "--precision", "fp16"])
+        .args([
+            "--checkpoint",
+            ck.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--precision",
+            "fp16",
+        ])
         .output()
         .unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert!(o.status.success(), "{text}");
-    assert!(text.contains("fp16 vs candle fp32") && text.contains("tolerance 1e-2"), "{text}");
+    assert!(
+        text.contains("fp16 vs candle fp32") && text.contains("tolerance 1e-2"),
+        "{text}"
+    );
 
     // Through the runtime: known pixels of `inpainted` are exactly the input's (composite in fp32).
     let rt = facerecon_runtime::Runtime::load(&out, &facerecon_runtime::RuntimeOptions::default()).unwrap();
@@ -88,7 +122,16 @@ fn fp16_export_verifies_and_runs_through_the_runtime() {
 
     // int8 and fp16 are exclusive.
     let o = Command::new(BIN)
-        .args(["--checkpoint", ck.to_str().unwrap(), "--out", out.to_str().unwrap(), "--precision", "fp16", "--quantize", "int8"])
+        .args([
+            "--checkpoint",
+            ck.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--precision",
+            "fp16",
+            "--quantize",
+            "int8",
+        ])
         .output()
         .unwrap();
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("cannot be used with"));

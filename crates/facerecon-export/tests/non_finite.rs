@@ -23,12 +23,28 @@ fn a_checkpoint_with_nan_weights_is_not_exported() {
 
     let out = tmp.path().join("exported/tiny.onnx");
     let run = Command::new(env!("CARGO_BIN_EXE_facerecon-export"))
-        .args(["--checkpoint", ck.to_str().unwrap(), "--out", out.to_str().unwrap(), "--no-verify"])
+        .args([
+            "--checkpoint",
+            ck.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--no-verify",
+        ])
         .output()
         .unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&run.stdout), String::from_utf8_lossy(&run.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
     assert!(!run.status.success(), "exported NaN weights:\n{text}");
-    assert!(text.contains(&format!("weight '{name}': 1 of")) && text.contains("not finite (NaN or infinity)"), "{text}");
+    assert!(
+        text.contains(&format!("weight '{name}': 1 of")) && text.contains("not finite (NaN or infinity)"),
+        "{text}"
+    );
     assert!(!out.exists(), "an ONNX file was written");
-    assert!(!tmp.path().join("exported").exists() || std::fs::read_dir(tmp.path().join("exported")).unwrap().next().is_none());
+    assert!(
+        !tmp.path().join("exported").exists()
+            || std::fs::read_dir(tmp.path().join("exported")).unwrap().next().is_none()
+    );
 }

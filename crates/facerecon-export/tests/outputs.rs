@@ -20,12 +20,19 @@ fn run(args: &[&Path], ort: bool) -> (bool, String) {
         cmd.env_remove("ORT_DYLIB_PATH");
     }
     let out = cmd.output().unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     (out.status.success(), text)
 }
 
 fn names(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     v.sort();
     v
 }
@@ -36,16 +43,42 @@ fn outputs_may_not_name_or_lie_inside_the_checkpoint() {
     let ck = checkpoint(tmp.path());
     let weights = std::fs::read(ck.join("model.safetensors")).unwrap();
     let p = |s: &'static str| Path::new(s);
-    for target in [ck.join("model.safetensors"), ck.join("config.yaml"), ck.join("tiny.onnx"), ck.clone()] {
+    for target in [
+        ck.join("model.safetensors"),
+        ck.join("config.yaml"),
+        ck.join("tiny.onnx"),
+        ck.clone(),
+    ] {
         let (ok, text) = run(&[p("--checkpoint"), &ck, p("--out"), &target, p("--no-verify")], false);
         assert!(!ok, "{}: {text}", target.display());
-        assert!(text.contains("--out") && text.contains(&*target.to_string_lossy()), "{text}");
-        let (ok, text) = run(&[p("--checkpoint"), &ck, p("--out"), &tmp.path().join("x.onnx"), p("--reference"), &target, p("--no-verify")], false);
+        assert!(
+            text.contains("--out") && text.contains(&*target.to_string_lossy()),
+            "{text}"
+        );
+        let (ok, text) = run(
+            &[
+                p("--checkpoint"),
+                &ck,
+                p("--out"),
+                &tmp.path().join("x.onnx"),
+                p("--reference"),
+                &target,
+                p("--no-verify"),
+            ],
+            false,
+        );
         assert!(!ok, "{}: {text}", target.display());
         assert!(text.contains("--reference"), "{text}");
-        assert!(!tmp.path().join("x.onnx").exists(), "the export ran before --reference was checked");
+        assert!(
+            !tmp.path().join("x.onnx").exists(),
+            "the export ran before --reference was checked"
+        );
     }
-    assert_eq!(std::fs::read(ck.join("model.safetensors")).unwrap(), weights, "the trained weights were replaced");
+    assert_eq!(
+        std::fs::read(ck.join("model.safetensors")).unwrap(),
+        weights,
+        "the trained weights were replaced"
+    );
     assert_eq!(names(&ck), ["config.yaml", "model.safetensors"]);
 
     // A hard link to the weights, outside the checkpoint.
@@ -54,12 +87,26 @@ fn outputs_may_not_name_or_lie_inside_the_checkpoint() {
         let link = tmp.path().join("linked.onnx");
         std::fs::hard_link(ck.join("model.safetensors"), &link).unwrap();
         let (ok, text) = run(&[p("--checkpoint"), &ck, p("--out"), &link, p("--no-verify")], false);
-        assert!(!ok && text.contains("linked.onnx") && text.contains("same file"), "{text}");
+        assert!(
+            !ok && text.contains("linked.onnx") && text.contains("same file"),
+            "{text}"
+        );
         assert_eq!(std::fs::read(ck.join("model.safetensors")).unwrap(), weights);
     }
     // --reference and --out the same file.
     let same = tmp.path().join("same.onnx");
-    let (ok, text) = run(&[p("--checkpoint"), &ck, p("--out"), &same, p("--reference"), &same, p("--no-verify")], false);
+    let (ok, text) = run(
+        &[
+            p("--checkpoint"),
+            &ck,
+            p("--out"),
+            &same,
+            p("--reference"),
+            &same,
+            p("--no-verify"),
+        ],
+        false,
+    );
     assert!(!ok && text.contains("--reference"), "{text}");
     // --out a directory.
     let d = tmp.path().join("adir");
@@ -77,7 +124,17 @@ fn a_failed_verification_leaves_nothing_at_out() {
     let out = dir.join("tiny.onnx");
     let p = |s: &'static str| Path::new(s);
     // No ONNX Runtime: verification fails, so the model must not appear at --out.
-    let (ok, text) = run(&[p("--checkpoint"), &ck, p("--out"), &out, p("--reference"), &dir.join("ref.npz")], false);
+    let (ok, text) = run(
+        &[
+            p("--checkpoint"),
+            &ck,
+            p("--out"),
+            &out,
+            p("--reference"),
+            &dir.join("ref.npz"),
+        ],
+        false,
+    );
     assert!(!ok, "{text}");
     assert!(names(&dir).is_empty(), "a failed export left {:?}", names(&dir));
     // An earlier good export at --out survives a failed one untouched.
@@ -98,7 +155,16 @@ fn stale_temp_files_of_killed_exports_are_removed() {
     // What a SIGKILLed export leaves (PID above pid_max: cannot be alive).
     std::fs::write(dir.join(".tiny.onnx.tmp-9999999"), b"partial").unwrap();
     let p = |s: &'static str| Path::new(s);
-    let (ok, text) = run(&[p("--checkpoint"), &ck, p("--out"), &dir.join("tiny.onnx"), p("--no-verify")], false);
+    let (ok, text) = run(
+        &[
+            p("--checkpoint"),
+            &ck,
+            p("--out"),
+            &dir.join("tiny.onnx"),
+            p("--no-verify"),
+        ],
+        false,
+    );
     assert!(ok, "{text}");
     assert_eq!(names(&dir), ["tiny.onnx"]);
 }
@@ -123,10 +189,31 @@ fn outputs_may_not_name_the_onnx_checkpoint_the_config_or_the_calibration_images
 
     let (ok, text) = run(&[p("--checkpoint"), &onnx, p("--out"), &onnx, p("--no-verify")], false);
     assert!(!ok && text.contains("checkpoint (ONNX file)"), "{text}");
-    let (ok, text) = run(&[p("--checkpoint"), &onnx, p("--config"), &config, p("--out"), &config, p("--no-verify")], false);
+    let (ok, text) = run(
+        &[
+            p("--checkpoint"),
+            &onnx,
+            p("--config"),
+            &config,
+            p("--out"),
+            &config,
+            p("--no-verify"),
+        ],
+        false,
+    );
     assert!(!ok && text.contains("--config"), "{text}");
     let (ok, text) = run(
-        &[p("--checkpoint"), &onnx, p("--quantize"), p("int8"), p("--calibrate"), &faces, p("--out"), &face, p("--no-verify")],
+        &[
+            p("--checkpoint"),
+            &onnx,
+            p("--quantize"),
+            p("int8"),
+            p("--calibrate"),
+            &faces,
+            p("--out"),
+            &face,
+            p("--no-verify"),
+        ],
         false,
     );
     assert!(!ok && text.contains("--calibrate directory"), "{text}");

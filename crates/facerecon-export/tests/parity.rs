@@ -20,7 +20,15 @@ fn require_ort() {
 fn assert_parity(what: &str, spec: &ModelSpec, batches: &[usize]) {
     require_ort();
     let weights = random_weights(spec, 42, 0.1, &Device::Cpu).unwrap();
-    let model = export(spec, &weights, &Metadata { name: what.into(), ..Default::default() }).unwrap();
+    let model = export(
+        spec,
+        &weights,
+        &Metadata {
+            name: what.into(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let bytes = model.encode_to_vec();
     let back = facerecon_export::onnx::ModelProto::decode(bytes.as_slice()).unwrap();
     check_model(&back, spec, Path::new(what)).unwrap();
@@ -30,7 +38,10 @@ fn assert_parity(what: &str, spec: &ModelSpec, batches: &[usize]) {
     }
     for (i, &b) in batches.iter().enumerate() {
         let p = verify::parity(spec, &weights, &bytes, b, i as u64).unwrap();
-        eprintln!("{what} batch {b}: max |diff| rec {:.2e} inpainted {:.2e}", p.reconstruction, p.inpainted);
+        eprintln!(
+            "{what} batch {b}: max |diff| rec {:.2e} inpainted {:.2e}",
+            p.reconstruction, p.inpainted
+        );
         assert!(p.ok(), "{what} batch {b}: candle and ORT differ: {p:?}");
     }
 }
@@ -84,7 +95,12 @@ macro_rules! op_test {
     };
 }
 
-op_test!(conv_stride1_same, 8, false, "  - {op: conv2d, name: c, filters: 3, kernel: 3}\n");
+op_test!(
+    conv_stride1_same,
+    8,
+    false,
+    "  - {op: conv2d, name: c, filters: 3, kernel: 3}\n"
+);
 op_test!(
     conv_stride2_same,
     8,
@@ -97,8 +113,18 @@ op_test!(
     false,
     "  - {op: conv2d, name: c, filters: 4, kernel: 3, padding: valid}\n  - {op: conv2d, name: p, filters: 3, kernel: 1, padding: 1}\n"
 );
-op_test!(conv_explicit_no_bias, 8, false, "  - {op: conv2d, name: c, filters: 3, kernel: 5, padding: 2, bias: false}\n");
-op_test!(conv_dilation2, 8, false, "  - {op: conv2d, name: c, filters: 3, kernel: 3, dilation: 2, padding: same}\n");
+op_test!(
+    conv_explicit_no_bias,
+    8,
+    false,
+    "  - {op: conv2d, name: c, filters: 3, kernel: 5, padding: 2, bias: false}\n"
+);
+op_test!(
+    conv_dilation2,
+    8,
+    false,
+    "  - {op: conv2d, name: c, filters: 3, kernel: 3, dilation: 2, padding: same}\n"
+);
 op_test!(
     conv_stride2_k4_explicit_and_convt_k4_same,
     8,
@@ -129,9 +155,24 @@ op_test!(
     false,
     "  - {op: conv2d, name: c, filters: 3, kernel: 3}\n  - {op: leaky_relu, slope: 0.1}\n"
 );
-op_test!(relu, 8, false, "  - {op: conv2d, name: c, filters: 3, kernel: 3}\n  - {op: relu}\n");
-op_test!(sigmoid, 8, false, "  - {op: conv2d, name: c, filters: 3, kernel: 3}\n  - {op: sigmoid}\n");
-op_test!(tanh, 8, false, "  - {op: conv2d, name: c, filters: 3, kernel: 3}\n  - {op: tanh}\n");
+op_test!(
+    relu,
+    8,
+    false,
+    "  - {op: conv2d, name: c, filters: 3, kernel: 3}\n  - {op: relu}\n"
+);
+op_test!(
+    sigmoid,
+    8,
+    false,
+    "  - {op: conv2d, name: c, filters: 3, kernel: 3}\n  - {op: sigmoid}\n"
+);
+op_test!(
+    tanh,
+    8,
+    false,
+    "  - {op: conv2d, name: c, filters: 3, kernel: 3}\n  - {op: tanh}\n"
+);
 op_test!(
     upsample_2_and_4,
     8,
@@ -150,7 +191,12 @@ op_test!(
     false,
     "  - {op: conv2d, name: a, filters: 3, kernel: 3}\n  - {op: conv2d, name: b, from: input, filters: 3, kernel: 1}\n  - {op: add, name: sum, from: [a, b, image]}\n"
 );
-op_test!(mask_channel, 8, true, "  - {op: conv2d, name: c, filters: 3, kernel: 3}\n  - {op: sigmoid}\n");
+op_test!(
+    mask_channel,
+    8,
+    true,
+    "  - {op: conv2d, name: c, filters: 3, kernel: 3}\n  - {op: sigmoid}\n"
+);
 op_test!(
     layer_named_like_an_output,
     8,

@@ -23,7 +23,9 @@ fn tiny_config() -> (String, facerecon_train::Config) {
 }
 
 fn ramp(n: usize, seed: u32) -> Vec<f32> {
-    (0..n).map(|i| (((i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 8) % 2001) as f32 / 1000.0 - 1.0).collect()
+    (0..n)
+        .map(|i| (((i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 8) % 2001) as f32 / 1000.0 - 1.0)
+        .collect()
 }
 
 /// DepthToSpace, DCR mode, on an NCHW tensor.
@@ -43,7 +45,14 @@ fn depth_to_space(x: &Tensor, s: usize) -> Tensor {
 #[test]
 fn subpixel_form_equals_the_transposed_convolution() {
     // (kernel, stride, pad, output_padding): the unet's "same" 3/2, and other shapes with an exact form.
-    for (k, s, p, op) in [(3, 2, 1, 1), (4, 2, 1, 0), (2, 2, 0, 0), (5, 2, 2, 1), (3, 1, 1, 0), (6, 3, 0, 0)] {
+    for (k, s, p, op) in [
+        (3, 2, 1, 1),
+        (4, 2, 1, 0),
+        (2, 2, 0, 0),
+        (5, 2, 2, 1),
+        (3, 1, 1, 0),
+        (6, 3, 0, 0),
+    ] {
         let (ci, co, h) = (3, 5, 6);
         let w = ramp(ci * co * k * k, k as u32);
         let b = ramp(co, 7);
@@ -60,7 +69,16 @@ fn subpixel_form_equals_the_transposed_convolution() {
         let conv = facerecon_model::layers::conv2d(&xp, &wc, Some(&bc), 1, 0, 1).unwrap();
         let got = depth_to_space(&conv, s);
         assert_eq!(got.dims(), want.dims(), "k{k} s{s} p{p} op{op}");
-        let diff: f32 = (got - &want).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap();
+        let diff: f32 = (got - &want)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar()
+            .unwrap();
         assert!(diff < 1e-5, "k{k} s{s} p{p} op{op}: max |diff| {diff}");
     }
     // No exact form: an output length that is not a whole number of phases.
@@ -75,27 +93,42 @@ fn subpixel_rewrite_of_the_fp32_graph_runs_like_the_original_in_onnx_runtime() {
     let (_, config) = tiny_config();
     let spec = &config.model;
     let weights = random_weights(spec, 11, 0.1, &Device::Cpu).unwrap();
-    let meta = Metadata { name: "tiny".into(), ..Default::default() };
+    let meta = Metadata {
+        name: "tiny".into(),
+        ..Default::default()
+    };
     let fp32 = facerecon_export::export(spec, &weights, &meta).unwrap();
     let (sub, added) = quantize::subpixel_rewrite(&fp32, spec, &Default::default()).unwrap();
-    assert_eq!(added.len(), 10, "5 new tensors for each of the 2 transposed convolutions: {added:?}");
+    assert_eq!(
+        added.len(),
+        10,
+        "5 new tensors for each of the 2 transposed convolutions: {added:?}"
+    );
     assert_eq!(quantize::op_counts(&sub).get("ConvTranspose"), None);
     let tmp = tempfile::tempdir().unwrap();
     let (a, b) = (tmp.path().join("a.onnx"), tmp.path().join("b.onnx"));
     facerecon_export::write_model(&a, &fp32).unwrap();
     facerecon_export::write_model(&b, &sub).unwrap();
     let opts = facerecon_runtime::RuntimeOptions::default();
-    let (ra, rb) = (facerecon_runtime::Runtime::load(&a, &opts).unwrap(), facerecon_runtime::Runtime::load(&b, &opts).unwrap());
+    let (ra, rb) = (
+        facerecon_runtime::Runtime::load(&a, &opts).unwrap(),
+        facerecon_runtime::Runtime::load(&b, &opts).unwrap(),
+    );
     let (image, mask) = facerecon_export::verify::random_batch(spec, 3, 5).unwrap();
     let v = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    let (x, y) = (ra.run_tensors(&v(&image), &v(&mask), 3).unwrap().0, rb.run_tensors(&v(&image), &v(&mask), 3).unwrap().0);
+    let (x, y) = (
+        ra.run_tensors(&v(&image), &v(&mask), 3).unwrap().0,
+        rb.run_tensors(&v(&image), &v(&mask), 3).unwrap().0,
+    );
     let diff = x.iter().zip(&y).fold(0f32, |m, (p, q)| m.max((p - q).abs()));
     assert!(diff < 1e-5, "max |diff| {diff}");
 }
 
 #[test]
 fn weights_are_symmetric_int8_per_output_channel() {
-    let w = [0.5, -1.0, 0.25, /* channel 1 */ 0.0, 0.0, 0.0, /* channel 2 */ 2.54, 1.27, -0.01];
+    let w = [
+        0.5, -1.0, 0.25, /* channel 1 */ 0.0, 0.0, 0.0, /* channel 2 */ 2.54, 1.27, -0.01,
+    ];
     let (q, s) = quantize::quantize_weight(&w, 3);
     assert_eq!(s, vec![1.0 / 127.0, 1.0, 2.54 / 127.0]);
     assert_eq!(q, vec![64, -127, 32, 0, 0, 0, 127, 64, -1]);
@@ -112,19 +145,41 @@ fn tiny_quantized(opts: &QuantizeOptions) -> (ModelSpec, HashMap<String, Tensor>
     let spec = config.model.clone();
     let weights = random_weights(&spec, 3, 0.1, &Device::Cpu).unwrap();
     let fp32 = facerecon_export::export(&spec, &weights, &Metadata::default()).unwrap();
-    let mut ranges: BTreeMap<String, Range> =
-        spec.resolve().unwrap().iter().enumerate().map(|(i, l)| (l.name.clone(), Range { min: -1.0 - i as f32, max: 2.0 })).collect();
+    let mut ranges: BTreeMap<String, Range> = spec
+        .resolve()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            (
+                l.name.clone(),
+                Range {
+                    min: -1.0 - i as f32,
+                    max: 2.0,
+                },
+            )
+        })
+        .collect();
     ranges.insert("input".into(), Range { min: 0.0, max: 1.0 });
     let q = quantize::quantize(&fp32, &spec, &ranges, opts).unwrap();
     (spec, weights, q, ranges)
 }
 
 fn init<'a>(m: &'a ModelProto, name: &str) -> &'a TensorProto {
-    m.graph.as_ref().unwrap().initializer.iter().find(|t| t.name == name).unwrap_or_else(|| panic!("no initializer {name}"))
+    m.graph
+        .as_ref()
+        .unwrap()
+        .initializer
+        .iter()
+        .find(|t| t.name == name)
+        .unwrap_or_else(|| panic!("no initializer {name}"))
 }
 
 fn f32s(t: &TensorProto) -> Vec<f32> {
-    t.raw_data.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
+    t.raw_data
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect()
 }
 
 #[test]
@@ -143,7 +198,11 @@ fn qdq_structure() {
     assert_eq!(counts["Gemm"], 2, "{counts:?}");
 
     // Every Conv/Gemm reads a per-channel int8 weight and an int32 bias through DequantizeLinear.
-    let producer: HashMap<&str, _> = g.node.iter().flat_map(|n| n.output.iter().map(move |o| (o.as_str(), n))).collect();
+    let producer: HashMap<&str, _> = g
+        .node
+        .iter()
+        .flat_map(|n| n.output.iter().map(move |o| (o.as_str(), n)))
+        .collect();
     for n in g.node.iter().filter(|n| n.op_type == "Conv" || n.op_type == "Gemm") {
         let x = producer[n.input[0].as_str()];
         assert_eq!(x.op_type, "DequantizeLinear", "{}: activation input", n.name);
@@ -151,8 +210,16 @@ fn qdq_structure() {
         assert_eq!(w.op_type, "DequantizeLinear", "{}: weight", n.name);
         let wq = init(&m, &w.input[0]);
         assert_eq!(wq.data_type, DataType::Int8 as i32);
-        assert_eq!(init(&m, &w.input[1]).dims, vec![wq.dims[0]], "{}: one scale per output channel", n.name);
-        assert!(init(&m, &w.input[2]).raw_data.iter().all(|b| *b == 0), "symmetric: zero points 0");
+        assert_eq!(
+            init(&m, &w.input[1]).dims,
+            vec![wq.dims[0]],
+            "{}: one scale per output channel",
+            n.name
+        );
+        assert!(
+            init(&m, &w.input[2]).raw_data.iter().all(|b| *b == 0),
+            "symmetric: zero points 0"
+        );
         let b = producer[n.input[2].as_str()];
         let bq = init(&m, &b.input[0]);
         assert_eq!(bq.data_type, DataType::Int32 as i32);
@@ -183,7 +250,11 @@ fn qdq_structure() {
     assert_eq!(zp("enc1").raw_data, vec![ranges["enc1"].qparams().zero_point]);
     assert_eq!(f32s(init(&m, "input/scale"))[0], 1.0 / 255.0);
     for step in ["subpixel", "nhwc", "split", "interleave", "merge"] {
-        assert_eq!(f32s(init(&m, &format!("dec1/{step}/scale"))), f32s(init(&m, "dec1/scale")), "{step}");
+        assert_eq!(
+            f32s(init(&m, &format!("dec1/{step}/scale"))),
+            f32s(init(&m, "dec1/scale")),
+            "{step}"
+        );
     }
     // The reconstruction (graph output) and the composite stay fp32, reading the graph inputs.
     assert!(g.node.iter().all(|n| !n.input.iter().any(|i| i == "reconstruction/dq")));
@@ -194,18 +265,35 @@ fn qdq_structure() {
 
 #[test]
 fn fp32_layers_and_conv_transpose_stay_fp32_when_asked() {
-    let opts = QuantizeOptions { fp32_layers: vec!["out".into()], subpixel: false, ..Default::default() };
+    let opts = QuantizeOptions {
+        fp32_layers: vec!["out".into()],
+        subpixel: false,
+        ..Default::default()
+    };
     let (_, _, m, _) = tiny_quantized(&opts);
     quantize::check_quantized(&m).unwrap();
     assert_eq!(init(&m, "out.weight").data_type, DataType::Float as i32);
     assert_eq!(init(&m, "dec1.weight").data_type, DataType::Float as i32);
     assert_eq!(quantize::op_counts(&m)["ConvTranspose"], 2);
     let g = m.graph.as_ref().unwrap();
-    assert!(g.initializer.iter().all(|t| t.name != "out/scale"), "the fp32 layer's output is not quantized");
+    assert!(
+        g.initializer.iter().all(|t| t.name != "out/scale"),
+        "the fp32 layer's output is not quantized"
+    );
     let (_, config) = tiny_config();
-    let fp32 = facerecon_export::export(&config.model, &random_weights(&config.model, 3, 0.1, &Device::Cpu).unwrap(), &Metadata::default()).unwrap();
-    let bad = QuantizeOptions { fp32_layers: vec!["nope".into()], ..Default::default() };
-    let e = quantize::quantize(&fp32, &config.model, &BTreeMap::new(), &bad).unwrap_err().to_string();
+    let fp32 = facerecon_export::export(
+        &config.model,
+        &random_weights(&config.model, 3, 0.1, &Device::Cpu).unwrap(),
+        &Metadata::default(),
+    )
+    .unwrap();
+    let bad = QuantizeOptions {
+        fp32_layers: vec!["nope".into()],
+        ..Default::default()
+    };
+    let e = quantize::quantize(&fp32, &config.model, &BTreeMap::new(), &bad)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("no layer 'nope'"), "{e}");
 }
 
@@ -233,12 +321,19 @@ fn calibration_is_seeded_and_uses_only_training_side_faces() {
         config.train.max_val_images,
     );
     assert!(!split.val.is_empty());
-    assert!(a.iter().all(|f| !split.val.contains(f)), "a held-out face was used for calibration");
+    assert!(
+        a.iter().all(|f| !split.val.contains(f)),
+        "a held-out face was used for calibration"
+    );
 
     let spec = &config.model;
     let model = facerecon_model::Model::new(
         spec,
-        candle_nn::VarBuilder::from_tensors(random_weights(spec, 3, 0.1, &Device::Cpu).unwrap(), DType::F32, &Device::Cpu),
+        candle_nn::VarBuilder::from_tensors(
+            random_weights(spec, 3, 0.1, &Device::Cpu).unwrap(),
+            DType::F32,
+            &Device::Cpu,
+        ),
     )
     .unwrap();
     let (image, mask) = calibrate::load_batch(&a, &config, 0).unwrap();
@@ -265,9 +360,16 @@ fn calibration_is_seeded_and_uses_only_training_side_faces() {
     assert!(mm["input"].min == 0.0 && mm["input"].max <= 1.0);
     let p = calibrate::calibrate(&model, &image, &mask, Method::Percentile(99.0)).unwrap();
     for (n, r) in &p {
-        assert!(r.min >= mm[n].min && r.max <= mm[n].max, "{n}: percentile {r:?} outside min/max {:?}", mm[n]);
+        assert!(
+            r.min >= mm[n].min && r.max <= mm[n].max,
+            "{n}: percentile {r:?} outside min/max {:?}",
+            mm[n]
+        );
     }
-    assert!(p.iter().any(|(n, r)| r.max < mm[n].max), "99th percentile clipped nothing");
+    assert!(
+        p.iter().any(|(n, r)| r.max < mm[n].max),
+        "99th percentile clipped nothing"
+    );
 }
 
 /// A checkpoint directory like the trainer's (tiny config, random weights).
@@ -277,7 +379,11 @@ fn checkpoint(dir: &Path) -> PathBuf {
 
 fn run(args: &[&str]) -> (bool, String) {
     let out = Command::new(BIN).args(args).output().unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     (out.status.success(), text)
 }
 
@@ -287,23 +393,67 @@ fn onnx_file_as_checkpoint_reexports_the_same_model() {
     let ck = checkpoint(tmp.path());
     let a = tmp.path().join("a.onnx");
     let b = tmp.path().join("b.onnx");
-    let (ok, text) = run(&["--checkpoint", ck.to_str().unwrap(), "--out", a.to_str().unwrap(), "--no-verify"]);
+    let (ok, text) = run(&[
+        "--checkpoint",
+        ck.to_str().unwrap(),
+        "--out",
+        a.to_str().unwrap(),
+        "--no-verify",
+    ]);
     assert!(ok, "{text}");
-    let (ok, text) = run(&["--checkpoint", a.to_str().unwrap(), "--out", b.to_str().unwrap(), "--no-verify"]);
+    let (ok, text) = run(&[
+        "--checkpoint",
+        a.to_str().unwrap(),
+        "--out",
+        b.to_str().unwrap(),
+        "--no-verify",
+    ]);
     assert!(ok, "{text}");
-    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap(), "weights and metadata survive the round trip");
+    assert_eq!(
+        std::fs::read(&a).unwrap(),
+        std::fs::read(&b).unwrap(),
+        "weights and metadata survive the round trip"
+    );
     // --config replaces the config stored in the file (same model); a run directory refuses it.
     let cfg = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/tiny.yaml");
     let c = tmp.path().join("c.onnx");
-    let (ok, text) = run(&["--checkpoint", a.to_str().unwrap(), "--config", cfg.to_str().unwrap(), "--out", c.to_str().unwrap(), "--no-verify"]);
+    let (ok, text) = run(&[
+        "--checkpoint",
+        a.to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        c.to_str().unwrap(),
+        "--no-verify",
+    ]);
     assert!(ok, "{text}");
-    let (ok, text) = run(&["--checkpoint", ck.to_str().unwrap(), "--config", cfg.to_str().unwrap(), "--out", c.to_str().unwrap(), "--no-verify"]);
-    assert!(!ok && text.contains("only an ONNX --checkpoint takes a config"), "{text}");
+    let (ok, text) = run(&[
+        "--checkpoint",
+        ck.to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        c.to_str().unwrap(),
+        "--no-verify",
+    ]);
+    assert!(
+        !ok && text.contains("only an ONNX --checkpoint takes a config"),
+        "{text}"
+    );
     // A file that is not a facerecon export is named with the reason.
     let junk = tmp.path().join("junk.onnx");
     std::fs::write(&junk, b"\xff\xff not protobuf").unwrap();
-    let (ok, text) = run(&["--checkpoint", junk.to_str().unwrap(), "--out", b.to_str().unwrap(), "--no-verify"]);
-    assert!(!ok && text.contains("junk.onnx") && text.contains("not a valid ONNX model"), "{text}");
+    let (ok, text) = run(&[
+        "--checkpoint",
+        junk.to_str().unwrap(),
+        "--out",
+        b.to_str().unwrap(),
+        "--no-verify",
+    ]);
+    assert!(
+        !ok && text.contains("junk.onnx") && text.contains("not a valid ONNX model"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -316,16 +466,31 @@ fn int8_export_runs_through_the_runtime_close_to_fp32() {
     let dir = faces(tmp.path(), 48);
     let out = tmp.path().join("tiny-int8.onnx");
     let args = [
-        "--checkpoint", ck.to_str().unwrap(), "--out", out.to_str().unwrap(), "--quantize", "int8",
-        "--calibrate", dir.to_str().unwrap(), "--calibration-images", "24",
+        "--checkpoint",
+        ck.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--quantize",
+        "int8",
+        "--calibrate",
+        dir.to_str().unwrap(),
+        "--calibration-images",
+        "24",
     ];
     let (ok, text) = run(&args);
     assert!(ok, "{text}");
-    assert!(text.contains("calibrated") && text.contains("24 training-side faces"), "{text}");
+    assert!(
+        text.contains("calibrated") && text.contains("24 training-side faces"),
+        "{text}"
+    );
     assert!(text.contains("int8 vs candle fp32") && text.contains("PSNR"), "{text}");
     let m = facerecon_export::read_model(&out).unwrap();
     quantize::check_quantized(&m).unwrap();
-    let props: HashMap<_, _> = m.metadata_props.iter().map(|p| (p.key.as_str(), p.value.as_str())).collect();
+    let props: HashMap<_, _> = m
+        .metadata_props
+        .iter()
+        .map(|p| (p.key.as_str(), p.value.as_str()))
+        .collect();
     let info: serde_json::Value = serde_json::from_str(props[quantize::QUANTIZATION_KEY]).unwrap();
     assert_eq!(info["calibration"]["images"], 24);
     assert_eq!(props["facerecon.opset"], OPSET.to_string());
@@ -345,18 +510,40 @@ fn int8_export_runs_through_the_runtime_close_to_fp32() {
     let weights = facerecon_model::load_weights(spec, &ck.join("model.safetensors"), &Device::Cpu).unwrap();
     let files: Vec<PathBuf> = facerecon_imaging::io::list_images(&dir).into_iter().take(16).collect();
     let (image, mask) = calibrate::load_batch(&files, &config, 99).unwrap();
-    let model = facerecon_model::Model::new(spec, candle_nn::VarBuilder::from_tensors(weights, DType::F32, &Device::Cpu)).unwrap();
-    let want = model.forward(&image, &mask).unwrap().0.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let model = facerecon_model::Model::new(
+        spec,
+        candle_nn::VarBuilder::from_tensors(weights, DType::F32, &Device::Cpu),
+    )
+    .unwrap();
+    let want = model
+        .forward(&image, &mask)
+        .unwrap()
+        .0
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
     let rt = facerecon_runtime::Runtime::load(&out, &facerecon_runtime::RuntimeOptions::default()).unwrap();
     let v = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     let (got, _) = rt.run_tensors(&v(&image), &v(&mask), files.len()).unwrap();
-    let mse = want.iter().zip(&got).map(|(a, b)| ((a - b) as f64).powi(2)).sum::<f64>() / want.len() as f64;
+    let mse = want
+        .iter()
+        .zip(&got)
+        .map(|(a, b)| ((a - b) as f64).powi(2))
+        .sum::<f64>()
+        / want.len() as f64;
     let psnr = -10.0 * mse.log10();
     assert!(psnr > 30.0, "int8 vs fp32 reconstruction PSNR {psnr:.2} dB");
 
     // The runtime's image path: only hole pixels change.
     let photo = image::RgbImage::from_fn(40, 36, |x, y| image::Rgb([(x * 6) as u8, (y * 7) as u8, 90]));
-    let hole = image::GrayImage::from_fn(40, 36, |x, y| image::Luma([if (10..20).contains(&x) && (8..18).contains(&y) { 255 } else { 0 }]));
+    let hole = image::GrayImage::from_fn(40, 36, |x, y| {
+        image::Luma([if (10..20).contains(&x) && (8..18).contains(&y) {
+            255
+        } else {
+            0
+        }])
+    });
     let fixed = rt.reconstruct(&photo, &hole).unwrap();
     assert_eq!(fixed.dimensions(), (40, 36));
     for (x, y, p) in fixed.enumerate_pixels() {
@@ -370,8 +557,15 @@ fn int8_export_runs_through_the_runtime_close_to_fp32() {
     if let Some(py) = std::env::var_os("FACERECON_PYTHON") {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/check_onnx.py");
         let o = Command::new(py).arg(script).arg(&out).output().unwrap();
-        let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
-        assert!(o.status.success() && text.contains("passes onnx.checker full_check"), "{text}");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(
+            o.status.success() && text.contains("passes onnx.checker full_check"),
+            "{text}"
+        );
     }
 }
 
@@ -380,31 +574,70 @@ fn int8_needs_calibration_data_and_names_bad_input() {
     let tmp = tempfile::tempdir().unwrap();
     let ck = checkpoint(tmp.path());
     let out = tmp.path().join("q.onnx");
-    let (ok, text) = run(&["--checkpoint", ck.to_str().unwrap(), "--out", out.to_str().unwrap(), "--quantize", "int8"]);
+    let (ok, text) = run(&[
+        "--checkpoint",
+        ck.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--quantize",
+        "int8",
+    ]);
     assert!(!ok && text.contains("--calibrate"), "{text}");
     let missing = tmp.path().join("nowhere");
     let (ok, text) = run(&[
-        "--checkpoint", ck.to_str().unwrap(), "--out", out.to_str().unwrap(), "--quantize", "int8", "--calibrate",
-        missing.to_str().unwrap(), "--no-verify",
+        "--checkpoint",
+        ck.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--quantize",
+        "int8",
+        "--calibrate",
+        missing.to_str().unwrap(),
+        "--no-verify",
     ]);
-    assert!(!ok && text.contains("nowhere") && text.contains("does not exist"), "{text}");
+    assert!(
+        !ok && text.contains("nowhere") && text.contains("does not exist"),
+        "{text}"
+    );
     assert!(!out.exists());
     // A file where a directory belongs is named as such (not "does not exist").
     let file = tmp.path().join("faces.txt");
     std::fs::write(&file, "x").unwrap();
     let (ok, text) = run(&[
-        "--checkpoint", ck.to_str().unwrap(), "--out", out.to_str().unwrap(), "--quantize", "int8", "--calibrate",
-        file.to_str().unwrap(), "--no-verify",
+        "--checkpoint",
+        ck.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--quantize",
+        "int8",
+        "--calibrate",
+        file.to_str().unwrap(),
+        "--no-verify",
     ]);
     assert!(!ok && text.contains("faces.txt is a file"), "{text}");
     assert!(!out.exists());
     // An int8 file is not a source for another export.
     let dir = faces(tmp.path(), 20);
     let (ok, text) = run(&[
-        "--checkpoint", ck.to_str().unwrap(), "--out", out.to_str().unwrap(), "--quantize", "int8", "--calibrate",
-        dir.to_str().unwrap(), "--calibration-images", "8", "--no-verify",
+        "--checkpoint",
+        ck.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--quantize",
+        "int8",
+        "--calibrate",
+        dir.to_str().unwrap(),
+        "--calibration-images",
+        "8",
+        "--no-verify",
     ]);
     assert!(ok, "{text}");
-    let (ok, text) = run(&["--checkpoint", out.to_str().unwrap(), "--out", tmp.path().join("x.onnx").to_str().unwrap(), "--no-verify"]);
+    let (ok, text) = run(&[
+        "--checkpoint",
+        out.to_str().unwrap(),
+        "--out",
+        tmp.path().join("x.onnx").to_str().unwrap(),
+        "--no-verify",
+    ]);
     assert!(!ok && text.contains("already quantized"), "{text}");
 }

@@ -8,7 +8,11 @@ use image::{DynamicImage, GenericImageView, GrayImage, ImageBuffer, Pixel, RgbIm
 /// Returns `img` with every hole pixel (mask >= 128) set to black (0,0,0),
 /// which is what the network sees as input. Panics if the sizes differ.
 pub fn zero_holes(img: &RgbImage, mask: &GrayImage) -> RgbImage {
-    assert_eq!(img.dimensions(), mask.dimensions(), "zero_holes: image and mask sizes differ");
+    assert_eq!(
+        img.dimensions(),
+        mask.dimensions(),
+        "zero_holes: image and mask sizes differ"
+    );
     let mut out = img.clone();
     for (p, m) in out.pixels_mut().zip(mask.pixels()) {
         if m[0] >= 128 {
@@ -23,7 +27,11 @@ pub fn zero_holes(img: &RgbImage, mask: &GrayImage) -> RgbImage {
 ///
 /// `mask` must have the original's size. Panics otherwise.
 pub fn composite(original: &RgbImage, recon: &RgbImage, mask: &GrayImage) -> RgbImage {
-    assert_eq!(original.dimensions(), mask.dimensions(), "composite: original and mask sizes differ");
+    assert_eq!(
+        original.dimensions(),
+        mask.dimensions(),
+        "composite: original and mask sizes differ"
+    );
     let (w, h) = original.dimensions();
     let resized;
     let recon = if recon.dimensions() == (w, h) {
@@ -142,7 +150,11 @@ pub fn opaque_pixels(img: &DynamicImage) -> Option<Vec<bool>> {
 /// as `image` converts), and alpha keeps its value. No other pixel is touched.
 /// Panics if the sizes differ.
 pub fn paste_holes(img: &mut DynamicImage, mask: &GrayImage, colour: impl Fn(u32, u32) -> Option<[f32; 3]>) {
-    assert_eq!(img.dimensions(), mask.dimensions(), "paste_holes: image and mask sizes differ");
+    assert_eq!(
+        img.dimensions(),
+        mask.dimensions(),
+        "paste_holes: image and mask sizes differ"
+    );
     fn paste<P: Pixel>(
         buf: &mut ImageBuffer<P, Vec<P::Subpixel>>,
         mask: &GrayImage,
@@ -232,16 +244,24 @@ mod tests {
 
     #[test]
     fn the_view_shows_transparency_over_grey_and_keeps_opaque_colours() {
-        let rgba = image::RgbaImage::from_fn(3, 1, |x, _| image::Rgba([[10, 20, 30, 255], [0, 0, 0, 0], [200, 100, 0, 51]][x as usize]));
+        let rgba = image::RgbaImage::from_fn(3, 1, |x, _| {
+            image::Rgba([[10, 20, 30, 255], [0, 0, 0, 0], [200, 100, 0, 51]][x as usize])
+        });
         let img = DynamicImage::ImageRgba8(rgba);
         let view = network_view(&img);
         assert_eq!(view.get_pixel(0, 0), &Rgb([10, 20, 30]), "opaque: its own colour");
-        assert_eq!(view.get_pixel(1, 0), &Rgb([BACKDROP; 3]), "transparent black is grey, not a hole");
+        assert_eq!(
+            view.get_pixel(1, 0),
+            &Rgb([BACKDROP; 3]),
+            "transparent black is grey, not a hole"
+        );
         // a = 0.2: 0.2 * c + 0.8 * 128.
         assert_eq!(view.get_pixel(2, 0), &Rgb([142, 122, 102]));
         assert_eq!(opaque_pixels(&img), Some(vec![true, false, false]));
         // Grey and 16-bit: replicated and rounded.
-        let l16 = image::ImageBuffer::<image::Luma<u16>, Vec<u16>>::from_fn(2, 1, |x, _| image::Luma([[257 * 9, 65535][x as usize]]));
+        let l16 = image::ImageBuffer::<image::Luma<u16>, Vec<u16>>::from_fn(2, 1, |x, _| {
+            image::Luma([[257 * 9, 65535][x as usize]])
+        });
         let img = DynamicImage::ImageLuma16(l16);
         assert_eq!(network_view(&img).as_raw(), &vec![9, 9, 9, 255, 255, 255]);
         assert_eq!(opaque_pixels(&img), None);
@@ -254,7 +274,9 @@ mod tests {
     fn paste_holes_writes_only_holes_in_the_image_s_own_type() {
         let mask = box_mask(6, 4, 1, 1, 3, 2);
         let colour = |_: u32, _: u32| Some([0.1f32, 0.3, 0.5]);
-        let la16 = image::ImageBuffer::<image::LumaA<u16>, Vec<u16>>::from_fn(6, 4, |x, y| image::LumaA([x as u16 * 1000 + y as u16, 40000 + x as u16]));
+        let la16 = image::ImageBuffer::<image::LumaA<u16>, Vec<u16>>::from_fn(6, 4, |x, y| {
+            image::LumaA([x as u16 * 1000 + y as u16, 40000 + x as u16])
+        });
         let rgba8 = image::RgbaImage::from_fn(6, 4, |x, y| image::Rgba([x as u8, y as u8, 7, 100 + x as u8]));
         for original in [DynamicImage::ImageLumaA16(la16), DynamicImage::ImageRgba8(rgba8)] {
             let mut out = original.clone();
@@ -277,7 +299,9 @@ mod tests {
         }
         // An 8-bit value v/255 comes back as v; None leaves the pixel.
         let mut rgb = DynamicImage::ImageRgb8(RgbImage::new(6, 4));
-        paste_holes(&mut rgb, &mask, |x, _| (x != 3).then(|| [1.0 / 255.0, 254.0 / 255.0, 0.5]));
+        paste_holes(&mut rgb, &mask, |x, _| {
+            (x != 3).then(|| [1.0 / 255.0, 254.0 / 255.0, 0.5])
+        });
         let rgb = rgb.to_rgb8();
         assert_eq!(rgb.get_pixel(1, 1), &Rgb([1, 254, 128]));
         assert_eq!(rgb.get_pixel(3, 1), &Rgb([0, 0, 0]));

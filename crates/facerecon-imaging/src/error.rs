@@ -20,10 +20,21 @@ pub enum ImagingError {
     Decode { path: PathBuf, message: String },
     /// The decoded image would exceed [`crate::io::MAX_PIXELS`] (decompression-bomb guard).
     #[error("{path}: image is too large ({width}x{height} pixels; the limit is {limit} pixels)")]
-    TooLarge { path: PathBuf, width: u64, height: u64, limit: u64 },
+    TooLarge {
+        path: PathBuf,
+        width: u64,
+        height: u64,
+        limit: u64,
+    },
     /// A mask file whose aspect ratio differs from its image's: resizing it would move the holes.
     #[error("{path}: the mask is {mask_width}x{mask_height} but its image is {width}x{height}, another aspect ratio (resizing the mask would move the holes)")]
-    MaskAspect { path: PathBuf, mask_width: u32, mask_height: u32, width: u32, height: u32 },
+    MaskAspect {
+        path: PathBuf,
+        mask_width: u32,
+        mask_height: u32,
+        width: u32,
+        height: u32,
+    },
     /// Writing an output file failed.
     #[error("{path}: cannot write file: {message}")]
     Write { path: PathBuf, message: String },

@@ -46,7 +46,10 @@ pub fn load_image(path: &Path) -> Result<DynamicImage, ImagingError> {
     }
     let mut reader = ImageReader::new(Cursor::new(&bytes[..]))
         .with_guessed_format()
-        .map_err(|e| ImagingError::Unreadable { path: path.to_owned(), message: e.to_string() })?;
+        .map_err(|e| ImagingError::Unreadable {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
     match reader.format() {
         None => {
             return Err(ImagingError::Decode {
@@ -73,7 +76,9 @@ pub fn load_image(path: &Path) -> Result<DynamicImage, ImagingError> {
     let (w, h) = decoder.dimensions();
     check_pixels(path, w as u64, h as u64)?;
     // A broken EXIF block should not make an otherwise fine image unreadable.
-    let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
+    let orientation = decoder
+        .orientation()
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
     let mut img = DynamicImage::from_decoder(decoder).map_err(|e| map_limit_error(path, e))?;
     img.apply_orientation(orientation);
     Ok(img)
@@ -113,7 +118,12 @@ fn check_pixels(path: &Path, w: u64, h: u64) -> Result<(), ImagingError> {
             path: path.to_owned(),
             message: format!("image has zero size ({w}x{h})"),
         }),
-        _ => Err(ImagingError::TooLarge { path: path.to_owned(), width: w, height: h, limit: MAX_PIXELS }),
+        _ => Err(ImagingError::TooLarge {
+            path: path.to_owned(),
+            width: w,
+            height: h,
+            limit: MAX_PIXELS,
+        }),
     }
 }
 
@@ -130,9 +140,17 @@ fn map_limit_error(path: &Path, e: image::ImageError) -> ImagingError {
                     r.into_dimensions().ok()
                 })
                 .unwrap_or((0, 0));
-            ImagingError::TooLarge { path: path.to_owned(), width: w as u64, height: h as u64, limit: MAX_PIXELS }
+            ImagingError::TooLarge {
+                path: path.to_owned(),
+                width: w as u64,
+                height: h as u64,
+                limit: MAX_PIXELS,
+            }
         }
-        other => ImagingError::Decode { path: path.to_owned(), message: other.to_string() },
+        other => ImagingError::Decode {
+            path: path.to_owned(),
+            message: other.to_string(),
+        },
     }
 }
 
@@ -140,7 +158,10 @@ fn open_error(path: &Path, e: std::io::Error) -> ImagingError {
     if e.kind() == std::io::ErrorKind::NotFound {
         ImagingError::NotFound { path: path.to_owned() }
     } else {
-        ImagingError::Unreadable { path: path.to_owned(), message: e.to_string() }
+        ImagingError::Unreadable {
+            path: path.to_owned(),
+            message: e.to_string(),
+        }
     }
 }
 
@@ -213,7 +234,10 @@ pub fn walk_images(dir: &Path) -> Listing {
     }
     // The walk visits names in sorted order, which is path order already; sort to be sure.
     w.files.sort();
-    Listing { files: w.files, skipped: w.skipped }
+    Listing {
+        files: w.files,
+        skipped: w.skipped,
+    }
 }
 
 /// A file's identity: (device, inode) on Unix, so hard links and every path through symbolic
@@ -250,7 +274,10 @@ struct Walker {
 
 impl Walker {
     fn skip(&mut self, path: &Path, reason: String) {
-        self.skipped.push(Skipped { path: path.to_path_buf(), reason });
+        self.skipped.push(Skipped {
+            path: path.to_path_buf(),
+            reason,
+        });
     }
 
     fn walk(&mut self, dir: &Path) {
@@ -275,10 +302,14 @@ impl Walker {
             let meta = match std::fs::metadata(&path) {
                 Ok(m) => m,
                 Err(e) => {
-                    let is_link = std::fs::symlink_metadata(&path).map(|m| m.file_type().is_symlink()).unwrap_or(false);
+                    let is_link = std::fs::symlink_metadata(&path)
+                        .map(|m| m.file_type().is_symlink())
+                        .unwrap_or(false);
                     let reason = match (is_link, e.kind()) {
                         (true, std::io::ErrorKind::NotFound) => {
-                            let target = std::fs::read_link(&path).map(|t| t.display().to_string()).unwrap_or_default();
+                            let target = std::fs::read_link(&path)
+                                .map(|t| t.display().to_string())
+                                .unwrap_or_default();
                             format!("dangling symbolic link (its target {target} does not exist)")
                         }
                         (true, _) => format!("cannot follow the symbolic link: {e}"),
@@ -306,7 +337,10 @@ impl Walker {
             } else if !meta.is_file() {
                 self.skip(&path, "not a regular file or directory".into());
             } else if !has_image_extension(&path) {
-                self.skip(&path, format!("not a supported image (extensions: {})", IMAGE_EXTENSIONS.join(", ")));
+                self.skip(
+                    &path,
+                    format!("not a supported image (extensions: {})", IMAGE_EXTENSIONS.join(", ")),
+                );
             } else if let Some(first) = self.seen.get(&id) {
                 let reason = format!("same file as {}, listed there", first.display());
                 self.skip(&path, reason);
@@ -379,7 +413,9 @@ impl Protected {
         match meta {
             Some(m) if m.is_dir() => self.dirs.push((resolved, name)),
             Some(m) => {
-                self.ids.entry(file_id(&resolved, &m)).or_insert_with(|| (what.to_string(), path.to_path_buf()));
+                self.ids
+                    .entry(file_id(&resolved, &m))
+                    .or_insert_with(|| (what.to_string(), path.to_path_buf()));
                 self.files.entry(resolved).or_insert(name);
             }
             None => {
@@ -392,7 +428,9 @@ impl Protected {
     /// paths are covered by the directory, hard links to them elsewhere are not).
     pub fn add_file_id(&mut self, what: &str, path: &Path) {
         if let Some(m) = std::fs::metadata(path).ok().filter(|m| m.is_file()) {
-            self.ids.entry(file_id(path, &m)).or_insert_with(|| (what.to_string(), path.to_path_buf()));
+            self.ids
+                .entry(file_id(path, &m))
+                .or_insert_with(|| (what.to_string(), path.to_path_buf()));
         }
     }
 
@@ -405,10 +443,16 @@ impl Protected {
         }
         for (p, name) in &self.dirs {
             if resolved == *p {
-                return Err(format!("{what} {} is {name}: refusing to write into it", path.display()));
+                return Err(format!(
+                    "{what} {} is {name}: refusing to write into it",
+                    path.display()
+                ));
             }
             if resolved.starts_with(p) {
-                return Err(format!("{what} {} lies inside {name}: refusing to write there", path.display()));
+                return Err(format!(
+                    "{what} {} lies inside {name}: refusing to write there",
+                    path.display()
+                ));
             }
         }
         if let Ok(m) = std::fs::metadata(path) {
@@ -452,9 +496,15 @@ pub fn probe_writable(path: &Path) -> Result<(), String> {
 /// Linux only, and a temp file written by a process of another PID namespace (another container
 /// writing into the same directory) could be taken for stale.
 pub fn temp_path(path: &Path) -> PathBuf {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     clean_stale_temps_once(dir);
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     dir.join(format!(".{name}.tmp-{}", std::process::id()))
 }
 
@@ -462,7 +512,10 @@ pub fn temp_path(path: &Path) -> PathBuf {
 fn clean_stale_temps_once(dir: &Path) {
     static CLEANED: std::sync::Mutex<Option<std::collections::HashSet<PathBuf>>> = std::sync::Mutex::new(None);
     let key = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
-    let first = CLEANED.lock().map(|mut set| set.get_or_insert_with(Default::default).insert(key)).unwrap_or(false);
+    let first = CLEANED
+        .lock()
+        .map(|mut set| set.get_or_insert_with(Default::default).insert(key))
+        .unwrap_or(false);
     if first {
         clean_stale_temps(dir);
     }
@@ -478,9 +531,15 @@ pub fn clean_stale_temps(dir: &Path) -> usize {
     let mut removed = 0;
     for entry in entries.flatten() {
         let name = entry.file_name();
-        let Some(pid) = name.to_str().and_then(temp_pid) else { continue };
+        let Some(pid) = name.to_str().and_then(temp_pid) else {
+            continue;
+        };
         let is_file = entry.file_type().map(|t| t.is_file()).unwrap_or(false);
-        if is_file && pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() && std::fs::remove_file(entry.path()).is_ok() {
+        if is_file
+            && pid != std::process::id()
+            && !Path::new(&format!("/proc/{pid}")).exists()
+            && std::fs::remove_file(entry.path()).is_ok()
+        {
             removed += 1;
         }
     }
@@ -501,7 +560,10 @@ fn temp_pid(name: &str) -> Option<u32> {
 /// flush and sync, then rename over `path`. A crash leaves either the old file or the new one,
 /// never a truncated PNG. Parent directories are created if missing.
 pub fn save_png_atomic(img: &RgbImage, path: &Path) -> Result<(), ImagingError> {
-    let werr = |e: &dyn std::fmt::Display| ImagingError::Write { path: path.to_owned(), message: e.to_string() };
+    let werr = |e: &dyn std::fmt::Display| ImagingError::Write {
+        path: path.to_owned(),
+        message: e.to_string(),
+    };
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| werr(&e))?;
     }
@@ -523,7 +585,10 @@ pub fn save_png_atomic(img: &RgbImage, path: &Path) -> Result<(), ImagingError> 
 /// Writes raw bytes atomically (same temp + rename scheme as [`save_png_atomic`]; parent
 /// directories are created if missing).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ImagingError> {
-    let werr = |e: std::io::Error| ImagingError::Write { path: path.to_owned(), message: e.to_string() };
+    let werr = |e: std::io::Error| ImagingError::Write {
+        path: path.to_owned(),
+        message: e.to_string(),
+    };
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(werr)?;
     }
@@ -550,7 +615,11 @@ mod tests {
         for &b in bytes {
             crc ^= b as u32;
             for _ in 0..8 {
-                crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+                crc = if crc & 1 != 0 {
+                    (crc >> 1) ^ 0xEDB8_8320
+                } else {
+                    crc >> 1
+                };
             }
         }
         !crc
@@ -580,7 +649,12 @@ mod tests {
     /// The error of loading `p`, without Debug-printing a whole image on failure.
     fn load_err(p: &Path) -> ImagingError {
         match load_rgb(p) {
-            Ok(img) => panic!("{} decoded ({}x{}) but should have failed", p.display(), img.width(), img.height()),
+            Ok(img) => panic!(
+                "{} decoded ({}x{}) but should have failed",
+                p.display(),
+                img.width(),
+                img.height()
+            ),
             Err(e) => e,
         }
     }
@@ -613,7 +687,10 @@ mod tests {
         assert!(e.to_string().contains("empty.jpg"));
 
         let e = load_err(dir.path());
-        assert!(matches!(e, ImagingError::Unreadable { .. } | ImagingError::Decode { .. }), "{e}");
+        assert!(
+            matches!(e, ImagingError::Unreadable { .. } | ImagingError::Decode { .. }),
+            "{e}"
+        );
     }
 
     #[test]
@@ -646,7 +723,9 @@ mod tests {
         let p = dir.path().join("bomb.png");
         std::fs::write(&p, png_header(20_000, 20_000)).unwrap();
         match load_err(&p) {
-            ImagingError::TooLarge { width, height, path, .. } => {
+            ImagingError::TooLarge {
+                width, height, path, ..
+            } => {
                 assert_eq!((width, height), (20_000, 20_000));
                 assert_eq!(path, p);
             }
@@ -669,7 +748,8 @@ mod tests {
         assert_eq!(load_rgb(&p).unwrap(), img);
 
         // 16-bit gray.
-        let g16 = image::ImageBuffer::<image::Luma<u16>, Vec<u16>>::from_fn(3, 2, |x, _| image::Luma([x as u16 * 30000]));
+        let g16 =
+            image::ImageBuffer::<image::Luma<u16>, Vec<u16>>::from_fn(3, 2, |x, _| image::Luma([x as u16 * 30000]));
         let p = dir.path().join("g16.png");
         g16.save(&p).unwrap();
         let rgb = load_rgb(&p).unwrap();
@@ -693,7 +773,8 @@ mod tests {
         let rgba16 = image::ImageBuffer::<image::Rgba<u16>, Vec<u16>>::from_fn(3, 2, |x, y| {
             image::Rgba([x as u16 * 20001, y as u16 * 7, 65535, x as u16 * 3])
         });
-        let gray_alpha = image::ImageBuffer::<image::LumaA<u8>, Vec<u8>>::from_fn(3, 2, |x, y| image::LumaA([x as u8, y as u8]));
+        let gray_alpha =
+            image::ImageBuffer::<image::LumaA<u8>, Vec<u8>>::from_fn(3, 2, |x, y| image::LumaA([x as u8, y as u8]));
         for img in [DynamicImage::ImageRgba16(rgba16), DynamicImage::ImageLumaA8(gray_alpha)] {
             let p = dir.path().join("typed.png");
             img.save(&p).unwrap();
@@ -737,7 +818,10 @@ mod tests {
         let top = img.get_pixel(8, 4);
         let bottom = img.get_pixel(8, 28);
         assert!(top[0] > 200 && top[2] < 60, "top should be red, got {top:?}");
-        assert!(bottom[2] > 200 && bottom[0] < 60, "bottom should be blue, got {bottom:?}");
+        assert!(
+            bottom[2] > 200 && bottom[0] < 60,
+            "bottom should be blue, got {bottom:?}"
+        );
         // Orientation 1 leaves it alone.
         std::fs::write(&p, with_exif_orientation(&jpeg, 1)).unwrap();
         assert_eq!(load_rgb(&p).unwrap().dimensions(), (32, 16));
@@ -750,7 +834,16 @@ mod tests {
         for sub in ["b/deeper", "a", ".hidden"] {
             std::fs::create_dir_all(d.join(sub)).unwrap();
         }
-        for f in ["b/deeper/z.PNG", "a/y.jpeg", "a/x.JPG", "top.webp", ".hidden/h.png", ".dot.png", "notes.txt", "a/t.tiff"] {
+        for f in [
+            "b/deeper/z.PNG",
+            "a/y.jpeg",
+            "a/x.JPG",
+            "top.webp",
+            ".hidden/h.png",
+            ".dot.png",
+            "notes.txt",
+            "a/t.tiff",
+        ] {
             std::fs::write(d.join(f), b"x").unwrap();
         }
         let got: Vec<String> = list_images(d)
@@ -769,7 +862,10 @@ mod tests {
         save_png_atomic(&img, &p).unwrap();
         save_png_atomic(&img, &p).unwrap(); // overwrite works
         assert_eq!(load_rgb(&p).unwrap(), img);
-        let names: Vec<_> = std::fs::read_dir(p.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = std::fs::read_dir(p.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names, [std::ffi::OsString::from("img.png")]);
         // Writing into a path whose parent is a file fails with a named Write error.
         let bad = dir.path().join("out/sub/img.png/inner.png");

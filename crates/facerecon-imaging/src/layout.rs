@@ -60,7 +60,11 @@ pub fn mask_to_vec(mask: &GrayImage) -> Vec<f32> {
 
 /// Inverse of [`mask_to_vec`]: 255 where the value is >= 0.5. Panics on a length mismatch.
 pub fn mask_from_vec(data: &[f32], width: u32, height: u32) -> GrayImage {
-    assert_eq!(data.len(), (width * height) as usize, "mask_from_vec: expected [1,{height},{width}]");
+    assert_eq!(
+        data.len(),
+        (width * height) as usize,
+        "mask_from_vec: expected [1,{height},{width}]"
+    );
     GrayImage::from_fn(width, height, |x, y| {
         image::Luma([if data[(y * width + x) as usize] >= 0.5 { 255 } else { 0 }])
     })
@@ -81,7 +85,10 @@ mod tests {
         });
         let out = fit_square(&img, 32);
         assert_eq!(out.dimensions(), (32, 32));
-        assert!(out.pixels().all(|p| *p == Rgb([0, 255, 0])), "only the green center survives");
+        assert!(
+            out.pixels().all(|p| *p == Rgb([0, 255, 0])),
+            "only the green center survives"
+        );
         // Portrait input and no-resize case.
         let tall = RgbImage::from_fn(10, 30, |_, y| Rgb([y as u8, 0, 0]));
         let out = fit_square(&tall, 10);

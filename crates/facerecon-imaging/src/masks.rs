@@ -62,9 +62,7 @@ impl MaskSpec {
     /// The mixture weight of this spec.
     pub fn weight(&self) -> f64 {
         match self {
-            MaskSpec::Box { weight, .. } | MaskSpec::Boxes { weight, .. } | MaskSpec::Strokes { weight, .. } => {
-                *weight
-            }
+            MaskSpec::Box { weight, .. } | MaskSpec::Boxes { weight, .. } | MaskSpec::Strokes { weight, .. } => *weight,
         }
     }
 
@@ -75,13 +73,19 @@ impl MaskSpec {
         }
         let (lo, hi, what) = match *self {
             MaskSpec::Box { min, max, .. } | MaskSpec::Boxes { min, max, .. } => (min, max, "box side"),
-            MaskSpec::Strokes { width_min, width_max, .. } => (width_min, width_max, "stroke width"),
+            MaskSpec::Strokes {
+                width_min, width_max, ..
+            } => (width_min, width_max, "stroke width"),
         };
         if lo == 0 || lo > hi {
             return Err(format!("{what} range must satisfy 1 <= min <= max, got [{lo}, {hi}]"));
         }
-        if let MaskSpec::Boxes { count_min, count_max, .. } | MaskSpec::Strokes { count_min, count_max, .. } =
-            *self
+        if let MaskSpec::Boxes {
+            count_min, count_max, ..
+        }
+        | MaskSpec::Strokes {
+            count_min, count_max, ..
+        } = *self
         {
             if count_min == 0 || count_min > count_max {
                 return Err(format!(
@@ -104,7 +108,13 @@ impl MaskSpec {
                 let (x, y) = (rng.gen_range(0..=size - s), rng.gen_range(0..=size - s));
                 fill_rect(&mut mask, x, y, s, s);
             }
-            MaskSpec::Boxes { min, max, count_min, count_max, .. } => {
+            MaskSpec::Boxes {
+                min,
+                max,
+                count_min,
+                count_max,
+                ..
+            } => {
                 for _ in 0..uniform(rng, count_min, count_max) {
                     let w = uniform(rng, min, max).min(size);
                     let h = uniform(rng, min, max).min(size);
@@ -112,7 +122,13 @@ impl MaskSpec {
                     fill_rect(&mut mask, x, y, w, h);
                 }
             }
-            MaskSpec::Strokes { width_min, width_max, count_min, count_max, .. } => {
+            MaskSpec::Strokes {
+                width_min,
+                width_max,
+                count_min,
+                count_max,
+                ..
+            } => {
                 for _ in 0..uniform(rng, count_min, count_max) {
                     let width = uniform(rng, width_min, width_max) as f32;
                     draw_stroke(&mut mask, width, rng);
@@ -188,7 +204,11 @@ fn paint_capsule(mask: &mut GrayImage, a: (f32, f32), b: (f32, f32), radius: f32
         for x in x0..=x1 {
             // Pixel centers are at +0.5.
             let (px, py) = (x as f32 + 0.5 - a.0, y as f32 + 0.5 - a.1);
-            let t = if len2 > 0.0 { ((px * dx + py * dy) / len2).clamp(0.0, 1.0) } else { 0.0 };
+            let t = if len2 > 0.0 {
+                ((px * dx + py * dy) / len2).clamp(0.0, 1.0)
+            } else {
+                0.0
+            };
             let (ex, ey) = (px - t * dx, py - t * dy);
             if ex * ex + ey * ey <= r2 {
                 mask.put_pixel(x, y, Luma([HOLE]));
@@ -212,13 +232,17 @@ impl MaskSampler {
             return Err(ImagingError::Invalid("mask list is empty".into()));
         }
         for (i, s) in specs.iter().enumerate() {
-            s.validate().map_err(|m| ImagingError::Invalid(format!("masks[{i}]: {m}")))?;
+            s.validate()
+                .map_err(|m| ImagingError::Invalid(format!("masks[{i}]: {m}")))?;
         }
         let total_weight: f64 = specs.iter().map(MaskSpec::weight).sum();
         if total_weight <= 0.0 {
             return Err(ImagingError::Invalid("mask weights sum to zero".into()));
         }
-        Ok(Self { specs: specs.to_vec(), total_weight })
+        Ok(Self {
+            specs: specs.to_vec(),
+            total_weight,
+        })
     }
 
     /// The specs of the mixture.
@@ -442,7 +466,9 @@ pub fn detect_dark_holes_where(img: &RgbImage, eligible: impl Fn(u32, u32) -> bo
         if component.len() < MIN_SIDE * MIN_SIDE {
             continue;
         }
-        let Some((x0, y0, x1, y1)) = dominant_rect(&component, wu) else { continue };
+        let Some((x0, y0, x1, y1)) = dominant_rect(&component, wu) else {
+            continue;
+        };
         let area = (x1 - x0 + 1) * (y1 - y0 + 1);
         // A dark region at the image's edge is a black border, alignment padding, a dark background
         // or clothing far more often than a painted box: never a hole by default.
@@ -466,10 +492,14 @@ pub fn detect_dark_holes_where(img: &RgbImage, eligible: impl Fn(u32, u32) -> bo
             }
         }
         let dark_in = |xa: usize, ya: usize, xb: usize, yb: usize| {
-            (ya..=yb).map(|y| (xa..=xb).filter(|&x| dark[y * wu + x]).count()).sum::<usize>()
+            (ya..=yb)
+                .map(|y| (xa..=xb).filter(|&x| dark[y * wu + x]).count())
+                .sum::<usize>()
         };
-        let thin_row = |y: usize, xa: usize, xb: usize| (dark_in(xa, y, xb, y) as f64) < LINE_FILL * (xb - xa + 1) as f64;
-        let thin_col = |x: usize, ya: usize, yb: usize| (dark_in(x, ya, x, yb) as f64) < LINE_FILL * (yb - ya + 1) as f64;
+        let thin_row =
+            |y: usize, xa: usize, xb: usize| (dark_in(xa, y, xb, y) as f64) < LINE_FILL * (xb - xa + 1) as f64;
+        let thin_col =
+            |x: usize, ya: usize, yb: usize| (dark_in(x, ya, x, yb) as f64) < LINE_FILL * (yb - ya + 1) as f64;
         let (mut tx0, mut ty0, mut tx1, mut ty1) = (x0, y0, x1, y1);
         if thin_row(y0, x0, x1) {
             ty0 += 1;
@@ -644,32 +674,86 @@ mod tests {
     #[test]
     fn specs_parse_with_default_weight_and_reject_unknowns() {
         let s: MaskSpec = serde_json::from_str(r#"{"kind":"box","min":28,"max":28}"#).unwrap();
-        assert_eq!(s, MaskSpec::Box { min: 28, max: 28, weight: 1.0 });
-        let s: MaskSpec =
-            serde_json::from_str(r#"{"kind":"strokes","width_min":6,"width_max":16,"count_min":1,"count_max":4,"weight":2.5}"#)
-                .unwrap();
+        assert_eq!(
+            s,
+            MaskSpec::Box {
+                min: 28,
+                max: 28,
+                weight: 1.0
+            }
+        );
+        let s: MaskSpec = serde_json::from_str(
+            r#"{"kind":"strokes","width_min":6,"width_max":16,"count_min":1,"count_max":4,"weight":2.5}"#,
+        )
+        .unwrap();
         assert_eq!(s.weight(), 2.5);
         assert!(serde_json::from_str::<MaskSpec>(r#"{"kind":"circle","min":1,"max":2}"#).is_err());
         assert!(serde_json::from_str::<MaskSpec>(r#"{"kind":"box","min":1,"max":2,"colour":3}"#).is_err());
-        let json = serde_json::to_string(&MaskSpec::Boxes { min: 1, max: 2, count_min: 1, count_max: 3, weight: 1.0 }).unwrap();
+        let json = serde_json::to_string(&MaskSpec::Boxes {
+            min: 1,
+            max: 2,
+            count_min: 1,
+            count_max: 3,
+            weight: 1.0,
+        })
+        .unwrap();
         assert!(json.contains(r#""kind":"boxes""#), "{json}");
     }
 
     #[test]
     fn sampler_validates() {
         assert!(MaskSampler::new(&[]).is_err());
-        assert!(MaskSampler::new(&[MaskSpec::Box { min: 30, max: 20, weight: 1.0 }]).is_err());
-        assert!(MaskSampler::new(&[MaskSpec::Box { min: 0, max: 20, weight: 1.0 }]).is_err());
-        assert!(MaskSampler::new(&[MaskSpec::Box { min: 1, max: 2, weight: 0.0 }]).is_err());
-        assert!(MaskSampler::new(&[MaskSpec::Box { min: 1, max: 2, weight: f64::NAN }]).is_err());
-        let bad = MaskSpec::Strokes { width_min: 2, width_max: 3, count_min: 3, count_max: 1, weight: 1.0 };
-        let e = MaskSampler::new(&[MaskSpec::Box { min: 1, max: 2, weight: 1.0 }, bad]).unwrap_err();
+        assert!(MaskSampler::new(&[MaskSpec::Box {
+            min: 30,
+            max: 20,
+            weight: 1.0
+        }])
+        .is_err());
+        assert!(MaskSampler::new(&[MaskSpec::Box {
+            min: 0,
+            max: 20,
+            weight: 1.0
+        }])
+        .is_err());
+        assert!(MaskSampler::new(&[MaskSpec::Box {
+            min: 1,
+            max: 2,
+            weight: 0.0
+        }])
+        .is_err());
+        assert!(MaskSampler::new(&[MaskSpec::Box {
+            min: 1,
+            max: 2,
+            weight: f64::NAN
+        }])
+        .is_err());
+        let bad = MaskSpec::Strokes {
+            width_min: 2,
+            width_max: 3,
+            count_min: 3,
+            count_max: 1,
+            weight: 1.0,
+        };
+        let e = MaskSampler::new(&[
+            MaskSpec::Box {
+                min: 1,
+                max: 2,
+                weight: 1.0,
+            },
+            bad,
+        ])
+        .unwrap_err();
         assert!(e.to_string().contains("masks[1]"), "{e}");
     }
 
     #[test]
     fn box_spec_gives_one_inside_square() {
-        let sampler = MaskSampler::new(&[MaskSpec::Box { min: 28, max: 28, weight: 1.0 }]).unwrap();
+        let sampler = MaskSampler::new(&[MaskSpec::Box {
+            min: 28,
+            max: 28,
+            weight: 1.0,
+        }])
+        .unwrap();
         let mut rng = StdRng::seed_from_u64(7);
         let mut corners = std::collections::HashSet::new();
         for _ in 0..200 {
@@ -682,7 +766,12 @@ mod tests {
         }
         assert!(corners.len() > 150, "positions should vary");
         // Side range and determinism.
-        let sampler = MaskSampler::new(&[MaskSpec::Box { min: 6, max: 12, weight: 1.0 }]).unwrap();
+        let sampler = MaskSampler::new(&[MaskSpec::Box {
+            min: 6,
+            max: 12,
+            weight: 1.0,
+        }])
+        .unwrap();
         let sides: std::collections::HashSet<u32> = (0..200)
             .map(|_| {
                 let (x0, _, x1, _) = bbox(&sampler.sample(32, &mut rng));
@@ -693,19 +782,36 @@ mod tests {
         let a = sampler.sample(32, &mut StdRng::seed_from_u64(1));
         assert_eq!(a, sampler.sample(32, &mut StdRng::seed_from_u64(1)));
         // A box larger than the image is clamped to it.
-        let m = MaskSpec::Box { min: 50, max: 50, weight: 1.0 }.draw(20, &mut rng);
+        let m = MaskSpec::Box {
+            min: 50,
+            max: 50,
+            weight: 1.0,
+        }
+        .draw(20, &mut rng);
         assert_eq!(holes(&m), 400);
     }
 
     #[test]
     fn boxes_and_strokes_stay_in_plausible_ranges() {
         let mut rng = StdRng::seed_from_u64(3);
-        let boxes = MaskSpec::Boxes { min: 8, max: 16, count_min: 2, count_max: 3, weight: 1.0 };
+        let boxes = MaskSpec::Boxes {
+            min: 8,
+            max: 16,
+            count_min: 2,
+            count_max: 3,
+            weight: 1.0,
+        };
         for _ in 0..50 {
             let n = holes(&boxes.draw(64, &mut rng));
             assert!((64..=3 * 256).contains(&n), "{n}");
         }
-        let strokes = MaskSpec::Strokes { width_min: 4, width_max: 8, count_min: 1, count_max: 3, weight: 1.0 };
+        let strokes = MaskSpec::Strokes {
+            width_min: 4,
+            width_max: 8,
+            count_min: 1,
+            count_max: 3,
+            weight: 1.0,
+        };
         let mut fractions = Vec::new();
         for _ in 0..50 {
             let m = strokes.draw(64, &mut rng);
@@ -723,9 +829,21 @@ mod tests {
     #[test]
     fn sampler_respects_weights() {
         let sampler = MaskSampler::new(&[
-            MaskSpec::Box { min: 4, max: 4, weight: 0.0 },
-            MaskSpec::Box { min: 8, max: 8, weight: 3.0 },
-            MaskSpec::Box { min: 2, max: 2, weight: 1.0 },
+            MaskSpec::Box {
+                min: 4,
+                max: 4,
+                weight: 0.0,
+            },
+            MaskSpec::Box {
+                min: 8,
+                max: 8,
+                weight: 3.0,
+            },
+            MaskSpec::Box {
+                min: 2,
+                max: 2,
+                weight: 1.0,
+            },
         ])
         .unwrap();
         let mut rng = StdRng::seed_from_u64(11);
@@ -738,7 +856,10 @@ mod tests {
             }
         }
         let share = n8 as f64 / 2000.0;
-        assert!((0.72..0.78).contains(&share), "share of the weight-3 spec: {share} ({n2} small)");
+        assert!(
+            (0.72..0.78).contains(&share),
+            "share of the weight-3 spec: {share} ({n2} small)"
+        );
     }
 
     #[test]
@@ -783,7 +904,10 @@ mod tests {
         let e = load_mask(&p, 4, 4).unwrap_err();
         assert!(matches!(e, ImagingError::MaskAspect { .. }), "{e}");
         let msg = e.to_string();
-        assert!(msg.contains("m.png") && msg.contains("4x2") && msg.contains("4x4"), "{msg}");
+        assert!(
+            msg.contains("m.png") && msg.contains("4x2") && msg.contains("4x4"),
+            "{msg}"
+        );
         assert_eq!(load_mask_fit(&p, 4, 4, MaskFit::Stretch).unwrap().dimensions(), (4, 4));
     }
 
@@ -813,17 +937,28 @@ mod tests {
             let face = crate::synth::synth_face(seed, 128);
             let bx = box_mask(128, 128, 50, 40, 28, 28);
             let corrupted = crate::composite::zero_holes(&face, &bx);
-            for (label, img) in [("png", corrupted.clone()), ("jpeg q75", jpeg_round_trip(&corrupted, 75))] {
+            for (label, img) in [
+                ("png", corrupted.clone()),
+                ("jpeg q75", jpeg_round_trip(&corrupted, 75)),
+            ] {
                 let found = detect_dark_holes(&img);
                 let grown = dilate(&bx, 2);
                 for (x, y, p) in bx.enumerate_pixels() {
                     if p[0] == 255 {
-                        assert_eq!(found.get_pixel(x, y)[0], 255, "seed {seed} {label}: box pixel ({x},{y}) missed");
+                        assert_eq!(
+                            found.get_pixel(x, y)[0],
+                            255,
+                            "seed {seed} {label}: box pixel ({x},{y}) missed"
+                        );
                     }
                 }
                 for (x, y, p) in found.enumerate_pixels() {
                     if p[0] == 255 {
-                        assert_eq!(grown.get_pixel(x, y)[0], 255, "seed {seed} {label}: false hole at ({x},{y})");
+                        assert_eq!(
+                            grown.get_pixel(x, y)[0],
+                            255,
+                            "seed {seed} {label}: false hole at ({x},{y})"
+                        );
                     }
                 }
             }
@@ -859,7 +994,11 @@ mod tests {
                 face.put_pixel(x, y, Rgb([0, 0, 0]));
             }
         }
-        assert_eq!(holes(&detect_dark_holes(&face)), 12 * 12, "10x10 black box dilated by 1");
+        assert_eq!(
+            holes(&detect_dark_holes(&face)),
+            12 * 12,
+            "10x10 black box dilated by 1"
+        );
         // The same box on a dark surface does not stand out: not a hole.
         let mut dim = RgbImage::from_pixel(64, 64, Rgb([30, 25, 20]));
         paint_box(&mut dim, (20, 20, 16, 16));
@@ -885,7 +1024,11 @@ mod tests {
 
     /// Near-black hair: diagonal strands of 0-6 between darker-than-16 and lighter texture.
     fn hair(x: u32, y: u32, rng: &mut StdRng) -> Rgb<u8> {
-        let v = if ((2 * x + y) / 4) % 3 == 0 { rng.gen_range(0..7u8) } else { rng.gen_range(2..30u8) };
+        let v = if ((2 * x + y) / 4) % 3 == 0 {
+            rng.gen_range(0..7u8)
+        } else {
+            rng.gen_range(2..30u8)
+        };
         Rgb([v, v, v.saturating_add(rng.gen_range(0..3))])
     }
 
@@ -894,20 +1037,32 @@ mod tests {
         for seed in 0..3 {
             cases.push(("dark hair", portrait(160, seed, hair)));
             // A dark, noisy background (a dim room) around the face.
-            cases.push(("dark background", portrait(160, 10 + seed, |_, y, rng| {
-                let v = 3 + (y / 40) as u8 + rng.gen_range(0..9u8);
-                Rgb([v, v + 1, v])
-            })));
+            cases.push((
+                "dark background",
+                portrait(160, 10 + seed, |_, y, rng| {
+                    let v = 3 + (y / 40) as u8 + rng.gen_range(0..9u8);
+                    Rgb([v, v + 1, v])
+                }),
+            ));
         }
         // A night shot: a low-key gradient with noise, crushed-black round shapes (exactly 0) and
         // a few lights; no face.
         let mut rng = StdRng::seed_from_u64(5);
         let blobs: Vec<(f32, f32, f32)> = (0..6)
-            .map(|_| (rng.gen_range(20.0..180.0), rng.gen_range(20.0..180.0), rng.gen_range(12.0..30.0)))
+            .map(|_| {
+                (
+                    rng.gen_range(20.0..180.0),
+                    rng.gen_range(20.0..180.0),
+                    rng.gen_range(12.0..30.0),
+                )
+            })
             .collect();
         let night = RgbImage::from_fn(200, 200, |x, y| {
             let (xf, yf) = (x as f32, y as f32);
-            if blobs.iter().any(|&(cx, cy, r)| (xf - cx).powi(2) + (yf - cy).powi(2) < r * r) {
+            if blobs
+                .iter()
+                .any(|&(cx, cy, r)| (xf - cx).powi(2) + (yf - cy).powi(2) < r * r)
+            {
                 return Rgb([0, 0, 0]);
             }
             if (x % 50 == 7) && (y % 60 == 9) {
@@ -943,7 +1098,9 @@ mod tests {
 
     fn noise_rgb(w: u32, h: u32, seed: u64) -> RgbImage {
         let mut rng = StdRng::seed_from_u64(seed);
-        RgbImage::from_fn(w, h, |_, _| Rgb([rng.gen_range(40..240), rng.gen_range(40..240), rng.gen_range(40..240)]))
+        RgbImage::from_fn(w, h, |_, _| {
+            Rgb([rng.gen_range(40..240), rng.gen_range(40..240), rng.gen_range(40..240)])
+        })
     }
 
     fn paint_box(img: &mut RgbImage, (x0, y0, w, h): (u32, u32, u32, u32)) {
@@ -978,7 +1135,12 @@ mod tests {
         // (a few pixels: JPEG smooths the hair next to the box), the rest of the hair may not.
         let faces = [
             ("synthetic face", crate::synth::synth_face(2, 128), (50, 60, 28, 28), 2),
-            ("face on dark background", dark_textures()[1].1.clone(), (60, 80, 30, 24), 2),
+            (
+                "face on dark background",
+                dark_textures()[1].1.clone(),
+                (60, 80, 30, 24),
+                2,
+            ),
             // JPEG rings hardest next to white noise: at quality 75 it brightens the box's outer 4
             // lines past 16, and the hole misses them (`--dilate 3` covers them; growing into dark
             // neighbours by default would repaint hair); at 90 they are found.
@@ -1016,10 +1178,21 @@ mod tests {
     fn round_black_shapes_are_not_boxes() {
         // Exactly black discs and ellipses (a black button, a ball, a pupil in close-up) on a
         // bright surface: they stand out like a box, but their corners are round.
-        for (rx, ry) in [(6.0f32, 6.0f32), (9.0, 9.0), (14.0, 14.0), (24.0, 24.0), (30.0, 18.0), (12.0, 28.0)] {
+        for (rx, ry) in [
+            (6.0f32, 6.0f32),
+            (9.0, 9.0),
+            (14.0, 14.0),
+            (24.0, 24.0),
+            (30.0, 18.0),
+            (12.0, 28.0),
+        ] {
             let img = RgbImage::from_fn(100, 100, |x, y| {
                 let (dx, dy) = ((x as f32 + 0.5 - 50.0) / rx, (y as f32 + 0.5 - 50.0) / ry);
-                if dx * dx + dy * dy <= 1.0 { Rgb([0, 0, 0]) } else { Rgb([210, 190, 170]) }
+                if dx * dx + dy * dy <= 1.0 {
+                    Rgb([0, 0, 0])
+                } else {
+                    Rgb([210, 190, 170])
+                }
             });
             for (format, decoded) in [("png", img.clone()), ("jpeg q90", jpeg_round_trip(&img, 90))] {
                 assert_eq!(holes(&detect_dark_holes(&decoded)), 0, "ellipse {rx}x{ry} ({format})");
@@ -1047,7 +1220,12 @@ mod tests {
         // One pixel in from the edge, a box is a hole again.
         let mut inside = face;
         paint_box(&mut inside, (1, 1, 30, 24));
-        assert_finds_box(&detect_dark_holes(&inside), (1, 1, 30, 24), 2, "box 1 pixel from the edge");
+        assert_finds_box(
+            &detect_dark_holes(&inside),
+            (1, 1, 30, 24),
+            2,
+            "box 1 pixel from the edge",
+        );
     }
 
     #[test]

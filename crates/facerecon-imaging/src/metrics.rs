@@ -43,8 +43,16 @@ pub struct Metrics {
 /// Metrics of an 8-bit result against the 8-bit original; `mask` >= 128 marks holes.
 /// Panics if the sizes differ.
 pub fn evaluate(result: &RgbImage, original: &RgbImage, mask: &GrayImage) -> Metrics {
-    assert_eq!(result.dimensions(), original.dimensions(), "evaluate: result and original sizes differ");
-    assert_eq!(result.dimensions(), mask.dimensions(), "evaluate: image and mask sizes differ");
+    assert_eq!(
+        result.dimensions(),
+        original.dimensions(),
+        "evaluate: result and original sizes differ"
+    );
+    assert_eq!(
+        result.dimensions(),
+        mask.dimensions(),
+        "evaluate: image and mask sizes differ"
+    );
     let (w, h) = result.dimensions();
     let to_f64 = |img: &RgbImage| -> Vec<f64> {
         let plane = (w * h) as usize;
@@ -76,7 +84,11 @@ pub fn evaluate_chw(result: &[f32], original: &[f32], mask: &[f32], w: usize, h:
 /// A field that is NaN everywhere (or an empty slice) gives NaN.
 pub fn mean(ms: &[Metrics]) -> Metrics {
     let avg = |f: fn(&Metrics) -> f64| {
-        let (sum, n) = ms.iter().map(f).filter(|v| !v.is_nan()).fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
+        let (sum, n) = ms
+            .iter()
+            .map(f)
+            .filter(|v| !v.is_nan())
+            .fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
         if n == 0 {
             f64::NAN
         } else {
@@ -119,12 +131,21 @@ fn compute(a: &[f64], b: &[f64], hole: &[bool], w: usize, h: usize) -> Metrics {
     } else {
         (psnr_from_mse(se_hole / n_hole as f64), 100.0 * ae_hole / n_hole as f64)
     };
-    let psnr_full = if plane == 0 { f64::NAN } else { psnr_from_mse(se_all / (3 * plane) as f64) };
+    let psnr_full = if plane == 0 {
+        f64::NAN
+    } else {
+        psnr_from_mse(se_all / (3 * plane) as f64)
+    };
     let ssim = (0..3)
         .map(|c| ssim_channel(&a[c * plane..(c + 1) * plane], &b[c * plane..(c + 1) * plane], w, h))
         .sum::<f64>()
         / 3.0;
-    Metrics { psnr_full, psnr_hole, ssim, l1_hole }
+    Metrics {
+        psnr_full,
+        psnr_hole,
+        ssim,
+        l1_hole,
+    }
 }
 
 const SIGMA: f64 = 1.5;
@@ -245,8 +266,14 @@ mod tests {
             let got = evaluate(&b, &a, &none(w, h)).ssim;
             assert!((got - want).abs() < 1e-6, "{w}x{h}: {got} vs skimage {want}");
         }
-        let a = RgbImage::from_fn(32, 16, |x, y| Rgb(std::array::from_fn(|c| ((x * 7 + y * 13 + c as u32 * 29) % 256) as u8)));
-        let b = RgbImage::from_fn(32, 16, |x, y| Rgb(std::array::from_fn(|c| ((x * x * 3 + y * y * 5 + c as u32 * 11) % 256) as u8)));
+        let a = RgbImage::from_fn(32, 16, |x, y| {
+            Rgb(std::array::from_fn(|c| ((x * 7 + y * 13 + c as u32 * 29) % 256) as u8))
+        });
+        let b = RgbImage::from_fn(32, 16, |x, y| {
+            Rgb(std::array::from_fn(|c| {
+                ((x * x * 3 + y * y * 5 + c as u32 * 11) % 256) as u8
+            }))
+        });
         let got = evaluate(&b, &a, &none(32, 16)).ssim;
         assert!((got - 0.011904303861998769).abs() < 1e-6, "unrelated: {got}");
     }
@@ -286,15 +313,31 @@ mod tests {
 
         // evaluate_chw agrees with evaluate on the same data.
         let chw = |i: &RgbImage| crate::layout::to_chw(i);
-        let mc = evaluate_chw(&chw(&result), &chw(&original), &crate::layout::mask_to_vec(&mask), 128, 128);
-        for (a, b) in [(m.psnr_full, mc.psnr_full), (m.psnr_hole, mc.psnr_hole), (m.ssim, mc.ssim), (m.l1_hole, mc.l1_hole)] {
+        let mc = evaluate_chw(
+            &chw(&result),
+            &chw(&original),
+            &crate::layout::mask_to_vec(&mask),
+            128,
+            128,
+        );
+        for (a, b) in [
+            (m.psnr_full, mc.psnr_full),
+            (m.psnr_hole, mc.psnr_hole),
+            (m.ssim, mc.ssim),
+            (m.l1_hole, mc.l1_hole),
+        ] {
             assert!((a - b).abs() < 1e-4, "{a} vs {b}");
         }
     }
 
     #[test]
     fn mean_skips_nan() {
-        let m = |p: f64, h: f64| Metrics { psnr_full: p, psnr_hole: h, ssim: 0.5, l1_hole: h };
+        let m = |p: f64, h: f64| Metrics {
+            psnr_full: p,
+            psnr_hole: h,
+            ssim: 0.5,
+            l1_hole: h,
+        };
         let avg = mean(&[m(30.0, 20.0), m(40.0, f64::NAN), m(20.0, 10.0)]);
         assert_eq!(avg.psnr_full, 30.0);
         assert_eq!(avg.psnr_hole, 15.0);

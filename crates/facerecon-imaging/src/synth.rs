@@ -53,7 +53,11 @@ impl Rng64 {
 type Rgb = [f32; 3];
 
 fn lerp(a: Rgb, b: Rgb, t: f32) -> Rgb {
-    [a[0] + (b[0] - a[0]) * t, a[1] + (b[1] - a[1]) * t, a[2] + (b[2] - a[2]) * t]
+    [
+        a[0] + (b[0] - a[0]) * t,
+        a[1] + (b[1] - a[1]) * t,
+        a[2] + (b[2] - a[2]) * t,
+    ]
 }
 
 fn scale(c: Rgb, k: f32) -> Rgb {
@@ -111,12 +115,18 @@ impl Canvas {
     fn to_image(&self, u: f32, v: f32) -> (f32, f32) {
         let half = self.size as f32 / 2.0;
         let (ru, rv) = (self.cos * u - self.sin * v, self.sin * u + self.cos * v);
-        (half * (1.0 + self.off.0 + self.scale * ru), half * (1.0 + self.off.1 + self.scale * rv))
+        (
+            half * (1.0 + self.off.0 + self.scale * ru),
+            half * (1.0 + self.off.1 + self.scale * rv),
+        )
     }
 
     fn to_face(&self, x: f32, y: f32) -> (f32, f32) {
         let half = self.size as f32 / 2.0;
-        let (a, b) = (((x / half) - 1.0 - self.off.0) / self.scale, ((y / half) - 1.0 - self.off.1) / self.scale);
+        let (a, b) = (
+            ((x / half) - 1.0 - self.off.0) / self.scale,
+            ((y / half) - 1.0 - self.off.1) / self.scale,
+        );
         (self.cos * a + self.sin * b, -self.sin * a + self.cos * b)
     }
 
@@ -183,7 +193,11 @@ fn capsule(a: (f32, f32), b: (f32, f32), r: f32) -> impl Fn(f32, f32) -> f32 {
     move |u, v| {
         let (pa, ba) = ((u - a.0, v - a.1), (b.0 - a.0, b.1 - a.1));
         let l2 = ba.0 * ba.0 + ba.1 * ba.1;
-        let t = if l2 > 0.0 { ((pa.0 * ba.0 + pa.1 * ba.1) / l2).clamp(0.0, 1.0) } else { 0.0 };
+        let t = if l2 > 0.0 {
+            ((pa.0 * ba.0 + pa.1 * ba.1) / l2).clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
         ((pa.0 - t * ba.0).powi(2) + (pa.1 - t * ba.1).powi(2)).sqrt() - r
     }
 }
@@ -197,7 +211,11 @@ fn curve(cx: f32, cy: f32, half: f32, bend: f32, r: f32) -> impl Fn(f32, f32) ->
             (cx + half * t, cy + bend * (1.0 - t * t))
         })
         .collect();
-    move |u, v| pts.windows(2).map(|w| capsule(w[0], w[1], r)(u, v)).fold(f32::INFINITY, f32::min)
+    move |u, v| {
+        pts.windows(2)
+            .map(|w| capsule(w[0], w[1], r)(u, v))
+            .fold(f32::INFINITY, f32::min)
+    }
 }
 
 fn solid(c: Rgb) -> impl Fn(f32, f32) -> Rgb {
@@ -247,36 +265,85 @@ pub fn synth_face(seed: u64, size: u32) -> RgbImage {
     // Long hair falls behind the shoulders.
     if hair_style == 1 {
         let len = rng.range(0.75, 1.05);
-        cv.paint((0.0, head_cy + 0.2), 1.2, 1.0, 0.0, capsule((0.0, head_cy - 0.1), (0.0, head_cy + len - 0.4), head_rx + 0.1), solid(scale(hair, 0.85)));
+        cv.paint(
+            (0.0, head_cy + 0.2),
+            1.2,
+            1.0,
+            0.0,
+            capsule((0.0, head_cy - 0.1), (0.0, head_cy + len - 0.4), head_rx + 0.1),
+            solid(scale(hair, 0.85)),
+        );
     }
 
     // Neck (darker than the face: it is in the chin's shadow), then the clothed shoulders
     // over its lower end, then sometimes a neckline showing skin.
     let neck_w = rng.range(0.13, 0.17);
-    cv.paint((0.0, head_cy + 0.6), 0.6, 1.0, 0.0, capsule((0.0, head_cy + 0.3), (0.0, 0.95), neck_w), solid(skin_dark));
+    cv.paint(
+        (0.0, head_cy + 0.6),
+        0.6,
+        1.0,
+        0.0,
+        capsule((0.0, head_cy + 0.3), (0.0, 0.95), neck_w),
+        solid(skin_dark),
+    );
     let cloth = random_color(&mut rng, 20.0, 230.0);
     let shoulder_w = rng.range(0.85, 1.15);
     let shoulder_top = rng.range(0.68, 0.8);
-    cv.paint((0.0, shoulder_top + 0.6), 1.3, 1.0, 0.0, ellipse(0.0, shoulder_top + 0.6, shoulder_w, 0.6, 0.0), move |u, _| scale(cloth, 1.0 - 0.15 * u.abs()));
+    cv.paint(
+        (0.0, shoulder_top + 0.6),
+        1.3,
+        1.0,
+        0.0,
+        ellipse(0.0, shoulder_top + 0.6, shoulder_w, 0.6, 0.0),
+        move |u, _| scale(cloth, 1.0 - 0.15 * u.abs()),
+    );
     if rng.chance(0.5) {
         let depth = rng.range(0.06, 0.16);
-        cv.paint((0.0, shoulder_top), 0.4, 1.0, 0.0, ellipse(0.0, shoulder_top, neck_w + 0.04, depth, 0.0), solid(skin_dark));
+        cv.paint(
+            (0.0, shoulder_top),
+            0.4,
+            1.0,
+            0.0,
+            ellipse(0.0, shoulder_top, neck_w + 0.04, depth, 0.0),
+            solid(skin_dark),
+        );
     }
 
     // Ears.
     let ear_y = head_cy + rng.range(0.02, 0.08);
     for side in [-1.0f32, 1.0] {
-        cv.paint((side * head_rx, ear_y), 0.2, 1.0, 0.0, ellipse(side * (head_rx - 0.01), ear_y, 0.075, 0.12, side * 0.2), solid(scale(skin, 0.93)));
-        cv.paint((side * head_rx, ear_y), 0.2, 0.5, 0.01, ellipse(side * (head_rx + 0.005), ear_y, 0.03, 0.07, side * 0.2), solid(skin_dark));
+        cv.paint(
+            (side * head_rx, ear_y),
+            0.2,
+            1.0,
+            0.0,
+            ellipse(side * (head_rx - 0.01), ear_y, 0.075, 0.12, side * 0.2),
+            solid(scale(skin, 0.93)),
+        );
+        cv.paint(
+            (side * head_rx, ear_y),
+            0.2,
+            0.5,
+            0.01,
+            ellipse(side * (head_rx + 0.005), ear_y, 0.03, 0.07, side * 0.2),
+            solid(skin_dark),
+        );
     }
 
     // Head, shaded darker toward the rim and lit from the upper left.
     let light = rng.range(-0.3, 0.3);
-    cv.paint((0.0, head_cy), head_ry + 0.05, 1.0, 0.0, ellipse(0.0, head_cy, head_rx, head_ry, 0.0), move |u, v| {
-        let r2 = (u / head_rx).powi(2) + ((v - head_cy) / head_ry).powi(2);
-        let k = 1.0 - 0.16 * r2 * r2 - 0.06 * (u + light * 0.5) - 0.04 * (v - head_cy);
-        scale(skin, k.clamp(0.6, 1.1))
-    });
+    cv.paint(
+        (0.0, head_cy),
+        head_ry + 0.05,
+        1.0,
+        0.0,
+        ellipse(0.0, head_cy, head_rx, head_ry, 0.0),
+        move |u, v| {
+            let r2 = (u / head_rx).powi(2) + ((v - head_cy) / head_ry).powi(2);
+            let k = 1.0 - 0.16 * r2 * r2 - 0.06 * (u + light * 0.5) - 0.04 * (v - head_cy);
+            scale(skin, k.clamp(0.6, 1.1))
+        },
+    );
     // Chin shadow onto the neck is implied by the head drawn over the darker neck.
 
     // Hair on top of the head.
@@ -290,7 +357,14 @@ pub fn synth_face(seed: u64, size: u32) -> RgbImage {
             let cap_ry = head_ry + 0.02;
             let face_cut = ellipse(0.0, hairline + head_ry * 0.95, head_rx * 0.95, head_ry, 0.0);
             let cap = ellipse(0.0, head_cy, head_rx + 0.01, cap_ry, 0.0);
-            cv.paint((0.0, head_cy - 0.2), head_ry + 0.1, a, 0.0, move |u, v| cap(u, v).max(-face_cut(u, v)), hair_col);
+            cv.paint(
+                (0.0, head_cy - 0.2),
+                head_ry + 0.1,
+                a,
+                0.0,
+                move |u, v| cap(u, v).max(-face_cut(u, v)),
+                hair_col,
+            );
         }
         4 => {
             // Curly / afro: a big lumpy cloud.
@@ -299,11 +373,18 @@ pub fn synth_face(seed: u64, size: u32) -> RgbImage {
             let face_cut = ellipse(0.0, hairline + head_ry * 0.92, head_rx * 0.93, head_ry, 0.0);
             let bumps = rng.range(0.02, 0.05);
             let freq = rng.pick(&[7.0f32, 9.0, 11.0]);
-            cv.paint((0.0, cy), r + 0.1, 1.0, 0.0, move |u, v| {
-                let ang = (v - cy).atan2(u);
-                let d = ((u).powi(2) + (v - cy).powi(2)).sqrt() - r - bumps * (freq * ang).sin();
-                d.max(-face_cut(u, v)).max(v - (head_cy + 0.25))
-            }, hair_col);
+            cv.paint(
+                (0.0, cy),
+                r + 0.1,
+                1.0,
+                0.0,
+                move |u, v| {
+                    let ang = (v - cy).atan2(u);
+                    let d = ((u).powi(2) + (v - cy).powi(2)).sqrt() - r - bumps * (freq * ang).sin();
+                    d.max(-face_cut(u, v)).max(v - (head_cy + 0.25))
+                },
+                hair_col,
+            );
         }
         _ => {
             // Short, long or bob: a cap minus the face, with a parted fringe.
@@ -315,9 +396,22 @@ pub fn synth_face(seed: u64, size: u32) -> RgbImage {
                 _ => rng.range(0.3, 0.45),
             };
             let cap = ellipse(0.0, head_cy - 0.02, cap_rx, cap_ry, 0.0);
-            let face_cut = ellipse(part * 0.3, hairline + head_ry * 0.93, head_rx * 0.9, head_ry, part * 0.4);
+            let face_cut = ellipse(
+                part * 0.3,
+                hairline + head_ry * 0.93,
+                head_rx * 0.9,
+                head_ry,
+                part * 0.4,
+            );
             let bottom = head_cy + side_len;
-            cv.paint((0.0, head_cy), cap_ry + 0.1, 1.0, 0.0, move |u, v| cap(u, v).max(-face_cut(u, v)).max(v - bottom), hair_col);
+            cv.paint(
+                (0.0, head_cy),
+                cap_ry + 0.1,
+                1.0,
+                0.0,
+                move |u, v| cap(u, v).max(-face_cut(u, v)).max(v - bottom),
+                hair_col,
+            );
         }
     }
 
@@ -335,33 +429,99 @@ pub fn synth_face(seed: u64, size: u32) -> RgbImage {
     for side in [-1.0f32, 1.0] {
         let ex = side * eye_dx;
         let white = ellipse(ex, eye_y, eye_rx, eye_ry, 0.0);
-        cv.paint((ex, eye_y), eye_rx + 0.02, 1.0, 0.0, &white, solid([242.0, 240.0, 235.0]));
+        cv.paint(
+            (ex, eye_y),
+            eye_rx + 0.02,
+            1.0,
+            0.0,
+            &white,
+            solid([242.0, 240.0, 235.0]),
+        );
         let (ix, iy) = (ex + gaze.0, eye_y + gaze.1);
         let iris_r = eye_ry * 0.95;
         // Iris and pupil are clipped to the eye white.
-        cv.paint((ix, iy), iris_r + 0.02, 1.0, 0.0, |u, v| (((u - ix).powi(2) + (v - iy).powi(2)).sqrt() - iris_r).max(white(u, v)), move |u, v| {
-            let r = ((u - ix).powi(2) + (v - iy).powi(2)).sqrt() / iris_r;
-            scale(iris, 1.1 - 0.4 * r)
-        });
-        cv.paint((ix, iy), iris_r, 1.0, 0.0, |u, v| (((u - ix).powi(2) + (v - iy).powi(2)).sqrt() - iris_r * 0.45).max(white(u, v)), solid([12.0, 10.0, 10.0]));
+        cv.paint(
+            (ix, iy),
+            iris_r + 0.02,
+            1.0,
+            0.0,
+            |u, v| (((u - ix).powi(2) + (v - iy).powi(2)).sqrt() - iris_r).max(white(u, v)),
+            move |u, v| {
+                let r = ((u - ix).powi(2) + (v - iy).powi(2)).sqrt() / iris_r;
+                scale(iris, 1.1 - 0.4 * r)
+            },
+        );
+        cv.paint(
+            (ix, iy),
+            iris_r,
+            1.0,
+            0.0,
+            |u, v| (((u - ix).powi(2) + (v - iy).powi(2)).sqrt() - iris_r * 0.45).max(white(u, v)),
+            solid([12.0, 10.0, 10.0]),
+        );
         let (hx, hy) = (ix - iris_r * 0.35, iy - iris_r * 0.35);
-        cv.paint((hx, hy), 0.03, 0.9, 0.0, move |u, v| ((u - hx).powi(2) + (v - hy).powi(2)).sqrt() - iris_r * 0.18, solid([255.0, 255.0, 255.0]));
+        cv.paint(
+            (hx, hy),
+            0.03,
+            0.9,
+            0.0,
+            move |u, v| ((u - hx).powi(2) + (v - hy).powi(2)).sqrt() - iris_r * 0.18,
+            solid([255.0, 255.0, 255.0]),
+        );
         // Upper lid line.
-        cv.paint((ex, eye_y), eye_rx + 0.03, 1.0, 0.0, move |u, v| white(u, v).abs() - 0.006 + (v - eye_y).max(0.0) * 3.0, solid(scale(skin, 0.35)));
+        cv.paint(
+            (ex, eye_y),
+            eye_rx + 0.03,
+            1.0,
+            0.0,
+            move |u, v| white(u, v).abs() - 0.006 + (v - eye_y).max(0.0) * 3.0,
+            solid(scale(skin, 0.35)),
+        );
         // Eyebrow.
         let by = eye_y - eye_ry - brow_h;
-        let (a, b) = ((ex - side * eye_rx * 0.9, by + 0.01), (ex + side * eye_rx * 1.1, by + side * brow_tilt));
-        cv.paint((ex, by), eye_rx + 0.05, 1.0, 0.0, capsule(a, b, brow_w), solid(brow_col));
+        let (a, b) = (
+            (ex - side * eye_rx * 0.9, by + 0.01),
+            (ex + side * eye_rx * 1.1, by + side * brow_tilt),
+        );
+        cv.paint(
+            (ex, by),
+            eye_rx + 0.05,
+            1.0,
+            0.0,
+            capsule(a, b, brow_w),
+            solid(brow_col),
+        );
     }
 
     // Nose: a soft side shadow and a darker tip with nostrils.
     let nose_y = eye_y + rng.range(0.17, 0.23);
     let nose_w = rng.range(0.05, 0.075);
     let shade_side = if light > 0.0 { 1.0 } else { -1.0 };
-    cv.paint((0.0, nose_y - 0.08), 0.2, 0.35, 0.04, ellipse(shade_side * nose_w * 0.6, nose_y - 0.08, 0.025, 0.12, 0.0), solid(skin_dark));
-    cv.paint((0.0, nose_y), 0.12, 0.5, 0.02, ellipse(0.0, nose_y, nose_w, nose_w * 0.55, 0.0), solid(scale(skin, 0.85)));
+    cv.paint(
+        (0.0, nose_y - 0.08),
+        0.2,
+        0.35,
+        0.04,
+        ellipse(shade_side * nose_w * 0.6, nose_y - 0.08, 0.025, 0.12, 0.0),
+        solid(skin_dark),
+    );
+    cv.paint(
+        (0.0, nose_y),
+        0.12,
+        0.5,
+        0.02,
+        ellipse(0.0, nose_y, nose_w, nose_w * 0.55, 0.0),
+        solid(scale(skin, 0.85)),
+    );
     for side in [-1.0f32, 1.0] {
-        cv.paint((side * nose_w * 0.45, nose_y + 0.01), 0.05, 0.7, 0.005, ellipse(side * nose_w * 0.45, nose_y + 0.012, 0.016, 0.01, side * 0.3), solid(scale(skin, 0.45)));
+        cv.paint(
+            (side * nose_w * 0.45, nose_y + 0.01),
+            0.05,
+            0.7,
+            0.005,
+            ellipse(side * nose_w * 0.45, nose_y + 0.012, 0.016, 0.01, side * 0.3),
+            solid(scale(skin, 0.45)),
+        );
     }
 
     // Mouth: lips and a curved line (smile / neutral / slight frown).
@@ -370,18 +530,46 @@ pub fn synth_face(seed: u64, size: u32) -> RgbImage {
     let bend = rng.range(-0.035, 0.02); // negative: corners up (smile)
     let lip = lerp(scale(skin, 0.8), [190.0, 70.0, 80.0], rng.range(0.2, 0.6));
     let lip_h = rng.range(0.02, 0.04);
-    cv.paint((0.0, mouth_y), mouth_half + 0.05, 1.0, 0.0, ellipse(0.0, mouth_y + bend * 0.3, mouth_half * 0.95, lip_h, 0.0), solid(lip));
+    cv.paint(
+        (0.0, mouth_y),
+        mouth_half + 0.05,
+        1.0,
+        0.0,
+        ellipse(0.0, mouth_y + bend * 0.3, mouth_half * 0.95, lip_h, 0.0),
+        solid(lip),
+    );
     if rng.chance(0.3) {
         // Open smile showing teeth.
-        cv.paint((0.0, mouth_y), mouth_half, 1.0, 0.0, ellipse(0.0, mouth_y + bend * 0.3, mouth_half * 0.75, lip_h * 0.6, 0.0), solid([235.0, 232.0, 225.0]));
+        cv.paint(
+            (0.0, mouth_y),
+            mouth_half,
+            1.0,
+            0.0,
+            ellipse(0.0, mouth_y + bend * 0.3, mouth_half * 0.75, lip_h * 0.6, 0.0),
+            solid([235.0, 232.0, 225.0]),
+        );
     }
-    cv.paint((0.0, mouth_y), mouth_half + 0.05, 1.0, 0.0, curve(0.0, mouth_y, mouth_half, bend, 0.007), solid(scale(lip, 0.5)));
+    cv.paint(
+        (0.0, mouth_y),
+        mouth_half + 0.05,
+        1.0,
+        0.0,
+        curve(0.0, mouth_y, mouth_half, bend, 0.007),
+        solid(scale(lip, 0.5)),
+    );
 
     // Cheek blush.
     if rng.chance(0.5) {
         for side in [-1.0f32, 1.0] {
             let (bx, by) = (side * (eye_dx + 0.05), eye_y + 0.15);
-            cv.paint((bx, by), 0.15, 0.25, 0.06, ellipse(bx, by, 0.07, 0.04, 0.0), solid([225.0, 110.0, 110.0]));
+            cv.paint(
+                (bx, by),
+                0.15,
+                0.25,
+                0.06,
+                ellipse(bx, by, 0.07, 0.04, 0.0),
+                solid([225.0, 110.0, 110.0]),
+            );
         }
     }
 
@@ -391,9 +579,23 @@ pub fn synth_face(seed: u64, size: u32) -> RgbImage {
         let r = eye_rx * 1.45;
         for side in [-1.0f32, 1.0] {
             let ex = side * eye_dx;
-            cv.paint((ex, eye_y), r + 0.03, 1.0, 0.0, move |u, v| (((u - ex).powi(2) + (v - eye_y).powi(2)).sqrt() - r).abs() - 0.009, solid(frame));
+            cv.paint(
+                (ex, eye_y),
+                r + 0.03,
+                1.0,
+                0.0,
+                move |u, v| (((u - ex).powi(2) + (v - eye_y).powi(2)).sqrt() - r).abs() - 0.009,
+                solid(frame),
+            );
         }
-        cv.paint((0.0, eye_y), eye_dx, 1.0, 0.0, capsule((-eye_dx + r, eye_y - 0.01), (eye_dx - r, eye_y - 0.01), 0.008), solid(frame));
+        cv.paint(
+            (0.0, eye_y),
+            eye_dx,
+            1.0,
+            0.0,
+            capsule((-eye_dx + r, eye_y - 0.01), (eye_dx - r, eye_y - 0.01), 0.008),
+            solid(frame),
+        );
     }
 
     // Mild sensor-like noise, then quantise.
@@ -413,8 +615,10 @@ pub fn synth_face(seed: u64, size: u32) -> RgbImage {
 /// pixels into `dir` (created if missing), in parallel, each written atomically, plus a
 /// `README.txt` saying the set is synthetic.
 pub fn write_dataset(dir: &Path, count: usize, size: u32) -> Result<(), ImagingError> {
-    std::fs::create_dir_all(dir)
-        .map_err(|e| ImagingError::Write { path: dir.to_owned(), message: e.to_string() })?;
+    std::fs::create_dir_all(dir).map_err(|e| ImagingError::Write {
+        path: dir.to_owned(),
+        message: e.to_string(),
+    })?;
     (0..count).into_par_iter().try_for_each(|i| {
         let img = synth_face(i as u64, size);
         crate::io::save_png_atomic(&img, &dir.join(format!("synth_{i:05}.png")))
@@ -438,12 +642,17 @@ mod tests {
         assert!(a == synth_face(42, 64), "same seed must give the same image");
         assert!(a != synth_face(43, 64));
         // Not flat: a face has plenty of contrast.
-        let lum: Vec<f64> = a.pixels().map(|p| (p[0] as f64 + p[1] as f64 + p[2] as f64) / 3.0).collect();
+        let lum: Vec<f64> = a
+            .pixels()
+            .map(|p| (p[0] as f64 + p[1] as f64 + p[2] as f64) / 3.0)
+            .collect();
         let mean = lum.iter().sum::<f64>() / lum.len() as f64;
         let sd = (lum.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / lum.len() as f64).sqrt();
         assert!(sd > 15.0, "std dev {sd}");
         // Different seeds have different mean colours (backgrounds, skin, hair vary).
-        let means: Vec<u32> = (0..8).map(|s| synth_face(s, 32).pixels().map(|p| p[0] as u32).sum::<u32>() / 1024).collect();
+        let means: Vec<u32> = (0..8)
+            .map(|s| synth_face(s, 32).pixels().map(|p| p[0] as u32).sum::<u32>() / 1024)
+            .collect();
         let (lo, hi) = (means.iter().min().unwrap(), means.iter().max().unwrap());
         assert!(hi - lo > 30, "means {means:?}");
         // Odd sizes work.
@@ -456,8 +665,20 @@ mod tests {
         let out = dir.path().join("synth");
         write_dataset(&out, 5, 24).unwrap();
         let files = crate::io::list_images(&out);
-        let names: Vec<_> = files.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
-        assert_eq!(names, ["synth_00000.png", "synth_00001.png", "synth_00002.png", "synth_00003.png", "synth_00004.png"]);
+        let names: Vec<_> = files
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "synth_00000.png",
+                "synth_00001.png",
+                "synth_00002.png",
+                "synth_00003.png",
+                "synth_00004.png"
+            ]
+        );
         assert!(crate::io::load_rgb(&files[3]).unwrap() == synth_face(3, 24));
         let readme = std::fs::read_to_string(out.join("README.txt")).unwrap();
         assert!(readme.contains("SYNTHETIC"));

@@ -28,7 +28,13 @@ pub fn bench_session(rt: &Runtime, runs: usize) -> Result<()> {
     let side = scale(28, size) as usize;
     let lo = (s - side.min(s)) / 2;
     let one_mask: Vec<f32> = (0..s * s)
-        .map(|p| if (lo..lo + side).contains(&(p / s)) && (lo..lo + side).contains(&(p % s)) { 1.0 } else { 0.0 })
+        .map(|p| {
+            if (lo..lo + side).contains(&(p / s)) && (lo..lo + side).contains(&(p % s)) {
+                1.0
+            } else {
+                0.0
+            }
+        })
         .collect();
     let mask: Vec<f32> = one_mask.iter().copied().cycle().take(n * s * s).collect();
     for (v, m) in image.iter_mut().zip(mask.iter().cycle()) {
@@ -52,7 +58,12 @@ pub fn bench_session(rt: &Runtime, runs: usize) -> Result<()> {
         .chunks_exact(3 * s * s)
         .zip(mask.chunks_exact(s * s))
         .map(|(i, m)| Prepared {
-            region: Some(Region { x: 0, y: 0, width: size, height: size }),
+            region: Some(Region {
+                x: 0,
+                y: 0,
+                width: size,
+                height: size,
+            }),
             image: i.to_vec(),
             mask: m.to_vec(),
         })

@@ -41,7 +41,11 @@ pub fn prepare(image: &RgbImage, mask: &GrayImage, size: u32, fit: FitMode) -> R
             }
         }
     }
-    Ok(Prepared { region: Some(region), image: chw, mask: small_mask })
+    Ok(Prepared {
+        region: Some(region),
+        image: chw,
+        mask: small_mask,
+    })
 }
 
 /// Put the `[3, size, size]` reconstruction back into `original`, changing only the hole pixels of
@@ -111,7 +115,11 @@ mod tests {
             }
             let fit = [FitMode::Auto, FitMode::Whole, FitMode::Crop][case % 3];
             let prepared = pipeline::prepare(&img, &mask, size, fit).unwrap();
-            assert_eq!(prepare(&img, &mask, size, fit).unwrap(), prepared, "case {case}: {w}x{h}, {fit:?}");
+            assert_eq!(
+                prepare(&img, &mask, size, fit).unwrap(),
+                prepared,
+                "case {case}: {w}x{h}, {fit:?}"
+            );
             let rec: Vec<f32> = (0..3 * size * size).map(|_| rng.gen_range(-0.1..1.1)).collect();
             assert_eq!(
                 finish(&img, &mask, &prepared, &rec, size).unwrap(),

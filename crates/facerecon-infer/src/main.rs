@@ -117,7 +117,12 @@ struct Args {
     /// A hole rectangle in original-image pixels (repeatable).
     // allow_hyphen_values: `--box -1,0,5,5` reaches BoxArg's parser, which names the option, instead of
     // clap's "unexpected argument '-1,0,5,5'" with a misleading `-- -1,0,5,5` tip (found by fuzzing).
-    #[arg(long = "box", value_name = "X,Y,W,H", conflicts_with = "eval", allow_hyphen_values = true)]
+    #[arg(
+        long = "box",
+        value_name = "X,Y,W,H",
+        conflicts_with = "eval",
+        allow_hyphen_values = true
+    )]
     boxes: Vec<BoxArg>,
     /// Images per ONNX Runtime run (a model with a fixed batch size overrides it).
     #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
@@ -232,7 +237,11 @@ fn run(args: &Args) -> Result<usize> {
     }
     let out = args.out.clone().unwrap_or_else(|| PathBuf::from("reconstructed"));
     // Every output path is checked before the model loads and any image runs.
-    let mut protected = plan::Reads { model: &args.model, masks: &masks }.protect(&args.inputs);
+    let mut protected = plan::Reads {
+        model: &args.model,
+        masks: &masks,
+    }
+    .protect(&args.inputs);
     let mut planned = plan::plan(&args.inputs, &out, args.overwrite, &mut protected)?;
     // Sharded after planning: name clashes and output checks are decided over all inputs, the
     // same in every shard, so two shards never write the same output.
@@ -274,8 +283,7 @@ fn run(args: &Args) -> Result<usize> {
             out.display()
         );
     }
-    std::fs::create_dir_all(&out)
-        .with_context(|| format!("creating the output directory {}", out.display()))?;
+    std::fs::create_dir_all(&out).with_context(|| format!("creating the output directory {}", out.display()))?;
 
     let progress = progress(args.quiet, jobs.len());
     let rules = MaskRules {
@@ -287,7 +295,10 @@ fn run(args: &Args) -> Result<usize> {
     };
     let mut ran = work::run(&rt, &jobs, &rules, fit, args.overwrite, &progress).into_iter();
     // Back in input order, skipped ones in their places.
-    let results: Vec<_> = done.into_iter().map(|d| d.or_else(|| ran.next()).expect("one result per job")).collect();
+    let results: Vec<_> = done
+        .into_iter()
+        .map(|d| d.or_else(|| ran.next()).expect("one result per job"))
+        .collect();
     if let Some(bar) = &progress.bar {
         bar.finish_and_clear();
     }
@@ -301,7 +312,11 @@ fn run(args: &Args) -> Result<usize> {
             &summary,
             &results,
             &planned.skipped,
-            args.shard.map(|s| report::ShardInfo { index: s.index, count: s.count, inputs_all_shards }),
+            args.shard.map(|s| report::ShardInfo {
+                index: s.index,
+                count: s.count,
+                inputs_all_shards,
+            }),
         )?;
     }
     if !args.quiet {
@@ -333,11 +348,17 @@ fn split_done(jobs: Vec<plan::Job>) -> (Vec<plan::Job>, Vec<Option<report::FileR
             }
             match std::fs::remove_file(&job.output) {
                 Ok(()) => {
-                    eprintln!("warning: {} is not a complete PNG (left by a crash?): writing it again", job.output.display());
+                    eprintln!(
+                        "warning: {} is not a complete PNG (left by a crash?): writing it again",
+                        job.output.display()
+                    );
                     job.error = None;
                 }
                 Err(e) => {
-                    job.error = Some(format!("output {} is incomplete and cannot be removed: {e}", job.output.display()));
+                    job.error = Some(format!(
+                        "output {} is incomplete and cannot be removed: {e}",
+                        job.output.display()
+                    ));
                 }
             }
         }

@@ -54,7 +54,11 @@ impl Reads<'_> {
             MaskSource::None => {}
         }
         for input in inputs {
-            let what = if input.is_dir() { "the input directory" } else { "the input" };
+            let what = if input.is_dir() {
+                "the input directory"
+            } else {
+                "the input"
+            };
             p.add(what, input);
         }
         p
@@ -77,7 +81,11 @@ pub fn check_report(report: &Path, protected: &Protected, outputs: &[&Path]) -> 
     let resolved = resolve(report)?;
     for o in outputs {
         if resolve(o)? == resolved {
-            bail!("--report {} is also the output image {}: choose another name", report.display(), o.display());
+            bail!(
+                "--report {} is also the output image {}: choose another name",
+                report.display(),
+                o.display()
+            );
         }
     }
     facerecon_imaging::io::probe_writable(report).map_err(|e| anyhow::anyhow!("--report: {e}"))
@@ -155,8 +163,7 @@ fn with_suffix(base: &Path, ext: &str) -> PathBuf {
 /// errors; per-file problems are recorded in `Job::error` / `Job::clash`.
 pub fn plan(inputs: &[PathBuf], out: &Path, overwrite: bool, protected: &mut Protected) -> Result<Plan> {
     check_out_dir(out)?;
-    let out_resolved =
-        resolve(out).with_context(|| format!("resolving --out {}", out.display()))?;
+    let out_resolved = resolve(out).with_context(|| format!("resolving --out {}", out.display()))?;
     let mut jobs = Vec::new();
     let mut skipped = Vec::new();
     let mut seen_inputs = HashSet::new();
@@ -176,12 +183,21 @@ pub fn plan(inputs: &[PathBuf], out: &Path, overwrite: bool, protected: &mut Pro
             }
             let listing = walk_images(input);
             if listing.files.is_empty() {
-                let why: Vec<String> = listing.skipped.iter().take(3).map(|s| format!("{}: {}", s.path.display(), s.reason)).collect();
+                let why: Vec<String> = listing
+                    .skipped
+                    .iter()
+                    .take(3)
+                    .map(|s| format!("{}: {}", s.path.display(), s.reason))
+                    .collect();
                 bail!(
                     "no images found in {} (extensions: {}){}",
                     input.display(),
                     IMAGE_EXTENSIONS.join(", "),
-                    if why.is_empty() { String::new() } else { format!("; skipped {}", why.join("; ")) }
+                    if why.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; skipped {}", why.join("; "))
+                    }
                 );
             }
             skipped.extend(listing.skipped);
@@ -199,12 +215,13 @@ pub fn plan(inputs: &[PathBuf], out: &Path, overwrite: bool, protected: &mut Pro
         } else {
             let parent = resolved.parent().map(Path::to_path_buf).unwrap_or_default();
             if out_resolved == parent {
-                bail!("refusing to write into {}, the directory of the input {}: choose another --out", out.display(), input.display());
+                bail!(
+                    "refusing to write into {}, the directory of the input {}: choose another --out",
+                    out.display(),
+                    input.display()
+                );
             }
-            vec![(
-                input.clone(),
-                PathBuf::from(input.file_name().unwrap_or_default()),
-            )]
+            vec![(input.clone(), PathBuf::from(input.file_name().unwrap_or_default()))]
         };
         for (file, relative) in files {
             // The same file named twice (a file and its directory, or twice on the line) runs once.
@@ -274,10 +291,7 @@ mod tests {
     fn resolve_handles_missing_tails() {
         let dir = tempfile::tempdir().unwrap();
         let base = dir.path().canonicalize().unwrap();
-        assert_eq!(
-            resolve(&dir.path().join("a/../b/c")).unwrap(),
-            base.join("b/c")
-        );
+        assert_eq!(resolve(&dir.path().join("a/../b/c")).unwrap(), base.join("b/c"));
         assert_eq!(resolve(dir.path()).unwrap(), base);
     }
 
@@ -306,22 +320,16 @@ mod tests {
         );
         assert!(jobs[0].error.is_none());
         assert!(
-            jobs[1]
-                .clash
-                .as_deref()
-                .unwrap()
-                .contains("would also be written"),
+            jobs[1].clash.as_deref().unwrap().contains("would also be written"),
             "{:?}",
             jobs[1].clash
         );
 
         // Output inside the input directory, or the directory of an input file: refused.
-        assert!(
-            plan_jobs(std::slice::from_ref(&photos), &photos.join("out"), false)
-                .unwrap_err()
-                .to_string()
-                .contains("refusing")
-        );
+        assert!(plan_jobs(std::slice::from_ref(&photos), &photos.join("out"), false)
+            .unwrap_err()
+            .to_string()
+            .contains("refusing"));
         assert!(plan_jobs(&[photos.join("a.jpg")], &photos, false)
             .unwrap_err()
             .to_string()
@@ -334,19 +342,10 @@ mod tests {
         std::fs::write(masks.join("a.png"), b"x").unwrap();
         std::fs::write(masks.join("b.png"), b"x").unwrap();
         let source = MaskSource::from_arg(Some(&masks)).unwrap();
-        assert_eq!(
-            source.mask_for(&jobs[0]).unwrap(),
-            Some(masks.join("a.png"))
-        );
-        assert_eq!(
-            source.mask_for(&jobs[2]).unwrap(),
-            Some(masks.join("b.png"))
-        );
+        assert_eq!(source.mask_for(&jobs[0]).unwrap(), Some(masks.join("a.png")));
+        assert_eq!(source.mask_for(&jobs[2]).unwrap(), Some(masks.join("b.png")));
         std::fs::write(masks.join("sub/b.png"), b"x").unwrap();
-        assert_eq!(
-            source.mask_for(&jobs[2]).unwrap(),
-            Some(masks.join("sub/b.png"))
-        );
+        assert_eq!(source.mask_for(&jobs[2]).unwrap(), Some(masks.join("sub/b.png")));
         std::fs::remove_file(masks.join("a.png")).unwrap();
         assert!(source.mask_for(&jobs[0]).unwrap_err().contains("no mask"));
     }
@@ -365,6 +364,9 @@ mod tests {
         let source = MaskSource::from_arg(Some(&masks)).unwrap();
         assert!(source.mask_for(&jobs[0]).unwrap_err().contains("20_1_0.jpg.chip.png"));
         std::fs::write(masks.join("20_1_0.jpg.chip.png"), b"x").unwrap();
-        assert_eq!(source.mask_for(&jobs[0]).unwrap(), Some(masks.join("20_1_0.jpg.chip.png")));
+        assert_eq!(
+            source.mask_for(&jobs[0]).unwrap(),
+            Some(masks.join("20_1_0.jpg.chip.png"))
+        );
     }
 }

@@ -89,19 +89,34 @@ mod tests {
         save_gray(&gray, &b).unwrap();
         assert_eq!(image::open(&a).unwrap().to_rgb8(), rgb);
         assert_eq!(image::open(&b).unwrap().to_luma8(), gray);
-        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names.len(), 2, "{names:?}");
         // Every 8/16-bit colour type comes back as it was.
-        let l16 = image::ImageBuffer::<image::Luma<u16>, Vec<u16>>::from_fn(7, 3, |x, y| image::Luma([x as u16 * 9001 + y as u16]));
-        let la8 = image::ImageBuffer::<image::LumaA<u8>, Vec<u8>>::from_fn(7, 3, |x, y| image::LumaA([x as u8 * 30, y as u8 * 100]));
-        let rgba16 = image::ImageBuffer::<image::Rgba<u16>, Vec<u16>>::from_fn(7, 3, |x, y| image::Rgba([x as u16 * 9001, 65535, 1, y as u16 * 20000 + 7]));
-        for img in [DynamicImage::ImageLuma16(l16), DynamicImage::ImageLumaA8(la8), DynamicImage::ImageRgba16(rgba16)] {
+        let l16 = image::ImageBuffer::<image::Luma<u16>, Vec<u16>>::from_fn(7, 3, |x, y| {
+            image::Luma([x as u16 * 9001 + y as u16])
+        });
+        let la8 = image::ImageBuffer::<image::LumaA<u8>, Vec<u8>>::from_fn(7, 3, |x, y| {
+            image::LumaA([x as u8 * 30, y as u8 * 100])
+        });
+        let rgba16 = image::ImageBuffer::<image::Rgba<u16>, Vec<u16>>::from_fn(7, 3, |x, y| {
+            image::Rgba([x as u16 * 9001, 65535, 1, y as u16 * 20000 + 7])
+        });
+        for img in [
+            DynamicImage::ImageLuma16(l16),
+            DynamicImage::ImageLumaA8(la8),
+            DynamicImage::ImageRgba16(rgba16),
+        ] {
             let p = dir.path().join("typed.png");
             save_image(&img, &p).unwrap();
             assert_eq!(image::open(&p).unwrap(), img);
         }
         let float = DynamicImage::ImageRgb32F(image::Rgb32FImage::new(2, 2));
-        assert!(save_image(&float, &dir.path().join("f.png")).unwrap_err().contains("f.png"));
+        assert!(save_image(&float, &dir.path().join("f.png"))
+            .unwrap_err()
+            .contains("f.png"));
         std::fs::remove_file(dir.path().join("typed.png")).unwrap();
         // A directory where the file should go: the error names the path.
         let err = save_rgb(&rgb, dir.path()).unwrap_err();

@@ -160,9 +160,7 @@ pub fn write(
     };
     let json = serde_json::to_vec_pretty(&report)?;
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("creating {}", parent.display()))?;
+        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
     }
-    facerecon_imaging::io::write_atomic(path, &json)
-        .with_context(|| format!("writing the report {}", path.display()))
+    facerecon_imaging::io::write_atomic(path, &json).with_context(|| format!("writing the report {}", path.display()))
 }

@@ -43,7 +43,9 @@ impl Kernel {
                 let k = if a < 1.0 {
                     (12.0 - 9.0 * b - 6.0 * c) * a.powi(3) + (-18.0 + 12.0 * b + 6.0 * c) * a.powi(2) + (6.0 - 2.0 * b)
                 } else if a < 2.0 {
-                    (-b - 6.0 * c) * a.powi(3) + (6.0 * b + 30.0 * c) * a.powi(2) + (-12.0 * b - 48.0 * c) * a
+                    (-b - 6.0 * c) * a.powi(3)
+                        + (6.0 * b + 30.0 * c) * a.powi(2)
+                        + (-12.0 * b - 48.0 * c) * a
                         + (8.0 * b + 24.0 * c)
                 } else {
                     0.0
@@ -69,7 +71,9 @@ fn taps(src: u32, dst: u32, kernel: Kernel, out: u32) -> Taps {
     let left = ((input - src_support).floor() as i64).clamp(0, src as i64 - 1) as u32;
     let right = ((input + src_support).ceil() as i64).clamp(left as i64 + 1, src as i64) as u32;
     let input = input - 0.5;
-    let mut weights: Vec<f32> = (left..right).map(|i| kernel.eval((i as f32 - input) / sratio)).collect();
+    let mut weights: Vec<f32> = (left..right)
+        .map(|i| kernel.eval((i as f32 - input) / sratio))
+        .collect();
     let mut sum = 0.0;
     for w in &weights {
         sum += w;
@@ -91,7 +95,10 @@ fn round_u8(t: f32) -> u8 {
 /// Panics if the window is not inside `new_w x new_h` or the image is empty.
 pub fn resize_window(img: &RgbImage, new_w: u32, new_h: u32, kernel: Kernel, window: (u32, u32, u32, u32)) -> RgbImage {
     let (x0, y0, w, h) = window;
-    assert!(x0 + w <= new_w && y0 + h <= new_h, "resize_window: window outside the image");
+    assert!(
+        x0 + w <= new_w && y0 + h <= new_h,
+        "resize_window: window outside the image"
+    );
     let (sw, sh) = img.dimensions();
     assert!(sw > 0 && sh > 0, "resize_window: empty image");
     if (new_w, new_h) == (sw, sh) {
@@ -170,7 +177,11 @@ mod tests {
             image::Rgb([
                 ((x as f32 * a) as u32 % 256) as u8,
                 noise[i + 1],
-                if x % 3 == 0 { edge } else { ((y as f32 * b) as u32 % 256) as u8 },
+                if x % 3 == 0 {
+                    edge
+                } else {
+                    ((y as f32 * b) as u32 % 256) as u8
+                },
             ])
         })
     }
@@ -189,17 +200,31 @@ mod tests {
     #[test]
     fn windows_are_bit_identical_to_imageops_resize() {
         let mut rng = StdRng::seed_from_u64(1);
-        let cases = [(200, 200, 128, 128), (128, 128, 200, 200), (128, 128, 317, 211), (50, 31, 32, 32), (7, 9, 40, 3), (300, 120, 128, 128)];
+        let cases = [
+            (200, 200, 128, 128),
+            (128, 128, 200, 200),
+            (128, 128, 317, 211),
+            (50, 31, 32, 32),
+            (7, 9, 40, 3),
+            (300, 120, 128, 128),
+        ];
         for (sw, sh, nw, nh) in cases {
             let img = random_image(&mut rng, sw, sh);
-            for (kernel, filter) in [(Kernel::Triangle, FilterType::Triangle), (Kernel::CatmullRom, FilterType::CatmullRom)] {
+            for (kernel, filter) in [
+                (Kernel::Triangle, FilterType::Triangle),
+                (Kernel::CatmullRom, FilterType::CatmullRom),
+            ] {
                 let full = imageops::resize(&img, nw, nh, filter);
                 assert_eq!(resize(&img, nw, nh, kernel), full, "{sw}x{sh} -> {nw}x{nh} {kernel:?}");
                 for _ in 0..5 {
                     let (x, y) = (rng.gen_range(0..nw), rng.gen_range(0..nh));
                     let (w, h) = (rng.gen_range(1..=nw - x), rng.gen_range(1..=nh - y));
                     let expected = imageops::crop_imm(&full, x, y, w, h).to_image();
-                    assert_eq!(resize_window(&img, nw, nh, kernel, (x, y, w, h)), expected, "window {x},{y},{w},{h}");
+                    assert_eq!(
+                        resize_window(&img, nw, nh, kernel, (x, y, w, h)),
+                        expected,
+                        "window {x},{y},{w},{h}"
+                    );
                 }
             }
         }

@@ -41,11 +41,13 @@ impl FromStr for Shard {
         // An unset job-array variable expands to nothing: say so rather than "invalid digit".
         let number = |what: &str, v: &str| -> Result<u64, String> {
             if v.trim().is_empty() {
-                return Err(format!("the shard {what} is empty in '{s}' (is the job array's variable set?)"));
+                return Err(format!(
+                    "the shard {what} is empty in '{s}' (is the job array's variable set?)"
+                ));
             }
-            v.trim().parse::<u64>().map_err(|_| {
-                format!("the shard {what} '{v}' in '{s}' is not a whole number >= 0")
-            })
+            v.trim()
+                .parse::<u64>()
+                .map_err(|_| format!("the shard {what} '{v}' in '{s}' is not a whole number >= 0"))
         };
         let (index, count) = (number("index", i)?, number("count", n)?);
         if count == 0 {
@@ -157,7 +159,15 @@ mod tests {
         // (Computed independently, in Python, from the definitions in the module docs.)
         let paths = ["a.jpg", "sub/b.png", "x/y/z.jpeg", "img_000001.jpg"];
         let hashes: Vec<u64> = paths.iter().map(|p| fmix64(fnv1a64(&key(Path::new(p))))).collect();
-        assert_eq!(hashes, [0x57e45b66c4c401a7, 0xcc692e7eb45ef03f, 0x1f931f1886059b04, 0xa4f2e6069e21b6a1]);
+        assert_eq!(
+            hashes,
+            [
+                0x57e45b66c4c401a7,
+                0xcc692e7eb45ef03f,
+                0x1f931f1886059b04,
+                0xa4f2e6069e21b6a1
+            ]
+        );
         let of = |n: u64| -> Vec<u64> { paths.iter().map(|p| shard_of(Path::new(p), n)).collect() };
         assert_eq!(of(7), [0, 3, 0, 3]);
         assert_eq!(of(1000), [623, 583, 916, 81]);

@@ -65,9 +65,19 @@ impl MaskRules {
         let file = self.source.mask_for(job)?;
         let mut mask = match &file {
             Some(path) => {
-                let fit = if self.resize { masks::MaskFit::Stretch } else { masks::MaskFit::Scale };
+                let fit = if self.resize {
+                    masks::MaskFit::Stretch
+                } else {
+                    masks::MaskFit::Scale
+                };
                 let mut m = masks::load_mask_fit(path, w, h, fit).map_err(|e| match e {
-                    ImagingError::MaskAspect { path, mask_width, mask_height, width, height } => format!(
+                    ImagingError::MaskAspect {
+                        path,
+                        mask_width,
+                        mask_height,
+                        width,
+                        height,
+                    } => format!(
                         "mask {} is {mask_width}x{mask_height} but the image {} is {width}x{height}: \
                          another aspect ratio, so resizing it would move the holes (give a mask of the \
                          image's shape, or --resize-masks to stretch it anyway)",
@@ -166,9 +176,8 @@ pub fn run(
     let batch = rt.batch_size();
     let chunk = batch * 16usize.div_ceil(batch).max(1);
     let chunks: Vec<&[Job]> = jobs.chunks(chunk).collect();
-    let load_chunk = |c: &[Job]| -> Vec<Result<Loaded, FileResult>> {
-        c.par_iter().map(|job| load(rt, job, rules, fit)).collect()
-    };
+    let load_chunk =
+        |c: &[Job]| -> Vec<Result<Loaded, FileResult>> { c.par_iter().map(|job| load(rt, job, rules, fit)).collect() };
 
     let mut results = Vec::with_capacity(jobs.len());
     let mut next = chunks.first().map(|c| load_chunk(c));
@@ -218,7 +227,9 @@ fn load(rt: &Runtime, job: &Job, rules: &MaskRules, fit: FitMode) -> Result<Load
         other => (composite::network_view(&other), Some(other)),
     };
     let opaque = original.as_ref().and_then(composite::opaque_pixels);
-    let mask = rules.build(job, &image, opaque.as_deref()).map_err(|e| failed(job, e, None))?;
+    let mask = rules
+        .build(job, &image, opaque.as_deref())
+        .map_err(|e| failed(job, e, None))?;
     let hole_fraction = masks::hole_fraction(&mask);
     let prepared = crate::fast::prepare(&image, &mask, rt.info().image_size, fit)
         .map_err(|e| failed(job, e.to_string(), Some(hole_fraction)))?;
@@ -246,7 +257,12 @@ fn process(
         .collect();
     // Per item: a non-finite reconstruction (a broken model) fails its own image only.
     let (mut recs, batch_error) = match rt.infer_each(&ready) {
-        Ok(r) => (r.into_iter().map(|r| Some(r.map_err(|e| e.to_string()))).collect::<Vec<_>>(), None),
+        Ok(r) => (
+            r.into_iter()
+                .map(|r| Some(r.map_err(|e| e.to_string())))
+                .collect::<Vec<_>>(),
+            None,
+        ),
         Err(e) => (vec![None; ready.len()], Some(e.to_string())),
     };
     // Hand each good image its reconstruction, in order.
@@ -293,9 +309,7 @@ fn write_one(
         let Some(rec) = rec else {
             return failed(
                 job,
-                batch_error
-                    .unwrap_or("no reconstruction came back")
-                    .to_string(),
+                batch_error.unwrap_or("no reconstruction came back").to_string(),
                 fraction,
             );
         };
@@ -307,7 +321,9 @@ fn write_one(
             Some(original) => finish_typed(rt, original, &l.mask, &l.prepared, &rec),
             // RGB8: the fast path is the hard replacement; a feathered seam goes through the
             // runtime's own finish.
-            None if rt.options().feather > 0 => rt.finish(&l.image, &l.mask, &l.prepared, &rec).map(DynamicImage::ImageRgb8),
+            None if rt.options().feather > 0 => rt
+                .finish(&l.image, &l.mask, &l.prepared, &rec)
+                .map(DynamicImage::ImageRgb8),
             None => crate::fast::finish(&l.image, &l.mask, &l.prepared, &rec, rt.info().image_size)
                 .map(DynamicImage::ImageRgb8),
         };

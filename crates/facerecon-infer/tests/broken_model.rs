@@ -18,10 +18,18 @@ fn non_finite_outputs_fail_only_their_image() {
     let model = common::Spec::identity(3e38, [3e38; 3]).write(d, "overflow.onnx");
     std::fs::create_dir(d.join("in")).unwrap();
     RgbImage::new(32, 32).save(d.join("in/dark.png")).unwrap();
-    RgbImage::from_pixel(32, 32, Rgb([200, 180, 160])).save(d.join("in/bright.png")).unwrap();
-    GrayImage::from_fn(32, 32, |x, y| Luma([if (8..16).contains(&x) && (8..16).contains(&y) { 255 } else { 0 }]))
-        .save(d.join("mask.png"))
+    RgbImage::from_pixel(32, 32, Rgb([200, 180, 160]))
+        .save(d.join("in/bright.png"))
         .unwrap();
+    GrayImage::from_fn(32, 32, |x, y| {
+        Luma([if (8..16).contains(&x) && (8..16).contains(&y) {
+            255
+        } else {
+            0
+        }])
+    })
+    .save(d.join("mask.png"))
+    .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_facerecon-infer"))
         .arg("--model")
         .arg(&model)
@@ -36,9 +44,15 @@ fn non_finite_outputs_fail_only_their_image() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "exit 0 with a broken model:\n{stderr}");
-    assert!(stderr.contains("bright.png") && stderr.contains("non-finite values (NaN or infinity)"), "{stderr}");
+    assert!(
+        stderr.contains("bright.png") && stderr.contains("non-finite values (NaN or infinity)"),
+        "{stderr}"
+    );
     assert!(stderr.contains("overflow.onnx"), "{stderr}");
-    assert!(!d.join("out/bright.png").exists(), "an output was written for the failed image");
+    assert!(
+        !d.join("out/bright.png").exists(),
+        "an output was written for the failed image"
+    );
     // The finite image of the same batch was reconstructed.
     let dark = image::open(d.join("out/dark.png")).unwrap().to_rgb8();
     assert_eq!(dark.get_pixel(10, 10), &Rgb([255, 255, 255]));
@@ -55,7 +69,9 @@ fn eval_fails_the_images_whose_outputs_are_not_finite() {
     let model = common::Spec::identity(3e38, [3e38; 3]).write(d, "overflow.onnx");
     std::fs::create_dir(d.join("in")).unwrap();
     RgbImage::new(32, 32).save(d.join("in/dark.png")).unwrap();
-    RgbImage::from_pixel(32, 32, Rgb([200, 180, 160])).save(d.join("in/bright.png")).unwrap();
+    RgbImage::from_pixel(32, 32, Rgb([200, 180, 160]))
+        .save(d.join("in/bright.png"))
+        .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_facerecon-infer"))
         .arg("--model")
         .arg(&model)
@@ -66,6 +82,9 @@ fn eval_fails_the_images_whose_outputs_are_not_finite() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "exit 0 with a broken model:\n{stderr}");
-    assert!(stderr.contains("bright.png") && stderr.contains("non-finite"), "{stderr}");
+    assert!(
+        stderr.contains("bright.png") && stderr.contains("non-finite"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("dark.png"), "the finite image failed too:\n{stderr}");
 }

@@ -78,23 +78,14 @@ fn load(path: &Path) -> RgbImage {
 
 /// Every pixel outside `inside` is unchanged; every pixel `margin` or more inside the rectangle
 /// has the model's colour.
-fn assert_only_rect_changed(
-    input: &RgbImage,
-    output: &RgbImage,
-    rect: (u32, u32, u32, u32),
-    rim: (u32, u32),
-) {
+fn assert_only_rect_changed(input: &RgbImage, output: &RgbImage, rect: (u32, u32, u32, u32), rim: (u32, u32)) {
     let (x0, y0, w, h) = rect;
     assert_eq!(output.dimensions(), input.dimensions());
     let mut deep = 0;
     for (x, y, p) in output.enumerate_pixels() {
         let inside = x >= x0 && x < x0 + w && y >= y0 && y < y0 + h;
         if !inside {
-            assert_eq!(
-                p,
-                input.get_pixel(x, y),
-                "pixel {x},{y} outside the hole changed"
-            );
+            assert_eq!(p, input.get_pixel(x, y), "pixel {x},{y} outside the hole changed");
         } else if x >= x0 + rim.0 && x + rim.0 < x0 + w && y >= y0 + rim.1 && y + rim.1 < y0 + h {
             assert_eq!(*p, HOLE_COLOUR, "hole pixel {x},{y}");
             deep += 1;
@@ -157,8 +148,7 @@ fn bad_files_are_reported_and_the_rest_written() {
     assert_eq!(o.status.code(), Some(1), "{err}");
     for bad in ["empty.png", "truncated.png", "text.jpg"] {
         assert!(
-            err.lines()
-                .any(|l| l.starts_with("error:") && l.contains(bad)),
+            err.lines().any(|l| l.starts_with("error:") && l.contains(bad)),
             "{bad} not reported in:\n{err}"
         );
         assert!(
@@ -166,10 +156,7 @@ fn bad_files_are_reported_and_the_rest_written() {
             "{bad} produced an output"
         );
     }
-    assert!(
-        err.contains("2 reconstructed") && err.contains("3 failed"),
-        "{err}"
-    );
+    assert!(err.contains("2 reconstructed") && err.contains("3 failed"), "{err}");
     assert_only_rect_changed(&good, &load(&out.join("good.png")), (8, 8, 16, 16), (4, 4));
     assert!(out.join("plain.png").exists());
 
@@ -188,10 +175,7 @@ fn bad_files_are_reported_and_the_rest_written() {
     };
     let g = entry("good.png");
     assert_eq!(g["status"], "ok");
-    assert_eq!(
-        g["output"].as_str().unwrap(),
-        out.join("good.png").to_str().unwrap()
-    );
+    assert_eq!(g["output"].as_str().unwrap(), out.join("good.png").to_str().unwrap());
     let fraction = g["hole_fraction"].as_f64().unwrap();
     assert!(
         (fraction - 256.0 / (64.0 * 48.0)).abs() < 1e-6,
@@ -245,9 +229,7 @@ fn boxes_and_mask_directories() {
     a.save(photos.join("a.png")).unwrap();
     b.save(photos.join("sub/b.bmp")).unwrap();
     c.save(photos.join("c.png")).unwrap();
-    box_mask(60, 40, 10, 5, 20, 20)
-        .save(masks.join("a.png"))
-        .unwrap();
+    box_mask(60, 40, 10, 5, 20, 20).save(masks.join("a.png")).unwrap();
     // Inverted convention (0 = hole) for b, paired by its relative path.
     let inverted = GrayImage::from_fn(30, 30, |x, y| {
         Luma([if (3..13).contains(&x) && (3..13).contains(&y) {
@@ -341,11 +323,7 @@ fn batch_size_does_not_change_results_and_holeless_images_are_copied() {
             batch.as_ref(),
         ]);
         assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-        assert!(
-            stderr(&o).contains("6 reconstructed, 1 without hole"),
-            "{}",
-            stderr(&o)
-        );
+        assert!(stderr(&o).contains("6 reconstructed, 1 without hole"), "{}", stderr(&o));
     };
     let (one, many) = (dir.path().join("one"), dir.path().join("many"));
     run("1", &one);
@@ -463,11 +441,7 @@ fn real_model_keeps_known_pixels() {
             assert_eq!(p, img.get_pixel(x, y));
         }
     }
-    assert_ne!(
-        result.get_pixel(120, 80),
-        &Rgb([0, 0, 0]),
-        "the hole was filled"
-    );
+    assert_ne!(result.get_pixel(120, 80), &Rgb([0, 0, 0]), "the hole was filled");
 }
 
 #[test]
@@ -508,10 +482,17 @@ fn feathered_seam_changes_only_the_hole_edge() {
             let d = |q: &Rgb<u8>| (0..3).map(|c| (q[c] as i32 - 200 + 20 * c as i32).abs()).sum::<i32>();
             edge_closer += usize::from(d(s.get_pixel(x, y)) < d(h.get_pixel(x, y)));
         } else if (24..40).contains(&x) && (24..40).contains(&y) {
-            assert_eq!(s.get_pixel(x, y), h.get_pixel(x, y), "deep hole pixel ({x},{y}) changed by the seam");
+            assert_eq!(
+                s.get_pixel(x, y),
+                h.get_pixel(x, y),
+                "deep hole pixel ({x},{y}) changed by the seam"
+            );
         }
     }
-    assert!(edge_closer >= 80, "edge pixels corrected toward the known ring: {edge_closer} of 92");
+    assert!(
+        edge_closer >= 80,
+        "edge pixels corrected toward the known ring: {edge_closer} of 92"
+    );
 }
 
 #[test]

@@ -55,14 +55,21 @@ fn read_json(path: &Path) -> serde_json::Value {
 
 fn close(a: &serde_json::Value, b: f64, what: &str) {
     let a = a.as_f64().unwrap_or_else(|| panic!("{what}: {a}"));
-    assert!((a - b).abs() <= 1e-9 * b.abs().max(1.0), "{what}: report {a}, by hand {b}");
+    assert!(
+        (a - b).abs() <= 1e-9 * b.abs().max(1.0),
+        "{what}: report {a}, by hand {b}"
+    );
 }
 
 #[test]
 fn metrics_match_a_composite_computed_by_hand() {
     let dir = tempfile::tempdir().unwrap();
     let photos = faces(dir.path());
-    let (out, saved, report) = (dir.path().join("out"), dir.path().join("masks"), dir.path().join("r.json"));
+    let (out, saved, report) = (
+        dir.path().join("out"),
+        dir.path().join("masks"),
+        dir.path().join("r.json"),
+    );
     let stdout = ok(&infer(&[
         photos.as_os_str(),
         "--out".as_ref(),
@@ -82,7 +89,10 @@ fn metrics_match_a_composite_computed_by_hand() {
         let name = format!("f{i}");
         assert_eq!(f["index"], i);
         assert!(f["input"].as_str().unwrap().ends_with(&format!("{name}.png")));
-        let fitted = layout::fit_square(&image::open(photos.join(format!("{name}.png"))).unwrap().to_rgb8(), SIZE);
+        let fitted = layout::fit_square(
+            &image::open(photos.join(format!("{name}.png"))).unwrap().to_rgb8(),
+            SIZE,
+        );
         let mask = image::open(saved.join(format!("{name}.png"))).unwrap().to_luma8();
         assert_eq!(mask.dimensions(), (SIZE, SIZE));
         // box28 at 32x32 is one 7x7 box.
@@ -103,7 +113,8 @@ fn metrics_match_a_composite_computed_by_hand() {
         close(&f["hole_fraction"], 49.0 / 1024.0, "hole_fraction");
         // Triptych: corrupted | reconstructed | original.
         let tri = image::open(out.join(format!("{name}.png"))).unwrap().to_rgb8();
-        let expected_tri = facerecon_imaging::grid::grid(&[vec![composite::zero_holes(&fitted, &mask), expected, fitted]]);
+        let expected_tri =
+            facerecon_imaging::grid::grid(&[vec![composite::zero_holes(&fitted, &mask), expected, fitted]]);
         assert_eq!(tri, expected_tri, "{name} triptych");
         by_hand.push(m);
     }
@@ -113,9 +124,18 @@ fn metrics_match_a_composite_computed_by_hand() {
     assert_eq!(sets[0]["images"], 4);
     close(&sets[0]["mean"]["psnr_hole"], mean.psnr_hole, "mean psnr_hole");
     close(&sets[0]["mean"]["ssim"], mean.ssim, "mean ssim");
-    assert_eq!((json["holes"].as_str(), json["seed"].as_u64()), (Some("box28"), Some(0)));
+    assert_eq!(
+        (json["holes"].as_str(), json["seed"].as_u64()),
+        (Some("box28"), Some(0))
+    );
     // The printed table carries the same means.
-    assert!(stdout.contains(&format!("| 4 | 0 | box28 | 0 | {:.2} | {:.2} |", mean.psnr_full, mean.psnr_hole)), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "| 4 | 0 | box28 | 0 | {:.2} | {:.2} |",
+            mean.psnr_full, mean.psnr_hole
+        )),
+        "{stdout}"
+    );
     // grid.png stacks the four triptychs.
     let grid = image::open(out.join("grid.png")).unwrap().to_rgb8();
     assert_eq!(grid.dimensions(), (3 * SIZE + 2 * 2, 4 * SIZE + 3 * 2));
@@ -125,7 +145,9 @@ fn saved_masks(photos: &Path, dir: &Path, extra: &[&str]) -> Vec<Vec<u8>> {
     let mut args: Vec<std::ffi::OsString> = vec![photos.into(), "--save-masks".into(), dir.into()];
     args.extend(extra.iter().map(Into::into));
     ok(&infer(&args));
-    (0..4).map(|i| std::fs::read(dir.join(format!("f{i}.png"))).unwrap()).collect()
+    (0..4)
+        .map(|i| std::fs::read(dir.join(format!("f{i}.png"))).unwrap())
+        .collect()
 }
 
 #[test]
@@ -133,7 +155,11 @@ fn seeds_decide_the_masks() {
     let dir = tempfile::tempdir().unwrap();
     let photos = faces(dir.path());
     let a = saved_masks(&photos, &dir.path().join("a"), &["--eval-seed", "5"]);
-    let b = saved_masks(&photos, &dir.path().join("b"), &["--eval-seed", "5", "--batch-size", "1"]);
+    let b = saved_masks(
+        &photos,
+        &dir.path().join("b"),
+        &["--eval-seed", "5", "--batch-size", "1"],
+    );
     let c = saved_masks(&photos, &dir.path().join("c"), &["--eval-seed", "6"]);
     assert_eq!(a, b, "same seed, same masks (whatever the batch size)");
     assert_ne!(a, c, "another seed, other masks");
@@ -178,7 +204,12 @@ fn mask_files_override_the_seeded_holes_and_bad_files_are_skipped() {
     assert!(stdout.contains("| masks | - |"), "{stdout}");
     let (j3, j9) = (read_json(&r3), read_json(&r9));
     assert_eq!(j9["holes"], "masks");
-    for (a, b) in j3["files"].as_array().unwrap().iter().zip(j9["files"].as_array().unwrap()) {
+    for (a, b) in j3["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(j9["files"].as_array().unwrap())
+    {
         assert_eq!(a["psnr_hole"], b["psnr_hole"]);
         assert_eq!(a["ssim"], b["ssim"]);
     }
@@ -203,8 +234,15 @@ fn mask_files_override_the_seeded_holes_and_bad_files_are_skipped() {
         out.as_os_str(),
     ]);
     let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "a bad file fails the run but not the others: {err}");
-    assert!(err.lines().any(|l| l.starts_with("error:") && l.contains("broken.png")), "{err}");
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "a bad file fails the run but not the others: {err}"
+    );
+    assert!(
+        err.lines().any(|l| l.starts_with("error:") && l.contains("broken.png")),
+        "{err}"
+    );
     let json = read_json(&report);
     let files = json["files"].as_array().unwrap();
     assert_eq!(files[0]["status"], "failed");
@@ -229,7 +267,11 @@ fn eval_usage_errors() {
     // Writing triptychs into the scored directory, or mixing --eval with --box, is refused.
     let o = infer(&[photos.as_os_str(), "--out".as_ref(), photos.join("x").as_os_str()]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("refusing"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("refusing"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let o = infer(&[photos.as_os_str(), "--box".as_ref(), "1,1,4,4".as_ref()]);
     assert_eq!(o.status.code(), Some(2));
 
@@ -243,10 +285,18 @@ fn eval_usage_errors() {
         v
     };
     let stdout = ok(&infer(&args(&[])));
-    assert!(stdout.contains("| files (2) | 2 | 0 |") && !stdout.contains("| all |"), "{stdout}");
+    assert!(
+        stdout.contains("| files (2) | 2 | 0 |") && !stdout.contains("| all |"),
+        "{stdout}"
+    );
     std::fs::write(out.join("f0.png"), b"precious").unwrap();
     let o = infer(&args(&[]));
-    assert_eq!(o.status.code(), Some(2), "grid.png exists: {}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "grid.png exists: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     std::fs::remove_file(out.join("grid.png")).unwrap();
     let o = infer(&args(&[]));
     assert_eq!(o.status.code(), Some(1));

@@ -12,14 +12,19 @@ use image::{DynamicImage, ImageBuffer, Luma, LumaA, Rgb, RgbImage, Rgba};
 use proptest::prelude::*;
 
 fn cases(default: u32) -> u32 {
-    std::env::var("FACERECON_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var("FACERECON_FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// Run the binary on one 24x20 photo with extra `args`; (exit code, stderr).
 fn run(dir: &Path, args: &[&std::ffi::OsStr]) -> (Option<i32>, String) {
     let photo = dir.join("photo.png");
     if !photo.exists() {
-        RgbImage::from_fn(24, 20, |x, y| Rgb([100 + x as u8, 90 + y as u8, 120])).save(&photo).unwrap();
+        RgbImage::from_fn(24, 20, |x, y| Rgb([100 + x as u8, 90 + y as u8, 120]))
+            .save(&photo)
+            .unwrap();
     }
     let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../facerecon-runtime/tests/data/identity.onnx");
     let out = Command::new(env!("CARGO_BIN_EXE_facerecon-infer"))
@@ -30,7 +35,10 @@ fn run(dir: &Path, args: &[&std::ffi::OsStr]) -> (Option<i32>, String) {
         .args(["--overwrite", "--quiet", "--threads", "1"])
         .args(args)
         .arg(&photo)
-        .env("ORT_DYLIB_PATH", std::env::var("ORT_DYLIB_PATH").expect("ORT_DYLIB_PATH (run `make test`)"))
+        .env(
+            "ORT_DYLIB_PATH",
+            std::env::var("ORT_DYLIB_PATH").expect("ORT_DYLIB_PATH (run `make test`)"),
+        )
         .output()
         .unwrap();
     (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())

@@ -19,7 +19,11 @@ fn model() -> PathBuf {
 fn infer(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
     let ort = std::env::var("ORT_DYLIB_PATH").expect("ORT_DYLIB_PATH (make test sets it)");
     let args: Vec<OsString> = args.iter().map(|a| a.as_ref().to_owned()).collect();
-    Command::new(env!("CARGO_BIN_EXE_facerecon-infer")).args(&args).env("ORT_DYLIB_PATH", ort).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_facerecon-infer"))
+        .args(&args)
+        .env("ORT_DYLIB_PATH", ort)
+        .output()
+        .unwrap()
 }
 
 fn stderr(o: &Output) -> String {
@@ -27,7 +31,9 @@ fn stderr(o: &Output) -> String {
 }
 
 fn photo(seed: u8) -> RgbImage {
-    RgbImage::from_fn(24, 20, |x, y| Rgb([60 + (x as u8 * 7) % 150, 70 + (y as u8 * 11) % 150, 90 + seed]))
+    RgbImage::from_fn(24, 20, |x, y| {
+        Rgb([60 + (x as u8 * 7) % 150, 70 + (y as u8 * 11) % 150, 90 + seed])
+    })
 }
 
 /// Every regular file under `dir` (not following links), relative.
@@ -65,19 +71,42 @@ fn symlink_loops_and_duplicates_are_walked_once_and_skipped_files_reported() {
     std::fs::write(photos.join("anim.gif"), b"GIF89a").unwrap();
     let out = dir.path().join("out");
     let report = dir.path().join("r.json");
-    let o = infer(&[&"--model", &model(), &photos, &"--out", &out, &"--box", &"2,2,4,4", &"--report", &report]);
+    let o = infer(&[
+        &"--model",
+        &model(),
+        &photos,
+        &"--out",
+        &out,
+        &"--box",
+        &"2,2,4,4",
+        &"--report",
+        &report,
+    ]);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(0), "{err}");
     // Each real file once, at its first path in sorted order; nothing written down the loop.
-    assert_eq!(files_under(&out), [PathBuf::from("a.png"), PathBuf::from("sub/b.png")], "{err}");
-    for (name, why) in [("dangling.png", "dangling"), ("anim.gif", "not a supported image"), ("z_same.png", "same file as"), ("0loop", "loop")] {
-        assert!(err.lines().any(|l| l.contains(name) && l.contains(why)), "{name} ({why}) not reported:\n{err}");
+    assert_eq!(
+        files_under(&out),
+        [PathBuf::from("a.png"), PathBuf::from("sub/b.png")],
+        "{err}"
+    );
+    for (name, why) in [
+        ("dangling.png", "dangling"),
+        ("anim.gif", "not a supported image"),
+        ("z_same.png", "same file as"),
+        ("0loop", "loop"),
+    ] {
+        assert!(
+            err.lines().any(|l| l.contains(name) && l.contains(why)),
+            "{name} ({why}) not reported:\n{err}"
+        );
     }
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     assert_eq!(json["summary"]["total"], 2);
     let skipped = json["skipped"].as_array().unwrap();
     assert_eq!(skipped.len(), 4, "{skipped:?}");
-    assert!(skipped.iter().any(|s| s["path"].as_str().unwrap().ends_with("anim.gif") && s["reason"].as_str().unwrap().contains("not a supported image")));
+    assert!(skipped.iter().any(|s| s["path"].as_str().unwrap().ends_with("anim.gif")
+        && s["reason"].as_str().unwrap().contains("not a supported image")));
 }
 
 #[test]
@@ -94,10 +123,23 @@ fn no_output_may_name_an_input_the_model_or_a_mask() {
 
     // --report onto an input photo, onto the model, inside the input directory: refused up front.
     for target in [photos.join("a.png"), model_copy.clone(), photos.join("report.json")] {
-        let o = infer(&[&"--model", &model_copy, &photos, &"--out", &out, &"--box", &"2,2,4,4", &"--report", &target]);
+        let o = infer(&[
+            &"--model",
+            &model_copy,
+            &photos,
+            &"--out",
+            &out,
+            &"--box",
+            &"2,2,4,4",
+            &"--report",
+            &target,
+        ]);
         let err = stderr(&o);
         assert_eq!(o.status.code(), Some(2), "{}: {err}", target.display());
-        assert!(err.contains("--report") && err.contains(&*target.to_string_lossy()), "{err}");
+        assert!(
+            err.contains("--report") && err.contains(&*target.to_string_lossy()),
+            "{err}"
+        );
         assert!(!out.exists(), "work started before the --report check: {err}");
     }
     // A hard link to the model under another name is the model too.
@@ -105,7 +147,17 @@ fn no_output_may_name_an_input_the_model_or_a_mask() {
     {
         let link = dir.path().join("hard.json");
         std::fs::hard_link(&model_copy, &link).unwrap();
-        let o = infer(&[&"--model", &model_copy, &photos.join("a.png"), &"--out", &out, &"--box", &"2,2,4,4", &"--report", &link]);
+        let o = infer(&[
+            &"--model",
+            &model_copy,
+            &photos.join("a.png"),
+            &"--out",
+            &out,
+            &"--box",
+            &"2,2,4,4",
+            &"--report",
+            &link,
+        ]);
         assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
         assert!(stderr(&o).contains("hard.json"), "{}", stderr(&o));
     }
@@ -116,7 +168,16 @@ fn no_output_may_name_an_input_the_model_or_a_mask() {
     let masks = dir.path().join("masks");
     std::fs::create_dir_all(&masks).unwrap();
     image::GrayImage::new(24, 20).save(masks.join("a.png")).unwrap();
-    let o = infer(&[&"--model", &model_copy, &photos, &"--out", &masks, &"--masks", &masks, &"--overwrite"]);
+    let o = infer(&[
+        &"--model",
+        &model_copy,
+        &photos,
+        &"--out",
+        &masks,
+        &"--masks",
+        &masks,
+        &"--overwrite",
+    ]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("--masks"), "{}", stderr(&o));
 
@@ -140,12 +201,35 @@ fn an_unwritable_report_fails_before_any_image_runs() {
     // The report's "directory" is a file: nothing can be created there.
     std::fs::write(dir.path().join("file"), b"x").unwrap();
     let report = dir.path().join("file/r.json");
-    let o = infer(&[&"--model", &model(), &dir.path().join("a.png"), &"--out", &out, &"--box", &"2,2,4,4", &"--report", &report]);
+    let o = infer(&[
+        &"--model",
+        &model(),
+        &dir.path().join("a.png"),
+        &"--out",
+        &out,
+        &"--box",
+        &"2,2,4,4",
+        &"--report",
+        &report,
+    ]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("r.json"), "{}", stderr(&o));
-    assert!(!out.join("a.png").exists(), "images ran before the report path was checked");
+    assert!(
+        !out.join("a.png").exists(),
+        "images ran before the report path was checked"
+    );
     // A directory as the report.
-    let o = infer(&[&"--model", &model(), &dir.path().join("a.png"), &"--out", &out, &"--box", &"2,2,4,4", &"--report", &dir.path()]);
+    let o = infer(&[
+        &"--model",
+        &model(),
+        &dir.path().join("a.png"),
+        &"--out",
+        &out,
+        &"--box",
+        &"2,2,4,4",
+        &"--report",
+        &dir.path(),
+    ]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("is a directory"), "{}", stderr(&o));
 }
@@ -167,7 +251,11 @@ fn messages_name_the_path_and_the_problem() {
     std::fs::write(&file, b"keep").unwrap();
     let o = infer(&[&"--model", &model(), &photos, &"--out", &file, &"--box", &"2,2,4,4"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    assert!(stderr(&o).contains("exists and is not a directory") && stderr(&o).contains("plain.txt"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("exists and is not a directory") && stderr(&o).contains("plain.txt"),
+        "{}",
+        stderr(&o)
+    );
     assert_eq!(std::fs::read(&file).unwrap(), b"keep");
 
     // The truncated x.png clashes with x.jpg's output: its decode error is still reported.
@@ -175,8 +263,14 @@ fn messages_name_the_path_and_the_problem() {
     let o = infer(&[&"--model", &model(), &photos, &"--out", &out, &"--box", &"2,2,4,4"]);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{err}");
-    let line = err.lines().find(|l| l.contains("x.png") && l.starts_with("error:")).unwrap_or_else(|| panic!("{err}"));
-    assert!(line.contains("decod") || line.contains("truncated") || line.contains("corrupt") || line.contains("invalid"), "decode error hidden: {line}");
+    let line = err
+        .lines()
+        .find(|l| l.contains("x.png") && l.starts_with("error:"))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(
+        line.contains("decod") || line.contains("truncated") || line.contains("corrupt") || line.contains("invalid"),
+        "decode error hidden: {line}"
+    );
 }
 
 #[cfg(target_os = "linux")]
@@ -194,9 +288,20 @@ fn stale_temp_files_of_dead_runs_are_removed() {
     for f in [&dead, &old_style, &alive, &foreign] {
         std::fs::write(f, b"partial").unwrap();
     }
-    let o = infer(&[&"--model", &model(), &dir.path().join("a.png"), &"--out", &out, &"--box", &"2,2,4,4"]);
+    let o = infer(&[
+        &"--model",
+        &model(),
+        &dir.path().join("a.png"),
+        &"--out",
+        &out,
+        &"--box",
+        &"2,2,4,4",
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(out.join("a.png").exists());
     assert!(!dead.exists() && !old_style.exists(), "stale temp files left");
-    assert!(alive.exists() && foreign.exists(), "a live process's temp file or a foreign file was removed");
+    assert!(
+        alive.exists() && foreign.exists(),
+        "a live process's temp file or a foreign file was removed"
+    );
 }

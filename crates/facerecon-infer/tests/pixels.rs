@@ -13,9 +13,12 @@ use std::{
 use image::{ColorType, DynamicImage, GenericImageView, GrayImage, ImageBuffer, Luma, Rgb, RgbImage};
 
 fn ort_library() -> String {
-    std::env::var("ORT_DYLIB_PATH").ok().filter(|p| !p.is_empty()).unwrap_or_else(|| {
-        panic!("ORT_DYLIB_PATH is not set: these tests need the ONNX Runtime library (make test sets it)")
-    })
+    std::env::var("ORT_DYLIB_PATH")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| {
+            panic!("ORT_DYLIB_PATH is not set: these tests need the ONNX Runtime library (make test sets it)")
+        })
 }
 
 fn identity_model() -> PathBuf {
@@ -159,7 +162,11 @@ fn every_colour_type_keeps_its_depth_alpha_and_known_pixels() {
         let channels = color.channel_count() as usize;
         let has_alpha = color.has_alpha();
         let colour_channels = if has_alpha { channels - 1 } else { channels };
-        let full = if color.bytes_per_pixel() as usize == channels { 255.0 } else { 65535.0 };
+        let full = if color.bytes_per_pixel() as usize == channels {
+            255.0
+        } else {
+            65535.0
+        };
         // The model's hole colour (0.1, 0.3, 0.5), as grey for the grey types.
         let want: Vec<f64> = if colour_channels == 1 {
             vec![(0.2126 * 0.1 + 0.7152 * 0.3 + 0.0722 * 0.5) * full]
@@ -176,7 +183,11 @@ fn every_colour_type_keeps_its_depth_alpha_and_known_pixels() {
                     continue;
                 }
                 if has_alpha {
-                    assert_eq!(a[channels - 1], b[channels - 1], "{color:?}: alpha of hole pixel {x},{y}");
+                    assert_eq!(
+                        a[channels - 1],
+                        b[channels - 1],
+                        "{color:?}: alpha of hole pixel {x},{y}"
+                    );
                 }
                 changed += (a != b) as u32;
                 let margin = 8;
@@ -195,7 +206,10 @@ fn every_colour_type_keeps_its_depth_alpha_and_known_pixels() {
                 }
             }
         }
-        assert!(deep > 0 && changed > (bw * bh) as u32 / 2, "{color:?}: the hole did not change ({changed})");
+        assert!(
+            deep > 0 && changed > (bw * bh) as u32 / 2,
+            "{color:?}: the hole did not change ({changed})"
+        );
     }
 }
 
@@ -281,7 +295,11 @@ fn transparency_is_never_a_hole() {
 fn float_images_are_refused_by_name() {
     let dir = tempfile::tempdir().unwrap();
     let img = ImageBuffer::<Rgb<f32>, Vec<f32>>::from_fn(40, 40, |x, y| {
-        Rgb([x as f32 / 40.0, y as f32 / 40.0, if (10..20).contains(&x) { 0.0 } else { 0.7 }])
+        Rgb([
+            x as f32 / 40.0,
+            y as f32 / 40.0,
+            if (10..20).contains(&x) { 0.0 } else { 0.7 },
+        ])
     });
     let input = dir.path().join("float.tiff");
     DynamicImage::ImageRgb32F(img).save(&input).unwrap();
@@ -298,7 +316,10 @@ fn float_images_are_refused_by_name() {
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let err = stderr(&o);
     assert!(err.contains("float.tiff") && err.contains("32-bit float"), "{err}");
-    assert!(!out.join("float.png").exists(), "nothing is written for a refused image");
+    assert!(
+        !out.join("float.png").exists(),
+        "nothing is written for a refused image"
+    );
 }
 
 /// Noise photos and masks for the aspect-ratio tests.
@@ -308,14 +329,20 @@ fn mask_case(dir: &Path, photo_size: (u32, u32), mask: &GrayImage) -> (PathBuf, 
     std::fs::create_dir_all(&photos).unwrap();
     std::fs::create_dir_all(&masks).unwrap();
     let photo = photos.join("face.png");
-    noise_image(ColorType::Rgb8, photo_size.0, photo_size.1, 4).save(&photo).unwrap();
+    noise_image(ColorType::Rgb8, photo_size.0, photo_size.1, 4)
+        .save(&photo)
+        .unwrap();
     mask.save(masks.join("face.png")).unwrap();
     (photos, masks)
 }
 
 fn rect_mask(w: u32, h: u32, (bx, by, bw, bh): (u32, u32, u32, u32)) -> GrayImage {
     GrayImage::from_fn(w, h, |x, y| {
-        Luma([if x >= bx && x < bx + bw && y >= by && y < by + bh { 255 } else { 0 }])
+        Luma([if x >= bx && x < bx + bw && y >= by && y < by + bh {
+            255
+        } else {
+            0
+        }])
     })
 }
 
@@ -373,10 +400,18 @@ fn a_mask_of_the_same_aspect_ratio_is_scaled() {
         let result = open(&out.join("face.png")).to_rgb8();
         for (x, y, p) in result.enumerate_pixels() {
             if !((38..62).contains(&x) && (18..42).contains(&y)) {
-                assert_eq!(p, input.get_pixel(x, y), "mask width {mw}: pixel {x},{y} outside the hole");
+                assert_eq!(
+                    p,
+                    input.get_pixel(x, y),
+                    "mask width {mw}: pixel {x},{y} outside the hole"
+                );
             }
         }
-        assert_ne!(result.get_pixel(50, 30), input.get_pixel(50, 30), "mask width {mw}: hole not filled");
+        assert_ne!(
+            result.get_pixel(50, 30),
+            input.get_pixel(50, 30),
+            "mask width {mw}: hole not filled"
+        );
     }
 }
 
@@ -424,7 +459,10 @@ fn a_dark_portrait_without_a_box_is_copied_unchanged() {
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(stderr(&o).contains("1 reconstructed, 1 without hole"), "{}", stderr(&o));
-    assert!(open(&out.join("portrait.png")).to_rgb8() == img, "a photo without a box changed");
+    assert!(
+        open(&out.join("portrait.png")).to_rgb8() == img,
+        "a photo without a box changed"
+    );
     let result = open(&out.join("boxed.png")).to_rgb8();
     for (x, y, p) in result.enumerate_pixels() {
         if !((139..171).contains(&x) && (99..131).contains(&y)) {

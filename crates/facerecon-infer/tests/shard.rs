@@ -28,7 +28,11 @@ fn ort() -> String {
 
 fn infer(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
     let args: Vec<OsString> = args.iter().map(|a| a.as_ref().to_owned()).collect();
-    Command::new(env!("CARGO_BIN_EXE_facerecon-infer")).args(&args).env("ORT_DYLIB_PATH", ort()).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_facerecon-infer"))
+        .args(&args)
+        .env("ORT_DYLIB_PATH", ort())
+        .output()
+        .unwrap()
 }
 
 fn stderr(o: &Output) -> String {
@@ -36,7 +40,9 @@ fn stderr(o: &Output) -> String {
 }
 
 fn photo(seed: u8) -> RgbImage {
-    RgbImage::from_fn(24, 20, |x, y| Rgb([60 + (x as u8 * 7) % 150, 70 + (y as u8 * 11) % 150, 90 + seed]))
+    RgbImage::from_fn(24, 20, |x, y| {
+        Rgb([60 + (x as u8 * 7) % 150, 70 + (y as u8 * 11) % 150, 90 + seed])
+    })
 }
 
 /// A nested photo tree: `photos/p*.png`, `photos/sub/q*.png`, `photos/sub/deeper/r*.png`.
@@ -94,7 +100,16 @@ fn run_shards(inputs: &[&Path], n: u64, outs: &Path) -> Vec<BTreeSet<PathBuf>> {
             for input in inputs {
                 args.push(input);
             }
-            args.extend([&"--out" as &dyn AsRef<std::ffi::OsStr>, &out, &"--box", &"2,2,4,4", &"--shard", &shard, &"--report", &report]);
+            args.extend([
+                &"--out" as &dyn AsRef<std::ffi::OsStr>,
+                &out,
+                &"--box",
+                &"2,2,4,4",
+                &"--shard",
+                &shard,
+                &"--report",
+                &report,
+            ]);
             let o = infer(&args);
             assert_eq!(o.status.code(), Some(0), "shard {shard}: {}", stderr(&o));
             let files = files_under(&out);
@@ -130,7 +145,11 @@ fn shards_are_disjoint_and_cover_every_input() {
         let mut union = BTreeSet::new();
         for (i, s) in shards.iter().enumerate() {
             for f in s {
-                assert!(union.insert(f.clone()), "n={n}: {} is in two shards (again in {i})", f.display());
+                assert!(
+                    union.insert(f.clone()),
+                    "n={n}: {} is in two shards (again in {i})",
+                    f.display()
+                );
             }
         }
         assert_eq!(union, expected(true), "n={n}: shards {shards:?}");
@@ -179,7 +198,16 @@ fn adding_files_moves_no_other_file_and_the_root_does_not_matter() {
     assert_eq!(files_under(&dir.path().join("relative-1")), want);
 
     // New files (including a new sub-directory): every old file stays in its shard.
-    for (k, rel) in ["p100.png", "sub/q100.png", "new/n0.png", "new/n1.png", "new/deep/n2.png"].iter().enumerate() {
+    for (k, rel) in [
+        "p100.png",
+        "sub/q100.png",
+        "new/n0.png",
+        "new/n1.png",
+        "new/deep/n2.png",
+    ]
+    .iter()
+    .enumerate()
+    {
         let p = photos.join(rel);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         photo(200 + k as u8).save(&p).unwrap();
@@ -202,7 +230,12 @@ fn with_status(report: &serde_json::Value, status: &str, root: &Path) -> BTreeSe
         .unwrap()
         .iter()
         .filter(|f| f["status"] == status)
-        .map(|f| Path::new(f["input"].as_str().unwrap()).strip_prefix(root).unwrap().to_path_buf())
+        .map(|f| {
+            Path::new(f["input"].as_str().unwrap())
+                .strip_prefix(root)
+                .unwrap()
+                .to_path_buf()
+        })
         .collect()
 }
 
@@ -214,8 +247,19 @@ fn skip_existing_reruns_exactly_the_missing_outputs() {
     let report = dir.path().join("r.json");
     let model_path = model();
     let run = |extra: &[&str]| {
-        let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> =
-            vec![&"--model", &model_path, &photos, &"--out", &out, &"--box", &"2,2,4,4", &"--shard", &"0/2", &"--report", &report];
+        let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![
+            &"--model",
+            &model_path,
+            &photos,
+            &"--out",
+            &out,
+            &"--box",
+            &"2,2,4,4",
+            &"--shard",
+            &"0/2",
+            &"--report",
+            &report,
+        ];
         for e in extra {
             args.push(e);
         }
@@ -229,7 +273,12 @@ fn skip_existing_reruns_exactly_the_missing_outputs() {
     // Without --skip-existing a rerun refuses to replace (exit 1, each existing output named).
     let o = run(&[]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    assert_eq!(stderr(&o).matches("already exists").count(), first.len(), "{}", stderr(&o));
+    assert_eq!(
+        stderr(&o).matches("already exists").count(),
+        first.len(),
+        "{}",
+        stderr(&o)
+    );
     // --skip-existing with --overwrite: a usage error.
     let o = run(&["--skip-existing", "--overwrite"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
@@ -246,12 +295,18 @@ fn skip_existing_reruns_exactly_the_missing_outputs() {
         .map(|(_, n)| (n.clone(), std::fs::read(out.join(n)).unwrap()))
         .collect();
 
-
     let o = run(&["--skip-existing"]);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(0), "{err}");
-    assert!(err.contains(&format!("{} skipped (output exists)", kept.len())), "{err}");
-    assert!(err.lines().any(|l| l.contains("not a complete PNG") && l.contains(&*names[3].to_string_lossy())), "{err}");
+    assert!(
+        err.contains(&format!("{} skipped (output exists)", kept.len())),
+        "{err}"
+    );
+    assert!(
+        err.lines()
+            .any(|l| l.contains("not a complete PNG") && l.contains(&*names[3].to_string_lossy())),
+        "{err}"
+    );
     let json = report_of(&report);
     assert_eq!(json["summary"]["skipped"], kept.len());
     assert_eq!(json["summary"]["reconstructed"], 3);
@@ -264,7 +319,10 @@ fn skip_existing_reruns_exactly_the_missing_outputs() {
     for (n, b) in &kept {
         assert_eq!(&std::fs::read(out.join(n)).unwrap(), b, "{} was rewritten", n.display());
     }
-    assert!(image::open(&truncated).is_ok(), "the truncated output was not written again");
+    assert!(
+        image::open(&truncated).is_ok(),
+        "the truncated output was not written again"
+    );
 
     // A second rerun (a requeued task that had finished): nothing to do.
     let o = run(&["--skip-existing"]);
@@ -332,7 +390,10 @@ fn slurm_array_example_runs_every_task() {
     let script = fleet_dir().join("slurm-array.sh");
     let text = std::fs::read_to_string(&script).unwrap();
     // The array is 0..N-1, as --shard I/N needs (I = SLURM_ARRAY_TASK_ID, N = SLURM_ARRAY_TASK_COUNT).
-    let array = text.lines().find_map(|l| l.strip_prefix("#SBATCH --array=")).expect("#SBATCH --array= line");
+    let array = text
+        .lines()
+        .find_map(|l| l.strip_prefix("#SBATCH --array="))
+        .expect("#SBATCH --array= line");
     let (lo, hi) = array.split_once('-').unwrap();
     assert_eq!(lo, "0");
     let n: usize = hi.trim().parse::<usize>().unwrap() + 1;
@@ -378,15 +439,28 @@ fn k8s_indexed_job_example_runs_every_index() {
     let containers = spec["template"]["spec"]["containers"].as_sequence().unwrap();
     assert_eq!(containers.len(), 1);
     let c = &containers[0];
-    let command: Vec<&str> = c["command"].as_sequence().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    let command: Vec<&str> = c["command"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
     assert_eq!(command, ["sh", "-c"]);
     let script = c["args"][0].as_str().unwrap();
-    assert!(script.contains("--shard \"$JOB_COMPLETION_INDEX/$SHARDS\"") && script.contains("--skip-existing"), "{script}");
+    assert!(
+        script.contains("--shard \"$JOB_COMPLETION_INDEX/$SHARDS\"") && script.contains("--skip-existing"),
+        "{script}"
+    );
     let env: BTreeMap<String, String> = c["env"]
         .as_sequence()
         .unwrap()
         .iter()
-        .map(|e| (e["name"].as_str().unwrap().to_string(), e["value"].as_str().unwrap().to_string()))
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap().to_string(),
+                e["value"].as_str().unwrap().to_string(),
+            )
+        })
         .collect();
     assert_eq!(env["SHARDS"], n.to_string(), "SHARDS must equal spec.completions");
     // The container's command for every index, with the manifest's env but this machine's paths.
@@ -411,6 +485,9 @@ fn readme_quotes_the_fleet_examples_verbatim() {
     let readme = std::fs::read_to_string(fleet_dir().join("../../README.md")).unwrap();
     for f in ["slurm-array.sh", "k8s-indexed-job.yaml"] {
         let text = std::fs::read_to_string(fleet_dir().join(f)).unwrap();
-        assert!(readme.contains(&text), "README's Fleet use section does not quote examples/fleet/{f} as it is");
+        assert!(
+            readme.contains(&text),
+            "README's Fleet use section does not quote examples/fleet/{f} as it is"
+        );
     }
 }

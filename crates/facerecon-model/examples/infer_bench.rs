@@ -31,7 +31,16 @@ struct Args {
 }
 
 fn parse_args() -> Result<Args, Error> {
-    let mut a = Args { config: "configs/seed.yaml".into(), batches: vec![1, 64], steps: 10, steps1: 50, threads: None, modes: vec![false], device: "cpu".into(), check: false };
+    let mut a = Args {
+        config: "configs/seed.yaml".into(),
+        batches: vec![1, 64],
+        steps: 10,
+        steps1: 50,
+        threads: None,
+        modes: vec![false],
+        device: "cpu".into(),
+        check: false,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -61,14 +70,20 @@ fn parse_args() -> Result<Args, Error> {
 fn load_spec(path: &str) -> Result<ModelSpec, Error> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
     let config: serde_yaml::Value = serde_yaml::from_str(&text).map_err(|e| format!("{path}: {e}"))?;
-    let model = config.get("model").ok_or_else(|| format!("{path} has no model: section"))?;
+    let model = config
+        .get("model")
+        .ok_or_else(|| format!("{path} has no model: section"))?;
     Ok(ModelSpec::from_yaml(&serde_yaml::to_string(model)?).map_err(|e| format!("{path}: {e}"))?)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     let n = v.len();
-    if n % 2 == 1 { v[n / 2] } else { 0.5 * (v[n / 2 - 1] + v[n / 2]) }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        0.5 * (v[n / 2 - 1] + v[n / 2])
+    }
 }
 
 fn main() -> Result<(), Error> {
@@ -87,11 +102,17 @@ fn main() -> Result<(), Error> {
     };
     // Weights are drawn on the CPU and copied, so --check compares the same network on both devices.
     let cpu_weights = random_weights(&spec, 0, 0.05, &Device::Cpu)?;
-    let weights = cpu_weights.iter().map(|(k, v)| Ok((k.clone(), v.to_device(&dev)?))).collect::<candle_core::Result<_>>()?;
+    let weights = cpu_weights
+        .iter()
+        .map(|(k, v)| Ok((k.clone(), v.to_device(&dev)?)))
+        .collect::<candle_core::Result<_>>()?;
     // Plain tensors, not variables: no graph is recorded, as in real inference.
     let model = Model::new(&spec, VarBuilder::from_tensors(weights, DType::F32, &dev))?;
     let cpu_model = if a.check && !dev.is_cpu() {
-        Some(Model::new(&spec, VarBuilder::from_tensors(cpu_weights, DType::F32, &Device::Cpu))?)
+        Some(Model::new(
+            &spec,
+            VarBuilder::from_tensors(cpu_weights, DType::F32, &Device::Cpu),
+        )?)
     } else {
         None
     };
@@ -102,8 +123,10 @@ fn main() -> Result<(), Error> {
             // Random image with a centred 28x28 hole (zeroed), as the trainer feeds it.
             let lo = (s - 28.min(s)) / 2;
             let hole = Tensor::ones((b, 1, 28.min(s), 28.min(s)), DType::F32, &dev)?;
-            let mask = Tensor::zeros((b, 1, s, s), DType::F32, &dev)?.slice_assign(&[0..b, 0..1, lo..lo + 28.min(s), lo..lo + 28.min(s)], &hole)?;
-            let image = Tensor::rand(0f32, 1.0, (b, spec.channels, s, s), &dev)?.broadcast_mul(&mask.affine(-1.0, 1.0)?)?;
+            let mask = Tensor::zeros((b, 1, s, s), DType::F32, &dev)?
+                .slice_assign(&[0..b, 0..1, lo..lo + 28.min(s), lo..lo + 28.min(s)], &hole)?;
+            let image =
+                Tensor::rand(0f32, 1.0, (b, spec.channels, s, s), &dev)?.broadcast_mul(&mask.affine(-1.0, 1.0)?)?;
             let steps = if b == 1 { a.steps1 } else { a.steps }.max(1);
             for _ in 0..3 {
                 model.forward(&image, &mask)?;
@@ -121,8 +144,13 @@ fn main() -> Result<(), Error> {
             let diff = match &cpu_model {
                 Some(cpu) => {
                     let on_gpu = model.forward(&image, &mask)?.0.to_device(&Device::Cpu)?;
-                    let on_cpu = cpu.forward(&image.to_device(&Device::Cpu)?, &mask.to_device(&Device::Cpu)?)?.0;
-                    format!(r#", "max_abs_diff": {:e}"#, (on_gpu - on_cpu)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?)
+                    let on_cpu = cpu
+                        .forward(&image.to_device(&Device::Cpu)?, &mask.to_device(&Device::Cpu)?)?
+                        .0;
+                    format!(
+                        r#", "max_abs_diff": {:e}"#,
+                        (on_gpu - on_cpu)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?
+                    )
                 }
                 None => String::new(),
             };

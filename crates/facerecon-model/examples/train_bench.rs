@@ -30,7 +30,9 @@ impl Backend {
     fn convt(self, x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
         match self {
             Backend::Ops => ops::conv_transpose2d(x, w, Some(b), 2, 1, 1),
-            Backend::Candle => x.conv_transpose2d(w, 1, 1, 2, 1)?.broadcast_add(&b.reshape((1, (), 1, 1))?),
+            Backend::Candle => x
+                .conv_transpose2d(w, 1, 1, 2, 1)?
+                .broadcast_add(&b.reshape((1, (), 1, 1))?),
         }
     }
     fn lrelu(self, x: &Tensor) -> Result<Tensor> {
@@ -102,7 +104,11 @@ fn apply(be: Backend, layers: &[Layer], i: usize, x: &Tensor) -> Result<Tensor> 
             }
         }
         Kind::ConvT if be == Backend::Ops => {
-            let act = if last { ops::Act::Sigmoid } else { ops::Act::LeakyRelu(0.2) };
+            let act = if last {
+                ops::Act::Sigmoid
+            } else {
+                ops::Act::LeakyRelu(0.2)
+            };
             ops::conv_transpose2d_act(x, &l.w, Some(&l.b), 2, 1, 1, act)
         }
         Kind::ConvT if last => be.sigmoid(&be.convt(x, &l.w, &l.b)?),
@@ -125,7 +131,11 @@ impl Adam {
     fn new(layers: &[Layer]) -> Result<Self> {
         let zeros = |v: &Var| v.zeros_like();
         let all: Vec<&Var> = layers.iter().flat_map(|l| [&l.w, &l.b]).collect();
-        Ok(Adam { m: all.iter().map(|v| zeros(v)).collect::<Result<_>>()?, v: all.iter().map(|v| zeros(v)).collect::<Result<_>>()?, t: 0 })
+        Ok(Adam {
+            m: all.iter().map(|v| zeros(v)).collect::<Result<_>>()?,
+            v: all.iter().map(|v| zeros(v)).collect::<Result<_>>()?,
+            t: 0,
+        })
     }
 
     fn step(&mut self, layers: &[Layer], grads: &candle_core::backprop::GradStore) -> Result<()> {
@@ -168,7 +178,12 @@ fn cpu_seconds() -> f64 {
 }
 
 fn load() -> String {
-    std::fs::read_to_string("/proc/loadavg").unwrap_or_default().split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn main() -> Result<()> {
@@ -179,19 +194,32 @@ fn main() -> Result<()> {
     let dev = Device::Cpu;
     let x = Tensor::rand(0f32, 1.0, (batch, 3, 128, 128), &dev)?;
     let target = Tensor::rand(0f32, 1.0, (batch, 3, 128, 128), &dev)?;
-    println!("seed autoencoder, batch {batch}, {} rayon threads, load average {}", rayon::current_num_threads(), load());
+    println!(
+        "seed autoencoder, batch {batch}, {} rayon threads, load average {}",
+        rayon::current_num_threads(),
+        load()
+    );
 
     let only_ops = std::env::args().any(|a| a == "ops");
-    let backends: &[Backend] = if only_ops { &[Backend::Ops] } else { &[Backend::Ops, Backend::Candle] };
+    let backends: &[Backend] = if only_ops {
+        &[Backend::Ops]
+    } else {
+        &[Backend::Ops, Backend::Candle]
+    };
     let mut summary = vec![];
     for &be in backends {
         let layers = seed_layers(&dev)?;
         let mut opt = Adam::new(&layers)?;
         // Candle's plain ops take seconds per step: fewer of them.
-        let n = if be == Backend::Candle { steps.div_ceil(3).max(1) } else { steps };
+        let n = if be == Backend::Candle {
+            steps.div_ceil(3).max(1)
+        } else {
+            steps
+        };
         train_step(be, &layers, &mut opt, &x, &target)?; // warm-up: allocator, scratch buffers
         let cpu0 = cpu_seconds();
-        let (train_s, _) = time(|| (0..n).try_for_each(|_| train_step(be, &layers, &mut opt, &x, &target).map(|_| ())))?;
+        let (train_s, _) =
+            time(|| (0..n).try_for_each(|_| train_step(be, &layers, &mut opt, &x, &target).map(|_| ())))?;
         let train_cpu = cpu_seconds() - cpu0;
         // Inference: the same forward pass (the graph is recorded but never walked).
         let cpu0 = cpu_seconds();
@@ -201,7 +229,10 @@ fn main() -> Result<()> {
         let train_ips = (n * batch) as f64 / train_s;
         let infer_ips = (n * batch) as f64 / infer_s;
         // Throughput if every thread had a core to itself: images per (CPU seconds / threads).
-        let (train_cpu_ips, infer_cpu_ips) = ((n * batch) as f64 * threads / train_cpu, (n * batch) as f64 * threads / infer_cpu);
+        let (train_cpu_ips, infer_cpu_ips) = (
+            (n * batch) as f64 * threads / train_cpu,
+            (n * batch) as f64 * threads / infer_cpu,
+        );
         println!(
             "{:>14}: train {train_ips:7.1} img/s ({:6.1} ms/step), forward {infer_ips:7.1} img/s  [load {}]",
             be.name(),
@@ -215,30 +246,48 @@ fn main() -> Result<()> {
         return Ok(());
     }
     let (ours, theirs) = (&summary[0], &summary[1]);
-    println!("speed-up: train x{:.1}, forward x{:.1}", ours.1 / theirs.1, ours.2 / theirs.2);
+    println!(
+        "speed-up: train x{:.1}, forward x{:.1}",
+        ours.1 / theirs.1,
+        ours.2 / theirs.2
+    );
 
     // Per layer: forward, and forward + backward of that layer alone (seeded with ones, as candle's
     // backward() does), with the activation fused in; inputs are variables except the image.
-    println!("\nper layer (ms, batch {batch}): {:>8} {:>10} | {:>8} {:>10}", "ops fwd", "ops f+b", "cnd fwd", "cnd f+b");
+    println!(
+        "\nper layer (ms, batch {batch}): {:>8} {:>10} | {:>8} {:>10}",
+        "ops fwd", "ops f+b", "cnd fwd", "cnd f+b"
+    );
     let ours_layers = &ours.3;
     let mut h = x.clone();
     let reps = (192 / batch).max(3); // small batches: more repetitions for a steadier figure
     let mut totals = [0f64; 4];
     for i in 0..ours_layers.len() {
-        let input = if i == 0 { h.clone() } else { Var::from_tensor(&h)?.as_tensor().clone() };
+        let input = if i == 0 {
+            h.clone()
+        } else {
+            Var::from_tensor(&h)?.as_tensor().clone()
+        };
         let mut row = [0f64; 4];
         for (j, be) in [Backend::Ops, Backend::Candle].into_iter().enumerate() {
             apply(be, ours_layers, i, &input)?.backward()?; // warm-up
             let (f, _) = time(|| (0..reps).try_for_each(|_| apply(be, ours_layers, i, &input).map(|_| ())))?;
-            let (fb, _) = time(|| (0..reps).try_for_each(|_| apply(be, ours_layers, i, &input)?.backward().map(|_| ())))?;
+            let (fb, _) =
+                time(|| (0..reps).try_for_each(|_| apply(be, ours_layers, i, &input)?.backward().map(|_| ())))?;
             row[2 * j] = 1e3 * f / reps as f64;
             row[2 * j + 1] = 1e3 * fb / reps as f64;
         }
         (0..4).for_each(|k| totals[k] += row[k]);
-        println!("{:>8}: {:>28.2} {:>10.2} | {:>8.2} {:>10.2}", ours_layers[i].name, row[0], row[1], row[2], row[3]);
+        println!(
+            "{:>8}: {:>28.2} {:>10.2} | {:>8.2} {:>10.2}",
+            ours_layers[i].name, row[0], row[1], row[2], row[3]
+        );
         h = apply(Backend::Ops, ours_layers, i, &h.detach())?.detach();
     }
-    println!("{:>8}: {:>28.2} {:>10.2} | {:>8.2} {:>10.2}", "sum", totals[0], totals[1], totals[2], totals[3]);
+    println!(
+        "{:>8}: {:>28.2} {:>10.2} | {:>8.2} {:>10.2}",
+        "sum", totals[0], totals[1], totals[2], totals[3]
+    );
     println!("load average at the end: {}", load());
     Ok(())
 }

@@ -39,7 +39,14 @@ fn add_channel_bias(x: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
 
 /// 2-D convolution: `x` `[B, Cin, H, W]`, `w` `[Cout, Cin, k, k]`, optional bias `[Cout]`,
 /// symmetric zero padding of `pad` pixels.
-pub fn conv2d(x: &Tensor, w: &Tensor, b: Option<&Tensor>, stride: usize, pad: usize, dilation: usize) -> Result<Tensor> {
+pub fn conv2d(
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    stride: usize,
+    pad: usize,
+    dilation: usize,
+) -> Result<Tensor> {
     if reference_ops() {
         return add_channel_bias(&x.conv2d(w, pad, stride, dilation, 1)?, b);
     }
@@ -157,7 +164,15 @@ pub fn composite(rec: &Tensor, image: &Tensor, mask: &Tensor) -> Result<Tensor> 
 }
 
 /// `act(conv2d(..))`; one fused op on the CPU (see `crate::ops::Act`).
-pub fn conv2d_act(x: &Tensor, w: &Tensor, b: Option<&Tensor>, stride: usize, pad: usize, dilation: usize, act: Act) -> Result<Tensor> {
+pub fn conv2d_act(
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    stride: usize,
+    pad: usize,
+    dilation: usize,
+    act: Act,
+) -> Result<Tensor> {
     if reference_ops() {
         return activation(&conv2d(x, w, b, stride, pad, dilation)?, act);
     }

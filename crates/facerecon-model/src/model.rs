@@ -76,20 +76,41 @@ impl Model {
                 last_use.insert(i.clone(), layer.index);
             }
             let (pad, out_pad) = match layer.op {
-                Op::Conv2d { padding, kernel, dilation, .. } => (spec::conv_padding(padding, kernel, dilation), 0),
-                Op::ConvTranspose2d { padding, kernel, stride, .. } => {
-                    spec::conv_transpose_padding(padding, kernel, stride).unwrap_or((0, 0))
-                }
+                Op::Conv2d {
+                    padding,
+                    kernel,
+                    dilation,
+                    ..
+                } => (spec::conv_padding(padding, kernel, dilation), 0),
+                Op::ConvTranspose2d {
+                    padding,
+                    kernel,
+                    stride,
+                    ..
+                } => spec::conv_transpose_padding(padding, kernel, stride).unwrap_or((0, 0)),
                 _ => (0, 0),
             };
             let (weight, bias) = if layer.op.has_params() {
-                (param(format!("{}.weight", layer.name), glorot)?, param(format!("{}.bias", layer.name), zero)?)
+                (
+                    param(format!("{}.weight", layer.name), glorot)?,
+                    param(format!("{}.bias", layer.name), zero)?,
+                )
             } else {
                 (None, None)
             };
-            nodes.push(Node { layer, weight, bias, pad, out_pad });
+            nodes.push(Node {
+                layer,
+                weight,
+                bias,
+                pad,
+                out_pad,
+            });
         }
-        Ok(Model { spec: spec.clone(), nodes, last_use })
+        Ok(Model {
+            spec: spec.clone(),
+            nodes,
+            last_use,
+        })
     }
 
     /// Load the weights of `spec` from a safetensors file (see [`load_weights`]).
@@ -134,7 +155,11 @@ impl Model {
         if mask.dims() != [b, 1, s, s] {
             candle_core::bail!("mask must be [{b}, 1, {s}, {s}], got {:?}", mask.dims());
         }
-        let input = if self.spec.mask_channel { Tensor::cat(&[image, mask], 1)? } else { image.clone() };
+        let input = if self.spec.mask_channel {
+            Tensor::cat(&[image, mask], 1)?
+        } else {
+            image.clone()
+        };
         self.eval(input, image.clone(), Some(mask.clone()))
     }
 
@@ -143,7 +168,11 @@ impl Model {
     pub fn forward_raw(&self, input: &Tensor) -> candle_core::Result<Tensor> {
         let c = self.spec.channels;
         let image = input.narrow(1, 0, c)?;
-        let mask = if self.spec.mask_channel { Some(input.narrow(1, c, 1)?) } else { None };
+        let mask = if self.spec.mask_channel {
+            Some(input.narrow(1, c, 1)?)
+        } else {
+            None
+        };
         self.eval(input.clone(), image, mask)
     }
 
@@ -151,8 +180,17 @@ impl Model {
     /// `visit` the network input (`spec::INPUT`) and every layer's output under the layer's name
     /// (a convolution's output before its activation). For post-training quantization, which needs
     /// the range of each tensor the exported graph holds; slower than [`Model::forward`].
-    pub fn trace(&self, image: &Tensor, mask: &Tensor, visit: &mut dyn FnMut(&str, &Tensor)) -> candle_core::Result<()> {
-        let input = if self.spec.mask_channel { Tensor::cat(&[image, mask], 1)? } else { image.clone() };
+    pub fn trace(
+        &self,
+        image: &Tensor,
+        mask: &Tensor,
+        visit: &mut dyn FnMut(&str, &Tensor),
+    ) -> candle_core::Result<()> {
+        let input = if self.spec.mask_channel {
+            Tensor::cat(&[image, mask], 1)?
+        } else {
+            image.clone()
+        };
         visit(spec::INPUT, &input);
         let mut values: HashMap<&str, Tensor> = HashMap::new();
         values.insert(spec::INPUT, input);
@@ -163,7 +201,11 @@ impl Model {
             let xs = l
                 .inputs
                 .iter()
-                .map(|n| values.get(n.as_str()).ok_or_else(|| candle_core::Error::Msg(format!("layer {} reads unknown '{n}'", l.name))))
+                .map(|n| {
+                    values
+                        .get(n.as_str())
+                        .ok_or_else(|| candle_core::Error::Msg(format!("layer {} reads unknown '{n}'", l.name)))
+                })
                 .collect::<candle_core::Result<Vec<&Tensor>>>()?;
             let y = self.apply(node, &xs)?;
             visit(&l.name, &y);
@@ -210,11 +252,17 @@ impl Model {
             // fused op: the activation is applied while the output is in cache and its gradient folds
             // into the convolution's backward pass (no activation tensor, no separate gradient
             // accumulation).
-            let fused = self.nodes.get(k + 1).and_then(|next| self.fused_act(node, next).map(|act| (next, act)));
+            let fused = self
+                .nodes
+                .get(k + 1)
+                .and_then(|next| self.fused_act(node, next).map(|act| (next, act)));
             let node = if let Some((next, act)) = fused {
                 skip_next = true;
                 let x = values.get(node.layer.inputs[0].as_str()).ok_or_else(|| {
-                    candle_core::Error::Msg(format!("layer {} reads a value forward_raw cannot provide", node.layer.name))
+                    candle_core::Error::Msg(format!(
+                        "layer {} reads a value forward_raw cannot provide",
+                        node.layer.name
+                    ))
                 })?;
                 let y = self.apply_fused(node, x, act)?;
                 if self.last_use.get(&node.layer.inputs[0]) == Some(&node.layer.index) {
@@ -235,7 +283,10 @@ impl Model {
                 .iter()
                 .map(|n| {
                     values.get(n.as_str()).ok_or_else(|| {
-                        candle_core::Error::Msg(format!("layer {} reads '{n}', which forward_raw cannot provide", l.name))
+                        candle_core::Error::Msg(format!(
+                            "layer {} reads '{n}', which forward_raw cannot provide",
+                            l.name
+                        ))
                     })
                 })
                 .collect::<candle_core::Result<Vec<&Tensor>>>()?;
@@ -271,11 +322,16 @@ impl Model {
     }
 
     fn apply_fused(&self, node: &Node, x: &Tensor, act: layers::Act) -> candle_core::Result<Tensor> {
-        let w = node.weight.as_ref().ok_or_else(|| candle_core::Error::Msg(format!("layer {} has no weight", node.layer.name)))?;
+        let w = node
+            .weight
+            .as_ref()
+            .ok_or_else(|| candle_core::Error::Msg(format!("layer {} has no weight", node.layer.name)))?;
         let b = node.bias.as_ref();
         match &node.layer.op {
             Op::Conv2d { stride, dilation, .. } => layers::conv2d_act(x, w, b, *stride, node.pad, *dilation, act),
-            Op::ConvTranspose2d { stride, .. } => layers::conv_transpose2d_act(x, w, b, *stride, node.pad, node.out_pad, act),
+            Op::ConvTranspose2d { stride, .. } => {
+                layers::conv_transpose2d_act(x, w, b, *stride, node.pad, node.out_pad, act)
+            }
             _ => unreachable!("only convolutions fuse"),
         }
     }
@@ -306,18 +362,29 @@ impl Model {
 /// Read a safetensors file and check that it holds every parameter of `spec` with the right shape;
 /// tensors are returned as f32 on `device`. Extra tensors are ignored.
 pub fn load_weights(spec: &ModelSpec, path: &Path, device: &Device) -> Result<HashMap<String, Tensor>, ModelError> {
-    let werr = |msg: String| ModelError::Weights { path: path.to_path_buf(), msg };
+    let werr = |msg: String| ModelError::Weights {
+        path: path.to_path_buf(),
+        msg,
+    };
     let expected = spec.parameters()?;
     let mut tensors =
         candle_core::safetensors::load(path, device).map_err(|e| werr(format!("cannot read safetensors: {e}")))?;
     let mut out = HashMap::new();
     for (name, shape) in expected {
-        let t = tensors.remove(&name).ok_or_else(|| werr(format!("missing tensor '{name}' (shape {shape:?})")))?;
+        let t = tensors
+            .remove(&name)
+            .ok_or_else(|| werr(format!("missing tensor '{name}' (shape {shape:?})")))?;
         if t.dims() != shape.as_slice() {
-            return Err(werr(format!("tensor '{name}' has shape {:?}, the spec needs {shape:?}", t.dims())));
+            return Err(werr(format!(
+                "tensor '{name}' has shape {:?}, the spec needs {shape:?}",
+                t.dims()
+            )));
         }
         if !t.dtype().is_float() {
-            return Err(werr(format!("tensor '{name}' has dtype {:?}, expected a float type", t.dtype())));
+            return Err(werr(format!(
+                "tensor '{name}' has dtype {:?}, expected a float type",
+                t.dtype()
+            )));
         }
         out.insert(name, t.to_dtype(DType::F32)?);
     }
@@ -345,7 +412,11 @@ pub fn random_weights(
     };
     let mut out = HashMap::new();
     for (name, shape) in spec.parameters()? {
-        let limit = if shape.len() == 1 { bias_scale } else { glorot_limit(&shape) };
+        let limit = if shape.len() == 1 {
+            bias_scale
+        } else {
+            glorot_limit(&shape)
+        };
         let n: usize = shape.iter().product();
         let data: Vec<f32> = (0..n).map(|_| ((next() * 2.0 - 1.0) * limit) as f32).collect();
         out.insert(name, Tensor::from_vec(data, shape, device)?);
@@ -398,7 +469,14 @@ mod tests {
         let lim = glorot_limit(w.dims()) as f32;
         let max = w.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
         assert!(max <= lim && max > 0.5 * lim, "{max} vs {lim}");
-        let bsum = vars["latent.bias"].as_tensor().abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
+        let bsum = vars["latent.bias"]
+            .as_tensor()
+            .abs()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         assert_eq!(bsum, 0.0);
         drop(vars);
         let (img, mask) = rand_batch(&spec, 2);
@@ -420,7 +498,13 @@ mod tests {
         let img_v: Vec<f32> = img.flatten_all().unwrap().to_vec1().unwrap();
         let rec_v: Vec<f32> = rec.flatten_all().unwrap().to_vec1().unwrap();
         let inp_v: Vec<f32> = inp.flatten_all().unwrap().to_vec1().unwrap();
-        let mask_v: Vec<f32> = mask.broadcast_as(img.shape()).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let mask_v: Vec<f32> = mask
+            .broadcast_as(img.shape())
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
         let (mut holes, mut known) = (0, 0);
         for i in 0..img_v.len() {
             if mask_v[i] == 1.0 {
@@ -446,13 +530,32 @@ mod tests {
         // -> cat with input -> 1x1 conv -> sigmoid.
         let input = Tensor::cat(&[&img, &mask], 1).unwrap();
         let b = |n: &str| w[n].reshape((1, (), 1, 1)).unwrap();
-        let x = input.conv2d(&w["c1.weight"], 1, 2, 1, 1).unwrap().broadcast_add(&b("c1.bias")).unwrap();
+        let x = input
+            .conv2d(&w["c1.weight"], 1, 2, 1, 1)
+            .unwrap()
+            .broadcast_add(&b("c1.bias"))
+            .unwrap();
         let x = candle_nn::ops::leaky_relu(&x, 0.2).unwrap();
-        let x = x.conv_transpose2d(&w["t1.weight"], 1, 1, 2, 1).unwrap().broadcast_add(&b("t1.bias")).unwrap();
+        let x = x
+            .conv_transpose2d(&w["t1.weight"], 1, 1, 2, 1)
+            .unwrap()
+            .broadcast_add(&b("t1.bias"))
+            .unwrap();
         let x = Tensor::cat(&[&x, &input], 1).unwrap();
-        let x = x.conv2d(&w["out.weight"], 0, 1, 1, 1).unwrap().broadcast_add(&b("out.bias")).unwrap();
+        let x = x
+            .conv2d(&w["out.weight"], 0, 1, 1, 1)
+            .unwrap()
+            .broadcast_add(&b("out.bias"))
+            .unwrap();
         let want = candle_nn::ops::sigmoid(&x).unwrap();
-        let diff = (rec - want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let diff = (rec - want)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         assert!(diff < 1e-6, "{diff}");
         // forward_raw on the prepared input gives the same reconstruction.
         let raw = model.forward_raw(&input).unwrap();
@@ -470,7 +573,9 @@ mod tests {
         let loss = (rec - &img).unwrap().sqr().unwrap().mean_all().unwrap();
         let grads = loss.backward().unwrap();
         for (name, var) in varmap.data().lock().unwrap().iter() {
-            let g = grads.get(var.as_tensor()).unwrap_or_else(|| panic!("no gradient for {name}"));
+            let g = grads
+                .get(var.as_tensor())
+                .unwrap_or_else(|| panic!("no gradient for {name}"));
             let n = g.abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
             assert!(n.is_finite() && n > 0.0, "{name}: |grad| = {n}");
         }
@@ -480,15 +585,29 @@ mod tests {
     fn layers_match_reference_semantics() {
         let dev = Device::Cpu;
         let x = Tensor::new(&[[[[1f32, 2.], [3., 4.]]]], &dev).unwrap();
-        let up: Vec<f32> = layers::upsample_nearest(&x, 2).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let up: Vec<f32> = layers::upsample_nearest(&x, 2)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
         assert_eq!(up, [1., 1., 2., 2., 1., 1., 2., 2., 3., 3., 4., 4., 3., 3., 4., 4.]);
         let v = Tensor::new(&[-2f32, 0., 3.], &dev).unwrap();
-        assert_eq!(layers::leaky_relu(&v, 0.2).unwrap().to_vec1::<f32>().unwrap(), [-0.4, 0., 3.]);
-        assert_eq!(layers::leaky_relu(&v, 2.0).unwrap().to_vec1::<f32>().unwrap(), [-4., 0., 3.]);
+        assert_eq!(
+            layers::leaky_relu(&v, 0.2).unwrap().to_vec1::<f32>().unwrap(),
+            [-0.4, 0., 3.]
+        );
+        assert_eq!(
+            layers::leaky_relu(&v, 2.0).unwrap().to_vec1::<f32>().unwrap(),
+            [-4., 0., 3.]
+        );
         let xd = Tensor::new(&[[1f32, 2.]], &dev).unwrap();
         let wd = Tensor::new(&[[1f32, 1.], [0., 2.], [3., -1.]], &dev).unwrap();
         let bd = Tensor::new(&[0.5f32, 0., 1.], &dev).unwrap();
-        assert_eq!(layers::dense(&xd, &wd, Some(&bd)).unwrap().to_vec2::<f32>().unwrap(), [[3.5, 4., 2.]]);
+        assert_eq!(
+            layers::dense(&xd, &wd, Some(&bd)).unwrap().to_vec2::<f32>().unwrap(),
+            [[3.5, 4., 2.]]
+        );
         // Transposed conv, stride 2, 'same' padding for k=3: (1, 1) -> output exactly twice the input.
         let wt = Tensor::ones((1, 1, 3, 3), DType::F32, &dev).unwrap();
         let y = layers::conv_transpose2d(&x, &wt, None, 2, 1, 1).unwrap();
@@ -513,13 +632,20 @@ mod tests {
 
         let ok = save(&all, &dir);
         let model = Model::load(&spec, &ok, &dev).unwrap();
-        let back = model.weights()["t1.weight"].flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let back = model.weights()["t1.weight"]
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
         assert_eq!(back, w["t1.weight"].flatten_all().unwrap().to_vec1::<f32>().unwrap());
 
         let missing: Vec<_> = all.iter().filter(|(n, _)| *n != "out.bias").cloned().collect();
         let p = save(&missing, &dir);
         let e = Model::load(&spec, &p, &dev).err().unwrap().to_string();
-        assert!(e.contains("w.safetensors") && e.contains("missing tensor 'out.bias'"), "{e}");
+        assert!(
+            e.contains("w.safetensors") && e.contains("missing tensor 'out.bias'"),
+            "{e}"
+        );
 
         let mut bad = all.clone();
         for (n, t) in bad.iter_mut() {
@@ -529,9 +655,15 @@ mod tests {
         }
         let p = save(&bad, &dir);
         let e = Model::load(&spec, &p, &dev).err().unwrap().to_string();
-        assert!(e.contains("'c1.weight' has shape [4, 3, 3, 3]") && e.contains("[4, 4, 3, 3]"), "{e}");
+        assert!(
+            e.contains("'c1.weight' has shape [4, 3, 3, 3]") && e.contains("[4, 4, 3, 3]"),
+            "{e}"
+        );
 
-        let e = Model::load(&spec, &dir.join("nope.safetensors"), &dev).err().unwrap().to_string();
+        let e = Model::load(&spec, &dir.join("nope.safetensors"), &dev)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("nope.safetensors"), "{e}");
         std::fs::remove_dir_all(&dir).ok();
     }

@@ -129,7 +129,9 @@ pub enum Op {
     /// `[C, H, W]` -> `[C*H*W]` in C-major (NCHW) order.
     Flatten,
     /// `[F]` -> `shape` (`[C, H, W]`).
-    Reshape { shape: Vec<usize> },
+    Reshape {
+        shape: Vec<usize>,
+    },
     LeakyRelu {
         #[serde(default = "slope")]
         slope: f64,
@@ -193,22 +195,34 @@ impl<'de> Deserialize<'de> for Layer {
         use serde::de::Error;
         use serde_yaml::{Mapping, Value};
         let mut map = Mapping::deserialize(d)?;
-        let name: Option<String> = map.remove("name").map(serde_yaml::from_value).transpose().map_err(D::Error::custom)?;
-        let from: Option<From> = map.remove("from").map(serde_yaml::from_value).transpose().map_err(D::Error::custom)?;
+        let name: Option<String> = map
+            .remove("name")
+            .map(serde_yaml::from_value)
+            .transpose()
+            .map_err(D::Error::custom)?;
+        let from: Option<From> = map
+            .remove("from")
+            .map(serde_yaml::from_value)
+            .transpose()
+            .map_err(D::Error::custom)?;
         let op_name = map.get("op").and_then(Value::as_str).unwrap_or("?").to_string();
         let label = match &name {
             Some(n) => format!("layer '{n}' ({op_name})"),
             None => format!("layer {op_name}"),
         };
         let keys: Vec<Value> = map.keys().cloned().collect();
-        let op: Op = serde_yaml::from_value(Value::Mapping(map)).map_err(|e| D::Error::custom(format!("{label}: {e}")))?;
+        let op: Op =
+            serde_yaml::from_value(Value::Mapping(map)).map_err(|e| D::Error::custom(format!("{label}: {e}")))?;
         let known = serde_yaml::to_value(&op).map_err(D::Error::custom)?;
         let known = known.as_mapping().expect("an op serialises to a mapping");
         if let Some(k) = keys.iter().find(|k| !known.contains_key(*k)) {
             let key = k.as_str().map_or_else(|| format!("{k:?}"), str::to_string);
             let mut allowed: Vec<&str> = known.keys().filter_map(Value::as_str).filter(|k| *k != "op").collect();
             allowed.extend(["name", "from"]);
-            return Err(D::Error::custom(format!("{label}: unknown key `{key}` (a {op_name} layer takes: {})", allowed.join(", "))));
+            return Err(D::Error::custom(format!(
+                "{label}: unknown key `{key}` (a {op_name} layer takes: {})",
+                allowed.join(", ")
+            )));
         }
         Ok(Layer { name, from, op })
     }
@@ -344,7 +358,11 @@ impl ModelSpec {
         let mut out = Vec::with_capacity(self.layers.len());
         for (index, layer) in self.layers.iter().enumerate() {
             let op = &layer.op;
-            let err = |msg: String| SpecError::Layer { index, op: op.kind().to_string(), msg };
+            let err = |msg: String| SpecError::Layer {
+                index,
+                op: op.kind().to_string(),
+                msg,
+            };
             let name = layer.name.clone().unwrap_or_else(|| format!("layer{index}"));
             if shapes.contains_key(&name) {
                 return Err(err(format!("name '{name}' is already used")));
@@ -377,7 +395,14 @@ impl ModelSpec {
                 ActShape::Flat(_) => Err(err(format!("{what} needs a [C,H,W] input, got a flat vector"))),
             };
             let out_shape = match op {
-                Op::Conv2d { filters, kernel, stride, padding, dilation, .. } => {
+                Op::Conv2d {
+                    filters,
+                    kernel,
+                    stride,
+                    padding,
+                    dilation,
+                    ..
+                } => {
                     let (_, h, w) = map("conv2d")?;
                     if *kernel == 0 || *stride == 0 || *dilation == 0 || *filters == 0 {
                         return Err(err("filters, kernel, stride and dilation must be > 0".into()));
@@ -389,7 +414,13 @@ impl ModelSpec {
                     }
                     ActShape::Map(*filters, (h + 2 * p - eff) / stride + 1, (w + 2 * p - eff) / stride + 1)
                 }
-                Op::ConvTranspose2d { filters, kernel, stride, padding, .. } => {
+                Op::ConvTranspose2d {
+                    filters,
+                    kernel,
+                    stride,
+                    padding,
+                    ..
+                } => {
                     let (_, h, w) = map("conv_transpose2d")?;
                     if *kernel == 0 || *stride == 0 || *filters == 0 {
                         return Err(err("filters, kernel and stride must be > 0".into()));
@@ -446,7 +477,14 @@ impl ModelSpec {
             };
             shapes.insert(name.clone(), out_shape.clone());
             prev = name.clone();
-            out.push(ResolvedLayer { index, name, inputs, op: op.clone(), in_shapes, out_shape });
+            out.push(ResolvedLayer {
+                index,
+                name,
+                inputs,
+                op: op.clone(),
+                in_shapes,
+                out_shape,
+            });
         }
         let last = &out.last().unwrap().out_shape;
         if *last != ActShape::Map(self.channels, s, s) {
@@ -468,13 +506,17 @@ impl ModelSpec {
                 ActShape::Flat(f) => f,
             };
             match l.op {
-                Op::Conv2d { filters, kernel, bias, .. } => {
+                Op::Conv2d {
+                    filters, kernel, bias, ..
+                } => {
                     v.push((format!("{}.weight", l.name), vec![filters, cin, kernel, kernel]));
                     if bias {
                         v.push((format!("{}.bias", l.name), vec![filters]));
                     }
                 }
-                Op::ConvTranspose2d { filters, kernel, bias, .. } => {
+                Op::ConvTranspose2d {
+                    filters, kernel, bias, ..
+                } => {
                     v.push((format!("{}.weight", l.name), vec![cin, filters, kernel, kernel]));
                     if bias {
                         v.push((format!("{}.bias", l.name), vec![filters]));
@@ -494,7 +536,11 @@ impl ModelSpec {
 
     /// Number of trainable parameters.
     pub fn num_parameters(&self) -> Result<usize, SpecError> {
-        Ok(self.parameters()?.iter().map(|(_, s)| s.iter().product::<usize>()).sum())
+        Ok(self
+            .parameters()?
+            .iter()
+            .map(|(_, s)| s.iter().product::<usize>())
+            .sum())
     }
 
     /// Forward FLOPs per image (2 per multiply-add, as ../shared/bench/flops.py counts them).
@@ -599,11 +645,24 @@ layers:
     /// op (struct-like ops and the ones without settings alike).
     #[test]
     fn unknown_keys_in_a_layer_are_errors_naming_key_and_layer() {
-        let layer = |l: &str| format!("image_size: 8\nlayers:\n  - {{op: conv2d, name: c0, filters: 3, kernel: 3}}\n  - {l}\n");
+        let layer =
+            |l: &str| format!("image_size: 8\nlayers:\n  - {{op: conv2d, name: c0, filters: 3, kernel: 3}}\n  - {l}\n");
         let cases = [
-            ("{op: conv2d, name: enc, filters: 3, kernel: 3, dilaton: 2}", "dilaton", "enc"),
-            ("{op: conv2d, name: enc, filters: 3, kernel: 3, bais: false}", "bais", "enc"),
-            ("{op: conv_transpose2d, name: dec, filters: 3, kernel: 3, dilation: 1}", "dilation", "dec"),
+            (
+                "{op: conv2d, name: enc, filters: 3, kernel: 3, dilaton: 2}",
+                "dilaton",
+                "enc",
+            ),
+            (
+                "{op: conv2d, name: enc, filters: 3, kernel: 3, bais: false}",
+                "bais",
+                "enc",
+            ),
+            (
+                "{op: conv_transpose2d, name: dec, filters: 3, kernel: 3, dilation: 1}",
+                "dilation",
+                "dec",
+            ),
             ("{op: dense, name: fc, units: 3, bais: false}", "bais", "fc"),
             ("{op: reshape, shape: [3, 8, 8], order: c}", "order", "reshape"),
             ("{op: leaky_relu, slop: 0.1}", "slop", "leaky_relu"),
@@ -618,7 +677,10 @@ layers:
         for (l, key, layer_name) in cases {
             let e = ModelSpec::from_yaml(&layer(l)).unwrap_err().to_string();
             assert!(e.contains(key) && e.contains(layer_name), "{l}: {e}");
-            assert!(e.contains("layers[1]"), "{l}: the error names the layer's position: {e}");
+            assert!(
+                e.contains("layers[1]"),
+                "{l}: the error names the layer's position: {e}"
+            );
         }
         // The same layers without the stray keys parse, and a layer round-trips through YAML.
         let good = layer("{op: sigmoid, name: s}");
@@ -627,7 +689,9 @@ layers:
         assert_eq!(again, spec);
         let e = ModelSpec::from_yaml(&layer("{op: sigmod}")).unwrap_err().to_string();
         assert!(e.contains("sigmod"), "{e}");
-        let e = ModelSpec::from_yaml("image_size: 8\nlayerz: []\nlayers: []\n").unwrap_err().to_string();
+        let e = ModelSpec::from_yaml("image_size: 8\nlayerz: []\nlayers: []\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("layerz"), "{e}");
     }
 }

@@ -25,9 +25,7 @@ fn frame(n: u32, width: u32, height: u32) -> (RgbImage, GrayImage) {
     let hx = (width / 5 + 7 * n) % (width - hw);
     let hy = (height / 4 + 5 * n) % (height - hh);
     let hole = |x: u32, y: u32| x >= hx && x < hx + hw && y >= hy && y < hy + hh;
-    let mask = GrayImage::from_fn(width, height, |x, y| {
-        Luma([if hole(x, y) { 255 } else { 0 }])
-    });
+    let mask = GrayImage::from_fn(width, height, |x, y| Luma([if hole(x, y) { 255 } else { 0 }]));
     let image = RgbImage::from_fn(width, height, |x, y| {
         if hole(x, y) {
             Rgb([0, 0, 0])
@@ -71,16 +69,10 @@ fn report(label: &str, times: &mut [Duration], per: usize) {
 fn main() -> Result<(), Box<dyn Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(model) = args.first() else {
-        return Err(
-            "usage: camera_loop MODEL.onnx [frames=50] [width=640] [height=480] [batch=8]".into(),
-        );
+        return Err("usage: camera_loop MODEL.onnx [frames=50] [width=640] [height=480] [batch=8]".into());
     };
     let num = |i: usize, default: u32| -> Result<u32, Box<dyn Error>> {
-        Ok(args
-            .get(i)
-            .map(|s| s.parse())
-            .transpose()?
-            .unwrap_or(default))
+        Ok(args.get(i).map(|s| s.parse()).transpose()?.unwrap_or(default))
     };
     let (frames, width, height, batch) = (num(1, 50)?, num(2, 640)?, num(3, 480)?, num(4, 8)?);
     if frames == 0 || batch == 0 || width < 32 || height < 32 {

@@ -29,7 +29,10 @@ pub fn feather_holes(
     feather: u32,
 ) {
     let error = |x: u32, y: u32| -> [f64; 3] {
-        let (o, p) = (original.get_pixel(x, y).0, patch.get_pixel(x - region.x, y - region.y).0);
+        let (o, p) = (
+            original.get_pixel(x, y).0,
+            patch.get_pixel(x - region.x, y - region.y).0,
+        );
         std::array::from_fn(|c| o[c] as f64 - p[c] as f64)
     };
     // The sums are of integers (exact in f64), so `s as f32` rounds as the integer would.
@@ -125,11 +128,7 @@ fn seam(
             dist[j * w + i] = d;
         }
     };
-    pass(
-        &mut dist,
-        &mut (0..h).flat_map(|j| (0..w).map(move |i| (i, j))),
-        1,
-    );
+    pass(&mut dist, &mut (0..h).flat_map(|j| (0..w).map(move |i| (i, j))), 1);
     pass(
         &mut dist,
         &mut (0..h).rev().flat_map(|j| (0..w).rev().map(move |i| (i, j))),
@@ -228,9 +227,7 @@ mod tests {
 
     fn constant_recon(rgb: [f32; 3]) -> Vec<f32> {
         let plane = (SIZE * SIZE) as usize;
-        rgb.iter()
-            .flat_map(|&v| std::iter::repeat_n(v, plane))
-            .collect()
+        rgb.iter().flat_map(|&v| std::iter::repeat_n(v, plane)).collect()
     }
 
     #[test]
@@ -244,22 +241,14 @@ mod tests {
         let rec = constant_recon([0.2, 0.4, 0.6]);
         let rec_px = [51.0f32, 102.0, 153.0];
         let hard = finish(&img, &mask, &p, &rec, SIZE).unwrap();
-        assert_eq!(
-            hard,
-            finish_feathered(&img, &mask, &p, &rec, SIZE, 0).unwrap()
-        );
+        assert_eq!(hard, finish_feathered(&img, &mask, &p, &rec, SIZE, 0).unwrap());
         let soft = finish_feathered(&img, &mask, &p, &rec, SIZE, 4).unwrap();
         // Along the row through the middle of the hole, d = 1, 2, 3, 4, 5 from its left edge.
         let y = 35;
         for (d, x) in (1..=6).zip(30..) {
-            let weight = if d <= 4 {
-                1.0 - (d - 1) as f32 / 4.0
-            } else {
-                0.0
-            };
-            let want: [u8; 3] = std::array::from_fn(|c| {
-                (rec_px[c] + weight * (known.0[c] as f32 - rec_px[c])).round() as u8
-            });
+            let weight = if d <= 4 { 1.0 - (d - 1) as f32 / 4.0 } else { 0.0 };
+            let want: [u8; 3] =
+                std::array::from_fn(|c| (rec_px[c] + weight * (known.0[c] as f32 - rec_px[c])).round() as u8);
             assert_eq!(soft.get_pixel(x, y).0, want, "d = {d}");
             assert_eq!(hard.get_pixel(x, y).0, [51, 102, 153], "hard, d = {d}");
         }
@@ -290,20 +279,14 @@ mod tests {
             let mask = box_mask(w, h, hole);
             let img = blanked(|x, y| *noise.get_pixel(x, y), &mask);
             let p = prepare(&img, &mask, SIZE, FitMode::Auto).unwrap();
-            let rec: Vec<f32> = (0..3 * SIZE * SIZE)
-                .map(|i| (i % 251) as f32 / 251.0)
-                .collect();
+            let rec: Vec<f32> = (0..3 * SIZE * SIZE).map(|i| (i % 251) as f32 / 251.0).collect();
             let hard = finish(&img, &mask, &p, &rec, SIZE).unwrap();
             let soft = finish_feathered(&img, &mask, &p, &rec, SIZE, 5).unwrap();
             let (bx, by, bw, bh) = hole;
             let mut blended = 0;
             for (x, y, px) in soft.enumerate_pixels() {
                 if mask.get_pixel(x, y).0[0] < HOLE_THRESHOLD {
-                    assert_eq!(
-                        px,
-                        img.get_pixel(x, y),
-                        "known pixel {x},{y} of hole {hole:?}"
-                    );
+                    assert_eq!(px, img.get_pixel(x, y), "known pixel {x},{y} of hole {hole:?}");
                     continue;
                 }
                 // Chessboard distance to the nearest known pixel (image edges are not known).
@@ -353,14 +336,23 @@ mod tests {
                 let e = hard.get_pixel(x, y).0;
                 for c in 0..3 {
                     let diff = (f[c] * 255.0 - e[c] as f32).abs();
-                    assert!(diff <= 2.0, "feather {feather}: {x},{y} channel {c}: {} vs {}", f[c] * 255.0, e[c]);
+                    assert!(
+                        diff <= 2.0,
+                        "feather {feather}: {x},{y} channel {c}: {} vs {}",
+                        f[c] * 255.0,
+                        e[c]
+                    );
                 }
             }
         }
         // No hole: nothing to paste; a wrong size is the runtime's error.
         let none = prepare(&img, &GrayImage::new(w, h), SIZE, FitMode::Whole).unwrap();
         let known = |_: u32, _: u32| [0.0; 3];
-        assert!(crate::pipeline::finish_f32(known, (w, h), &GrayImage::new(w, h), &none, &rec, SIZE, 2).unwrap().is_none());
+        assert!(
+            crate::pipeline::finish_f32(known, (w, h), &GrayImage::new(w, h), &none, &rec, SIZE, 2)
+                .unwrap()
+                .is_none()
+        );
         assert!(crate::pipeline::finish_f32(known, (w + 1, h), &mask, &p, &rec, SIZE, 2).is_err());
         assert!(crate::pipeline::finish_f32(known, (w, h), &mask, &p, &rec[1..], SIZE, 2).is_err());
     }

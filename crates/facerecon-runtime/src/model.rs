@@ -86,7 +86,10 @@ impl ModelInfo {
         };
         // A dimension beyond u32 would wrap in the casts below (2^32 + 32 read as 32).
         for (name, shape) in [("image", image_shape), ("mask", mask_shape)] {
-            if let Some(d) = shape.iter().find(|&&d| d > i64::from(MAX_IMAGE_SIZE.max(MAX_FIXED_BATCH as u32))) {
+            if let Some(d) = shape
+                .iter()
+                .find(|&&d| d > i64::from(MAX_IMAGE_SIZE.max(MAX_FIXED_BATCH as u32)))
+            {
                 return Err(format!(
                     "input `{name}` shape {shape:?} has a dimension of {d}; the largest accepted is {} (image side) / {MAX_FIXED_BATCH} (batch)",
                     MAX_IMAGE_SIZE
@@ -98,9 +101,7 @@ impl ModelInfo {
         // Size: metadata first; the input shape must agree with it wherever it is static.
         let shape_size = match (static_dim(image_shape[2]), static_dim(image_shape[3])) {
             (Some(h), Some(w)) if h != w => {
-                return Err(format!(
-                    "input `image` is {h}x{w}; the model must take square images"
-                ))
+                return Err(format!("input `image` is {h}x{w}; the model must take square images"))
             }
             (h, w) => h.or(w),
         };
@@ -131,19 +132,18 @@ impl ModelInfo {
         for (i, d) in mask_shape[2..].iter().enumerate() {
             if let Some(d) = static_dim(*d) {
                 if d != image_size {
-                    return Err(format!("input `mask` shape {mask_shape:?} does not match the image size {image_size} (axis {})", i + 2));
+                    return Err(format!(
+                        "input `mask` shape {mask_shape:?} does not match the image size {image_size} (axis {})",
+                        i + 2
+                    ));
                 }
             }
         }
         if static_dim(mask_shape[1]).is_some_and(|c| c != 1) {
-            return Err(format!(
-                "input `mask` shape {mask_shape:?} must have 1 channel"
-            ));
+            return Err(format!("input `mask` shape {mask_shape:?} must have 1 channel"));
         }
 
-        let channels = parse_u32(keys::CHANNELS)?
-            .or(static_dim(image_shape[1]))
-            .unwrap_or(3);
+        let channels = parse_u32(keys::CHANNELS)?.or(static_dim(image_shape[1])).unwrap_or(3);
         if channels != 3 || static_dim(image_shape[1]).is_some_and(|c| c != 3) {
             return Err(format!(
                 "input `image` must have 3 (RGB) channels; got {channels} (shape {image_shape:?})"
@@ -171,22 +171,16 @@ impl ModelInfo {
             ));
         }
         let metrics = match metadata.get(keys::METRICS) {
-            Some(text) => Some(
-                serde_json::from_str(text)
-                    .map_err(|e| format!("metadata {} is not JSON: {e}", keys::METRICS))?,
-            ),
+            Some(text) => {
+                Some(serde_json::from_str(text).map_err(|e| format!("metadata {} is not JSON: {e}", keys::METRICS))?)
+            }
             None => None,
         };
         let mask_channel = match metadata.get(keys::MASK_CHANNEL).map(|s| s.trim()) {
             None => None,
             Some("true") | Some("1") => Some(true),
             Some("false") | Some("0") => Some(false),
-            Some(other) => {
-                return Err(format!(
-                    "metadata {} = {other:?} is not a boolean",
-                    keys::MASK_CHANNEL
-                ))
-            }
+            Some(other) => return Err(format!("metadata {} = {other:?} is not a boolean", keys::MASK_CHANNEL)),
         };
         let get = |key: &str| metadata.get(key).cloned();
         Ok(ModelInfo {
@@ -296,7 +290,9 @@ mod wire {
                     return Ok(v);
                 }
             }
-            Err(format!("malformed protobuf: a number longer than 10 bytes at byte {start}"))
+            Err(format!(
+                "malformed protobuf: a number longer than 10 bytes at byte {start}"
+            ))
         }
 
         fn take(&mut self, n: u64, what: &str) -> Result<&'a [u8], String> {
@@ -475,8 +471,12 @@ mod scan {
         let mut dtype = 0u64;
         let mut raw: Option<&[u8]> = None;
         let mut external = false;
-        let (mut floats, mut doubles, mut int32s, mut int64s) =
-            (Repeated::default(), Repeated::default(), Repeated::default(), Repeated::default());
+        let (mut floats, mut doubles, mut int32s, mut int64s) = (
+            Repeated::default(),
+            Repeated::default(),
+            Repeated::default(),
+            Repeated::default(),
+        );
         let mut strings = 0u64;
         let mut r = Reader::new(buf, at);
         while let Some((field, v)) = r.next()? {
@@ -522,7 +522,9 @@ mod scan {
             numel = numel.saturating_mul(d as u64);
         }
         if numel > MAX_ELEMENTS {
-            return Err(format!("{what} declares dims {dims:?}, more values than a model file can hold"));
+            return Err(format!(
+                "{what} declares dims {dims:?}, more values than a model file can hold"
+            ));
         }
         // (bytes per element in raw_data, elements stored in the typed field for this type)
         let (elem, typed) = match dtype {
@@ -552,7 +554,9 @@ mod scan {
                 ));
             }
         } else if dtype == 8 && raw.is_none() && strings != numel {
-            return Err(format!("{what} has dims {dims:?} ({numel} values) but holds {strings} strings"));
+            return Err(format!(
+                "{what} has dims {dims:?} ({numel} values) but holds {strings} strings"
+            ));
         }
         let bad = match (dtype, raw) {
             (FLOAT, Some(b)) => count_bad(b.chunks_exact(4), |c| {
@@ -564,9 +568,13 @@ mod scan {
             }),
             (DOUBLE, None) => doubles.count_bad64(|x| !f64::from_bits(x).is_finite()),
             // Half floats: an all-ones exponent is infinity or NaN.
-            (FLOAT16, Some(b)) => count_bad(b.chunks_exact(2), |c| u16::from_le_bytes([c[0], c[1]]) & 0x7c00 == 0x7c00),
+            (FLOAT16, Some(b)) => count_bad(b.chunks_exact(2), |c| {
+                u16::from_le_bytes([c[0], c[1]]) & 0x7c00 == 0x7c00
+            }),
             (FLOAT16, None) => int32s.count_bad_varint(|x| x as u16 & 0x7c00 == 0x7c00)?,
-            (BFLOAT16, Some(b)) => count_bad(b.chunks_exact(2), |c| u16::from_le_bytes([c[0], c[1]]) & 0x7f80 == 0x7f80),
+            (BFLOAT16, Some(b)) => count_bad(b.chunks_exact(2), |c| {
+                u16::from_le_bytes([c[0], c[1]]) & 0x7f80 == 0x7f80
+            }),
             (BFLOAT16, None) => int32s.count_bad_varint(|x| x as u16 & 0x7f80 == 0x7f80)?,
             _ => 0,
         };
@@ -642,10 +650,7 @@ mod tests {
     use super::*;
 
     fn meta(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     #[test]
@@ -666,8 +671,7 @@ mod tests {
 
     #[test]
     fn falls_back_to_the_input_shape() {
-        let info =
-            ModelInfo::from_parts(BTreeMap::new(), &[2, 3, 64, 64], &[2, 1, 64, 64]).unwrap();
+        let info = ModelInfo::from_parts(BTreeMap::new(), &[2, 3, 64, 64], &[2, 1, 64, 64]).unwrap();
         assert_eq!(info.image_size, 64);
         assert_eq!(info.fixed_batch, Some(2));
     }
@@ -677,12 +681,7 @@ mod tests {
         let sym = [-1, 3, -1, -1];
         type Case = (BTreeMap<String, String>, Vec<i64>, Vec<i64>, &'static str);
         let cases: Vec<Case> = vec![
-            (
-                BTreeMap::new(),
-                sym.to_vec(),
-                vec![-1, 1, -1, -1],
-                "no static size",
-            ),
+            (BTreeMap::new(), sym.to_vec(), vec![-1, 1, -1, -1], "no static size"),
             (
                 meta(&[(keys::IMAGE_SIZE, "64")]),
                 vec![-1, 3, 32, 32],

@@ -32,9 +32,7 @@ impl FromStr for Device {
             "cuda" | "gpu" => Ok(Device::Cuda(0)),
             other => match other.strip_prefix("cuda:").map(str::parse::<i32>) {
                 Some(Ok(id)) if id >= 0 => Ok(Device::Cuda(id)),
-                _ => Err(format!(
-                    "unknown device {s:?}; expected cpu, cuda or cuda:N"
-                )),
+                _ => Err(format!("unknown device {s:?}; expected cpu, cuda or cuda:N")),
             },
         }
     }

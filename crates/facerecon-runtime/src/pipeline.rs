@@ -125,12 +125,7 @@ fn contains(outer: &Region, inner: &Region) -> bool {
 }
 
 /// Fit `image` and its `mask` (same size; 255 = hole) to the network's `size x size` input.
-pub fn prepare(
-    image: &RgbImage,
-    mask: &GrayImage,
-    size: u32,
-    fit: FitMode,
-) -> Result<Prepared, RuntimeError> {
+pub fn prepare(image: &RgbImage, mask: &GrayImage, size: u32, fit: FitMode) -> Result<Prepared, RuntimeError> {
     check_mask_size(image, mask)?;
     let Some(hole) = hole_bbox(mask) else {
         return Ok(Prepared {
@@ -169,8 +164,7 @@ pub fn downscale_mask_max(mask: &GrayImage, region: Region, size: u32) -> Vec<f3
     // Source span [start, end) of output index `i` along an axis of `extent` pixels; at least one pixel.
     let span = |i: u32, extent: u32| -> (u32, u32) {
         let start = (i as u64 * extent as u64 / size as u64) as u32;
-        let end = (((i as u64 + 1) * extent as u64).div_ceil(size as u64) as u32)
-            .clamp(start + 1, extent);
+        let end = (((i as u64 + 1) * extent as u64).div_ceil(size as u64) as u32).clamp(start + 1, extent);
         (start, end)
     };
     let mut out = vec![0.0f32; (size * size) as usize];
@@ -178,9 +172,8 @@ pub fn downscale_mask_max(mask: &GrayImage, region: Region, size: u32) -> Vec<f3
         let (y0, y1) = span(oy, region.height);
         for ox in 0..size {
             let (x0, x1) = span(ox, region.width);
-            let hole = (y0..y1).any(|y| {
-                (x0..x1).any(|x| mask.get_pixel(region.x + x, region.y + y).0[0] >= HOLE_THRESHOLD)
-            });
+            let hole =
+                (y0..y1).any(|y| (x0..x1).any(|x| mask.get_pixel(region.x + x, region.y + y).0[0] >= HOLE_THRESHOLD));
             if hole {
                 out[(oy * size + ox) as usize] = 1.0;
             }

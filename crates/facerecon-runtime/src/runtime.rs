@@ -109,9 +109,7 @@ impl Runtime {
             })
             .map_err(ort_err)?;
         if let Some(threads) = options.threads {
-            builder = builder
-                .with_intra_threads(threads.max(1))
-                .map_err(ort_err)?;
+            builder = builder.with_intra_threads(threads.max(1)).map_err(ort_err)?;
         }
         // Spelled out to match the Python reference (benches/ort_py_bench.py) rather than relying on
         // defaults: one graph at a time, no inter-op pool (our graph is a single chain anyway).
@@ -123,10 +121,7 @@ impl Runtime {
         let provider = match options.device {
             Device::Cpu => Provider::Cpu,
             Device::Cuda(id) => {
-                let cuda = ep::CUDA::default()
-                    .with_device_id(id)
-                    .build()
-                    .error_on_failure();
+                let cuda = ep::CUDA::default().with_device_id(id).build().error_on_failure();
                 builder = builder.with_execution_providers([cuda]).map_err(|e| RuntimeError::Provider {
                     provider: format!("CUDA:{id}"),
                     msg: format!("{e} (needed: a GPU build of ONNX Runtime — `make setup-gpu`, then ORT_DYLIB_PATH=the library `scripts/setup-ort.sh gpu` prints — and the CUDA 13 and cuDNN 9 libraries on the loader path, e.g. LD_LIBRARY_PATH=<python site-packages>/nvidia/cu13/lib)"),
@@ -171,9 +166,7 @@ impl Runtime {
 
     /// Images per `session.run`: the options' batch size, or the model's fixed batch.
     pub fn batch_size(&self) -> usize {
-        self.info
-            .fixed_batch
-            .unwrap_or(self.options.batch_size.max(1))
+        self.info.fixed_batch.unwrap_or(self.options.batch_size.max(1))
     }
 
     /// Fit one image and its mask (same size, 255 = hole) to the model's input ([`pipeline::prepare`]).
@@ -193,10 +186,7 @@ impl Runtime {
     /// [`Self::infer`] with a result per item: the outer error fails the whole call (bad tensors, an
     /// ONNX Runtime failure), an inner one only its item — a reconstruction holding NaN or infinity
     /// (NaN or overflowing weights), which would otherwise be written as black or saturated holes.
-    pub fn infer_each(
-        &self,
-        prepared: &[&Prepared],
-    ) -> Result<Vec<Result<Vec<f32>, RuntimeError>>, RuntimeError> {
+    pub fn infer_each(&self, prepared: &[&Prepared]) -> Result<Vec<Result<Vec<f32>, RuntimeError>>, RuntimeError> {
         let s = self.info.image_size as usize;
         let (image_len, mask_len) = (3 * s * s, s * s);
         for p in prepared.iter().filter(|p| p.has_hole()) {
@@ -208,11 +198,8 @@ impl Runtime {
                 )));
             }
         }
-        let mut out: Vec<Result<Vec<f32>, RuntimeError>> =
-            (0..prepared.len()).map(|_| Ok(Vec::new())).collect();
-        let todo: Vec<usize> = (0..prepared.len())
-            .filter(|&i| prepared[i].has_hole())
-            .collect();
+        let mut out: Vec<Result<Vec<f32>, RuntimeError>> = (0..prepared.len()).map(|_| Ok(Vec::new())).collect();
+        let todo: Vec<usize> = (0..prepared.len()).filter(|&i| prepared[i].has_hole()).collect();
         let batch = self.batch_size();
         for chunk in todo.chunks(batch) {
             // Each item's reconstruction is copied once, straight out of ONNX Runtime's output.
@@ -286,11 +273,7 @@ impl Runtime {
 
     /// Reconstruct the holes of one image (mask at the image's size, 255 = hole). The result has the
     /// image's size; pixels outside the hole are bit-identical to the input.
-    pub fn reconstruct(
-        &self,
-        image: &RgbImage,
-        mask: &GrayImage,
-    ) -> Result<RgbImage, RuntimeError> {
+    pub fn reconstruct(&self, image: &RgbImage, mask: &GrayImage) -> Result<RgbImage, RuntimeError> {
         let prepared = self.prepare(image, mask)?;
         let rec = self.infer(&[&prepared])?;
         self.finish(image, mask, &prepared, &rec[0])
@@ -299,17 +282,13 @@ impl Runtime {
     /// [`Self::reconstruct`] for many images: pre-processing runs in parallel (rayon), one batch ahead
     /// of the batch ONNX Runtime is working on. Fails on the first bad item; callers that need
     /// per-item errors use [`Self::prepare`] / [`Self::infer`] / [`Self::finish`] directly.
-    pub fn reconstruct_batch(
-        &self,
-        items: &[(RgbImage, GrayImage)],
-    ) -> Result<Vec<RgbImage>, RuntimeError> {
-        let prepare_chunk =
-            |chunk: &[(RgbImage, GrayImage)]| -> Result<Vec<Prepared>, RuntimeError> {
-                chunk
-                    .par_iter()
-                    .map(|(image, mask)| self.prepare(image, mask))
-                    .collect()
-            };
+    pub fn reconstruct_batch(&self, items: &[(RgbImage, GrayImage)]) -> Result<Vec<RgbImage>, RuntimeError> {
+        let prepare_chunk = |chunk: &[(RgbImage, GrayImage)]| -> Result<Vec<Prepared>, RuntimeError> {
+            chunk
+                .par_iter()
+                .map(|(image, mask)| self.prepare(image, mask))
+                .collect()
+        };
         let chunks: Vec<&[(RgbImage, GrayImage)]> = items.chunks(self.batch_size()).collect();
         let mut results = Vec::with_capacity(items.len());
         let mut next = chunks.first().map(|c| prepare_chunk(c));
@@ -335,12 +314,7 @@ impl Runtime {
     /// One bare pass of the network: `image` is `[n,3,S,S]`, `mask` `[n,1,S,S]`; returns
     /// (`reconstruction`, `inpainted`), each `[n,3,S,S]`. A model with a fixed batch is fed in
     /// chunks of that size, the last one padded.
-    pub fn run_tensors(
-        &self,
-        image: &[f32],
-        mask: &[f32],
-        n: usize,
-    ) -> Result<(Vec<f32>, Vec<f32>), RuntimeError> {
+    pub fn run_tensors(&self, image: &[f32], mask: &[f32], n: usize) -> Result<(Vec<f32>, Vec<f32>), RuntimeError> {
         let s = self.info.image_size as usize;
         let (image_len, mask_len) = (3 * s * s, s * s);
         if image.len() != n * image_len || mask.len() != n * mask_len {
@@ -355,10 +329,7 @@ impl Runtime {
         let Some(fixed) = self.info.fixed_batch else {
             return self.run_once(image, mask, n);
         };
-        let (mut rec, mut inp) = (
-            Vec::with_capacity(n * image_len),
-            Vec::with_capacity(n * image_len),
-        );
+        let (mut rec, mut inp) = (Vec::with_capacity(n * image_len), Vec::with_capacity(n * image_len));
         for start in (0..n).step_by(fixed) {
             let count = fixed.min(n - start);
             let mut img = image[start * image_len..(start + count) * image_len].to_vec();
@@ -385,10 +356,9 @@ impl Runtime {
         n: usize,
     ) -> Result<(TensorRef<'a, f32>, TensorRef<'a, f32>), RuntimeError> {
         let s = self.info.image_size as usize;
-        let image_t = TensorRef::from_array_view(([n, 3, s, s], image))
-            .map_err(|e| self.ort_error("image tensor", e))?;
-        let mask_t = TensorRef::from_array_view(([n, 1, s, s], mask))
-            .map_err(|e| self.ort_error("mask tensor", e))?;
+        let image_t =
+            TensorRef::from_array_view(([n, 3, s, s], image)).map_err(|e| self.ort_error("image tensor", e))?;
+        let mask_t = TensorRef::from_array_view(([n, 1, s, s], mask)).map_err(|e| self.ort_error("mask tensor", e))?;
         Ok((image_t, mask_t))
     }
 
@@ -415,9 +385,9 @@ impl Runtime {
                 reconstruction_only,
             )
             .map_err(|e| fail("run", e))?;
-        let value = outputs.get(names::RECONSTRUCTION).ok_or_else(|| {
-            RuntimeError::Inference(format!("output `{}` missing", names::RECONSTRUCTION))
-        })?;
+        let value = outputs
+            .get(names::RECONSTRUCTION)
+            .ok_or_else(|| RuntimeError::Inference(format!("output `{}` missing", names::RECONSTRUCTION)))?;
         let (shape, data) = value
             .try_extract_tensor::<f32>()
             .map_err(|e| fail(names::RECONSTRUCTION, e))?;
@@ -426,12 +396,7 @@ impl Runtime {
         Ok(())
     }
 
-    fn run_once(
-        &self,
-        image: &[f32],
-        mask: &[f32],
-        n: usize,
-    ) -> Result<(Vec<f32>, Vec<f32>), RuntimeError> {
+    fn run_once(&self, image: &[f32], mask: &[f32], n: usize) -> Result<(Vec<f32>, Vec<f32>), RuntimeError> {
         let s = self.info.image_size as usize;
         let fail = |what: &str, e: ort::Error| self.ort_error(what, e);
         let (image_t, mask_t) = self.input_views(image, mask, n)?;
@@ -444,9 +409,7 @@ impl Runtime {
             let value = outputs
                 .get(name)
                 .ok_or_else(|| RuntimeError::Inference(format!("output `{name}` missing")))?;
-            let (shape, data) = value
-                .try_extract_tensor::<f32>()
-                .map_err(|e| fail(name, e))?;
+            let (shape, data) = value.try_extract_tensor::<f32>().map_err(|e| fail(name, e))?;
             check_output_shape(name, shape, n, s)?;
             Ok(data.to_vec())
         };
@@ -478,12 +441,7 @@ struct Scratch {
 }
 
 /// An output must be `[n,3,S,S]`; anything else would be split into the wrong images.
-fn check_output_shape(
-    name: &str,
-    shape: &ort::value::Shape,
-    n: usize,
-    s: usize,
-) -> Result<(), RuntimeError> {
+fn check_output_shape(name: &str, shape: &ort::value::Shape, n: usize, s: usize) -> Result<(), RuntimeError> {
     let want = [n as i64, 3, s as i64, s as i64];
     if shape.iter().as_slice() != want {
         return Err(RuntimeError::Inference(format!(
@@ -499,9 +457,7 @@ fn read_model_bytes(path: &Path) -> Result<Vec<u8>, String> {
     let file = std::fs::File::open(path).map_err(|e| format!("cannot open it: {e}"))?;
     let len = file.metadata().map_err(|e| format!("cannot stat it: {e}"))?.len();
     if len > crate::model::MAX_FILE_BYTES {
-        return Err(format!(
-            "it is {len} bytes, more than the 2 GiB an ONNX file can hold"
-        ));
+        return Err(format!("it is {len} bytes, more than the 2 GiB an ONNX file can hold"));
     }
     let mut bytes = Vec::with_capacity(len as usize);
     // `take`: the file may grow while it is read; never read past the limit either way.
@@ -516,10 +472,7 @@ fn read_model_bytes(path: &Path) -> Result<Vec<u8>, String> {
 
 /// Check the session's inputs and outputs against the contract and read its metadata.
 fn validate(session: &Session) -> Result<ModelInfo, String> {
-    let shape_of = |outlets: &[ort::value::Outlet],
-                    name: &str,
-                    kind: &str|
-     -> Result<Vec<i64>, String> {
+    let shape_of = |outlets: &[ort::value::Outlet], name: &str, kind: &str| -> Result<Vec<i64>, String> {
         let outlet = outlets.iter().find(|o| o.name() == name).ok_or_else(|| {
             let have: Vec<&str> = outlets.iter().map(|o| o.name()).collect();
             format!("no {kind} named `{name}` (the model has {have:?}); expected inputs image, mask and outputs reconstruction, inpainted")
@@ -530,9 +483,7 @@ fn validate(session: &Session) -> Result<ModelInfo, String> {
                 shape,
                 ..
             } => Ok(shape.iter().copied().collect()),
-            other => Err(format!(
-                "{kind} `{name}` is {other}, expected a float32 tensor"
-            )),
+            other => Err(format!("{kind} `{name}` is {other}, expected a float32 tensor")),
         }
     };
     let image = shape_of(session.inputs(), names::IMAGE, "input")?;
@@ -545,14 +496,9 @@ fn validate(session: &Session) -> Result<ModelInfo, String> {
             session.inputs().len()
         ));
     }
-    let meta = session
-        .metadata()
-        .map_err(|e| format!("reading metadata: {e}"))?;
+    let meta = session.metadata().map_err(|e| format!("reading metadata: {e}"))?;
     let mut props = BTreeMap::new();
-    for key in meta
-        .custom_keys()
-        .map_err(|e| format!("reading metadata keys: {e}"))?
-    {
+    for key in meta.custom_keys().map_err(|e| format!("reading metadata keys: {e}"))? {
         if let Some(value) = meta.custom(&key) {
             props.insert(key, value);
         }

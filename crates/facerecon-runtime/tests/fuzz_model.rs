@@ -81,7 +81,15 @@ fn broken_spec() -> impl Strategy<Value = Spec> {
         Just(3e38f32),
         -2.0f32..2.0,
     ];
-    let dim = prop_oneof![Just(None), Just(Some(-1i64)), Just(Some(0)), (1i64..70).prop_map(Some), Just(Some(1 << 31)), Just(Some((1 << 32) + 32)), Just(Some(i64::MAX))];
+    let dim = prop_oneof![
+        Just(None),
+        Just(Some(-1i64)),
+        Just(Some(0)),
+        (1i64..70).prop_map(Some),
+        Just(Some(1 << 31)),
+        Just(Some((1 << 32) + 32)),
+        Just(Some(i64::MAX))
+    ];
     (
         value.clone(),
         prop::array::uniform3(value),
@@ -90,7 +98,12 @@ fn broken_spec() -> impl Strategy<Value = Spec> {
         prop::collection::vec(-5i64..70, 0..5),
         prop_oneof![Just(FLOAT), Just(DOUBLE), Just(FLOAT16), 0u64..25],
         any::<bool>(),
-        prop_oneof![Just("32".to_string()), Just("0".to_string()), Just("99999".to_string()), "[0-9a-z-]{0,6}"],
+        prop_oneof![
+            Just("32".to_string()),
+            Just("0".to_string()),
+            Just("99999".to_string()),
+            "[0-9a-z-]{0,6}"
+        ],
     )
         .prop_map(|(half, bias, defect, dims, init_dims, dtype, external, size)| {
             let mut s = Spec::identity(half, bias);
@@ -106,7 +119,11 @@ fn broken_spec() -> impl Strategy<Value = Spec> {
                 8 => {
                     s.outputs.swap(0, 1);
                 }
-                _ => s.initializers.push(Tensor { dtype, dims: init_dims, ..Tensor::f32("extra", &[], &[half]) }),
+                _ => s.initializers.push(Tensor {
+                    dtype,
+                    dims: init_dims,
+                    ..Tensor::f32("extra", &[], &[half])
+                }),
             }
             s
         })

@@ -36,7 +36,13 @@ fn the_hand_encoded_identity_model_loads_and_runs() {
     let rt = Runtime::load(Spec::default().write(dir.path(), "ok.onnx"), &options()).unwrap();
     assert_eq!(rt.info().image_size, 32);
     let image = RgbImage::from_pixel(40, 40, Rgb([200, 10, 60]));
-    let mask = GrayImage::from_fn(40, 40, |x, y| Luma([if (10..20).contains(&x) && (5..15).contains(&y) { 255 } else { 0 }]));
+    let mask = GrayImage::from_fn(40, 40, |x, y| {
+        Luma([if (10..20).contains(&x) && (5..15).contains(&y) {
+            255
+        } else {
+            0
+        }])
+    });
     let out = rt.reconstruct(&image, &mask).unwrap();
     assert_eq!(out.get_pixel(15, 10), &Rgb([26, 77, 128]));
     assert_eq!(out.get_pixel(0, 0), &Rgb([200, 10, 60]));
@@ -47,7 +53,10 @@ fn non_finite_weights_are_refused_at_load() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     // NaN in a raw_data float initializer.
-    assert_refused(&Spec::identity(f32::NAN, [0.1, 0.3, 0.5]).write(d, "nan.onnx"), "initializer `half` has 1 non-finite value");
+    assert_refused(
+        &Spec::identity(f32::NAN, [0.1, 0.3, 0.5]).write(d, "nan.onnx"),
+        "initializer `half` has 1 non-finite value",
+    );
     // Infinity among others.
     assert_refused(
         &Spec::identity(0.5, [0.1, f32::INFINITY, f32::NEG_INFINITY]).write(d, "inf.onnx"),
@@ -59,10 +68,18 @@ fn non_finite_weights_are_refused_at_load() {
     assert_refused(&s.write(d, "float_data.onnx"), "initializer `bias` has 1 non-finite");
     // A double and a half-float initializer (not used by the graph: checked all the same).
     let mut s = Spec::default();
-    s.initializers.push(Tensor { dtype: DOUBLE, raw: f64::NAN.to_le_bytes().to_vec(), ..Tensor::f32("d", &[], &[]) });
+    s.initializers.push(Tensor {
+        dtype: DOUBLE,
+        raw: f64::NAN.to_le_bytes().to_vec(),
+        ..Tensor::f32("d", &[], &[])
+    });
     assert_refused(&s.write(d, "double.onnx"), "initializer `d` has 1 non-finite");
     let mut s = Spec::default();
-    s.initializers.push(Tensor { dtype: FLOAT16, raw: vec![0x00, 0x3c, 0x00, 0x7c], ..Tensor::f32("h", &[2], &[]) });
+    s.initializers.push(Tensor {
+        dtype: FLOAT16,
+        raw: vec![0x00, 0x3c, 0x00, 0x7c],
+        ..Tensor::f32("h", &[2], &[])
+    });
     assert_refused(&s.write(d, "half.onnx"), "initializer `h` has 1 non-finite");
     // A NaN constant inside a node rather than an initializer.
     let mut s = Spec::default();
@@ -85,7 +102,10 @@ fn overflowing_weights_fail_the_image_not_the_run() {
     let bright = RgbImage::from_pixel(32, 32, Rgb([250, 250, 250]));
 
     let err = rt.reconstruct(&bright, &mask).unwrap_err().to_string();
-    assert!(err.contains(&path.display().to_string()) && err.contains("non-finite values (NaN or infinity)"), "{err}");
+    assert!(
+        err.contains(&path.display().to_string()) && err.contains("non-finite values (NaN or infinity)"),
+        "{err}"
+    );
     assert!(err.contains("of 3072"), "{err}");
 
     // Per item: the dark image (all values finite) succeeds beside the bright one in the same batch.
@@ -98,7 +118,9 @@ fn overflowing_weights_fail_the_image_not_the_run() {
     assert!(each[2].is_ok());
     // The all-or-nothing calls fail as a whole.
     assert!(rt.infer(&[&p_dark, &p_bright]).is_err());
-    assert!(rt.reconstruct_batch(&[(dark.clone(), mask.clone()), (bright, mask.clone())]).is_err());
+    assert!(rt
+        .reconstruct_batch(&[(dark.clone(), mask.clone()), (bright, mask.clone())])
+        .is_err());
 }
 
 #[test]
@@ -106,19 +128,88 @@ fn hostile_tensors_and_shapes_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let cases: Vec<(&str, Box<dyn Fn(&mut Spec)>, &str)> = vec![
-        ("external.onnx", Box::new(|s| s.initializers[0].external = true), "initializer `half` keeps its data in an external file"),
-        ("short.onnx", Box::new(|s| s.initializers[1].dims = vec![1, 4, 1, 1]), "has dims [1, 4, 1, 1] (4 values) but holds 3 values"),
-        ("huge_init.onnx", Box::new(|s| s.initializers[1].dims = vec![1 << 40, 1 << 40]), "more values than a model file can hold"),
-        ("negative.onnx", Box::new(|s| s.initializers[1].dims = vec![-3]), "negative dimension"),
-        ("ragged.onnx", Box::new(|s| s.initializers[1].raw.push(0)), "not a whole number of 4-byte values"),
+        (
+            "external.onnx",
+            Box::new(|s| s.initializers[0].external = true),
+            "initializer `half` keeps its data in an external file",
+        ),
+        (
+            "short.onnx",
+            Box::new(|s| s.initializers[1].dims = vec![1, 4, 1, 1]),
+            "has dims [1, 4, 1, 1] (4 values) but holds 3 values",
+        ),
+        (
+            "huge_init.onnx",
+            Box::new(|s| s.initializers[1].dims = vec![1 << 40, 1 << 40]),
+            "more values than a model file can hold",
+        ),
+        (
+            "negative.onnx",
+            Box::new(|s| s.initializers[1].dims = vec![-3]),
+            "negative dimension",
+        ),
+        (
+            "ragged.onnx",
+            Box::new(|s| s.initializers[1].raw.push(0)),
+            "not a whole number of 4-byte values",
+        ),
         // Input dims past u32 used to wrap (2^32 + 32 read as 32).
-        ("wrap.onnx", Box::new(|s| { s.metadata.clear(); for io in s.inputs.iter_mut().chain(s.outputs.iter_mut()) { io.dims[2] = Some((1 << 32) + 32); io.dims[3] = Some((1 << 32) + 32); } }), "has a dimension of 4294967328"),
-        ("big_meta.onnx", Box::new(|s| { s.metadata = vec![("facerecon.image_size".into(), "100000".into())]; for io in s.inputs.iter_mut().chain(s.outputs.iter_mut()) { io.dims[2] = None; io.dims[3] = None; } }), "image size 100000 is larger than the 4096 accepted"),
-        ("big_batch.onnx", Box::new(|s| for io in s.inputs.iter_mut().chain(s.outputs.iter_mut()) { io.dims[0] = Some(1 << 20); }), "has a dimension of 1048576"),
-        ("f64_input.onnx", Box::new(|s| s.inputs[0].dtype = DOUBLE), "bound to different types"),
-        ("no_inpainted.onnx", Box::new(|s| { s.outputs.pop(); s.nodes.pop(); }), "no output named `inpainted`"),
-        ("extra_input.onnx", Box::new(|s| s.inputs.push(Io::new("extra", &[None, Some(1), Some(32), Some(32)]))), "the model has 3 inputs"),
-        ("rank3.onnx", Box::new(|s| { s.inputs[0].dims.remove(0); }), "rank 3"),
+        (
+            "wrap.onnx",
+            Box::new(|s| {
+                s.metadata.clear();
+                for io in s.inputs.iter_mut().chain(s.outputs.iter_mut()) {
+                    io.dims[2] = Some((1 << 32) + 32);
+                    io.dims[3] = Some((1 << 32) + 32);
+                }
+            }),
+            "has a dimension of 4294967328",
+        ),
+        (
+            "big_meta.onnx",
+            Box::new(|s| {
+                s.metadata = vec![("facerecon.image_size".into(), "100000".into())];
+                for io in s.inputs.iter_mut().chain(s.outputs.iter_mut()) {
+                    io.dims[2] = None;
+                    io.dims[3] = None;
+                }
+            }),
+            "image size 100000 is larger than the 4096 accepted",
+        ),
+        (
+            "big_batch.onnx",
+            Box::new(|s| {
+                for io in s.inputs.iter_mut().chain(s.outputs.iter_mut()) {
+                    io.dims[0] = Some(1 << 20);
+                }
+            }),
+            "has a dimension of 1048576",
+        ),
+        (
+            "f64_input.onnx",
+            Box::new(|s| s.inputs[0].dtype = DOUBLE),
+            "bound to different types",
+        ),
+        (
+            "no_inpainted.onnx",
+            Box::new(|s| {
+                s.outputs.pop();
+                s.nodes.pop();
+            }),
+            "no output named `inpainted`",
+        ),
+        (
+            "extra_input.onnx",
+            Box::new(|s| s.inputs.push(Io::new("extra", &[None, Some(1), Some(32), Some(32)]))),
+            "the model has 3 inputs",
+        ),
+        (
+            "rank3.onnx",
+            Box::new(|s| {
+                s.inputs[0].dims.remove(0);
+            }),
+            "rank 3",
+        ),
     ];
     for (name, edit, want) in cases {
         let mut s = Spec::default();

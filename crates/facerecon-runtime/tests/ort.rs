@@ -22,9 +22,7 @@ fn options() -> RuntimeOptions {
 }
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data")
-        .join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
 }
 
 fn noise(w: u32, h: u32, seed: u32) -> RgbImage {
@@ -81,10 +79,7 @@ fn run_tensors_computes_the_graph() {
             "reconstruction[{i}] = {r}, expected {want_r}"
         );
         let want_p = m * want_r + (1.0 - m) * image[i];
-        assert!(
-            (p - want_p).abs() < 1e-6,
-            "inpainted[{i}] = {p}, expected {want_p}"
-        );
+        assert!((p - want_p).abs() < 1e-6, "inpainted[{i}] = {p}, expected {want_p}");
     }
     assert!(matches!(
         rt.run_tensors(&image[1..], &mask, n),
@@ -101,11 +96,7 @@ fn large_photo_only_hole_pixels_change() {
         (FitMode::Crop, (420, 250, 90, 70)),
         (FitMode::Whole, (300, 200, 400, 300)),
     ] {
-        let rt = Runtime::load(
-            fixture("identity.onnx"),
-            &RuntimeOptions { fit, ..options() },
-        )
-        .unwrap();
+        let rt = Runtime::load(fixture("identity.onnx"), &RuntimeOptions { fit, ..options() }).unwrap();
         let img = noise(1000, 700, 3);
         let mask = box_mask(1000, 700, hx, hy, hw, hh);
         let out = rt.reconstruct(&img, &mask).unwrap();
@@ -115,28 +106,17 @@ fn large_photo_only_hole_pixels_change() {
         let region = rt.prepare(&img, &mask).unwrap().region.unwrap();
         let rim = |extent: u32| (2.5 * extent as f32 / 32.0).ceil() as u32;
         let (rx, ry) = (rim(region.width), rim(region.height));
-        let deep =
-            |x: u32, y: u32| x >= hx + rx && x + rx < hx + hw && y >= hy + ry && y + ry < hy + hh;
+        let deep = |x: u32, y: u32| x >= hx + rx && x + rx < hx + hw && y >= hy + ry && y + ry < hy + hh;
         let mut exact = 0;
         for (x, y, p) in out.enumerate_pixels() {
             if mask.get_pixel(x, y).0[0] != 255 {
-                assert_eq!(
-                    p,
-                    img.get_pixel(x, y),
-                    "{fit:?}: known pixel {x},{y} changed"
-                );
+                assert_eq!(p, img.get_pixel(x, y), "{fit:?}: known pixel {x},{y} changed");
             } else if deep(x, y) {
-                assert_eq!(
-                    *p, HOLE_COLOUR,
-                    "{fit:?}: hole pixel {x},{y} (region {region:?})"
-                );
+                assert_eq!(*p, HOLE_COLOUR, "{fit:?}: hole pixel {x},{y} (region {region:?})");
                 exact += 1;
             }
         }
-        assert!(
-            exact > 0,
-            "{fit:?}: rim {rx}x{ry} leaves no deep hole pixel to check"
-        );
+        assert!(exact > 0, "{fit:?}: rim {rx}x{ry} leaves no deep hole pixel to check");
     }
 }
 
@@ -235,7 +215,12 @@ fn infer_matches_run_tensors_and_checks_lengths() {
     let plane = 32 * 32;
     let prepared: Vec<facerecon_runtime::Prepared> = (0..5)
         .map(|k| facerecon_runtime::Prepared {
-            region: Some(facerecon_runtime::Region { x: 0, y: 0, width: 32, height: 32 }),
+            region: Some(facerecon_runtime::Region {
+                x: 0,
+                y: 0,
+                width: 32,
+                height: 32,
+            }),
             image: (0..3 * plane).map(|i| ((i * (k + 3)) % 89) as f32 / 89.0).collect(),
             mask: (0..plane).map(|i| ((i / (k + 2)) % 2) as f32).collect(),
         })
@@ -252,7 +237,12 @@ fn infer_matches_run_tensors_and_checks_lengths() {
     assert_eq!(rt.infer(&refs[..1]).unwrap()[0], recs[0]);
     assert_eq!(rt.infer(&refs[3..]).unwrap(), recs[3..].to_vec());
     let short = facerecon_runtime::Prepared {
-        region: Some(facerecon_runtime::Region { x: 0, y: 0, width: 32, height: 32 }),
+        region: Some(facerecon_runtime::Region {
+            x: 0,
+            y: 0,
+            width: 32,
+            height: 32,
+        }),
         image: vec![0.0; 3 * plane - 1],
         mask: vec![1.0; plane],
     };

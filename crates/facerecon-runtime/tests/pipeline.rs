@@ -174,10 +174,7 @@ fn prepare_zeroes_holes_and_checks_sizes() {
             [200.0 / 255.0, 100.0 / 255.0, 50.0 / 255.0]
         };
         for (c, want) in expected.iter().enumerate() {
-            assert!(
-                (p.image[c * plane + i] - want).abs() < 1e-6,
-                "channel {c} at {x},{y}"
-            );
+            assert!((p.image[c * plane + i] - want).abs() < 1e-6, "channel {c} at {x},{y}");
         }
     }
     // No hole: nothing to run.

@@ -122,7 +122,10 @@ struct FileEntry {
 
 impl FileEntry {
     fn of(bytes: &[u8]) -> FileEntry {
-        FileEntry { bytes: bytes.len() as u64, fnv1a64: format!("{:016x}", crate::data::fnv1a64(bytes)) }
+        FileEntry {
+            bytes: bytes.len() as u64,
+            fnv1a64: format!("{:016x}", crate::data::fnv1a64(bytes)),
+        }
     }
 }
 
@@ -181,7 +184,9 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// Flush a directory's entries (new names, renames) to disk.
 fn sync_dir(dir: &Path) -> Result<()> {
-    std::fs::File::open(dir).and_then(|d| d.sync_all()).with_context(|| format!("cannot sync directory {}", dir.display()))
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("cannot sync directory {}", dir.display()))
 }
 
 /// Point the symlink `dir/name` at `target` atomically (a new link renamed over the old name).
@@ -212,7 +217,9 @@ fn current_target(run: &Path) -> Option<String> {
 /// half-made links. Only names this module writes are touched.
 pub fn remove_stale(run: &Path) -> Result<()> {
     let current = current_target(run);
-    let Ok(entries) = std::fs::read_dir(run) else { return Ok(()) };
+    let Ok(entries) = std::fs::read_dir(run) else {
+        return Ok(());
+    };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         let path = e.path();
@@ -261,9 +268,17 @@ pub fn load_tensors(path: &Path, device: &Device) -> Result<(HashMap<String, Ten
     let mut out = HashMap::new();
     for (name, view) in st.tensors() {
         if view.dtype() != Dtype::F32 {
-            bail!("{}: tensor '{name}' is {:?}, expected F32", path.display(), view.dtype());
+            bail!(
+                "{}: tensor '{name}' is {:?}, expected F32",
+                path.display(),
+                view.dtype()
+            );
         }
-        let v: Vec<f32> = view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        let v: Vec<f32> = view
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
         out.insert(name, Tensor::from_vec(v, view.shape(), device)?);
     }
     Ok((out, meta.metadata().clone().unwrap_or_default()))
@@ -271,8 +286,13 @@ pub fn load_tensors(path: &Path, device: &Device) -> Result<(HashMap<String, Ten
 
 /// The model's parameters, sorted by name.
 pub fn model_tensors(varmap: &VarMap) -> Vec<(String, Tensor)> {
-    let mut v: Vec<_> =
-        varmap.data().lock().unwrap().iter().map(|(k, var)| (k.clone(), var.as_tensor().clone())).collect();
+    let mut v: Vec<_> = varmap
+        .data()
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(k, var)| (k.clone(), var.as_tensor().clone()))
+        .collect();
     v.sort_by(|a, b| a.0.cmp(&b.0));
     v
 }
@@ -280,9 +300,19 @@ pub fn model_tensors(varmap: &VarMap) -> Vec<(String, Tensor)> {
 /// Write a complete checkpoint of the run in `run`: a new checkpoint directory, its manifest, then
 /// the switch of `current` (see the module documentation). `metrics` are the records of the finished
 /// epochs, one JSON object per line.
-pub fn save(run: &Path, varmap: &VarMap, opt: &Optimizer, config: &Config, state: &State, metrics: &[String]) -> Result<()> {
+pub fn save(
+    run: &Path,
+    varmap: &VarMap,
+    opt: &Optimizer,
+    config: &Config,
+    state: &State,
+    metrics: &[String],
+) -> Result<()> {
     std::fs::create_dir_all(run).with_context(|| format!("cannot create directory {}", run.display()))?;
-    let generation = current_target(run).as_deref().and_then(generation_of).map_or(1, |g| g + 1);
+    let generation = current_target(run)
+        .as_deref()
+        .and_then(generation_of)
+        .map_or(1, |g| g + 1);
     let name = format!("{CKPT_PREFIX}{generation:06}");
     let dir = run.join(&name);
     if dir.exists() {
@@ -295,11 +325,21 @@ pub fn save(run: &Path, varmap: &VarMap, opt: &Optimizer, config: &Config, state
         ("kind".to_string(), format!("{:?}", opt.kind()).to_lowercase()),
     ]);
     let files: [(&str, Vec<u8>); 5] = [
-        (MODEL_FILE, tensors_to_bytes(&model_tensors(varmap), HashMap::from([("format".into(), "pt".into())]))?),
+        (
+            MODEL_FILE,
+            tensors_to_bytes(&model_tensors(varmap), HashMap::from([("format".into(), "pt".into())]))?,
+        ),
         (OPTIMIZER_FILE, tensors_to_bytes(&opt.state(), meta)?),
         (CONFIG_FILE, config.to_yaml().into_bytes()),
         (STATE_FILE, serde_json::to_string_pretty(state)?.into_bytes()),
-        (METRICS_FILE, metrics.iter().map(|l| format!("{l}\n")).collect::<String>().into_bytes()),
+        (
+            METRICS_FILE,
+            metrics
+                .iter()
+                .map(|l| format!("{l}\n"))
+                .collect::<String>()
+                .into_bytes(),
+        ),
     ];
     let mut entries = BTreeMap::new();
     for (f, bytes) in &files {
@@ -315,7 +355,10 @@ pub fn save(run: &Path, varmap: &VarMap, opt: &Optimizer, config: &Config, state
         batch_in_epoch: state.batch_in_epoch,
         files: entries,
     };
-    write_synced(&dir.join(MANIFEST_FILE), serde_json::to_string_pretty(&manifest)?.as_bytes())?;
+    write_synced(
+        &dir.join(MANIFEST_FILE),
+        serde_json::to_string_pretty(&manifest)?.as_bytes(),
+    )?;
     sync_dir(&dir)?;
     crash_point("manifest written");
     // The commit point: one rename switches every file at once.
@@ -361,10 +404,13 @@ pub fn open(run: &Path) -> Result<Option<Checkpoint>> {
         let manifest_path = dir.join(MANIFEST_FILE);
         let text = std::fs::read_to_string(&manifest_path)
             .map_err(|e| bad(format!("cannot read {}: {e}", manifest_path.display())))?;
-        let manifest: Manifest =
-            serde_json::from_str(&text).map_err(|e| bad(format!("{} is not a valid manifest: {e}", manifest_path.display())))?;
+        let manifest: Manifest = serde_json::from_str(&text)
+            .map_err(|e| bad(format!("{} is not a valid manifest: {e}", manifest_path.display())))?;
         for f in CHECKPOINT_FILES {
-            let entry = manifest.files.get(f).ok_or_else(|| bad(format!("{} does not list {f}", manifest_path.display())))?;
+            let entry = manifest
+                .files
+                .get(f)
+                .ok_or_else(|| bad(format!("{} does not list {f}", manifest_path.display())))?;
             let path = dir.join(f);
             let bytes = std::fs::read(&path).map_err(|e| bad(format!("cannot read {}: {e}", path.display())))?;
             let found = FileEntry::of(&bytes);
@@ -386,7 +432,10 @@ pub fn open(run: &Path) -> Result<Option<Checkpoint>> {
                 state.epoch, state.step, state.batch_in_epoch, manifest.epoch, manifest.step, manifest.batch_in_epoch
             )));
         }
-        let metrics = std::fs::read_to_string(dir.join(METRICS_FILE))?.lines().map(str::to_string).collect();
+        let metrics = std::fs::read_to_string(dir.join(METRICS_FILE))?
+            .lines()
+            .map(str::to_string)
+            .collect();
         return Ok(Some(Checkpoint { dir, state, metrics }));
     }
     if !run.join(STATE_FILE).is_file() {
@@ -399,12 +448,18 @@ pub fn open(run: &Path) -> Result<Option<Checkpoint>> {
     let text = std::fs::read_to_string(run.join(METRICS_FILE)).unwrap_or_default();
     let mut by_epoch = BTreeMap::new();
     for line in text.lines() {
-        let epoch = serde_json::from_str::<serde_json::Value>(line).ok().and_then(|v| v["epoch"].as_u64());
+        let epoch = serde_json::from_str::<serde_json::Value>(line)
+            .ok()
+            .and_then(|v| v["epoch"].as_u64());
         if let Some(e) = epoch.filter(|&e| e >= 1 && e as usize <= state.epoch) {
             by_epoch.entry(e).or_insert_with(|| line.to_string());
         }
     }
-    Ok(Some(Checkpoint { dir: run.to_path_buf(), state, metrics: by_epoch.into_values().collect() }))
+    Ok(Some(Checkpoint {
+        dir: run.to_path_buf(),
+        state,
+        metrics: by_epoch.into_values().collect(),
+    }))
 }
 
 fn read_state(path: &Path) -> Result<State> {
@@ -438,8 +493,11 @@ pub fn load_model(run: &Path, varmap: &VarMap, device: &Device) -> Result<()> {
 fn load_model_file(path: &Path, varmap: &VarMap, device: &Device) -> Result<()> {
     let (mut tensors, _) = load_tensors(path, device)?;
     for (name, var) in varmap.data().lock().unwrap().iter() {
-        let t = tensors.remove(name).with_context(|| format!("{}: no tensor '{name}'", path.display()))?;
-        var.set(&t).with_context(|| format!("{}: tensor '{name}' does not fit the model", path.display()))?;
+        let t = tensors
+            .remove(name)
+            .with_context(|| format!("{}: no tensor '{name}'", path.display()))?;
+        var.set(&t)
+            .with_context(|| format!("{}: tensor '{name}' does not fit the model", path.display()))?;
     }
     Ok(())
 }
@@ -463,5 +521,6 @@ pub fn load_weights(run: &Path, ck: &Checkpoint, varmap: &VarMap, opt: &mut Opti
             ck.state.step
         );
     }
-    opt.load_state(tensors, step).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    opt.load_state(tensors, step)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }

@@ -145,7 +145,13 @@ pub struct LrSchedule {
 
 impl Default for LrSchedule {
     fn default() -> Self {
-        LrSchedule { kind: ScheduleKind::Constant, warmup_steps: 0, min_lr: 0.0, step_epochs: 10, gamma: 0.5 }
+        LrSchedule {
+            kind: ScheduleKind::Constant,
+            warmup_steps: 0,
+            min_lr: 0.0,
+            step_epochs: 10,
+            gamma: 0.5,
+        }
     }
 }
 
@@ -169,7 +175,10 @@ pub struct LossConfig {
 
 impl Default for LossConfig {
     fn default() -> Self {
-        LossConfig { kind: LossKind::Mse, hole_weight: 1.0 }
+        LossConfig {
+            kind: LossKind::Mse,
+            hole_weight: 1.0,
+        }
     }
 }
 
@@ -186,16 +195,22 @@ fn default_masks() -> Vec<MaskSpec> {
 impl Config {
     /// Read, parse and validate a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text =
-            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
         Config::from_yaml(&text, path)
     }
 
     /// Parse and validate YAML text; `path` is only used in error messages.
     pub fn from_yaml(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let config: Config =
-            serde_yaml::from_str(text).map_err(|source| ConfigError::Parse { path: path.into(), source })?;
-        config.validate().map_err(|msg| ConfigError::Invalid { path: path.into(), msg })?;
+        let config: Config = serde_yaml::from_str(text).map_err(|source| ConfigError::Parse {
+            path: path.into(),
+            source,
+        })?;
+        config
+            .validate()
+            .map_err(|msg| ConfigError::Invalid { path: path.into(), msg })?;
         Ok(config)
     }
 
@@ -203,7 +218,10 @@ impl Config {
     pub fn validate(&self) -> Result<(), String> {
         self.model.resolve().map_err(|e| format!("model: {e}"))?;
         if self.name.is_empty() || self.name.contains(['/', '\\']) {
-            return Err(format!("name '{}' must be non-empty and contain no path separator", self.name));
+            return Err(format!(
+                "name '{}' must be non-empty and contain no path separator",
+                self.name
+            ));
         }
         if self.masks.is_empty() {
             return Err("masks: at least one mask generator is needed".into());
@@ -218,11 +236,17 @@ impl Config {
             ((0.0..1.0).contains(&o.beta1), "train.optimizer.beta1 must be in [0, 1)"),
             ((0.0..1.0).contains(&o.beta2), "train.optimizer.beta2 must be in [0, 1)"),
             (o.eps > 0.0, "train.optimizer.eps must be > 0"),
-            ((0.0..1.0).contains(&o.momentum), "train.optimizer.momentum must be in [0, 1)"),
+            (
+                (0.0..1.0).contains(&o.momentum),
+                "train.optimizer.momentum must be in [0, 1)",
+            ),
             ((0.0..1.0).contains(&o.rho), "train.optimizer.rho must be in [0, 1)"),
             (o.weight_decay >= 0.0, "train.optimizer.weight_decay must be >= 0"),
             (t.loss.hole_weight > 0.0, "train.loss.hole_weight must be > 0"),
-            ((0.0..1.0).contains(&t.validation_fraction), "train.validation_fraction must be in [0, 1)"),
+            (
+                (0.0..1.0).contains(&t.validation_fraction),
+                "train.validation_fraction must be in [0, 1)",
+            ),
             (t.checkpoint_minutes >= 0.0, "train.checkpoint_minutes must be >= 0"),
         ];
         if let Some((_, msg)) = checks.iter().find(|(ok, _)| !ok) {
@@ -296,23 +320,35 @@ mod tests {
         let tiny = std::fs::read_to_string(configs_dir().join("tiny.yaml")).unwrap();
         let p = Path::new("bad.yaml");
 
-        let e = Config::from_yaml(&tiny.replace("epochs: 2", "epochs: 2\n  epoch: 3"), p).unwrap_err().to_string();
+        let e = Config::from_yaml(&tiny.replace("epochs: 2", "epochs: 2\n  epoch: 3"), p)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("bad.yaml") && e.contains("epoch"), "{e}");
 
-        let e = Config::from_yaml(&tiny.replace("lr: 0.003", "lr: 0.0"), p).unwrap_err().to_string();
+        let e = Config::from_yaml(&tiny.replace("lr: 0.003", "lr: 0.0"), p)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("bad.yaml") && e.contains("lr must be > 0"), "{e}");
 
-        let e = Config::from_yaml(&tiny.replace("batch_size: 8", "batch_size: 0"), p).unwrap_err().to_string();
+        let e = Config::from_yaml(&tiny.replace("batch_size: 8", "batch_size: 0"), p)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("batch_size"), "{e}");
 
-        let e = Config::from_yaml(&tiny.replace("kind: adam", "kind: adagrad"), p).unwrap_err().to_string();
+        let e = Config::from_yaml(&tiny.replace("kind: adam", "kind: adagrad"), p)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("bad.yaml") && e.contains("adagrad"), "{e}");
 
         // The model is checked too (reshape no longer matches the dense layer).
-        let e = Config::from_yaml(&tiny.replace("units: 512", "units: 500"), p).unwrap_err().to_string();
+        let e = Config::from_yaml(&tiny.replace("units: 512", "units: 500"), p)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("bad.yaml") && e.contains("reshape"), "{e}");
 
-        let e = Config::load(Path::new("/nonexistent/dir/c.yaml")).unwrap_err().to_string();
+        let e = Config::load(Path::new("/nonexistent/dir/c.yaml"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("/nonexistent/dir/c.yaml"), "{e}");
     }
 
@@ -323,20 +359,50 @@ mod tests {
         let tiny = std::fs::read_to_string(configs_dir().join("tiny.yaml")).unwrap();
         let p = Path::new("typo.yaml");
         let cases = [
-            ("batch_size: 8", "batch_size: 8\n  checkpoint_step: 5", "checkpoint_step"),
+            (
+                "batch_size: 8",
+                "batch_size: 8\n  checkpoint_step: 5",
+                "checkpoint_step",
+            ),
             ("{kind: adam, lr: 0.003}", "{kind: adam, lr: 0.003, beta: 0.5}", "beta"),
-            ("{kind: l1, hole_weight: 4.0}", "{kind: l1, hole_weigth: 4.0}", "hole_weigth"),
-            ("max_val_images: 16", "max_val_images: 16\n  lr_schedule: {kind: cosine, warmup: 3}", "warmup"),
-            ("{kind: box, min: 6, max: 12, weight: 1.0}", "{kind: box, min: 6, max: 12, wieght: 1.0}", "wieght"),
-            ("{kind: box, min: 6, max: 12, weight: 1.0}", "{kind: boxes, min: 6, max: 12, count_min: 1, count_max: 2, count: 3}", "count"),
-            ("{kind: box, min: 6, max: 12, weight: 1.0}", "{kind: strokes, width_min: 2, width_max: 4, count_min: 1, count_max: 2, widht: 3}", "widht"),
-            ("{op: conv2d, name: enc1, filters: 8, kernel: 3, stride: 2, padding: same}", "{op: conv2d, name: enc1, filters: 8, kernel: 3, stride: 2, padding: same, dilaton: 2}", "dilaton"),
+            (
+                "{kind: l1, hole_weight: 4.0}",
+                "{kind: l1, hole_weigth: 4.0}",
+                "hole_weigth",
+            ),
+            (
+                "max_val_images: 16",
+                "max_val_images: 16\n  lr_schedule: {kind: cosine, warmup: 3}",
+                "warmup",
+            ),
+            (
+                "{kind: box, min: 6, max: 12, weight: 1.0}",
+                "{kind: box, min: 6, max: 12, wieght: 1.0}",
+                "wieght",
+            ),
+            (
+                "{kind: box, min: 6, max: 12, weight: 1.0}",
+                "{kind: boxes, min: 6, max: 12, count_min: 1, count_max: 2, count: 3}",
+                "count",
+            ),
+            (
+                "{kind: box, min: 6, max: 12, weight: 1.0}",
+                "{kind: strokes, width_min: 2, width_max: 4, count_min: 1, count_max: 2, widht: 3}",
+                "widht",
+            ),
+            (
+                "{op: conv2d, name: enc1, filters: 8, kernel: 3, stride: 2, padding: same}",
+                "{op: conv2d, name: enc1, filters: 8, kernel: 3, stride: 2, padding: same, dilaton: 2}",
+                "dilaton",
+            ),
             ("{op: sigmoid}", "{op: sigmoid, slope: 5}", "slope"),
             ("name: tiny", "name: tiny\nmodle: {}", "modle"),
         ];
         for (from, to, key) in cases {
             assert!(tiny.contains(from), "{from}");
-            let e = Config::from_yaml(&tiny.replacen(from, to, 1), p).unwrap_err().to_string();
+            let e = Config::from_yaml(&tiny.replacen(from, to, 1), p)
+                .unwrap_err()
+                .to_string();
             assert!(e.contains("typo.yaml") && e.contains(key), "{to}: {e}");
         }
     }

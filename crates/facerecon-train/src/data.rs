@@ -52,7 +52,10 @@ pub struct Split {
 
 /// The key a file is hashed by: its path relative to the dataset root, with `/` separators.
 fn key(root: &Path, path: &Path) -> String {
-    path.strip_prefix(root).unwrap_or(path).to_string_lossy().replace('\\', "/")
+    path.strip_prefix(root)
+        .unwrap_or(path)
+        .to_string_lossy()
+        .replace('\\', "/")
 }
 
 /// A uniform number in [0, 1) from a hash.
@@ -65,7 +68,13 @@ fn unit(h: u64) -> f64 {
 /// unbiased subset (ordered by a second hash, not by name: names are often sorted by age or
 /// identity). The validation set keeps at most `max_val` files. When the fraction is positive
 /// but no file hashes into validation (tiny sets), the lowest-hash file is moved there.
-pub fn split_files(root: &Path, files: &[PathBuf], validation_fraction: f64, max_images: Option<usize>, max_val: usize) -> Split {
+pub fn split_files(
+    root: &Path,
+    files: &[PathBuf],
+    validation_fraction: f64,
+    max_images: Option<usize>,
+    max_val: usize,
+) -> Split {
     let mut keyed: Vec<(u64, u64, &PathBuf)> = files
         .iter()
         .map(|p| {
@@ -108,7 +117,12 @@ impl SkipLog {
     }
     /// Every file skipped so far, with the reason.
     pub fn entries(&self) -> Vec<(PathBuf, String)> {
-        self.0.lock().unwrap().iter().map(|(p, r)| (p.clone(), r.clone())).collect()
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(p, r)| (p.clone(), r.clone()))
+            .collect()
     }
 }
 
@@ -157,7 +171,14 @@ impl Batch {
                 *d = v * (1.0 - m);
             }
         }
-        Batch { images, masks, inputs, len, size, unreadable: 0 }
+        Batch {
+            images,
+            masks,
+            inputs,
+            len,
+            size,
+            unreadable: 0,
+        }
     }
 }
 
@@ -174,8 +195,24 @@ pub struct TrainData {
 }
 
 impl TrainData {
-    pub fn new(files: Vec<PathBuf>, sampler: MaskSampler, size: u32, batch_size: usize, seed: u64, flip: bool, skipped: SkipLog) -> Self {
-        TrainData { files: Arc::new(files), sampler: Arc::new(sampler), size, batch_size, seed, flip, skipped }
+    pub fn new(
+        files: Vec<PathBuf>,
+        sampler: MaskSampler,
+        size: u32,
+        batch_size: usize,
+        seed: u64,
+        flip: bool,
+        skipped: SkipLog,
+    ) -> Self {
+        TrainData {
+            files: Arc::new(files),
+            sampler: Arc::new(sampler),
+            size,
+            batch_size,
+            seed,
+            flip,
+            skipped,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -213,7 +250,10 @@ impl TrainData {
                 }
             })
             .expect("spawn data thread");
-        EpochBatches { rx: Some(rx), handle: Some(handle) }
+        EpochBatches {
+            rx: Some(rx),
+            handle: Some(handle),
+        }
     }
 
     fn build(&self, epoch: usize, indices: &[usize]) -> Batch {
@@ -241,7 +281,10 @@ impl TrainData {
             })
             .collect();
         let unreadable = indices.len() - samples.len();
-        Batch { unreadable, ..Batch::from_samples(samples, self.size as usize) }
+        Batch {
+            unreadable,
+            ..Batch::from_samples(samples, self.size as usize)
+        }
     }
 }
 
@@ -299,7 +342,13 @@ impl ValidationSet {
             })
             .collect();
         let b = Batch::from_samples(samples, size as usize);
-        ValidationSet { images: b.images, masks: b.masks, inputs: b.inputs, len: b.len, size: b.size }
+        ValidationSet {
+            images: b.images,
+            masks: b.masks,
+            inputs: b.inputs,
+            len: b.len,
+            size: b.size,
+        }
     }
 
     /// Images `[start, end)` as a batch (for batched evaluation).
@@ -322,7 +371,9 @@ mod tests {
 
     fn names(n: usize) -> (PathBuf, Vec<PathBuf>) {
         let root = PathBuf::from("/data/faces");
-        let files = (0..n).map(|i| root.join(format!("sub{}/img_{i:05}.png", i % 3))).collect();
+        let files = (0..n)
+            .map(|i| root.join(format!("sub{}/img_{i:05}.png", i % 3)))
+            .collect();
         (root, files)
     }
 
@@ -344,10 +395,15 @@ mod tests {
         assert_eq!(a.train.len() + a.val.len(), 2000);
         assert!((150..250).contains(&a.val.len()), "{}", a.val.len());
         // Moving the dataset keeps the split (hash of the relative path).
-        let moved: Vec<PathBuf> = files.iter().map(|p| Path::new("/elsewhere").join(p.strip_prefix(&root).unwrap())).collect();
+        let moved: Vec<PathBuf> = files
+            .iter()
+            .map(|p| Path::new("/elsewhere").join(p.strip_prefix(&root).unwrap()))
+            .collect();
         let b = split_files(Path::new("/elsewhere"), &moved, 0.1, None, usize::MAX);
-        assert_eq!(b.val.iter().map(|p| p.file_name().unwrap()).collect::<Vec<_>>(),
-                   a.val.iter().map(|p| p.file_name().unwrap()).collect::<Vec<_>>());
+        assert_eq!(
+            b.val.iter().map(|p| p.file_name().unwrap()).collect::<Vec<_>>(),
+            a.val.iter().map(|p| p.file_name().unwrap()).collect::<Vec<_>>()
+        );
         // Adding files never moves an existing one between train and validation.
         let (_, more) = names(3000);
         let c = split_files(&root, &more, 0.1, None, usize::MAX);

@@ -52,7 +52,11 @@ fn draw(init: &Init, shape: &Shape, n: usize, rng: &mut StdRng) -> Vec<f32> {
         Init::Const(c) => vec![*c as f32; n],
         Init::Uniform { lo, up } => uniform(rng, *lo, *up),
         Init::Randn { mean, stdev } => normal(rng, *mean, *stdev),
-        Init::Kaiming { dist, fan, non_linearity } => {
+        Init::Kaiming {
+            dist,
+            fan,
+            non_linearity,
+        } => {
             let std = non_linearity.gain() / (fan.for_shape(shape) as f64).sqrt();
             match dist {
                 NormalOrUniform::Uniform => uniform(rng, -(3f64.sqrt() * std), 3f64.sqrt() * std),
@@ -64,7 +68,11 @@ fn draw(init: &Init, shape: &Shape, n: usize, rng: &mut StdRng) -> Vec<f32> {
 
 impl SimpleBackend for SeededVarMap {
     fn get(&self, s: Shape, name: &str, init: Init, dtype: DType, dev: &Device) -> Result<Tensor> {
-        let mut data = self.map.data().lock().expect("the VarMap lock is never held across a panic");
+        let mut data = self
+            .map
+            .data()
+            .lock()
+            .expect("the VarMap lock is never held across a panic");
         if let Some(v) = data.get(name) {
             if v.shape() != &s {
                 candle_core::bail!("shape mismatch on {name}: {s:?} <> {:?}", v.shape());
@@ -72,7 +80,11 @@ impl SimpleBackend for SeededVarMap {
             return Ok(v.as_tensor().clone());
         }
         let values = draw(&init, &s, s.elem_count(), &mut rng_for(self.seed, name));
-        let var = Var::from_tensor(&Tensor::from_vec(values, s, &Device::Cpu)?.to_dtype(dtype)?.to_device(dev)?)?;
+        let var = Var::from_tensor(
+            &Tensor::from_vec(values, s, &Device::Cpu)?
+                .to_dtype(dtype)?
+                .to_device(dev)?,
+        )?;
         let tensor = var.as_tensor().clone();
         data.insert(name.to_string(), var);
         Ok(tensor)
@@ -83,7 +95,11 @@ impl SimpleBackend for SeededVarMap {
     }
 
     fn contains_tensor(&self, name: &str) -> bool {
-        self.map.data().lock().expect("the VarMap lock is never held across a panic").contains_key(name)
+        self.map
+            .data()
+            .lock()
+            .expect("the VarMap lock is never held across a panic")
+            .contains_key(name)
     }
 }
 
@@ -96,7 +112,10 @@ mod tests {
         let map = VarMap::new();
         let vb = SeededVarMap::builder(&map, seed, DType::F32, &Device::Cpu);
         let t = vb.get_with_hints(shape, name, init).unwrap();
-        assert!(map.data().lock().unwrap().contains_key(name), "the variable lives in the VarMap");
+        assert!(
+            map.data().lock().unwrap().contains_key(name),
+            "the variable lives in the VarMap"
+        );
         t.flatten_all().unwrap().to_vec1().unwrap()
     }
 
@@ -115,16 +134,27 @@ mod tests {
         let b = 3f64.sqrt() * (2.0f64 / 576.0).sqrt();
         assert!(v.iter().all(|x| (x.abs() as f64) < b), "inside the bound");
         let var = v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>() / v.len() as f64;
-        assert!((var / (2.0 / 576.0) - 1.0).abs() < 0.03, "variance {var} vs {}", 2.0 / 576.0);
+        assert!(
+            (var / (2.0 / 576.0) - 1.0).abs() < 0.03,
+            "variance {var} vs {}",
+            2.0 / 576.0
+        );
         // Kaiming normal and Randn: mean and standard deviation.
-        let normal = Init::Kaiming { dist: NormalOrUniform::Normal, fan: FanInOut::FanIn, non_linearity: NonLinearity::ReLU };
+        let normal = Init::Kaiming {
+            dist: NormalOrUniform::Normal,
+            fan: FanInOut::FanIn,
+            non_linearity: NonLinearity::ReLU,
+        };
         let v = get(2, "w", &[64, 64, 3, 3], normal);
         let std = (v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>() / v.len() as f64).sqrt();
         assert!((std / (2.0f64 / 576.0).sqrt() - 1.0).abs() < 0.03, "std {std}");
         let v = get(2, "b", &[20_000], Init::Randn { mean: 0.5, stdev: 2.0 });
         let mean = v.iter().map(|x| *x as f64).sum::<f64>() / v.len() as f64;
         let sd = (v.iter().map(|x| (*x as f64 - mean).powi(2)).sum::<f64>() / v.len() as f64).sqrt();
-        assert!((mean - 0.5).abs() < 0.05 && (sd - 2.0).abs() < 0.05, "mean {mean}, sd {sd}");
+        assert!(
+            (mean - 0.5).abs() < 0.05 && (sd - 2.0).abs() < 0.05,
+            "mean {mean}, sd {sd}"
+        );
         assert!(get(2, "c", &[5], Init::Const(0.25)).iter().all(|x| *x == 0.25));
         let v = get(2, "u", &[10_000], Init::Uniform { lo: -1.0, up: 3.0 });
         assert!(v.iter().all(|x| (-1.0..3.0).contains(x)));
@@ -137,7 +167,10 @@ mod tests {
         let a = vb.get_with_hints((2, 3), "x", DEFAULT_KAIMING_UNIFORM).unwrap();
         let b = vb.get_with_hints((2, 3), "x", Init::Const(0.0)).unwrap();
         assert_eq!(a.to_vec2::<f32>().unwrap(), b.to_vec2::<f32>().unwrap());
-        let e = vb.get_with_hints((3, 2), "x", DEFAULT_KAIMING_UNIFORM).unwrap_err().to_string();
+        let e = vb
+            .get_with_hints((3, 2), "x", DEFAULT_KAIMING_UNIFORM)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("shape mismatch on x"), "{e}");
     }
 }

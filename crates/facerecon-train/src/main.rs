@@ -68,7 +68,10 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     let _ = facerecon_model::alloc::keep_freed_memory();
     if let Some(n) = cli.threads {
-        rayon::ThreadPoolBuilder::new().num_threads(n).build_global().context("cannot set up the thread pool")?;
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+            .context("cannot set up the thread pool")?;
     }
     facerecon_model::layers::set_reference_ops(cli.reference_ops);
     let threads = rayon::current_num_threads();

@@ -42,12 +42,20 @@ impl Optimizer {
         let mut params = params
             .into_iter()
             .map(|(name, var)| {
-                let slots = slot_names(cfg.kind).iter().map(|_| var.zeros_like()).collect::<Result<Vec<_>>>()?;
+                let slots = slot_names(cfg.kind)
+                    .iter()
+                    .map(|_| var.zeros_like())
+                    .collect::<Result<Vec<_>>>()?;
                 Ok(Param { name, var, slots })
             })
             .collect::<Result<Vec<_>>>()?;
         params.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(Optimizer { cfg: cfg.clone(), params, step: 0, fused: true })
+        Ok(Optimizer {
+            cfg: cfg.clone(),
+            params,
+            step: 0,
+            fused: true,
+        })
     }
 
     /// Turn the one-pass CPU Adam off (tests compare it with the tensor-op formulation).
@@ -70,7 +78,9 @@ impl Optimizer {
         let c = &self.cfg;
         let t = self.step as i32;
         for p in &mut self.params {
-            let Some(g) = grads.get(p.var.as_tensor()) else { continue };
+            let Some(g) = grads.get(p.var.as_tensor()) else {
+                continue;
+            };
             // Detached: the update is plain arithmetic, no graph may grow across steps. Contiguous: a
             // no-op for the fast kernels' gradients; candle's matmul (reference ops, other devices) returns
             // a transposed weight's gradient as a strided view.
@@ -83,7 +93,12 @@ impl Optimizer {
             let new_w = match c.kind {
                 OptimizerKind::Adam if self.fused && c.weight_decay == 0.0 => {
                     let alpha = lr * (1.0 - c.beta2.powi(t)).sqrt() / (1.0 - c.beta1.powi(t));
-                    let k = AdamConsts { beta1: c.beta1 as f32, beta2: c.beta2 as f32, eps: c.eps as f32, alpha: alpha as f32 };
+                    let k = AdamConsts {
+                        beta1: c.beta1 as f32,
+                        beta2: c.beta2 as f32,
+                        eps: c.eps as f32,
+                        alpha: alpha as f32,
+                    };
                     match adam_cpu(&w, g, &p.slots[0], &p.slots[1], k)? {
                         Some((w, m, v)) => {
                             p.slots = vec![m, v];
@@ -120,7 +135,6 @@ impl Optimizer {
         }
         Ok(())
     }
-
 }
 
 /// Adam's constants for one step; `alpha` includes the bias corrections.
@@ -145,15 +159,32 @@ fn adam_ops(w: &Tensor, g: &Tensor, slots: &mut Vec<Tensor>, b1: f64, b2: f64, e
 /// each reading and writing whole tensors (for the seed's 2.5M parameters: ~5 % of a batch-64 step).
 /// `None` when the tensors are not contiguous f32 CPU tensors.
 fn adam_cpu(w: &Tensor, g: &Tensor, m: &Tensor, v: &Tensor, k: AdamConsts) -> Result<Option<(Tensor, Tensor, Tensor)>> {
-    if ![w, g, m, v].iter().all(|t| t.device().is_cpu() && t.dtype() == DType::F32 && t.is_contiguous()) {
+    if ![w, g, m, v]
+        .iter()
+        .all(|t| t.device().is_cpu() && t.dtype() == DType::F32 && t.is_contiguous())
+    {
         return Ok(None);
     }
-    let ((wg, wl), (gg, gl), (mg, ml), (vg, vl)) =
-        (w.storage_and_layout(), g.storage_and_layout(), m.storage_and_layout(), v.storage_and_layout());
-    let (ws, gs, ms, vs) = (tensor_f32(&wg, wl)?, tensor_f32(&gg, gl)?, tensor_f32(&mg, ml)?, tensor_f32(&vg, vl)?);
+    let ((wg, wl), (gg, gl), (mg, ml), (vg, vl)) = (
+        w.storage_and_layout(),
+        g.storage_and_layout(),
+        m.storage_and_layout(),
+        v.storage_and_layout(),
+    );
+    let (ws, gs, ms, vs) = (
+        tensor_f32(&wg, wl)?,
+        tensor_f32(&gg, gl)?,
+        tensor_f32(&mg, ml)?,
+        tensor_f32(&vg, vl)?,
+    );
     let n = ws.len();
     if gs.len() != n || ms.len() != n || vs.len() != n {
-        candle_core::bail!("adam: weight, gradient and moments differ in size ({n}, {}, {}, {})", gs.len(), ms.len(), vs.len());
+        candle_core::bail!(
+            "adam: weight, gradient and moments differ in size ({n}, {}, {}, {})",
+            gs.len(),
+            ms.len(),
+            vs.len()
+        );
     }
     // The outputs are written once each, in parallel chunks (no zeroing pass over 3 x 4n bytes).
     let (mut nw, mut nm, mut nv) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
@@ -183,7 +214,11 @@ fn adam_cpu(w: &Tensor, g: &Tensor, m: &Tensor, v: &Tensor, k: AdamConsts) -> Re
         nv.set_len(n);
     }
     let (shape, dev) = (w.shape(), w.device());
-    Ok(Some((Tensor::from_vec(nw, shape, dev)?, Tensor::from_vec(nm, shape, dev)?, Tensor::from_vec(nv, shape, dev)?)))
+    Ok(Some((
+        Tensor::from_vec(nw, shape, dev)?,
+        Tensor::from_vec(nm, shape, dev)?,
+        Tensor::from_vec(nv, shape, dev)?,
+    )))
 }
 
 impl Optimizer {
@@ -192,7 +227,12 @@ impl Optimizer {
         let names = slot_names(self.cfg.kind);
         self.params
             .iter()
-            .flat_map(|p| names.iter().zip(&p.slots).map(move |(s, t)| (format!("{}.{s}", p.name), t.clone())))
+            .flat_map(|p| {
+                names
+                    .iter()
+                    .zip(&p.slots)
+                    .map(move |(s, t)| (format!("{}.{s}", p.name), t.clone()))
+            })
             .collect()
     }
 
@@ -205,12 +245,22 @@ impl Optimizer {
             for s in names {
                 let key = format!("{}.{s}", p.name);
                 let t = state.remove(&key).ok_or_else(|| {
-                    format!("no tensor '{key}' (was the state saved by a different optimiser than {:?}?)", self.cfg.kind)
+                    format!(
+                        "no tensor '{key}' (was the state saved by a different optimiser than {:?}?)",
+                        self.cfg.kind
+                    )
                 })?;
                 if t.dims() != p.var.dims() {
-                    return Err(format!("'{key}' has shape {:?}, the parameter {:?}", t.dims(), p.var.dims()));
+                    return Err(format!(
+                        "'{key}' has shape {:?}, the parameter {:?}",
+                        t.dims(),
+                        p.var.dims()
+                    ));
                 }
-                let t = t.to_device(p.var.device()).and_then(|t| t.to_dtype(p.var.dtype())).map_err(|e| e.to_string())?;
+                let t = t
+                    .to_device(p.var.device())
+                    .and_then(|t| t.to_dtype(p.var.dtype()))
+                    .map_err(|e| e.to_string())?;
                 slots.push(t);
             }
             p.slots = slots;
@@ -246,7 +296,11 @@ mod tests {
     use candle_core::Device;
 
     fn cfg(kind: OptimizerKind, lr: f64) -> OptimizerConfig {
-        OptimizerConfig { kind, lr, ..Default::default() }
+        OptimizerConfig {
+            kind,
+            lr,
+            ..Default::default()
+        }
     }
 
     /// f(w) = sum((w - target)^2), minimised at target.
@@ -265,7 +319,10 @@ mod tests {
             (OptimizerKind::Rmsprop, 0.5),
         ] {
             let w = Var::new(&[3.0f32, 3.0, 3.0], &Device::Cpu).unwrap();
-            let c = OptimizerConfig { momentum, ..cfg(kind, 0.05) };
+            let c = OptimizerConfig {
+                momentum,
+                ..cfg(kind, 0.05)
+            };
             let mut opt = Optimizer::new(&c, vec![("w".into(), w.clone())]).unwrap();
             let first = quadratic_loss(&w).to_scalar::<f32>().unwrap();
             for _ in 0..100 {
@@ -299,7 +356,10 @@ mod tests {
             }
             let got = w.as_tensor().to_vec1::<f32>().unwrap();
             for i in 0..2 {
-                assert!((got[i] as f64 - expect[i]).abs() < 1e-5, "step {t}: {got:?} vs {expect:?}");
+                assert!(
+                    (got[i] as f64 - expect[i]).abs() < 1e-5,
+                    "step {t}: {got:?} vs {expect:?}"
+                );
             }
             if t == 1 {
                 // Keras' Adam moves every weight by ~lr on its first step, whatever the gradient's size.
@@ -322,14 +382,26 @@ mod tests {
                 let loss = (w.as_tensor() - &target).unwrap().sqr().unwrap().sum_all().unwrap();
                 opt.step(&loss.backward().unwrap(), 0.01).unwrap();
             }
-            let st: Vec<Vec<f32>> = opt.state().iter().map(|(_, t)| t.flatten_all().unwrap().to_vec1().unwrap()).collect();
+            let st: Vec<Vec<f32>> = opt
+                .state()
+                .iter()
+                .map(|(_, t)| t.flatten_all().unwrap().to_vec1().unwrap())
+                .collect();
             (w.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap(), st)
         };
         let (fast, fast_state) = run(true);
         let (slow, slow_state) = run(false);
-        let moved = fast.iter().zip(init.flatten_all().unwrap().to_vec1::<f32>().unwrap()).filter(|(a, b)| (*a - b).abs() > 0.01).count();
+        let moved = fast
+            .iter()
+            .zip(init.flatten_all().unwrap().to_vec1::<f32>().unwrap())
+            .filter(|(a, b)| (*a - b).abs() > 0.01)
+            .count();
         assert!(moved > fast.len() / 2, "the weights moved: {moved}");
-        for (a, b) in fast.iter().zip(&slow).chain(fast_state.iter().flatten().zip(slow_state.iter().flatten())) {
+        for (a, b) in fast
+            .iter()
+            .zip(&slow)
+            .chain(fast_state.iter().flatten().zip(slow_state.iter().flatten()))
+        {
             assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "{a} vs {b} (rounding only)");
         }
     }
@@ -342,7 +414,8 @@ mod tests {
         opt.step(&quadratic_loss_2(&w).backward().unwrap(), 0.01).unwrap();
         let state: HashMap<_, _> = opt.state().into_iter().collect();
         assert_eq!(state.len(), 2);
-        let mut other = Optimizer::new(&c, vec![("w".into(), Var::new(&[0.0f32, 0.0], &Device::Cpu).unwrap())]).unwrap();
+        let mut other =
+            Optimizer::new(&c, vec![("w".into(), Var::new(&[0.0f32, 0.0], &Device::Cpu).unwrap())]).unwrap();
         other.load_state(state.clone(), opt.steps()).unwrap();
         for ((n1, a), (n2, b)) in opt.state().iter().zip(other.state().iter()) {
             assert_eq!(n1, n2);
@@ -369,7 +442,12 @@ mod tests {
         assert!((lr_at(0.1, &s, 10, 10, 1010) - 0.1).abs() < 1e-12);
         assert!((lr_at(0.1, &s, 510, 10, 1010) - 0.0505).abs() < 1e-9);
         assert!((lr_at(0.1, &s, 1010, 10, 1010) - 0.001).abs() < 1e-12);
-        let s = LrSchedule { kind: ScheduleKind::Step, step_epochs: 2, gamma: 0.5, ..Default::default() };
+        let s = LrSchedule {
+            kind: ScheduleKind::Step,
+            step_epochs: 2,
+            gamma: 0.5,
+            ..Default::default()
+        };
         assert_eq!(lr_at(0.1, &s, 19, 10, 100), 0.1);
         assert_eq!(lr_at(0.1, &s, 20, 10, 100), 0.05);
         assert_eq!(lr_at(0.1, &s, 45, 10, 100), 0.025);

@@ -75,7 +75,9 @@ pub fn parse_device(s: &str) -> Result<Device> {
     if s.is_empty() || s == "cpu" {
         return Ok(Device::Cpu);
     }
-    let Some(rest) = s.strip_prefix("cuda") else { bail!("unknown device '{s}' (use cpu or cuda:N)") };
+    let Some(rest) = s.strip_prefix("cuda") else {
+        bail!("unknown device '{s}' (use cpu or cuda:N)")
+    };
     let index: usize = match rest.strip_prefix(':') {
         Some(n) => n.parse().with_context(|| format!("bad device index in '{s}'"))?,
         None if rest.is_empty() => 0,
@@ -95,7 +97,10 @@ fn cuda_device(index: usize, s: &str) -> Result<Device> {
     match opened {
         Ok(dev) => dev.with_context(|| format!("cannot open CUDA device '{s}'")),
         Err(panic) => {
-            let msg = panic.downcast_ref::<String>().map(String::as_str).or(panic.downcast_ref::<&str>().copied());
+            let msg = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or(panic.downcast_ref::<&str>().copied());
             let msg = msg.unwrap_or("unknown error");
             let short = msg.split(" - searched").next().unwrap_or(msg);
             bail!(
@@ -124,20 +129,31 @@ pub fn prepare_data(data: Option<&Path>, synthetic: Option<usize>, image_size: u
         }
         return Ok((dir.to_path_buf(), dir.join(SYNTHETIC_MARKER).exists()));
     }
-    let dir = data.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(DEFAULT_SYNTHETIC_DIR));
+    let dir = data
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_SYNTHETIC_DIR));
     let count = synthetic.unwrap_or(DEFAULT_SYNTHETIC_COUNT);
     let existing = if dir.is_dir() { io::list_images(&dir).len() } else { 0 };
     if existing > 0 {
         if !dir.join(SYNTHETIC_MARKER).exists() {
             bail!("--synthetic: {} already holds {existing} images that we did not generate; give an empty or new directory", dir.display());
         }
-        eprintln!("NOTE: training on SYNTHETIC data: reusing {existing} generated faces in {}", dir.display());
+        eprintln!(
+            "NOTE: training on SYNTHETIC data: reusing {existing} generated faces in {}",
+            dir.display()
+        );
     } else {
-        eprintln!("NOTE: training on SYNTHETIC data: generating {count} procedural faces in {}", dir.display());
+        eprintln!(
+            "NOTE: training on SYNTHETIC data: generating {count} procedural faces in {}",
+            dir.display()
+        );
         synth::write_dataset(&dir, count, image_size)
             .with_context(|| format!("cannot generate synthetic faces in {}", dir.display()))?;
-        std::fs::write(dir.join(SYNTHETIC_MARKER), format!("{count} procedural faces, facerecon_imaging::synth\n"))
-            .with_context(|| format!("cannot write {}", dir.join(SYNTHETIC_MARKER).display()))?;
+        std::fs::write(
+            dir.join(SYNTHETIC_MARKER),
+            format!("{count} procedural faces, facerecon_imaging::synth\n"),
+        )
+        .with_context(|| format!("cannot write {}", dir.join(SYNTHETIC_MARKER).display()))?;
     }
     Ok((dir, true))
 }
@@ -191,9 +207,16 @@ fn resolve_config(opts: &TrainOptions) -> Result<(Config, Option<Checkpoint>)> {
             opts.out.display()
         );
     }
-    let resumed = if opts.resume && has_checkpoint { checkpoint::open(&opts.out)? } else { None };
+    let resumed = if opts.resume && has_checkpoint {
+        checkpoint::open(&opts.out)?
+    } else {
+        None
+    };
     if opts.resume && resumed.is_none() {
-        eprintln!("note: --resume but {} has no checkpoint yet; starting a new run", opts.out.display());
+        eprintln!(
+            "note: --resume but {} has no checkpoint yet; starting a new run",
+            opts.out.display()
+        );
     }
     let saved = resumed.as_ref().map(|ck| ck.dir.join(checkpoint::CONFIG_FILE));
     let mut config = match (&opts.config, &saved) {
@@ -204,14 +227,20 @@ fn resolve_config(opts: &TrainOptions) -> Result<(Config, Option<Checkpoint>)> {
     let old = saved.as_deref().map(Config::load).transpose()?;
     if let (Some(_), Some(old)) = (&opts.config, &old) {
         if old.model != config.model {
-            bail!("the model in {} differs from the checkpoint's ({}); use a new --out", opts.config.as_ref().unwrap().display(), saved.as_deref().unwrap_or(&opts.out).display());
+            bail!(
+                "the model in {} differs from the checkpoint's ({}); use a new --out",
+                opts.config.as_ref().unwrap().display(),
+                saved.as_deref().unwrap_or(&opts.out).display()
+            );
         }
     }
     let t = &mut config.train;
     t.epochs = opts.epochs.unwrap_or(t.epochs);
     t.batch_size = opts.batch_size.unwrap_or(t.batch_size);
     t.seed = opts.seed.or(resumed.as_ref().map(|ck| ck.state.seed)).unwrap_or(t.seed);
-    config.validate().map_err(|e| anyhow::anyhow!("invalid settings: {e}"))?;
+    config
+        .validate()
+        .map_err(|e| anyhow::anyhow!("invalid settings: {e}"))?;
     if let (Some(ck), Some(old)) = (&resumed, &old) {
         check_resume_settings(opts, &ck.state, old, &config)?;
     }
@@ -233,10 +262,16 @@ fn check_resume_settings(opts: &TrainOptions, st: &State, old: &Config, new: &Co
     // The config's settings that decide an epoch's files, order, holes and flips (a changed --config).
     let (o, n) = (&old.train, &new.train);
     if n.validation_fraction != o.validation_fraction {
-        diffs.push(format!("validation_fraction {} (the run's is {})", n.validation_fraction, o.validation_fraction));
+        diffs.push(format!(
+            "validation_fraction {} (the run's is {})",
+            n.validation_fraction, o.validation_fraction
+        ));
     }
     if n.max_val_images != o.max_val_images {
-        diffs.push(format!("max_val_images {} (the run's is {})", n.max_val_images, o.max_val_images));
+        diffs.push(format!(
+            "max_val_images {} (the run's is {})",
+            n.max_val_images, o.max_val_images
+        ));
     }
     if n.flip != o.flip {
         diffs.push(format!("flip {} (the run's is {})", n.flip, o.flip));
@@ -260,7 +295,11 @@ fn check_resume_settings(opts: &TrainOptions, st: &State, old: &Config, new: &Co
             _ => a == b,
         };
         if !same(data, &st.data) {
-            diffs.push(format!("--data {} (the run's is {})", data.display(), st.data.display()));
+            diffs.push(format!(
+                "--data {} (the run's is {})",
+                data.display(),
+                st.data.display()
+            ));
         }
     }
     if diffs.is_empty() {
@@ -278,7 +317,11 @@ fn check_resume_settings(opts: &TrainOptions, st: &State, old: &Config, new: &Co
             st.batch_in_epoch
         );
     }
-    let when = if mid_epoch { "from the middle of this epoch (--allow-changes)" } else { "from the next epoch on" };
+    let when = if mid_epoch {
+        "from the middle of this epoch (--allow-changes)"
+    } else {
+        "from the next epoch on"
+    };
     eprintln!("note: --resume of {} continues with {list} {when}", opts.out.display());
     Ok(())
 }
@@ -290,11 +333,18 @@ fn init_from(src: &Path, config: &Config, varmap: &VarMap, device: &Device) -> R
     }
     let theirs = checkpoint::load_config(src)?;
     if theirs.model != config.model {
-        bail!("--init-from {}: its model differs from this config's model", src.display());
+        bail!(
+            "--init-from {}: its model differs from this config's model",
+            src.display()
+        );
     }
     checkpoint::load_model(src, varmap, device)?;
     let epochs = checkpoint::load_state(src).map(|s| s.epoch).unwrap_or(0);
-    eprintln!("initialised from {} ({epochs} epochs of '{}'): fine-tuning with a fresh optimiser", src.display(), theirs.name);
+    eprintln!(
+        "initialised from {} ({epochs} epochs of '{}'): fine-tuning with a fresh optimiser",
+        src.display(),
+        theirs.name
+    );
     Ok(())
 }
 
@@ -324,7 +374,11 @@ pub fn setup(opts: &TrainOptions) -> Result<Session> {
     let files = listing.files;
     let split = split_files(&data_dir, &files, t.validation_fraction, max_images, t.max_val_images);
     if split.train.is_empty() {
-        bail!("no training images in {} ({} image files found)", data_dir.display(), files.len());
+        bail!(
+            "no training images in {} ({} image files found)",
+            data_dir.display(),
+            files.len()
+        );
     }
     eprintln!(
         "data: {} — {} training, {} validation images{}",
@@ -337,18 +391,36 @@ pub fn setup(opts: &TrainOptions) -> Result<Session> {
     let sampler = MaskSampler::new(&config.masks).context("masks")?;
     let val = ValidationSet::load(&split.val, &sampler, size, &skipped);
     check_validation_readable(&data_dir, split.val.len(), val.len, &skipped)?;
-    let train = TrainData::new(split.train, sampler, size, t.batch_size, t.seed, t.flip, skipped.clone());
+    let train = TrainData::new(
+        split.train,
+        sampler,
+        size,
+        t.batch_size,
+        t.seed,
+        t.flip,
+        skipped.clone(),
+    );
 
     let varmap = VarMap::new();
     // Initial weights from the run's seed (replaced below when resuming or fine-tuning).
     let vb = crate::init::SeededVarMap::builder(&varmap, t.seed, DType::F32, &device);
     let model = Model::new(&config.model, vb).context("building the model")?;
-    let params = varmap.data().lock().unwrap().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let params = varmap
+        .data()
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     let mut optimizer = Optimizer::new(&t.optimizer, params)?;
 
     let (state, metrics) = match resumed {
         Some(ck) if opts.init_from.is_some() => {
-            bail!("--init-from starts a new run but {} already holds one ({} epochs done); use a new --out", opts.out.display(), ck.state.epoch)
+            bail!(
+                "--init-from starts a new run but {} already holds one ({} epochs done); use a new --out",
+                opts.out.display(),
+                ck.state.epoch
+            )
         }
         Some(ck) => {
             checkpoint::load_weights(&opts.out, &ck, &varmap, &mut optimizer, &device)?;
@@ -360,7 +432,16 @@ pub fn setup(opts: &TrainOptions) -> Result<Session> {
                 state.step,
                 state.batch_in_epoch
             );
-            (State { data: data_dir, synthetic, seed: t.seed, max_images, ..state }, ck.metrics)
+            (
+                State {
+                    data: data_dir,
+                    synthetic,
+                    seed: t.seed,
+                    max_images,
+                    ..state
+                },
+                ck.metrics,
+            )
         }
         None => {
             if let Some(src) = &opts.init_from {
@@ -377,7 +458,21 @@ pub fn setup(opts: &TrainOptions) -> Result<Session> {
     facerecon_imaging::io::write_atomic(&val_list, listing.as_bytes())
         .with_context(|| format!("cannot write {}", val_list.display()))?;
     let resumed = state.step > 0 || state.epoch > 0;
-    Ok(Session { config, out: opts.out.clone(), device, varmap, model, optimizer, state, train, val, skipped, resumed, metrics, lock })
+    Ok(Session {
+        config,
+        out: opts.out.clone(),
+        device,
+        varmap,
+        model,
+        optimizer,
+        state,
+        train,
+        val,
+        skipped,
+        resumed,
+        metrics,
+        lock,
+    })
 }
 
 /// The validation set is decoded once, up front: more than half of its files unreadable is an error
@@ -385,7 +480,12 @@ pub fn setup(opts: &TrainOptions) -> Result<Session> {
 fn check_validation_readable(data: &Path, listed: usize, read: usize, skipped: &SkipLog) -> Result<()> {
     let bad = listed - read;
     if bad > 0 && bad as f64 > crate::train::MAX_UNREADABLE_FRACTION * listed as f64 {
-        let example = skipped.entries().into_iter().next().map(|(p, r)| format!(" (e.g. {}: {r})", p.display())).unwrap_or_default();
+        let example = skipped
+            .entries()
+            .into_iter()
+            .next()
+            .map(|(p, r)| format!(" (e.g. {}: {r})", p.display()))
+            .unwrap_or_default();
         bail!(
             "{bad} of the {listed} validation files in {} could not be read{example}; training stops when more than \
              {:.0} % of them are unreadable (see the warnings above)",
@@ -436,7 +536,11 @@ fn check_run_paths(opts: &TrainOptions) -> Result<()> {
     }
     if let Some(src) = &opts.init_from {
         if out_r.starts_with(resolved(src)?) {
-            bail!("--out {} is (inside) the --init-from run {}: choose a new --out", out.display(), src.display());
+            bail!(
+                "--out {} is (inside) the --init-from run {}: choose a new --out",
+                out.display(),
+                src.display()
+            );
         }
     }
     Ok(())

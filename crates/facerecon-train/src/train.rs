@@ -90,7 +90,13 @@ pub fn run(opts: &TrainOptions) -> Result<Summary> {
                 step_clock = Instant::now();
                 continue;
             }
-            let lr = lr_at(t.optimizer.lr, &t.lr_schedule, s.state.step, steps_per_epoch, total_steps);
+            let lr = lr_at(
+                t.optimizer.lr,
+                &t.lr_schedule,
+                s.state.step,
+                steps_per_epoch,
+                total_steps,
+            );
             let batch_len = batch.len;
             // On the CPU the whole step runs on one of rayon's workers, so that the kernels' parallel
             // loops nest instead of each waking the pool from this thread (see `Model::eval`).
@@ -111,10 +117,20 @@ pub fn run(opts: &TrainOptions) -> Result<Summary> {
             s.state.epoch_images += batch_len;
             n_images += batch_len;
             let ips = n_images as f64 / epoch_start.elapsed().as_secs_f64();
-            report_step(&bar, &s, s.state.epoch_loss_sum / s.state.epoch_images as f64, ips, lr, t.log_every);
+            report_step(
+                &bar,
+                &s,
+                s.state.epoch_loss_sum / s.state.epoch_images as f64,
+                ips,
+                lr,
+                t.log_every,
+            );
             checkpoint::crash_point("step");
             if checkpoint_every.is_some_and(|secs| last_save.elapsed().as_secs_f64() >= secs) {
-                (s.state.epoch_secs, s.state.epoch_wait) = (secs_before + epoch_start.elapsed().as_secs_f64(), wait_before + epoch_wait);
+                (s.state.epoch_secs, s.state.epoch_wait) = (
+                    secs_before + epoch_start.elapsed().as_secs_f64(),
+                    wait_before + epoch_wait,
+                );
                 save_checkpoint(&s)?;
                 last_save = Instant::now();
             }
@@ -134,18 +150,45 @@ pub fn run(opts: &TrainOptions) -> Result<Summary> {
             let path = s.out.join(SAMPLES_DIR).join(format!("epoch_{:03}.png", epoch + 1));
             save_png_atomic(&sample_grid(&rows), &path).with_context(|| format!("cannot write {}", path.display()))?;
         }
-        let lr = lr_at(t.optimizer.lr, &t.lr_schedule, s.state.step.saturating_sub(1), steps_per_epoch, total_steps);
+        let lr = lr_at(
+            t.optimizer.lr,
+            &t.lr_schedule,
+            s.state.step.saturating_sub(1),
+            steps_per_epoch,
+            total_steps,
+        );
         let (st, epoch_secs) = (&s.state, s.state.epoch_secs);
         let train_loss = st.epoch_loss_sum / st.epoch_images.max(1) as f64;
         let ips = st.epoch_images as f64 / epoch_secs.max(1e-9);
-        let mut record = epoch_record(&s, epoch + 1, train_loss, val, lr, ips, secs_before + epoch_start.elapsed().as_secs_f64());
+        let mut record = epoch_record(
+            &s,
+            epoch + 1,
+            train_loss,
+            val,
+            lr,
+            ips,
+            secs_before + epoch_start.elapsed().as_secs_f64(),
+        );
         record["data_wait"] = json!(s.state.epoch_wait / epoch_secs.max(1e-9));
         eprintln!("{}", describe(&record));
         // The record becomes part of the epoch's checkpoint (its metrics.jsonl): the run directory never
         // shows a record that its checkpoint does not cover, nor one twice.
         s.metrics.push(record.to_string());
-        let State { epoch_loss_sum, epoch_images, epoch_unreadable, epoch_secs, epoch_wait, .. } = &mut s.state;
-        (*epoch_loss_sum, *epoch_images, *epoch_unreadable, *epoch_secs, *epoch_wait) = (0.0, 0, 0, 0.0, 0.0);
+        let State {
+            epoch_loss_sum,
+            epoch_images,
+            epoch_unreadable,
+            epoch_secs,
+            epoch_wait,
+            ..
+        } = &mut s.state;
+        (
+            *epoch_loss_sum,
+            *epoch_images,
+            *epoch_unreadable,
+            *epoch_secs,
+            *epoch_wait,
+        ) = (0.0, 0, 0, 0.0, 0.0);
         (s.state.epoch, s.state.batch_in_epoch) = (epoch + 1, 0);
         if is_better(&record, s.state.best.as_ref()) {
             s.state.best = Some(record.clone());
@@ -179,7 +222,14 @@ pub fn run(opts: &TrainOptions) -> Result<Summary> {
 /// One optimiser step on `batch`; returns the loss before the update.
 fn train_step(s: &mut Session, batch: Batch, lr: f64) -> Result<f64> {
     // The batch's buffers become the tensors (no copies).
-    let Batch { images, masks, inputs, len, size, .. } = batch;
+    let Batch {
+        images,
+        masks,
+        inputs,
+        len,
+        size,
+        ..
+    } = batch;
     let image = Tensor::from_vec(images, (len, 3, size, size), &s.device)?;
     let mask = Tensor::from_vec(masks, (len, 1, size, size), &s.device)?;
     let input = Tensor::from_vec(inputs, image.shape(), &s.device)?;
@@ -187,7 +237,10 @@ fn train_step(s: &mut Session, batch: Batch, lr: f64) -> Result<f64> {
     let loss = crate::loss::loss(&s.config.train.loss, &reconstruction, &image, &mask)?;
     let value = loss.to_scalar::<f32>()? as f64;
     if !value.is_finite() {
-        bail!("the loss is {value} at step {} (learning rate {lr} too high?)", s.state.step + 1);
+        bail!(
+            "the loss is {value} at step {} (learning rate {lr} too high?)",
+            s.state.step + 1
+        );
     }
     s.optimizer.step(&loss.backward()?, lr)?;
     Ok(value)
@@ -216,7 +269,12 @@ fn report_step(bar: &ProgressBar, s: &Session, loss: f64, ips: f64, lr: f64, log
     let msg = format!("loss {loss:.5} | {ips:.1} img/s | lr {lr:.2e}");
     if bar.is_hidden() {
         if s.state.step % log_every as u64 == 0 {
-            eprintln!("epoch {} step {} (batch {}): {msg}", s.state.epoch + 1, s.state.step, s.state.batch_in_epoch);
+            eprintln!(
+                "epoch {} step {} (batch {}): {msg}",
+                s.state.epoch + 1,
+                s.state.step,
+                s.state.batch_in_epoch
+            );
         }
     } else {
         bar.set_message(msg);
@@ -235,7 +293,13 @@ fn check_readable(s: &Session) -> Result<()> {
     }
     let total = bad + ok;
     if ok == 0 || bad as f64 > MAX_UNREADABLE_FRACTION * total as f64 {
-        let example = s.skipped.entries().into_iter().next().map(|(p, r)| format!(" (e.g. {}: {r})", p.display())).unwrap_or_default();
+        let example = s
+            .skipped
+            .entries()
+            .into_iter()
+            .next()
+            .map(|(p, r)| format!(" (e.g. {}: {r})", p.display()))
+            .unwrap_or_default();
         bail!(
             "{bad} of the {total} training files in {} could not be read{example}; training stops when more than {:.0} % \
              of them are unreadable (see the warnings above)",
@@ -251,7 +315,15 @@ pub const MAX_UNREADABLE_FRACTION: f64 = 0.5;
 
 /// One metrics.jsonl line for epoch `epoch` (1-based).
 #[allow(clippy::too_many_arguments)]
-fn epoch_record(s: &Session, epoch: usize, train_loss: f64, val: Option<ValMetrics>, lr: f64, ips: f64, wall_s: f64) -> Value {
+fn epoch_record(
+    s: &Session,
+    epoch: usize,
+    train_loss: f64,
+    val: Option<ValMetrics>,
+    lr: f64,
+    ips: f64,
+    wall_s: f64,
+) -> Value {
     let v = |f: fn(&ValMetrics) -> f64| val.as_ref().map(f);
     json!({
         "epoch": epoch,
@@ -275,14 +347,19 @@ fn is_better(record: &Value, best: Option<&Value>) -> bool {
     let Some(best) = best else { return true };
     match (record["psnr_full"].as_f64(), best["psnr_full"].as_f64()) {
         (Some(a), Some(b)) => a > b,
-        _ => record["train_loss"].as_f64().unwrap_or(f64::INFINITY) < best["train_loss"].as_f64().unwrap_or(f64::INFINITY),
+        _ => {
+            record["train_loss"].as_f64().unwrap_or(f64::INFINITY)
+                < best["train_loss"].as_f64().unwrap_or(f64::INFINITY)
+        }
     }
 }
 
 /// A one-line human summary of a metrics record.
 pub fn describe(r: &Value) -> String {
     let f = |k: &str| r[k].as_f64().map_or("-".to_string(), |x| format!("{x:.4}"));
-    let wait = r["data_wait"].as_f64().map_or(String::new(), |w| format!(" (waiting for data {:.1} %)", 100.0 * w));
+    let wait = r["data_wait"]
+        .as_f64()
+        .map_or(String::new(), |w| format!(" (waiting for data {:.1} %)", 100.0 * w));
     format!(
         "epoch {}: train_loss {} | val psnr_full {} dB, psnr_hole {} dB, ssim {}, l1_hole {}, psnr_raw {} dB | {} img/s{wait}",
         r["epoch"], f("train_loss"), f("psnr_full"), f("psnr_hole"), f("ssim"), f("l1_hole"), f("psnr_raw"), f("images_per_sec")
@@ -291,8 +368,16 @@ pub fn describe(r: &Value) -> String {
 
 impl std::fmt::Display for Summary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let state = if self.stopped_early { " (stopped by --max-steps)" } else { "" };
-        writeln!(f, "trained {} epochs this run, {} in total, {} steps{state}", self.epochs_run, self.epochs_done, self.steps)?;
+        let state = if self.stopped_early {
+            " (stopped by --max-steps)"
+        } else {
+            ""
+        };
+        writeln!(
+            f,
+            "trained {} epochs this run, {} in total, {} steps{state}",
+            self.epochs_run, self.epochs_done, self.steps
+        )?;
         writeln!(f, "wall time {:.1} s, {:.1} images/s", self.wall_s, self.images_per_sec)?;
         if let Some(ips) = self.steady_images_per_sec {
             let wait = self.steady_data_wait.unwrap_or(0.0) * 100.0;
@@ -309,7 +394,10 @@ impl std::fmt::Display for Summary {
             writeln!(f, "{} unreadable files were skipped", self.skipped)?;
         }
         if self.synthetic {
-            writeln!(f, "NOTE: the data was SYNTHETIC (procedural faces); numbers say nothing about real faces")?;
+            writeln!(
+                f,
+                "NOTE: the data was SYNTHETIC (procedural faces); numbers say nothing about real faces"
+            )?;
         }
         write!(f, "checkpoint: {}", self.checkpoint.display())
     }

@@ -23,8 +23,19 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The metrics fields that must be identical between an interrupted and an uninterrupted run.
-const DETERMINISTIC: [&str; 11] =
-    ["epoch", "step", "train_loss", "val_loss", "psnr_full", "psnr_hole", "ssim", "l1_hole", "psnr_raw", "val_images", "lr"];
+const DETERMINISTIC: [&str; 11] = [
+    "epoch",
+    "step",
+    "train_loss",
+    "val_loss",
+    "psnr_full",
+    "psnr_hole",
+    "ssim",
+    "l1_hole",
+    "psnr_raw",
+    "val_images",
+    "lr",
+];
 /// Measured, so free to differ.
 const TIMING: [&str; 3] = ["images_per_sec", "wall_s", "data_wait"];
 
@@ -33,7 +44,9 @@ const TIMING: [&str; 3] = ["images_per_sec", "wall_s", "data_wait"];
 fn config(dir: &Path, epochs: usize) -> PathBuf {
     let yaml = std::fs::read_to_string(common::tiny_config()).unwrap();
     assert!(yaml.contains("epochs: 2") && yaml.contains("max_val_images: 16"));
-    let yaml = yaml.replace("epochs: 2", &format!("epochs: {epochs}")).replace("max_val_images: 16", "max_val_images: 16\n  checkpoint_minutes: 1.0e-9");
+    let yaml = yaml
+        .replace("epochs: 2", &format!("epochs: {epochs}"))
+        .replace("max_val_images: 16", "max_val_images: 16\n  checkpoint_minutes: 1.0e-9");
     let path = dir.join("crash.yaml");
     std::fs::write(&path, yaml).unwrap();
     path
@@ -41,17 +54,26 @@ fn config(dir: &Path, epochs: usize) -> PathBuf {
 
 fn trainer(config: &Path, data: &Path, out: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_facerecon-train"));
-    c.args(["--config", config.to_str().unwrap(), "--data", data.to_str().unwrap(), "--out", out.to_str().unwrap()])
-        .args(["--seed", "7", "--batch-size", "4", "--threads", "2", "--resume"])
-        .env_remove("FACERECON_CRASH_POINT")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+    c.args([
+        "--config",
+        config.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ])
+    .args(["--seed", "7", "--batch-size", "4", "--threads", "2", "--resume"])
+    .env_remove("FACERECON_CRASH_POINT")
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
     c
 }
 
 fn metrics(out: &Path) -> Vec<Value> {
     let text = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap_or_default();
-    text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad metrics line {l:?}: {e}"))).collect()
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad metrics line {l:?}: {e}")))
+        .collect()
 }
 
 fn read(path: PathBuf) -> Vec<u8> {
@@ -60,15 +82,28 @@ fn read(path: PathBuf) -> Vec<u8> {
 
 #[test]
 fn sigkilled_and_resumed_run_equals_an_uninterrupted_one() {
-    let kills: usize = std::env::var("FACERECON_CRASH_KILLS").ok().and_then(|s| s.parse().ok()).unwrap_or(6);
+    let kills: usize = std::env::var("FACERECON_CRASH_KILLS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(6);
     // `signal`: only SIGKILLs from outside; `hook`: only the trainer's crash points; default both.
     let mode = std::env::var("FACERECON_CRASH_MODE").unwrap_or_default();
-    let seed: u64 = std::env::var("FACERECON_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
+    let seed: u64 = std::env::var("FACERECON_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
     let tmp = tempfile::tempdir().unwrap();
-    let (data, reference, crashed) = (tmp.path().join("faces"), tmp.path().join("reference"), tmp.path().join("crashed"));
+    let (data, reference, crashed) = (
+        tmp.path().join("faces"),
+        tmp.path().join("reference"),
+        tmp.path().join("crashed"),
+    );
     common::write_images(&data, 48, 32, 32);
     // Longer runs for more kills, so that they spread over the whole run.
-    let epochs: usize = std::env::var("FACERECON_CRASH_EPOCHS").ok().and_then(|s| s.parse().ok()).unwrap_or((kills / 4).max(3));
+    let epochs: usize = std::env::var("FACERECON_CRASH_EPOCHS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or((kills / 4).max(3));
     let config = config(tmp.path(), epochs);
     // Each resume should get a share of the run: kill within the first `reach` of an uninterrupted run's
     // time, or at one of the first crash points (about 9 per step: one after the step, eight in its
@@ -78,7 +113,11 @@ fn sigkilled_and_resumed_run_equals_an_uninterrupted_one() {
 
     let t0 = Instant::now();
     let o = trainer(&config, &data, &reference).output().unwrap();
-    assert!(o.status.success(), "reference run: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "reference run: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let duration = t0.elapsed();
 
     let mut rng = StdRng::seed_from_u64(seed);
@@ -108,36 +147,69 @@ fn sigkilled_and_resumed_run_equals_an_uninterrupted_one() {
             Some(9) => killed += 1,
             Some(s) => panic!("the trainer died of signal {s}: {stderr}"),
             None if o.status.success() => finished = true,
-            None => panic!("a resume after {killed} kills failed ({}):\n{stderr}\nearlier runs:\n{}", o.status, log.join("\n---\n")),
+            None => panic!(
+                "a resume after {killed} kills failed ({}):\n{stderr}\nearlier runs:\n{}",
+                o.status,
+                log.join("\n---\n")
+            ),
         }
-        eprintln!("run {}: {}", log.len() + 1, if finished { "finished".to_string() } else { format!("killed ({})", if hook { "crash point" } else { "signal" }) });
+        eprintln!(
+            "run {}: {}",
+            log.len() + 1,
+            if finished {
+                "finished".to_string()
+            } else {
+                format!("killed ({})", if hook { "crash point" } else { "signal" })
+            }
+        );
         log.push(stderr);
     }
     if !finished {
         let o = trainer(&config, &data, &crashed).output().unwrap();
-        assert!(o.status.success(), "the final resume failed: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "the final resume failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
     }
     eprintln!("{killed} kills, reference run {:.2} s", duration.as_secs_f64());
     assert!(killed >= kills.min(2), "only {killed} kills landed");
 
-    assert!(read(reference.join("model.safetensors")) == read(crashed.join("model.safetensors")), "the weights differ from the uninterrupted run's");
+    assert!(
+        read(reference.join("model.safetensors")) == read(crashed.join("model.safetensors")),
+        "the weights differ from the uninterrupted run's"
+    );
     // The optimiser file's metadata is a map whose key order safetensors does not fix: compare the
     // tensors bit for bit and the metadata as a map.
     let optimizer = |dir: &Path| {
         let bytes = read(dir.join("optimizer.safetensors"));
         let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
         let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-        let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> =
-            st.tensors().into_iter().map(|(n, v)| (n, v.shape().to_vec(), v.data().to_vec())).collect();
+        let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = st
+            .tensors()
+            .into_iter()
+            .map(|(n, v)| (n, v.shape().to_vec(), v.data().to_vec()))
+            .collect();
         tensors.sort();
         (tensors, meta.metadata().clone())
     };
     let (oa, ob) = (optimizer(&reference), optimizer(&crashed));
     assert!(!oa.0.is_empty());
-    assert!(oa == ob, "the optimiser state differs from the uninterrupted run's: {:?} vs {:?}", oa.1, ob.1);
+    assert!(
+        oa == ob,
+        "the optimiser state differs from the uninterrupted run's: {:?} vs {:?}",
+        oa.1,
+        ob.1
+    );
     let (a, b) = (metrics(&reference), metrics(&crashed));
     assert_eq!(a.len(), epochs, "{a:?}");
-    assert_eq!(b.len(), a.len(), "metrics.jsonl has {} records after the kills, {} without: {b:#?}", b.len(), a.len());
+    assert_eq!(
+        b.len(),
+        a.len(),
+        "metrics.jsonl has {} records after the kills, {} without: {b:#?}",
+        b.len(),
+        a.len()
+    );
     for (ra, rb) in a.iter().zip(&b) {
         for k in DETERMINISTIC {
             assert_eq!(ra[k], rb[k], "metrics field {k} of epoch {}: {ra} vs {rb}", ra["epoch"]);

@@ -12,14 +12,21 @@ use facerecon_train::{Config, ConfigError};
 use proptest::prelude::*;
 
 fn cases(default: u32) -> u32 {
-    std::env::var("FACERECON_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var("FACERECON_FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn configs() -> Vec<String> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
     let mut names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
     names.sort();
-    names.iter().filter(|p| p.extension().is_some_and(|e| e == "yaml")).map(|p| std::fs::read_to_string(p).unwrap()).collect()
+    names
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect()
 }
 
 #[derive(Debug, Clone)]
@@ -141,7 +148,11 @@ fn check(text: &str) -> Result<(), TestCaseError> {
         Err(e) => {
             let msg = e.to_string();
             prop_assert!(msg.contains("fuzzed.yaml"), "{}", msg);
-            prop_assert!(matches!(e, ConfigError::Parse { .. } | ConfigError::Invalid { .. }), "{}", msg);
+            prop_assert!(
+                matches!(e, ConfigError::Parse { .. } | ConfigError::Invalid { .. }),
+                "{}",
+                msg
+            );
         }
     }
     Ok(())

@@ -8,7 +8,12 @@ use std::process::{Command, Output};
 
 fn train(data: &Path, out: &Path, extra: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_facerecon-train"))
-        .args(["--config", common::tiny_config().to_str().unwrap(), "--data", data.to_str().unwrap()])
+        .args([
+            "--config",
+            common::tiny_config().to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+        ])
         .args(["--out", out.to_str().unwrap(), "--threads", "2", "--max-steps", "1"])
         .args(extra)
         .output()
@@ -27,7 +32,11 @@ fn a_symlink_loop_in_the_data_is_walked_once_and_reported() {
     let data = tmp.path().join("faces");
     common::write_images(&data, 12, 32, 32);
     symlink("..", data.join("nested/loop")).unwrap();
-    let first = std::fs::read_dir(&data).unwrap().map(|e| e.unwrap().path()).find(|p| p.is_file()).unwrap();
+    let first = std::fs::read_dir(&data)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.is_file())
+        .unwrap();
     symlink(&first, data.join("zz_alias.png")).unwrap();
     std::fs::write(data.join("anim.gif"), b"GIF89a").unwrap();
     let out = tmp.path().join("run");
@@ -35,12 +44,25 @@ fn a_symlink_loop_in_the_data_is_walked_once_and_reported() {
     let err = stderr(&o);
     assert!(o.status.success(), "{err}");
     // "data: DIR — A training, B validation images": every real file once.
-    let line = err.lines().find(|l| l.starts_with("data:")).unwrap_or_else(|| panic!("{err}"));
-    let numbers: Vec<usize> = line.split(|c: char| !c.is_ascii_digit()).filter_map(|s| s.parse().ok()).collect();
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("data:"))
+        .unwrap_or_else(|| panic!("{err}"));
+    let numbers: Vec<usize> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|s| s.parse().ok())
+        .collect();
     let n = numbers.len();
     assert_eq!(numbers[n - 2] + numbers[n - 1], 12, "{line}");
-    for (name, why) in [("loop", "loop"), ("zz_alias.png", "same file as"), ("anim.gif", "not a supported image")] {
-        assert!(err.lines().any(|l| l.contains(name) && l.contains(why)), "{name} ({why}) not reported:\n{err}");
+    for (name, why) in [
+        ("loop", "loop"),
+        ("zz_alias.png", "same file as"),
+        ("anim.gif", "not a supported image"),
+    ] {
+        assert!(
+            err.lines().any(|l| l.contains(name) && l.contains(why)),
+            "{name} ({why}) not reported:\n{err}"
+        );
     }
     let val = std::fs::read_to_string(out.join("val_files.txt")).unwrap();
     assert!(!val.contains("loop"), "{val}");
@@ -54,8 +76,15 @@ fn out_and_data_may_not_contain_each_other() {
     let before = facerecon_imaging::io::list_images(&data);
     let o = train(&data, &data.join("run"), &[]);
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("--out") && stderr(&o).contains("inside the data directory"), "{}", stderr(&o));
-    assert!(!data.join("run").exists(), "the run directory was created inside the data");
+    assert!(
+        stderr(&o).contains("--out") && stderr(&o).contains("inside the data directory"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        !data.join("run").exists(),
+        "the run directory was created inside the data"
+    );
     let o = train(&data, &data, &[]);
     assert!(!o.status.success(), "{}", stderr(&o));
     assert_eq!(facerecon_imaging::io::list_images(&data), before);
@@ -85,12 +114,24 @@ fn path_messages_say_what_is_wrong() {
 
     let o = train(&file, &tmp.path().join("run"), &[]);
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("is a file, expected a directory of images") && stderr(&o).contains("file.txt"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("is a file, expected a directory of images") && stderr(&o).contains("file.txt"),
+        "{}",
+        stderr(&o)
+    );
     let o = train(&tmp.path().join("missing"), &tmp.path().join("run"), &[]);
-    assert!(stderr(&o).contains("does not exist") && stderr(&o).contains("missing"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("does not exist") && stderr(&o).contains("missing"),
+        "{}",
+        stderr(&o)
+    );
 
     let o = train(&data, &file, &[]);
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("--out") && stderr(&o).contains("exists and is not a directory"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("--out") && stderr(&o).contains("exists and is not a directory"),
+        "{}",
+        stderr(&o)
+    );
     assert_eq!(std::fs::read(&file).unwrap(), b"x");
 }

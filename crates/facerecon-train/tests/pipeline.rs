@@ -1,9 +1,9 @@
 //! The data pipeline on real (small, generated) files: shapes, determinism, corrupt files.
 mod common;
 
+use facerecon_imaging::io::list_images;
 use facerecon_imaging::masks::{MaskSampler, MaskSpec};
 use facerecon_train::data::{split_files, SkipLog, TrainData, ValidationSet};
-use facerecon_imaging::io::list_images;
 
 fn sampler() -> MaskSampler {
     let specs: Vec<MaskSpec> = serde_yaml::from_str("[{kind: box, min: 6, max: 12}]").unwrap();
@@ -54,8 +54,14 @@ fn batches_have_the_right_shapes_and_a_corrupt_file_is_skipped_once() {
     // Reproducible: the same epoch gives the same images and masks; resuming after one batch
     // replays the rest exactly; another epoch reshuffles and draws new masks.
     let again: Vec<_> = data.epoch(0, 0).collect();
-    assert_eq!(again.iter().map(|b| &b.masks).collect::<Vec<_>>(), epoch0.iter().map(|b| &b.masks).collect::<Vec<_>>());
-    assert_eq!(again.iter().map(|b| &b.images).collect::<Vec<_>>(), epoch0.iter().map(|b| &b.images).collect::<Vec<_>>());
+    assert_eq!(
+        again.iter().map(|b| &b.masks).collect::<Vec<_>>(),
+        epoch0.iter().map(|b| &b.masks).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        again.iter().map(|b| &b.images).collect::<Vec<_>>(),
+        epoch0.iter().map(|b| &b.images).collect::<Vec<_>>()
+    );
     let resumed: Vec<_> = data.epoch(0, 1).collect();
     assert_eq!(resumed.len(), epoch0.len() - 1);
     assert_eq!(resumed[0].masks, epoch0[1].masks);

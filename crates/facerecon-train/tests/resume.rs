@@ -7,24 +7,46 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-const DETERMINISTIC: [&str; 11] =
-    ["epoch", "step", "train_loss", "val_loss", "psnr_full", "psnr_hole", "ssim", "l1_hole", "psnr_raw", "val_images", "lr"];
+const DETERMINISTIC: [&str; 11] = [
+    "epoch",
+    "step",
+    "train_loss",
+    "val_loss",
+    "psnr_full",
+    "psnr_hole",
+    "ssim",
+    "l1_hole",
+    "psnr_raw",
+    "val_images",
+    "lr",
+];
 
 /// tiny.yaml with a checkpoint after every step.
 fn config(dir: &Path) -> PathBuf {
     let yaml = std::fs::read_to_string(common::tiny_config()).unwrap();
     let path = dir.join("every-step.yaml");
-    std::fs::write(&path, yaml.replace("max_val_images: 16", "max_val_images: 16\n  checkpoint_minutes: 1.0e-9")).unwrap();
+    std::fs::write(
+        &path,
+        yaml.replace("max_val_images: 16", "max_val_images: 16\n  checkpoint_minutes: 1.0e-9"),
+    )
+    .unwrap();
     path
 }
 
 /// The trainer on `data` into `out`: 24 images, batch 4 (5 steps per epoch), 2 epochs, seed 7.
 fn train(config: &Path, data: &Path, out: &Path, extra: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_facerecon-train"));
-    c.args(["--config", config.to_str().unwrap(), "--data", data.to_str().unwrap(), "--out", out.to_str().unwrap()])
-        .args(["--seed", "7", "--batch-size", "4", "--threads", "2"])
-        .args(extra)
-        .env_remove("FACERECON_CRASH_POINT");
+    c.args([
+        "--config",
+        config.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ])
+    .args(["--seed", "7", "--batch-size", "4", "--threads", "2"])
+    .args(extra)
+    .env_remove("FACERECON_CRASH_POINT");
     c
 }
 
@@ -36,7 +58,10 @@ fn ok(o: Output) -> String {
 
 fn fails(o: Output) -> String {
     let stderr = String::from_utf8_lossy(&o.stderr).to_string();
-    assert!(!o.status.success() && o.status.code().is_some(), "expected a clean failure: {stderr}");
+    assert!(
+        !o.status.success() && o.status.code().is_some(),
+        "expected a clean failure: {stderr}"
+    );
     stderr
 }
 
@@ -66,24 +91,42 @@ fn resume_refuses_a_checkpoint_whose_files_do_not_belong_together() {
     ok(train(&config, &data, &out, &["--max-steps", "2"]).output().unwrap());
     ok(train(&config, &data, &other, &["--max-steps", "4"]).output().unwrap());
     // Write through the run directory's name (whatever it is: a file, or a link into the checkpoint).
-    std::fs::write(out.join("model.safetensors"), std::fs::read(other.join("model.safetensors")).unwrap()).unwrap();
+    std::fs::write(
+        out.join("model.safetensors"),
+        std::fs::read(other.join("model.safetensors")).unwrap(),
+    )
+    .unwrap();
     let err = fails(train(&config, &data, &out, &["--resume"]).output().unwrap());
-    assert!(err.contains(out.to_str().unwrap()) && err.contains("model.safetensors") && err.contains("inconsistent"), "{err}");
+    assert!(
+        err.contains(out.to_str().unwrap()) && err.contains("model.safetensors") && err.contains("inconsistent"),
+        "{err}"
+    );
 
     // The older layout (five regular files, no manifest): the optimiser's step must be the state's.
     let old = tmp.path().join("old");
     std::fs::create_dir_all(&old).unwrap();
-    for f in ["model.safetensors", "optimizer.safetensors", "config.yaml", "state.json", "metrics.jsonl"] {
+    for f in [
+        "model.safetensors",
+        "optimizer.safetensors",
+        "config.yaml",
+        "state.json",
+        "metrics.jsonl",
+    ] {
         std::fs::write(old.join(f), std::fs::read(other.join(f)).unwrap()).unwrap();
     }
     let two = tmp.path().join("two");
     ok(train(&config, &data, &two, &["--max-steps", "2"]).output().unwrap());
     std::fs::write(old.join("state.json"), std::fs::read(two.join("state.json")).unwrap()).unwrap();
     let err = fails(train(&config, &data, &old, &["--resume"]).output().unwrap());
-    assert!(err.contains(old.to_str().unwrap()) && err.contains("step 4") && err.contains("step 2"), "{err}");
+    assert!(
+        err.contains(old.to_str().unwrap()) && err.contains("step 4") && err.contains("step 2"),
+        "{err}"
+    );
     // A consistent old-layout run resumes, and its checkpoint moves to the new layout.
     std::fs::write(old.join("state.json"), std::fs::read(other.join("state.json")).unwrap()).unwrap();
-    ok(train(&config, &data, &old, &["--resume", "--max-steps", "6"]).output().unwrap());
+    ok(train(&config, &data, &old, &["--resume", "--max-steps", "6"])
+        .output()
+        .unwrap());
     assert_eq!(state(&old)["step"], 6);
     assert!(old.join("current").symlink_metadata().unwrap().file_type().is_symlink());
 }
@@ -120,11 +163,26 @@ fn metrics_of_resumed_epochs_equal_an_uninterrupted_runs() {
     // checkpoint in force is the one taken after the epoch's last batch.
     let last = tmp.path().join("last");
     let point = (9 * steps_per_epoch + 1).to_string();
-    let o = train(&config, &data, &last, &[]).env("FACERECON_CRASH_POINT", &point).output().unwrap();
-    assert!(!o.status.success(), "the crash point killed the run: {}", String::from_utf8_lossy(&o.stderr));
+    let o = train(&config, &data, &last, &[])
+        .env("FACERECON_CRASH_POINT", &point)
+        .output()
+        .unwrap();
+    assert!(
+        !o.status.success(),
+        "the crash point killed the run: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let st = state(&last);
-    assert_eq!((st["epoch"].as_u64(), st["batch_in_epoch"].as_u64()), (Some(0), Some(steps_per_epoch)), "{st}");
-    assert_eq!(metrics(&last).len(), 0, "the record of an epoch its checkpoint does not cover is not shown");
+    assert_eq!(
+        (st["epoch"].as_u64(), st["batch_in_epoch"].as_u64()),
+        (Some(0), Some(steps_per_epoch)),
+        "{st}"
+    );
+    assert_eq!(
+        metrics(&last).len(),
+        0,
+        "the record of an epoch its checkpoint does not cover is not shown"
+    );
     ok(train(&config, &data, &last, &["--resume"]).output().unwrap());
     same(&last, "resumed at an epoch's last batch");
 }
@@ -140,7 +198,9 @@ fn a_mid_epoch_resume_refuses_changed_settings() {
     common::write_images(&other_data, 24, 32, 32);
     let resume = |extra: &[&str]| {
         let mut c = Command::new(env!("CARGO_BIN_EXE_facerecon-train"));
-        c.args(["--out", out.to_str().unwrap(), "--resume", "--threads", "2"]).args(extra).env_remove("FACERECON_CRASH_POINT");
+        c.args(["--out", out.to_str().unwrap(), "--resume", "--threads", "2"])
+            .args(extra)
+            .env_remove("FACERECON_CRASH_POINT");
         c.output().unwrap()
     };
     let other = other_data.to_str().unwrap();
@@ -151,11 +211,23 @@ fn a_mid_epoch_resume_refuses_changed_settings() {
         (vec!["--data", other], vec![other, data.to_str().unwrap()]),
     ] {
         let err = fails(resume(&args));
-        assert!(said.iter().all(|s| err.contains(s)) && err.contains("--allow-changes"), "{args:?}: {err}");
+        assert!(
+            said.iter().all(|s| err.contains(s)) && err.contains("--allow-changes"),
+            "{args:?}: {err}"
+        );
     }
     assert_eq!(state(&out)["step"], 2, "nothing was changed");
     // The same settings spelled out are fine; --allow-changes accepts a change.
-    let o = resume(&["--seed", "7", "--batch-size", "4", "--data", data.to_str().unwrap(), "--max-steps", "3"]);
+    let o = resume(&[
+        "--seed",
+        "7",
+        "--batch-size",
+        "4",
+        "--data",
+        data.to_str().unwrap(),
+        "--max-steps",
+        "3",
+    ]);
     ok(o);
     let msg = ok(resume(&["--seed", "8", "--allow-changes", "--max-steps", "4"]));
     assert!(msg.contains("--seed 8"), "{msg}");
@@ -179,9 +251,19 @@ fn unreadable_training_data_is_an_error() {
     }
     let out = tmp.path().join("run");
     let err = fails(train(&config, &bad, &out, &[]).output().unwrap());
-    assert!(err.contains(bad.to_str().unwrap()) && err.contains("could not be read"), "{err}");
-    assert!(err.contains(" of the ") && err.contains("files in"), "the count is given: {err}");
-    assert_eq!(std::fs::read_to_string(out.join("metrics.jsonl")).unwrap_or_default(), "", "no epoch was recorded");
+    assert!(
+        err.contains(bad.to_str().unwrap()) && err.contains("could not be read"),
+        "{err}"
+    );
+    assert!(
+        err.contains(" of the ") && err.contains("files in"),
+        "the count is given: {err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("metrics.jsonl")).unwrap_or_default(),
+        "",
+        "no epoch was recorded"
+    );
 
     // 14 of 24 files bad (more than half): refused; 3 of 43: trained.
     let mixed = tmp.path().join("mixed");
@@ -189,14 +271,23 @@ fn unreadable_training_data_is_an_error() {
     for i in 0..14 {
         common::write_corrupt(&mixed, &format!("y{i:02}.png"));
     }
-    let err = fails(train(&config, &mixed, &tmp.path().join("run2"), &["--epochs", "1"]).output().unwrap());
-    assert!(err.contains(mixed.to_str().unwrap()) && err.contains("could not be read"), "{err}");
+    let err = fails(
+        train(&config, &mixed, &tmp.path().join("run2"), &["--epochs", "1"])
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        err.contains(mixed.to_str().unwrap()) && err.contains("could not be read"),
+        "{err}"
+    );
     let few = tmp.path().join("few");
     common::write_images(&few, 40, 32, 32);
     for i in 0..3 {
         common::write_corrupt(&few, &format!("z{i}.png"));
     }
-    let msg = ok(train(&config, &few, &tmp.path().join("run3"), &["--epochs", "1"]).output().unwrap());
+    let msg = ok(train(&config, &few, &tmp.path().join("run3"), &["--epochs", "1"])
+        .output()
+        .unwrap());
     assert!(msg.contains("skipping"), "{msg}");
 }
 
@@ -215,9 +306,14 @@ fn a_run_directory_in_use_is_refused() {
     drop(lock); // that trainer ended (or was killed: the OS drops its lock); the file stays
     ok(train(&config, &data, &out, &["--max-steps", "1"]).output().unwrap());
     // And a run killed by SIGKILL leaves a lock file that does not block the resume.
-    let o = train(&config, &data, &out, &["--resume", "--max-steps", "3"]).env("FACERECON_CRASH_POINT", "2").output().unwrap();
+    let o = train(&config, &data, &out, &["--resume", "--max-steps", "3"])
+        .env("FACERECON_CRASH_POINT", "2")
+        .output()
+        .unwrap();
     assert!(!o.status.success());
-    ok(train(&config, &data, &out, &["--resume", "--max-steps", "3"]).output().unwrap());
+    ok(train(&config, &data, &out, &["--resume", "--max-steps", "3"])
+        .output()
+        .unwrap());
     assert_eq!(state(&out)["step"], 3);
 }
 
@@ -231,23 +327,54 @@ fn a_failed_force_deletes_nothing() {
     let weights = std::fs::read(out.join("model.safetensors")).unwrap();
     // No --config at all.
     let o = Command::new(env!("CARGO_BIN_EXE_facerecon-train"))
-        .args(["--data", data.to_str().unwrap(), "--out", out.to_str().unwrap(), "--force"])
+        .args([
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--force",
+        ])
         .output()
         .unwrap();
     let err = fails(o);
     assert!(err.contains("--config is required"), "{err}");
-    assert_eq!(std::fs::read(out.join("model.safetensors")).unwrap(), weights, "--force without --config deleted the run");
+    assert_eq!(
+        std::fs::read(out.join("model.safetensors")).unwrap(),
+        weights,
+        "--force without --config deleted the run"
+    );
     // A config that does not parse.
     let bad = tmp.path().join("bad.yaml");
     std::fs::write(&bad, "model: {layers: [{op: conv, dilaton: 2}]}\n").unwrap();
     let err = fails(train(&bad, &data, &out, &["--force"]).output().unwrap());
     assert!(err.contains("bad.yaml"), "{err}");
-    assert_eq!(std::fs::read(out.join("model.safetensors")).unwrap(), weights, "--force with a bad config deleted the run");
+    assert_eq!(
+        std::fs::read(out.join("model.safetensors")).unwrap(),
+        weights,
+        "--force with a bad config deleted the run"
+    );
     // The run's own config as --config: read before the run is cleared, so --force still works.
     let own = out.join("config.yaml");
     let o = Command::new(env!("CARGO_BIN_EXE_facerecon-train"))
-        .args(["--config", own.to_str().unwrap(), "--data", data.to_str().unwrap(), "--out", out.to_str().unwrap()])
-        .args(["--seed", "7", "--batch-size", "4", "--threads", "2", "--force", "--max-steps", "1"])
+        .args([
+            "--config",
+            own.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .args([
+            "--seed",
+            "7",
+            "--batch-size",
+            "4",
+            "--threads",
+            "2",
+            "--force",
+            "--max-steps",
+            "1",
+        ])
         .output()
         .unwrap();
     ok(o);
@@ -265,7 +392,10 @@ fn a_mid_epoch_resume_refuses_a_config_that_changes_the_epoch() {
     let base: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
     let masks: serde_yaml::Value = serde_yaml::from_str("[{kind: box, min: 8, max: 8, weight: 1.0}]").unwrap();
     let edits: [(&str, Box<dyn Fn(&mut serde_yaml::Value)>); 4] = [
-        ("validation_fraction", Box::new(|v| v["train"]["validation_fraction"] = 0.3.into())),
+        (
+            "validation_fraction",
+            Box::new(|v| v["train"]["validation_fraction"] = 0.3.into()),
+        ),
         ("max_val_images", Box::new(|v| v["train"]["max_val_images"] = 4.into())),
         ("flip", Box::new(|v| v["train"]["flip"] = true.into())),
         ("masks", Box::new(move |v| v["masks"] = masks.clone())),
@@ -279,10 +409,19 @@ fn a_mid_epoch_resume_refuses_a_config_that_changes_the_epoch() {
         assert!(err.contains(what) && err.contains("--allow-changes"), "{what}: {err}");
     }
     // The run's own settings resume; --allow-changes takes a changed one.
-    ok(train(&config, &data, &out, &["--resume", "--max-steps", "3"]).output().unwrap());
+    ok(train(&config, &data, &out, &["--resume", "--max-steps", "3"])
+        .output()
+        .unwrap());
     let mut v = base.clone();
     v["train"]["flip"] = true.into();
     let changed = tmp.path().join("flip-allowed.yaml");
     std::fs::write(&changed, serde_yaml::to_string(&v).unwrap()).unwrap();
-    ok(train(&changed, &data, &out, &["--resume", "--allow-changes", "--max-steps", "4"]).output().unwrap());
+    ok(train(
+        &changed,
+        &data,
+        &out,
+        &["--resume", "--allow-changes", "--max-steps", "4"],
+    )
+    .output()
+    .unwrap());
 }

@@ -46,7 +46,16 @@ fn train_resume_and_refuse_to_overwrite() {
         assert_eq!(l["epoch"], i + 1);
         let wait = l["data_wait"].as_f64().expect("data_wait");
         assert!((0.0..=1.0).contains(&wait), "data_wait {wait}");
-        for k in ["train_loss", "val_loss", "psnr_full", "psnr_hole", "ssim", "l1_hole", "psnr_raw", "images_per_sec"] {
+        for k in [
+            "train_loss",
+            "val_loss",
+            "psnr_full",
+            "psnr_hole",
+            "ssim",
+            "l1_hole",
+            "psnr_raw",
+            "images_per_sec",
+        ] {
             let v = l[k].as_f64().unwrap_or_else(|| panic!("{k} missing in {l}"));
             assert!(v.is_finite(), "{k} = {v}");
         }
@@ -57,18 +66,35 @@ fn train_resume_and_refuse_to_overwrite() {
     let steps_per_epoch = lines[0]["step"].as_u64().unwrap();
     assert!(steps_per_epoch >= 3, "{steps_per_epoch}");
     assert_eq!(lines[1]["step"].as_u64().unwrap(), 2 * steps_per_epoch);
-    for f in ["model.safetensors", "optimizer.safetensors", "state.json", "config.yaml", "samples/epoch_001.png", "samples/epoch_002.png"] {
+    for f in [
+        "model.safetensors",
+        "optimizer.safetensors",
+        "state.json",
+        "config.yaml",
+        "samples/epoch_001.png",
+        "samples/epoch_002.png",
+    ] {
         assert!(out.join(f).is_file(), "{f} missing");
     }
     let grid = image::open(out.join("samples/epoch_002.png")).unwrap();
-    assert!(grid.width() >= 3 * 32 && grid.height() >= 32, "{}x{}", grid.width(), grid.height());
+    assert!(
+        grid.width() >= 3 * 32 && grid.height() >= 32,
+        "{}x{}",
+        grid.width(),
+        grid.height()
+    );
     let state = checkpoint::load_state(&out).unwrap();
-    assert_eq!((state.epoch, state.step, state.batch_in_epoch), (2, 2 * steps_per_epoch, 0));
+    assert_eq!(
+        (state.epoch, state.step, state.batch_in_epoch),
+        (2, 2 * steps_per_epoch, 0)
+    );
     assert!(!state.synthetic);
     let saved = Config::load(&out.join("config.yaml")).unwrap();
     assert_eq!(saved, Config::load(&common::tiny_config()).unwrap());
     // No temporary files are left behind.
-    assert!(std::fs::read_dir(&out).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().ends_with(".tmp")));
+    assert!(std::fs::read_dir(&out)
+        .unwrap()
+        .all(|e| !e.unwrap().file_name().to_string_lossy().ends_with(".tmp")));
 
     // A fresh run into the same directory is refused...
     let err = run(&options(&data, &out)).unwrap_err().to_string();
@@ -76,7 +102,13 @@ fn train_resume_and_refuse_to_overwrite() {
     assert_eq!(metrics(&out).len(), 2, "nothing was touched");
 
     // ...--resume continues from epoch 2 to 3 (config and data come from the checkpoint).
-    let resume = TrainOptions { config: None, data: None, epochs: Some(3), resume: true, ..options(&data, &out) };
+    let resume = TrainOptions {
+        config: None,
+        data: None,
+        epochs: Some(3),
+        resume: true,
+        ..options(&data, &out)
+    };
     let summary = run(&resume).unwrap();
     assert_eq!((summary.epochs_run, summary.epochs_done), (1, 3));
     let lines = metrics(&out);
@@ -84,11 +116,20 @@ fn train_resume_and_refuse_to_overwrite() {
     assert_eq!(lines[2]["epoch"], 3);
     assert_eq!(lines[2]["step"].as_u64().unwrap(), 3 * steps_per_epoch);
     let loss = |i: usize| lines[i]["train_loss"].as_f64().unwrap();
-    assert!(loss(2) < loss(0), "the loss keeps going down: {} -> {}", loss(0), loss(2));
+    assert!(
+        loss(2) < loss(0),
+        "the loss keeps going down: {} -> {}",
+        loss(0),
+        loss(2)
+    );
     assert!(out.join("samples/epoch_003.png").is_file());
 
     // --force starts over.
-    let forced = TrainOptions { epochs: Some(1), force: true, ..options(&data, &out) };
+    let forced = TrainOptions {
+        epochs: Some(1),
+        force: true,
+        ..options(&data, &out)
+    };
     run(&forced).unwrap();
     let lines = metrics(&out);
     assert_eq!(lines.len(), 1);
@@ -101,14 +142,27 @@ fn max_steps_stops_mid_epoch_and_resume_finishes_the_epoch() {
     let tmp = tempfile::tempdir().unwrap();
     let (data, out) = (tmp.path().join("faces"), tmp.path().join("run"));
     common::write_images(&data, 30, 32, 32);
-    let opts = TrainOptions { epochs: Some(1), max_steps: Some(2), batch_size: Some(4), ..options(&data, &out) };
+    let opts = TrainOptions {
+        epochs: Some(1),
+        max_steps: Some(2),
+        batch_size: Some(4),
+        ..options(&data, &out)
+    };
     let summary = run(&opts).unwrap();
     assert!(summary.stopped_early);
     let state = checkpoint::load_state(&out).unwrap();
     assert_eq!((state.epoch, state.step, state.batch_in_epoch), (0, 2, 2));
-    assert_eq!(std::fs::read_to_string(out.join("metrics.jsonl")).unwrap_or_default(), "", "no epoch finished");
+    assert_eq!(
+        std::fs::read_to_string(out.join("metrics.jsonl")).unwrap_or_default(),
+        "",
+        "no epoch finished"
+    );
 
-    let resume = TrainOptions { max_steps: None, resume: true, ..opts };
+    let resume = TrainOptions {
+        max_steps: None,
+        resume: true,
+        ..opts
+    };
     let summary = run(&resume).unwrap();
     assert!(!summary.stopped_early);
     let state = checkpoint::load_state(&out).unwrap();
@@ -131,13 +185,22 @@ fn resuming_restores_the_optimiser_state_exactly() {
     let build = || {
         let varmap = VarMap::new();
         let model = Model::new(&config.model, VarBuilder::from_varmap(&varmap, DType::F32, &dev)).unwrap();
-        let params = varmap.data().lock().unwrap().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let params = varmap
+            .data()
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         let opt = Optimizer::new(&config.train.optimizer, params).unwrap();
         (varmap, model, opt)
     };
     let image = Tensor::rand(0f32, 1f32, (4, 3, 32, 32), &dev).unwrap();
     let mut m = vec![0f32; 4 * 32 * 32];
-    m.iter_mut().enumerate().filter(|(i, _)| i % 32 < 8 && (i / 32) % 32 < 8).for_each(|(_, v)| *v = 1.0);
+    m.iter_mut()
+        .enumerate()
+        .filter(|(i, _)| i % 32 < 8 && (i / 32) % 32 < 8)
+        .for_each(|(_, v)| *v = 1.0);
     let mask = Tensor::from_vec(m, (4, 1, 32, 32), &dev).unwrap();
     let step = |model: &Model, opt: &mut Optimizer| {
         let zeroed = facerecon_train::validate::zero_holes(&image, &mask).unwrap();
@@ -151,7 +214,11 @@ fn resuming_restores_the_optimiser_state_exactly() {
         step(&model, &mut opt);
     }
     let dir = tempfile::tempdir().unwrap();
-    let state = State { step: 3, batch_in_epoch: 3, ..State::new(1, "x".into(), false, None) };
+    let state = State {
+        step: 3,
+        batch_in_epoch: 3,
+        ..State::new(1, "x".into(), false, None)
+    };
     checkpoint::save(dir.path(), &varmap, &opt, &config, &state, &[]).unwrap();
 
     let (varmap2, model2, mut opt2) = build();
@@ -179,7 +246,10 @@ fn bad_settings_are_clear_errors() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("run");
     let missing = run(&options(&tmp.path().join("nope"), &out)).unwrap_err().to_string();
-    assert!(missing.contains("nope") && missing.contains("does not exist"), "{missing}");
+    assert!(
+        missing.contains("nope") && missing.contains("does not exist"),
+        "{missing}"
+    );
     let cuda = facerecon_train::setup::parse_device("cuda:0");
     if cfg!(not(feature = "cuda")) {
         assert!(cuda.unwrap_err().to_string().contains("--features cuda"));
@@ -198,15 +268,31 @@ fn init_from_copies_the_weights_into_a_new_run() {
     let tmp = tempfile::tempdir().unwrap();
     let (data, base, ft) = (tmp.path().join("faces"), tmp.path().join("base"), tmp.path().join("ft"));
     common::write_images(&data, 24, 32, 32);
-    let base_opts = TrainOptions { epochs: Some(1), max_steps: Some(3), batch_size: Some(4), ..options(&data, &base) };
+    let base_opts = TrainOptions {
+        epochs: Some(1),
+        max_steps: Some(3),
+        batch_size: Some(4),
+        ..options(&data, &base)
+    };
     run(&base_opts).unwrap();
 
     // One step after the copy the weights are within ~lr of the source's; a fresh init is far away.
     let dev = Device::Cpu;
-    let load = |dir: &Path| checkpoint::load_tensors(&dir.join(checkpoint::MODEL_FILE), &dev).unwrap().0;
+    let load = |dir: &Path| {
+        checkpoint::load_tensors(&dir.join(checkpoint::MODEL_FILE), &dev)
+            .unwrap()
+            .0
+    };
     let src = load(&base);
-    let ft_opts = TrainOptions { init_from: Some(base.clone()), max_steps: Some(1), ..base_opts.clone() };
-    let ft_opts = TrainOptions { out: ft.clone(), ..ft_opts };
+    let ft_opts = TrainOptions {
+        init_from: Some(base.clone()),
+        max_steps: Some(1),
+        ..base_opts.clone()
+    };
+    let ft_opts = TrainOptions {
+        out: ft.clone(),
+        ..ft_opts
+    };
     run(&ft_opts).unwrap();
     let state = checkpoint::load_state(&ft).unwrap();
     assert_eq!(state.step, 1, "a new run counts its own steps");
@@ -214,28 +300,61 @@ fn init_from_copies_the_weights_into_a_new_run() {
     assert_eq!(got.len(), src.len());
     let fresh = tmp.path().join("fresh");
     // (Another seed: with the base run's seed a fresh run would start from the base run's very init.)
-    run(&TrainOptions { out: fresh.clone(), init_from: None, seed: Some(12_345), ..ft_opts.clone() }).unwrap();
+    run(&TrainOptions {
+        out: fresh.clone(),
+        init_from: None,
+        seed: Some(12_345),
+        ..ft_opts.clone()
+    })
+    .unwrap();
     let fresh = load(&fresh);
     let dist = |a: &std::collections::HashMap<String, Tensor>| -> f32 {
         src.iter()
-            .map(|(k, v)| (v - &a[k]).unwrap().abs().unwrap().max_keepdim(0).unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap())
+            .map(|(k, v)| {
+                (v - &a[k])
+                    .unwrap()
+                    .abs()
+                    .unwrap()
+                    .max_keepdim(0)
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .max(0)
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap()
+            })
             .fold(0.0, f32::max)
     };
     let (d_ft, d_fresh) = (dist(&got), dist(&fresh));
-    assert!(d_ft < 0.02, "one Adam step from the source weights moves each by ~lr: {d_ft}");
-    assert!(d_fresh > 10.0 * d_ft, "a fresh init is far from the source: {d_fresh} vs {d_ft}");
+    assert!(
+        d_ft < 0.02,
+        "one Adam step from the source weights moves each by ~lr: {d_ft}"
+    );
+    assert!(
+        d_fresh > 10.0 * d_ft,
+        "a fresh init is far from the source: {d_fresh} vs {d_ft}"
+    );
 
     // Refusals.
     let err = run(&ft_opts).unwrap_err().to_string();
     assert!(err.contains("already holds"), "{err}");
-    let missing = TrainOptions { init_from: Some(tmp.path().join("nope")), out: tmp.path().join("ft2"), ..ft_opts.clone() };
+    let missing = TrainOptions {
+        init_from: Some(tmp.path().join("nope")),
+        out: tmp.path().join("ft2"),
+        ..ft_opts.clone()
+    };
     let err = format!("{:#}", run(&missing).unwrap_err());
     assert!(err.contains("nope") && err.contains("no checkpoint"), "{err}");
     let yaml = std::fs::read_to_string(common::tiny_config()).unwrap();
     assert!(yaml.contains("units: 16"));
     let other_path = tmp.path().join("other.yaml");
     std::fs::write(&other_path, yaml.replace("units: 16", "units: 17")).unwrap();
-    let mismatch = TrainOptions { config: Some(other_path), out: tmp.path().join("ft3"), ..ft_opts };
+    let mismatch = TrainOptions {
+        config: Some(other_path),
+        out: tmp.path().join("ft3"),
+        ..ft_opts
+    };
     let err = format!("{:#}", run(&mismatch).unwrap_err());
     assert!(err.contains("differs"), "{err}");
 }

@@ -45,13 +45,41 @@ impl Holes {
     pub fn specs(self, size: u32) -> Vec<MaskSpec> {
         let s = |px: u32| scale(px, size);
         match self {
-            Holes::Box28 => vec![MaskSpec::Box { min: s(28), max: s(28), weight: 1.0 }],
-            Holes::Box32To64 => vec![MaskSpec::Box { min: s(32), max: s(64), weight: 1.0 }],
+            Holes::Box28 => vec![MaskSpec::Box {
+                min: s(28),
+                max: s(28),
+                weight: 1.0,
+            }],
+            Holes::Box32To64 => vec![MaskSpec::Box {
+                min: s(32),
+                max: s(64),
+                weight: 1.0,
+            }],
             Holes::Mixed => vec![
-                MaskSpec::Box { min: s(28), max: s(28), weight: 1.0 },
-                MaskSpec::Box { min: s(16), max: s(64), weight: 2.0 },
-                MaskSpec::Boxes { min: s(12), max: s(40), count_min: 2, count_max: 4, weight: 1.0 },
-                MaskSpec::Strokes { width_min: s(6), width_max: s(18), count_min: 1, count_max: 4, weight: 1.0 },
+                MaskSpec::Box {
+                    min: s(28),
+                    max: s(28),
+                    weight: 1.0,
+                },
+                MaskSpec::Box {
+                    min: s(16),
+                    max: s(64),
+                    weight: 2.0,
+                },
+                MaskSpec::Boxes {
+                    min: s(12),
+                    max: s(40),
+                    count_min: 2,
+                    count_max: 4,
+                    weight: 1.0,
+                },
+                MaskSpec::Strokes {
+                    width_min: s(6),
+                    width_max: s(18),
+                    count_min: 1,
+                    count_max: 4,
+                    weight: 1.0,
+                },
             ],
         }
     }
@@ -79,14 +107,8 @@ pub fn seeded_mask(sampler: &MaskSampler, size: u32, seed: u64, index: usize) ->
 /// `size x size` is used as is; otherwise it is read at the image's size (resized, nearest, if it
 /// has another), center-cropped to a square and resized (nearest) to `size`. Thresholded at 128;
 /// `invert` reads 0 as the hole.
-pub fn fitted_mask_file(
-    path: &Path,
-    image_size: (u32, u32),
-    size: u32,
-    invert: bool,
-) -> Result<GrayImage, String> {
-    let dims = image::image_dimensions(path)
-        .map_err(|e| format!("mask {}: {e}", path.display()))?;
+pub fn fitted_mask_file(path: &Path, image_size: (u32, u32), size: u32, invert: bool) -> Result<GrayImage, String> {
+    let dims = image::image_dimensions(path).map_err(|e| format!("mask {}: {e}", path.display()))?;
     let mut mask = if dims == (size, size) {
         masks::load_mask(path, size, size).map_err(|e| format!("mask: {e}"))?
     } else {

@@ -82,7 +82,11 @@ pub fn run(rt: &Runtime, inputs: &[PathBuf], opts: &EvalOptions, progress: &Prog
     let writes: Vec<&Path> = opts.out.iter().chain(&opts.save_masks).map(PathBuf::as_path).collect();
     // Every output path is checked before any image runs: none may name or lie inside an input,
     // the model or a mask, and the report must be writable now.
-    let mut protected = plan::Reads { model: rt.path(), masks: &opts.masks }.protect(inputs);
+    let mut protected = plan::Reads {
+        model: rt.path(),
+        masks: &opts.masks,
+    }
+    .protect(inputs);
     for (what, dir) in [("--out", &opts.out), ("--save-masks", &opts.save_masks)] {
         if let Some(dir) = dir {
             if dir.exists() && !dir.is_dir() {
@@ -93,7 +97,10 @@ pub fn run(rt: &Runtime, inputs: &[PathBuf], opts: &EvalOptions, progress: &Prog
     }
     if let (Some(out), Some(masks)) = (&opts.out, &opts.save_masks) {
         if plan::resolve(out)? == plan::resolve(masks)? {
-            bail!("--out and --save-masks are the same directory {}: triptychs and masks share their names", out.display());
+            bail!(
+                "--out and --save-masks are the same directory {}: triptychs and masks share their names",
+                out.display()
+            );
         }
     }
     let (items, set_names, skipped) = gather(inputs, &writes, opts.overwrite, &mut protected)?;
@@ -216,14 +223,21 @@ fn gather(
             }
             let listing = io::walk_images(input);
             if listing.files.is_empty() {
-                bail!("no images found in {} (extensions: {})", input.display(), io::IMAGE_EXTENSIONS.join(", "));
+                bail!(
+                    "no images found in {} (extensions: {})",
+                    input.display(),
+                    io::IMAGE_EXTENSIONS.join(", ")
+                );
             }
             skipped.extend(listing.skipped);
             listing
                 .files
                 .into_iter()
                 .map(|f| {
-                    let rel = f.strip_prefix(input).map(Path::to_path_buf).unwrap_or_else(|_| f.file_name().unwrap_or_default().into());
+                    let rel = f
+                        .strip_prefix(input)
+                        .map(Path::to_path_buf)
+                        .unwrap_or_else(|_| f.file_name().unwrap_or_default().into());
                     (f, rel)
                 })
                 .collect()
@@ -234,13 +248,24 @@ fn gather(
             if seen.insert(plan::resolve(&file).unwrap_or_else(|_| file.clone())) {
                 let output = relative.with_extension("png");
                 protected.add_file_id("the input", &file);
-                items.push(Item { index: 0, set, job: Job { input: file, relative, output, error: None, clash: None } });
+                items.push(Item {
+                    index: 0,
+                    set,
+                    job: Job {
+                        input: file,
+                        relative,
+                        output,
+                        error: None,
+                        clash: None,
+                    },
+                });
             }
         }
     }
     items.sort_by(|a, b| a.job.input.cmp(&b.job.input));
     // Two images may not share a triptych / mask name; `grid.png` is taken by the summary picture.
-    let mut owners: HashMap<PathBuf, String> = HashMap::from([(PathBuf::from("grid.png"), "the summary grid".to_string())]);
+    let mut owners: HashMap<PathBuf, String> =
+        HashMap::from([(PathBuf::from("grid.png"), "the summary grid".to_string())]);
     for (i, item) in items.iter_mut().enumerate() {
         item.index = i;
         if writes.is_empty() {
@@ -249,7 +274,10 @@ fn gather(
         for dir in writes {
             // E.g. an input directory inside --out whose triptychs would land back inside it.
             protected
-                .check(&format!("the output of {},", item.job.input.display()), &dir.join(&item.job.output))
+                .check(
+                    &format!("the output of {},", item.job.input.display()),
+                    &dir.join(&item.job.output),
+                )
                 .map_err(anyhow::Error::msg)?;
         }
         match owners.get(&item.job.output) {
@@ -261,8 +289,15 @@ fn gather(
             }
             None => {
                 owners.insert(item.job.output.clone(), item.job.input.display().to_string());
-                if let Some(existing) = writes.iter().map(|d| d.join(&item.job.output)).find(|p| !overwrite && p.exists()) {
-                    item.job.error = Some(format!("{} already exists (use --overwrite to replace it)", existing.display()));
+                if let Some(existing) = writes
+                    .iter()
+                    .map(|d| d.join(&item.job.output))
+                    .find(|p| !overwrite && p.exists())
+                {
+                    item.job.error = Some(format!(
+                        "{} already exists (use --overwrite to replace it)",
+                        existing.display()
+                    ));
                 }
             }
         }
@@ -290,7 +325,12 @@ fn load(item: &Item, size: u32, opts: &EvalOptions, sampler: &MaskSampler) -> Re
     };
     let image = layout::to_chw(&composite::zero_holes(&fitted, &mask));
     let mask_vec = layout::mask_to_vec(&mask);
-    Ok(Loaded { fitted, mask, image, mask_vec })
+    Ok(Loaded {
+        fitted,
+        mask,
+        image,
+        mask_vec,
+    })
 }
 
 /// Run the network on a chunk's good images, then composite, score and write them in parallel.
@@ -312,14 +352,19 @@ fn score_chunk(
         match rt.run_tensors(&image, &mask, group.len()) {
             // Per image, as Runtime::infer_each does: a NaN/Inf output (a broken model) fails its
             // image instead of scoring as NaN metrics.
-            Ok((rec, _)) => recs.extend(rec.chunks_exact(3 * plane).map(|r| match r.iter().filter(|v| !v.is_finite()).count() {
-                0 => Ok(r.to_vec()),
-                bad => Err(format!(
-                    "model {} returned {bad} non-finite values (NaN or infinity) of {} for this image",
-                    rt.path().display(),
-                    r.len()
-                )),
-            })),
+            Ok((rec, _)) => {
+                recs.extend(
+                    rec.chunks_exact(3 * plane)
+                        .map(|r| match r.iter().filter(|v| !v.is_finite()).count() {
+                            0 => Ok(r.to_vec()),
+                            bad => Err(format!(
+                                "model {} returned {bad} non-finite values (NaN or infinity) of {} for this image",
+                                rt.path().display(),
+                                r.len()
+                            )),
+                        }),
+                )
+            }
             Err(e) => recs.extend(group.iter().map(|_| Err(e.to_string()))),
         }
     }

@@ -112,8 +112,7 @@ pub struct EvalReport<'a> {
 /// Write the report atomically.
 pub fn write(path: &Path, report: &EvalReport) -> Result<()> {
     let json = serde_json::to_vec_pretty(report)?;
-    facerecon_imaging::io::write_atomic(path, &json)
-        .with_context(|| format!("writing the report {}", path.display()))
+    facerecon_imaging::io::write_atomic(path, &json).with_context(|| format!("writing the report {}", path.display()))
 }
 
 #[cfg(test)]
@@ -128,13 +127,23 @@ mod tests {
             status: if psnr.is_some() { "ok" } else { "failed" },
             error: None,
             hole_fraction: None,
-            metrics: psnr.map(|p| Metrics { psnr_full: p, psnr_hole: p - 13.0, ssim: 0.9, l1_hole: 1.0 }),
+            metrics: psnr.map(|p| Metrics {
+                psnr_full: p,
+                psnr_hole: p - 13.0,
+                ssim: 0.9,
+                l1_hole: 1.0,
+            }),
         }
     }
 
     #[test]
     fn sets_average_their_own_images() {
-        let rs = [result(0, Some(30.0)), result(0, Some(20.0)), result(1, Some(40.0)), result(1, None)];
+        let rs = [
+            result(0, Some(30.0)),
+            result(0, Some(20.0)),
+            result(1, Some(40.0)),
+            result(1, None),
+        ];
         let sets = summarise(&rs, &["a".into(), "b".into()]);
         assert_eq!(sets.len(), 3);
         assert_eq!((sets[0].images, sets[0].failed, sets[0].mean.psnr_full), (2, 0, 25.0));
@@ -142,7 +151,10 @@ mod tests {
         assert_eq!((sets[2].set.as_str(), sets[2].images, sets[2].failed), ("all", 3, 1));
         assert!((sets[2].mean.psnr_full - 30.0).abs() < 1e-12);
         let t = table(&sets, "box28", Some(5));
-        assert!(t.contains("| a | 2 | 0 | box28 | 5 | 25.00 | 12.00 | 0.9000 | 1.000 |"), "{t}");
+        assert!(
+            t.contains("| a | 2 | 0 | box28 | 5 | 25.00 | 12.00 | 0.9000 | 1.000 |"),
+            "{t}"
+        );
         assert_eq!(summarise(&rs[..2], &["a".into()]).len(), 1);
     }
 }

@@ -11,11 +11,14 @@ const CHUNK: usize = 1 << 15;
 /// `f` over `x`, in parallel chunks, into a fresh vector that is written once (no zero-fill pass).
 fn map1(x: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
     let mut out = Vec::with_capacity(x.len());
-    out.spare_capacity_mut()[..x.len()].par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).for_each(|(o, x)| {
-        o.iter_mut().zip(x).for_each(|(o, &x)| {
-            o.write(f(x));
+    out.spare_capacity_mut()[..x.len()]
+        .par_chunks_mut(CHUNK)
+        .zip(x.par_chunks(CHUNK))
+        .for_each(|(o, x)| {
+            o.iter_mut().zip(x).for_each(|(o, &x)| {
+                o.write(f(x));
+            });
         });
-    });
     // SAFETY: the chunks above cover all `x.len()` slots and each was written.
     unsafe { out.set_len(x.len()) };
     out
@@ -25,13 +28,14 @@ fn map1(x: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
 fn map2(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
     assert_eq!(a.len(), b.len());
     let mut out = Vec::with_capacity(a.len());
-    out.spare_capacity_mut()[..a.len()].par_chunks_mut(CHUNK).zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK))).for_each(
-        |(o, (a, b))| {
+    out.spare_capacity_mut()[..a.len()]
+        .par_chunks_mut(CHUNK)
+        .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
+        .for_each(|(o, (a, b))| {
             o.iter_mut().zip(a.iter().zip(b)).for_each(|(o, (&a, &b))| {
                 o.write(f(a, b));
             });
-        },
-    );
+        });
     // SAFETY: the chunks above cover all `a.len()` slots and each was written.
     unsafe { out.set_len(a.len()) };
     out
@@ -134,7 +138,11 @@ mod tests {
                 let want = 1.0 / (1.0 + (-(x as f64)).exp());
                 let got = sigmoid(x) as f64;
                 // Relative error where f32 has normal numbers; below e^-87 only the absolute error matters.
-                let err = if want > 1e-37 { (got - want).abs() / want } else { (got - want).abs() * 1e30 };
+                let err = if want > 1e-37 {
+                    (got - want).abs() / want
+                } else {
+                    (got - want).abs() * 1e30
+                };
                 worst = worst.max(err);
             }
             assert!(worst < 5e-7, "max relative error {worst:e}");

@@ -36,13 +36,16 @@ impl CustomOp3 for Composite {
         let (_, c, hw) = dims(rl.dims(), il.dims(), ml.dims())?;
         let (r, i, m) = (cpu_f32(rs, rl)?, cpu_f32(is, il)?, cpu_f32(ms, ml)?);
         let mut out = Vec::with_capacity(r.len());
-        out.spare_capacity_mut()[..r.len()].par_chunks_mut(hw.max(1)).enumerate().for_each(|(plane, o)| {
-            let mask = &m[(plane / c) * hw..][..hw];
-            let (r, i) = (&r[plane * hw..][..hw], &i[plane * hw..][..hw]);
-            for (o, ((r, i), m)) in o.iter_mut().zip(r.iter().zip(i).zip(mask)) {
-                o.write(m * r + (1.0 - m) * i);
-            }
-        });
+        out.spare_capacity_mut()[..r.len()]
+            .par_chunks_mut(hw.max(1))
+            .enumerate()
+            .for_each(|(plane, o)| {
+                let mask = &m[(plane / c) * hw..][..hw];
+                let (r, i) = (&r[plane * hw..][..hw], &i[plane * hw..][..hw]);
+                for (o, ((r, i), m)) in o.iter_mut().zip(r.iter().zip(i).zip(mask)) {
+                    o.write(m * r + (1.0 - m) * i);
+                }
+            });
         // SAFETY: the planes cover all `r.len()` slots and each was written.
         unsafe { out.set_len(r.len()) };
         Ok((CpuStorage::F32(out), rl.shape().clone()))
@@ -61,7 +64,10 @@ impl CustomOp3 for Composite {
         let keep = mask.affine(-1.0, 1.0)?;
         let drec = rec.track_op().then(|| grad.broadcast_mul(mask)).transpose()?;
         let dimage = image.track_op().then(|| grad.broadcast_mul(&keep)).transpose()?;
-        let dmask = mask.track_op().then(|| ((rec - image)? * grad)?.sum_keepdim(1)).transpose()?;
+        let dmask = mask
+            .track_op()
+            .then(|| ((rec - image)? * grad)?.sum_keepdim(1))
+            .transpose()?;
         Ok((drec, dimage, dmask))
     }
 }

@@ -38,7 +38,10 @@ impl ConvOp {
         };
         let w_in = if self.transpose { w0 } else { w1 };
         if c != w_in {
-            bail!("{}: input has {c} channels but the weight {w:?} expects {w_in}", self.name())
+            bail!(
+                "{}: input has {c} channels but the weight {w:?} expects {w_in}",
+                self.name()
+            )
         }
         if self.stride == 0 || self.dilation == 0 || kh == 0 || kw == 0 {
             bail!("{}: stride, dilation and kernel size must be positive", self.name())
@@ -46,19 +49,50 @@ impl ConvOp {
         let (s, p, d) = (self.stride, self.pad, self.dilation);
         let g = if self.transpose {
             if self.out_pad >= s.max(d) {
-                bail!("{}: output padding {} must be smaller than stride or dilation", self.name(), self.out_pad)
+                bail!(
+                    "{}: output padding {} must be smaller than stride or dilation",
+                    self.name(),
+                    self.out_pad
+                )
             }
             let out = |i: usize, k: usize| ((i - 1) * s + d * (k - 1) + self.out_pad + 1).checked_sub(2 * p);
             let (Some(oh), Some(ow)) = (out(h, kh), out(wd, kw)) else {
                 bail!("{}: padding {p} too large for input {x:?}", self.name())
             };
-            Geom { big_c: w1, big_h: oh, big_w: ow, small_c: c, small_h: h, small_w: wd, kh, kw, stride: s, pad: p, dil: d }
+            Geom {
+                big_c: w1,
+                big_h: oh,
+                big_w: ow,
+                small_c: c,
+                small_h: h,
+                small_w: wd,
+                kh,
+                kw,
+                stride: s,
+                pad: p,
+                dil: d,
+            }
         } else {
             let out = |i: usize, k: usize| (i + 2 * p).checked_sub(d * (k - 1) + 1).map(|v| v / s + 1);
             let (Some(oh), Some(ow)) = (out(h, kh), out(wd, kw)) else {
-                bail!("{}: kernel {kh}x{kw} (dilation {d}) larger than padded input {x:?}", self.name())
+                bail!(
+                    "{}: kernel {kh}x{kw} (dilation {d}) larger than padded input {x:?}",
+                    self.name()
+                )
             };
-            Geom { big_c: c, big_h: h, big_w: wd, small_c: w0, small_h: oh, small_w: ow, kh, kw, stride: s, pad: p, dil: d }
+            Geom {
+                big_c: c,
+                big_h: h,
+                big_w: wd,
+                small_c: w0,
+                small_h: oh,
+                small_w: ow,
+                kh,
+                kw,
+                stride: s,
+                pad: p,
+                dil: d,
+            }
         };
         Ok((g, n))
     }
@@ -71,7 +105,14 @@ impl ConvOp {
         }
     }
 
-    fn forward(&self, x: &[f32], xl: &Layout, w: &[f32], wl: &Layout, b: Option<&[f32]>) -> Result<(CpuStorage, Shape)> {
+    fn forward(
+        &self,
+        x: &[f32],
+        xl: &Layout,
+        w: &[f32],
+        wl: &Layout,
+        b: Option<&[f32]>,
+    ) -> Result<(CpuStorage, Shape)> {
         let (g, n) = self.geom(xl.dims(), wl.dims())?;
         let bias_c = if self.transpose { g.big_c } else { g.small_c };
         if let Some(b) = b {
@@ -88,10 +129,21 @@ impl ConvOp {
     }
 
     /// Gradients for (x, w, b); `None` for arguments that do not lead to a variable (e.g. the input image).
-    fn backward(&self, x: &Tensor, w: &Tensor, b: Option<&Tensor>, res: &Tensor, grad: &Tensor) -> Result<[Option<Tensor>; 3]> {
+    fn backward(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: Option<&Tensor>,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<[Option<Tensor>; 3]> {
         let (x, w, grad, res) = (x.contiguous()?, w.contiguous()?, grad.contiguous()?, res.contiguous()?);
         let (g, n) = self.geom(x.dims(), w.dims())?;
-        let (in_side, out_side) = if self.transpose { (Side::Small, Side::Big) } else { (Side::Big, Side::Small) };
+        let (in_side, out_side) = if self.transpose {
+            (Side::Small, Side::Big)
+        } else {
+            (Side::Big, Side::Small)
+        };
         let want = Wanted {
             weight: w.track_op(),
             input: x.track_op().then_some(in_side),
@@ -104,7 +156,11 @@ impl ConvOp {
         let (big, small) = if self.transpose { (gs, xs) } else { (xs, gs) };
         let (rg, rl) = res.storage_and_layout();
         let act = match self.act {
-            Some(act) => Some(kernels::FusedAct { out: tensor_f32(&rg, rl)?, act, side: out_side }),
+            Some(act) => Some(kernels::FusedAct {
+                out: tensor_f32(&rg, rl)?,
+                act,
+                side: out_side,
+            }),
             None => None,
         };
         let grads = kernels::backward(&g, n, big, small, ws, want, act);
@@ -112,7 +168,10 @@ impl ConvOp {
         Ok([
             grads.dinput.map(|v| Tensor::from_vec(v, x.shape(), dev)).transpose()?,
             grads.dw.map(|v| Tensor::from_vec(v, w.shape(), dev)).transpose()?,
-            grads.dbias.map(|v| Tensor::from_vec(v, v_len_shape(b), dev)).transpose()?,
+            grads
+                .dbias
+                .map(|v| Tensor::from_vec(v, v_len_shape(b), dev))
+                .transpose()?,
         ])
     }
 }

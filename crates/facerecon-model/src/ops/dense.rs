@@ -46,7 +46,9 @@ fn forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, (b, f, u): (usize, usize,
         // transposed to [B, U] (B is tiny).
         let mut yt = vec![0f32; u * b];
         let chunk = u.div_ceil(threads()).max(1);
-        yt.par_chunks_mut(chunk * b.max(1)).enumerate().for_each(|(c, out)| dots(w, x, bias, f, c * chunk, out));
+        yt.par_chunks_mut(chunk * b.max(1))
+            .enumerate()
+            .for_each(|(c, out)| dots(w, x, bias, f, c * chunk, out));
         let mut y = vec![0f32; b * u];
         transpose(&yt, u, b, &mut y);
         return y;
@@ -58,7 +60,17 @@ fn forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, (b, f, u): (usize, usize,
         Some(bs) => bs.repeat(b),
         None => vec![0f32; b * u],
     };
-    sgemm((b, u, f), &mut y, rm(u), bias.is_some(), x, rm(f), &wt, rm(u), par(b * u * f));
+    sgemm(
+        (b, u, f),
+        &mut y,
+        rm(u),
+        bias.is_some(),
+        x,
+        rm(f),
+        &wt,
+        rm(u),
+        par(b * u * f),
+    );
     y
 }
 
@@ -126,11 +138,7 @@ mod x86 {
                 i += 64;
             }
             while i + 16 <= n {
-                acc[0] = _mm512_fmadd_ps(
-                    _mm512_loadu_ps(pa.add(i)),
-                    _mm512_loadu_ps(pb.add(i)),
-                    acc[0],
-                );
+                acc[0] = _mm512_fmadd_ps(_mm512_loadu_ps(pa.add(i)), _mm512_loadu_ps(pb.add(i)), acc[0]);
                 i += 16;
             }
             if i < n {
@@ -167,11 +175,7 @@ mod x86 {
                 i += 32;
             }
             while i + 8 <= n {
-                acc[0] = _mm256_fmadd_ps(
-                    _mm256_loadu_ps(pa.add(i)),
-                    _mm256_loadu_ps(pb.add(i)),
-                    acc[0],
-                );
+                acc[0] = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc[0]);
                 i += 8;
             }
         }
@@ -179,21 +183,24 @@ mod x86 {
         let h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
         let h = _mm_add_ps(h, _mm_movehl_ps(h, h));
         let h = _mm_add_ss(h, _mm_shuffle_ps(h, h, 1));
-        _mm_cvtss_f32(h)
-            + a[i..n]
-                .iter()
-                .zip(&b[i..n])
-                .map(|(x, y)| x * y)
-                .sum::<f32>()
+        _mm_cvtss_f32(h) + a[i..n].iter().zip(&b[i..n]).map(|(x, y)| x * y).sum::<f32>()
     }
 }
 
 impl DenseOp {
-    fn fwd(&self, x: (&CpuStorage, &Layout), w: (&CpuStorage, &Layout), b: Option<(&CpuStorage, &Layout)>) -> Result<(CpuStorage, Shape)> {
+    fn fwd(
+        &self,
+        x: (&CpuStorage, &Layout),
+        w: (&CpuStorage, &Layout),
+        b: Option<(&CpuStorage, &Layout)>,
+    ) -> Result<(CpuStorage, Shape)> {
         let d @ (batch, _, units) = dims(x.1.dims(), w.1.dims())?;
         let bias = b.map(|(s, l)| cpu_f32(s, l)).transpose()?;
         if bias.is_some_and(|bs| bs.len() != units) {
-            bail!("facerecon-dense: bias has {} elements, expected {units}", bias.map_or(0, |bs| bs.len()))
+            bail!(
+                "facerecon-dense: bias has {} elements, expected {units}",
+                bias.map_or(0, |bs| bs.len())
+            )
         }
         let y = forward(cpu_f32(x.0, x.1)?, cpu_f32(w.0, w.1)?, bias, d);
         Ok((CpuStorage::F32(y), (batch, units).into()))
@@ -305,12 +312,8 @@ mod tests {
             }
         }
         for n in (0..=140).chain([300, 4096, 4097]) {
-            let a: Vec<f32> = (0..n)
-                .map(|i| ((i * 7919 % 101) as f32 - 50.0) / 37.0)
-                .collect();
-            let b: Vec<f32> = (0..n)
-                .map(|i| ((i * 104_729 % 89) as f32 - 44.0) / 29.0)
-                .collect();
+            let a: Vec<f32> = (0..n).map(|i| ((i * 7919 % 101) as f32 - 50.0) / 37.0).collect();
+            let b: Vec<f32> = (0..n).map(|i| ((i * 104_729 % 89) as f32 - 44.0) / 29.0).collect();
             let want: f64 = a.iter().zip(&b).map(|(x, y)| *x as f64 * *y as f64).sum();
             let scale: f64 = a
                 .iter()
@@ -320,10 +323,7 @@ mod tests {
                 + 1.0;
             for (name, dot) in &kernels {
                 let got = dot(&a, &b) as f64;
-                assert!(
-                    (got - want).abs() <= 1e-5 * scale,
-                    "{name} n={n}: {got} vs {want}"
-                );
+                assert!((got - want).abs() <= 1e-5 * scale, "{name} n={n}: {got} vs {want}");
             }
         }
     }

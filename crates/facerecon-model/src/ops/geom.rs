@@ -198,7 +198,13 @@ impl Geom {
                 let (x_lo, x_hi) = self.valid(off_x, self.big_w, self.small_w);
                 // big x = ox * s + off_x = (ox + q) * s + r.
                 let (r, q) = (off_x.rem_euclid(s) as usize, off_x.div_euclid(s));
-                (x_lo < x_hi).then(|| ColTap { kx, x_lo, x_hi, phase: r, start: (x_lo as isize + q) as usize })
+                (x_lo < x_hi).then(|| ColTap {
+                    kx,
+                    x_lo,
+                    x_hi,
+                    phase: r,
+                    start: (x_lo as isize + q) as usize,
+                })
             })
             .collect();
         let rows_range = self.big_rows_of(o0, o1);
@@ -213,13 +219,24 @@ impl Geom {
             }
         }
         row_start.push(rows.len());
-        Taps { cols, rows, row_start, first_row: rows_range.start }
+        Taps {
+            cols,
+            rows,
+            row_start,
+            first_row: rows_range.start,
+        }
     }
 
     /// Calls `f(col_row, small_y, phase, x_lo, x_hi, start)` for each kernel tap in `taps` that reads
     /// big row `by` of channel `c`: small x `x_lo + i` (up to `x_hi`) reads `phase[start + i]`.
     #[inline]
-    fn taps_of_row(&self, taps: &Taps, c: usize, by: usize, mut f: impl FnMut(usize, usize, usize, usize, usize, usize)) {
+    fn taps_of_row(
+        &self,
+        taps: &Taps,
+        c: usize,
+        by: usize,
+        mut f: impl FnMut(usize, usize, usize, usize, usize, usize),
+    ) {
         let i = by - taps.first_row;
         for &(ky, oy) in &taps.rows[taps.row_start[i]..taps.row_start[i + 1]] {
             let base = (c * self.kh + ky) * self.kw;
@@ -239,7 +256,8 @@ impl Geom {
                 let (y_lo, y_hi) = Self::clamp_rows(self.valid(off_y, self.big_h, self.small_h), o0, o1);
                 for kx in 0..self.kw {
                     let row = &mut col[((c * self.kh + ky) * self.kw + kx) * cw..][..cw];
-                    let (x_lo, x_hi) = self.valid((kx * self.dil) as isize - self.pad as isize, self.big_w, self.small_w);
+                    let (x_lo, x_hi) =
+                        self.valid((kx * self.dil) as isize - self.pad as isize, self.big_w, self.small_w);
                     if x_lo >= x_hi {
                         row.fill(0.0);
                         continue;
@@ -316,7 +334,12 @@ impl Geom {
     /// `post(channel, row)` on each row (strided) or channel plane (stride 1) while it is in cache: the
     /// bias and activation. Strided convolutions visit each big row exactly once and write it; others are
     /// zeroed and then added to.
-    pub fn col2im_set<'a>(&self, col: &[f32], big: &'a mut [MaybeUninit<f32>], post: impl Fn(usize, &mut [f32])) -> &'a mut [f32] {
+    pub fn col2im_set<'a>(
+        &self,
+        col: &[f32],
+        big: &'a mut [MaybeUninit<f32>],
+        post: impl Fn(usize, &mut [f32]),
+    ) -> &'a mut [f32] {
         assert_eq!(big.len(), self.big_len(), "col2im_set: output size");
         if self.stride == 1 || self.big_w == 0 {
             big.fill(MaybeUninit::new(0.0));
@@ -459,9 +482,14 @@ mod tests {
     /// im2col against its definition, and col2im as its exact adjoint: <im2col(x), c> == <x, col2im(c)>.
     #[test]
     fn im2col_matches_definition_and_col2im_is_adjoint() {
-        for &(h, w, k, s, p, d) in
-            &[(5, 7, 3, 1, 1, 1), (8, 8, 3, 2, 1, 1), (9, 7, 3, 2, 0, 2), (4, 5, 2, 3, 1, 1), (7, 9, 3, 3, 1, 2), (6, 5, 1, 2, 0, 1)]
-        {
+        for &(h, w, k, s, p, d) in &[
+            (5, 7, 3, 1, 1, 1),
+            (8, 8, 3, 2, 1, 1),
+            (9, 7, 3, 2, 0, 2),
+            (4, 5, 2, 3, 1, 1),
+            (7, 9, 3, 3, 1, 2),
+            (6, 5, 1, 2, 0, 1),
+        ] {
             let g = geom((h, w), k, s, p, d);
             let big: Vec<f32> = (0..g.big_len()).map(|i| (i as f32 * 0.37).sin()).collect();
             let mut col = vec![f32::NAN; g.col_len()];
@@ -498,7 +526,10 @@ mod tests {
             let written = g.col2im_set(&cvec, &mut set, |c, row| row.iter_mut().for_each(|v| *v += bias[c]));
             for (i, (a, b)) in written.iter().zip(&back).enumerate() {
                 let want = b + bias[i / g.big_hw()];
-                assert!((a - want).abs() <= 1e-5 * (1.0 + want.abs()), "{g:?} col2im_set at {i}: {a} vs {want}");
+                assert!(
+                    (a - want).abs() <= 1e-5 * (1.0 + want.abs()),
+                    "{g:?} col2im_set at {i}: {a} vs {want}"
+                );
             }
             // In chunks of small rows: the same columns, and col2im over the chunks adds up to the whole.
             for chunk in [1, 2, 3] {
@@ -517,7 +548,10 @@ mod tests {
                     g.col2im_add_rows(&cpart, &mut back_chunks, o0, o1);
                 }
                 for (a, b) in back_chunks.iter().zip(&back) {
-                    assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{g:?} chunk {chunk}: {a} vs {b}");
+                    assert!(
+                        (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
+                        "{g:?} chunk {chunk}: {a} vs {b}"
+                    );
                 }
             }
         }

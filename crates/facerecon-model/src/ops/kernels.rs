@@ -228,7 +228,10 @@ fn init<'a>(slot: &'a mut [MaybeUninit<f32>], plane: usize, bias: Option<&[f32]>
 /// every element of its slot: [`col2im_of_wt_set`] does), in parallel, with no zeroing pass.
 fn per_image_written(n: usize, len: usize, f: impl Fn(usize, &mut [MaybeUninit<f32>]) + Sync) -> Vec<f32> {
     let mut out = Vec::with_capacity(n * len);
-    out.spare_capacity_mut()[..n * len].par_chunks_mut(len.max(1)).enumerate().for_each(|(b, slot)| f(b, slot));
+    out.spare_capacity_mut()[..n * len]
+        .par_chunks_mut(len.max(1))
+        .enumerate()
+        .for_each(|(b, slot)| f(b, slot));
     // SAFETY: each of the `n` slots was written completely by `f` (its contract).
     unsafe { out.set_len(n * len) };
     out
@@ -236,9 +239,20 @@ fn per_image_written(n: usize, len: usize, f: impl Fn(usize, &mut [MaybeUninit<f
 
 /// conv2d forward: `small[b] = W · im2col(big[b]) (+ bias per small channel)`, `n` images.
 /// `act`: an activation applied to each image's output while it is still in cache.
-pub(crate) fn big_to_small(g: &Geom, n: usize, big: &[f32], w: &[f32], bias: Option<&[f32]>, act: Option<Act>) -> Vec<f32> {
+pub(crate) fn big_to_small(
+    g: &Geom,
+    n: usize,
+    big: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    act: Option<Act>,
+) -> Vec<f32> {
     let (shw, rows) = (g.small_hw(), g.col_rows());
-    let parts = if g.is_pointwise() { 1 } else { split_parts(n, g, g.small_h) };
+    let parts = if g.is_pointwise() {
+        1
+    } else {
+        split_parts(n, g, g.small_h)
+    };
     if let Some(b) = bias {
         assert_eq!(b.len(), g.small_c, "bias length");
     }
@@ -247,12 +261,28 @@ pub(crate) fn big_to_small(g: &Geom, n: usize, big: &[f32], w: &[f32], bias: Opt
         let xb = &big[b * g.big_len()..][..g.big_len()];
         // The GEMM writes the whole output without reading it (no zero or bias fill first); bias and
         // activation are then applied per channel row while it is in cache.
-        let out = SharedOut { ptr: slot.as_mut_ptr().cast::<f32>(), len: slot.len() };
+        let out = SharedOut {
+            ptr: slot.as_mut_ptr().cast::<f32>(),
+            len: slot.len(),
+        };
         if parts == 1 {
             with_col(g, xb, |col| {
                 // SAFETY: `out` is this image's slot, used by nothing else during the call; the GEMM
                 // (accumulate = false) writes all small_c x shw elements without reading them.
-                unsafe { sgemm_raw((g.small_c, shw, rows), out.ptr, out.len, rm(shw), false, w, rm(rows), col, rm(shw), Parallelism::None) };
+                unsafe {
+                    sgemm_raw(
+                        (g.small_c, shw, rows),
+                        out.ptr,
+                        out.len,
+                        rm(shw),
+                        false,
+                        w,
+                        rm(rows),
+                        col,
+                        rm(shw),
+                        Parallelism::None,
+                    )
+                };
             });
             // SAFETY: every element was written by the GEMM above.
             let ob = unsafe { std::slice::from_raw_parts_mut(out.ptr, out.len) };
@@ -272,7 +302,20 @@ pub(crate) fn big_to_small(g: &Geom, n: usize, big: &[f32], w: &[f32], bias: Opt
                 // they join); the GEMM writes (c, p0 + j) for c < small_c, j < pixels, inside it (checked
                 // by `sgemm_raw`), disjoint from every other piece's columns, without reading them.
                 let (dst, len) = out.at(p0);
-                unsafe { sgemm_raw((g.small_c, pixels, rows), dst, len, rm(shw), false, w, rm(rows), col, rm(pixels), Parallelism::None) };
+                unsafe {
+                    sgemm_raw(
+                        (g.small_c, pixels, rows),
+                        dst,
+                        len,
+                        rm(shw),
+                        false,
+                        w,
+                        rm(rows),
+                        col,
+                        rm(pixels),
+                        Parallelism::None,
+                    )
+                };
                 for c in 0..g.small_c {
                     let (seg, _) = out.at(c * shw + p0);
                     // SAFETY: this piece's columns of channel c: written just above, disjoint from the
@@ -285,7 +328,14 @@ pub(crate) fn big_to_small(g: &Geom, n: usize, big: &[f32], w: &[f32], bias: Opt
 }
 
 /// conv_transpose2d forward: `big[b] = act(col2im(Wᵀ · small[b]) + bias per big channel)`, `n` images.
-pub(crate) fn small_to_big(g: &Geom, n: usize, small: &[f32], w: &[f32], bias: Option<&[f32]>, act: Option<Act>) -> Vec<f32> {
+pub(crate) fn small_to_big(
+    g: &Geom,
+    n: usize,
+    small: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    act: Option<Act>,
+) -> Vec<f32> {
     let parts = split_parts(n, g, g.big_c);
     if let Some(b) = bias {
         assert_eq!(b.len(), g.big_c, "bias length");
@@ -327,7 +377,9 @@ fn bias_act_body<const FMA: bool>(v: &mut [f32], b: f32, act: Option<Act>) {
             let y = *x + b;
             *x = y * if y > 0.0 { 1.0 } else { slope };
         }),
-        Some(Act::Sigmoid) => v.iter_mut().for_each(|x| *x = super::activation::sigmoid::<FMA>(*x + b)),
+        Some(Act::Sigmoid) => v
+            .iter_mut()
+            .for_each(|x| *x = super::activation::sigmoid::<FMA>(*x + b)),
         None if b != 0.0 => v.iter_mut().for_each(|x| *x += b),
         None => {}
     }
@@ -336,7 +388,15 @@ fn bias_act_body<const FMA: bool>(v: &mut [f32], b: f32, act: Option<Act>) {
 /// [`act_grad`] over planes of `plane` elements (one per channel), in bands of 8 channels; for each band
 /// also `sums[c] += Σ pre[c]` and `dy_t[p * channels + c] = pre[c][p]` (the transpose) when asked, while the
 /// band is still in cache.
-fn act_grad_fused(act: Act, grad: &[f32], out: &[f32], plane: usize, pre: &mut [f32], mut sums: Option<&mut [f32]>, mut dy_t: Option<&mut [f32]>) {
+fn act_grad_fused(
+    act: Act,
+    grad: &[f32],
+    out: &[f32],
+    plane: usize,
+    pre: &mut [f32],
+    mut sums: Option<&mut [f32]>,
+    mut dy_t: Option<&mut [f32]>,
+) {
     const BAND: usize = 8;
     let plane = plane.max(1);
     let channels = pre.len() / plane;
@@ -389,14 +449,34 @@ fn col2im_of_wt_set<'a>(
     let post = |c: usize, row: &mut [f32]| bias_act(row, bias.map_or(0.0, |b| b[c]), act);
     if g.is_pointwise() {
         let big = init(big, g.big_hw(), None);
-        sgemm((rows, shw, g.small_c), big, rm(shw), true, w, tr(w_rs), small, rm(shw), par);
+        sgemm(
+            (rows, shw, g.small_c),
+            big,
+            rm(shw),
+            true,
+            w,
+            tr(w_rs),
+            small,
+            rm(shw),
+            par,
+        );
         for (c, plane) in big.chunks_mut(g.big_hw().max(1)).enumerate() {
             post(c, plane);
         }
         return big;
     }
     with_scratch(&SCRATCH_B, g.col_len(), |col| {
-        sgemm((rows, shw, g.small_c), col, rm(shw), false, w, tr(w_rs), small, rm(shw), par);
+        sgemm(
+            (rows, shw, g.small_c),
+            col,
+            rm(shw),
+            false,
+            w,
+            tr(w_rs),
+            small,
+            rm(shw),
+            par,
+        );
         g.col2im_set(col, big, post)
     })
 }
@@ -454,7 +534,15 @@ pub(crate) struct FusedAct<'a> {
 /// `big = dy, small = x`. `dW = Σ_b small[b] · im2col(big[b])ᵀ` (one accumulating GEMM per image, a
 /// partial sum per thread); the big-side input gradient is `col2im(Wᵀ · small)`, the small-side one is
 /// `W · im2col(big)` (sharing the column matrix with dW).
-pub(crate) fn backward(g: &Geom, n: usize, big: &[f32], small: &[f32], w: &[f32], want: Wanted, act: Option<FusedAct>) -> Grads {
+pub(crate) fn backward(
+    g: &Geom,
+    n: usize,
+    big: &[f32],
+    small: &[f32],
+    w: &[f32],
+    want: Wanted,
+    act: Option<FusedAct>,
+) -> Grads {
     let (shw, rows) = (g.small_hw(), g.col_rows());
     let t = threads().min(n).max(1);
     let per = n.div_ceil(t);
@@ -501,7 +589,10 @@ pub(crate) fn backward(g: &Geom, n: usize, big: &[f32], small: &[f32], w: &[f32]
             // (which does not read it) or by col2im (big side).
             let mut slot = dinput.as_deref_mut().map(|d| &mut d[i * in_len..][..in_len]);
             let mut dx = match want.input {
-                Some(Side::Small) => slot.take().map(|d| SharedOut { ptr: d.as_mut_ptr().cast::<f32>(), len: d.len() }),
+                Some(Side::Small) => slot.take().map(|d| SharedOut {
+                    ptr: d.as_mut_ptr().cast::<f32>(),
+                    len: d.len(),
+                }),
                 _ => None,
             };
             if want.weight || want.input == Some(Side::Small) {
@@ -511,13 +602,36 @@ pub(crate) fn backward(g: &Geom, n: usize, big: &[f32], small: &[f32], w: &[f32]
                 }
                 with_col(g, bb, |col| {
                     if want.weight {
-                        sgemm((g.small_c, rows, shw), &mut dw, tr(g.small_c), true, &dy_t, tr(g.small_c), col, tr(shw), par);
+                        sgemm(
+                            (g.small_c, rows, shw),
+                            &mut dw,
+                            tr(g.small_c),
+                            true,
+                            &dy_t,
+                            tr(g.small_c),
+                            col,
+                            tr(shw),
+                            par,
+                        );
                     }
                     if let Some(dx) = dx.take() {
                         // (Only the small side's gradient is made here.) SAFETY: `dx` is this image's slot,
                         // used by nothing else; the GEMM (accumulate = false) writes all small_c x shw
                         // elements of it without reading them.
-                        unsafe { sgemm_raw((g.small_c, shw, rows), dx.ptr, dx.len, rm(shw), false, w, rm(rows), col, rm(shw), par) };
+                        unsafe {
+                            sgemm_raw(
+                                (g.small_c, shw, rows),
+                                dx.ptr,
+                                dx.len,
+                                rm(shw),
+                                false,
+                                w,
+                                rm(rows),
+                                col,
+                                rm(shw),
+                                par,
+                            )
+                        };
                     }
                 });
             }
@@ -571,7 +685,6 @@ pub(crate) fn backward(g: &Geom, n: usize, big: &[f32], small: &[f32], w: &[f32]
     }
 }
 
-
 #[cfg(test)]
 mod simd_tests {
     use super::Act;
@@ -581,9 +694,7 @@ mod simd_tests {
     #[test]
     fn elementwise_kernels_match_scalar_formulas() {
         for n in [0usize, 1, 7, 16, 17, 63, 64, 100, 1000] {
-            let x: Vec<f32> = (0..n)
-                .map(|i| ((i * 37 % 61) as f32 - 30.0) / 7.0)
-                .collect();
+            let x: Vec<f32> = (0..n).map(|i| ((i * 37 % 61) as f32 - 30.0) / 7.0).collect();
             let g: Vec<f32> = (0..n).map(|i| ((i * 11 % 13) as f32 - 6.0) / 3.0).collect();
             for act in [None, Some(Act::LeakyRelu(0.2)), Some(Act::Sigmoid)] {
                 let want: Vec<f64> = x

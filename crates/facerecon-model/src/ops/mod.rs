@@ -29,7 +29,10 @@ pub fn cpu_f32<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
     };
     match l.contiguous_offsets() {
         Some((start, end)) => Ok(&v[start..end]),
-        None => bail!("facerecon ops: expected a contiguous tensor, got strides {:?}", l.stride()),
+        None => bail!(
+            "facerecon ops: expected a contiguous tensor, got strides {:?}",
+            l.stride()
+        ),
     }
 }
 
@@ -53,8 +56,22 @@ fn bias4(b: &Tensor) -> Result<Tensor> {
 
 /// 2-d convolution of `x` `[n, c_in, h, w]` with `w` `[c_out, c_in, kh, kw]` (+ bias `[c_out]`); the
 /// same stride, symmetric padding and dilation on both axes.
-pub fn conv2d(x: &Tensor, w: &Tensor, b: Option<&Tensor>, stride: usize, pad: usize, dilation: usize) -> Result<Tensor> {
-    let op = conv::ConvOp { stride, pad, dilation, out_pad: 0, transpose: false, act: None };
+pub fn conv2d(
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    stride: usize,
+    pad: usize,
+    dilation: usize,
+) -> Result<Tensor> {
+    let op = conv::ConvOp {
+        stride,
+        pad,
+        dilation,
+        out_pad: 0,
+        transpose: false,
+        act: None,
+    };
     convolve(op, x, w, b)
 }
 
@@ -88,8 +105,23 @@ impl Act {
 }
 
 /// `act(conv2d(x, w, b, ..))` as one op (see [`Act`]).
-pub fn conv2d_act(x: &Tensor, w: &Tensor, b: Option<&Tensor>, stride: usize, pad: usize, dilation: usize, act: Act) -> Result<Tensor> {
-    let op = conv::ConvOp { stride, pad, dilation, out_pad: 0, transpose: false, act: Some(act) };
+pub fn conv2d_act(
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    stride: usize,
+    pad: usize,
+    dilation: usize,
+    act: Act,
+) -> Result<Tensor> {
+    let op = conv::ConvOp {
+        stride,
+        pad,
+        dilation,
+        out_pad: 0,
+        transpose: false,
+        act: Some(act),
+    };
     convolve_act(op, x, w, b, act)
 }
 
@@ -103,7 +135,14 @@ pub fn conv_transpose2d_act(
     out_pad: usize,
     act: Act,
 ) -> Result<Tensor> {
-    let op = conv::ConvOp { stride, pad, dilation: 1, out_pad, transpose: true, act: Some(act) };
+    let op = conv::ConvOp {
+        stride,
+        pad,
+        dilation: 1,
+        out_pad,
+        transpose: true,
+        act: Some(act),
+    };
     convolve_act(op, x, w, b, act)
 }
 
@@ -127,7 +166,14 @@ pub fn conv_transpose2d(
     pad: usize,
     out_pad: usize,
 ) -> Result<Tensor> {
-    let op = conv::ConvOp { stride, pad, dilation: 1, out_pad, transpose: true, act: None };
+    let op = conv::ConvOp {
+        stride,
+        pad,
+        dilation: 1,
+        out_pad,
+        transpose: true,
+        act: None,
+    };
     convolve(op, x, w, b)
 }
 

@@ -128,7 +128,12 @@ fn randn(rng: &mut StdRng, dims: impl Into<candle_core::Shape>) -> Tensor {
 }
 
 fn vec64(t: &Tensor) -> Vec<f64> {
-    t.flatten_all().unwrap().to_dtype(DType::F64).unwrap().to_vec1().unwrap()
+    t.flatten_all()
+        .unwrap()
+        .to_dtype(DType::F64)
+        .unwrap()
+        .to_vec1()
+        .unwrap()
 }
 
 /// max |a - b| / max(max |b|, 1e-3) <= TOL.
@@ -143,7 +148,9 @@ fn assert_close(what: &str, got: &[f64], want: &[f64], tol: f64) {
 fn naive(c: &Case, x: &[f64], w: &[f64], b: &[f64], r: &[f64]) -> [Vec<f64>; 4] {
     let (oh, ow) = c.out_hw();
     let plane = oh * ow;
-    let mut y: Vec<f64> = (0..c.n * c.co * plane).map(|i| if c.bias { b[(i / plane) % c.co] } else { 0.0 }).collect();
+    let mut y: Vec<f64> = (0..c.n * c.co * plane)
+        .map(|i| if c.bias { b[(i / plane) % c.co] } else { 0.0 })
+        .collect();
     let (mut dx, mut dw) = (vec![0.0; x.len()], vec![0.0; w.len()]);
     let mut db = vec![0.0; c.co];
     c.for_each_term(|xi, wi, yi| {
@@ -188,7 +195,12 @@ fn conv_ops_match_naive_loops_and_candle() {
         } else {
             x64.conv2d(&w64, c.p, c.s, c.d, 1).unwrap()
         };
-        let yc = if c.bias { yc.broadcast_add(&bias4(&b.to_dtype(DType::F64).unwrap()).unwrap()).unwrap() } else { yc };
+        let yc = if c.bias {
+            yc.broadcast_add(&bias4(&b.to_dtype(DType::F64).unwrap()).unwrap())
+                .unwrap()
+        } else {
+            yc
+        };
         assert_close(&format!("candle y {c:?}"), &vec64(&y), &vec64(&yc), TOL);
     }
 }
@@ -197,7 +209,12 @@ fn conv_ops_match_naive_loops_and_candle() {
 fn gradients_match_candle_autograd_on_seed_layers() {
     let mut rng = StdRng::seed_from_u64(11);
     // (transpose, n, ci, co, h): stride 2, `same` padding, 3x3 kernels as in configs/seed.yaml.
-    for &(transpose, n, ci, co, h) in &[(false, 2, 3, 4, 8), (false, 3, 4, 2, 7), (true, 2, 4, 3, 4), (true, 1, 2, 2, 5)] {
+    for &(transpose, n, ci, co, h) in &[
+        (false, 2, 3, 4, 8),
+        (false, 3, 4, 2, 7),
+        (true, 2, 4, 3, 4),
+        (true, 1, 2, 2, 5),
+    ] {
         let xs = randn(&mut rng, (n, ci, h, h));
         let ws = randn(&mut rng, if transpose { (ci, co, 3, 3) } else { (co, ci, 3, 3) });
         let bs = randn(&mut rng, co);
@@ -209,16 +226,29 @@ fn gradients_match_candle_autograd_on_seed_layers() {
             }
         };
         let theirs = |x: &Tensor, w: &Tensor, b: &Tensor| {
-            let y = if transpose { x.conv_transpose2d(w, 1, 1, 2, 1) } else { x.conv2d(w, 1, 2, 1, 1) }?;
+            let y = if transpose {
+                x.conv_transpose2d(w, 1, 1, 2, 1)
+            } else {
+                x.conv2d(w, 1, 2, 1, 1)
+            }?;
             y.broadcast_add(&bias4(b)?)
         };
         let mut results = vec![];
         for f in [&ours as &dyn Fn(&Tensor, &Tensor, &Tensor) -> Result<Tensor>, &theirs] {
-            let (x, w, b) = (Var::from_tensor(&xs).unwrap(), Var::from_tensor(&ws).unwrap(), Var::from_tensor(&bs).unwrap());
+            let (x, w, b) = (
+                Var::from_tensor(&xs).unwrap(),
+                Var::from_tensor(&ws).unwrap(),
+                Var::from_tensor(&bs).unwrap(),
+            );
             let y = leaky_relu(&f(&x, &w, &b).unwrap(), 0.2).unwrap();
             let loss = y.sqr().unwrap().sum_all().unwrap();
             let g = loss.backward().unwrap();
-            results.push([y.clone(), g.get(&x).unwrap().clone(), g.get(&w).unwrap().clone(), g.get(&b).unwrap().clone()]);
+            results.push([
+                y.clone(),
+                g.get(&x).unwrap().clone(),
+                g.get(&w).unwrap().clone(),
+                g.get(&b).unwrap().clone(),
+            ]);
         }
         for (name, (a, b)) in ["y", "dx", "dw", "db"].iter().zip(results[0].iter().zip(&results[1])) {
             assert_close(&format!("{name} transpose={transpose}"), &vec64(a), &vec64(b), TOL);
@@ -235,7 +265,20 @@ fn untracked_input_gets_no_gradient() {
     let y = conv2d(&x, &w, None, 2, 1, 1).unwrap();
     let grads = y.sum_all().unwrap().backward().unwrap();
     assert!(grads.get(&x).is_none());
-    let c = Case { n: 2, ci: 3, co: 4, h: 8, w: 8, k: 3, s: 2, p: 1, d: 1, op: 0, transpose: false, bias: false };
+    let c = Case {
+        n: 2,
+        ci: 3,
+        co: 4,
+        h: 8,
+        w: 8,
+        k: 3,
+        s: 2,
+        p: 1,
+        d: 1,
+        op: 0,
+        transpose: false,
+        bias: false,
+    };
     let ones = vec![1.0; y.elem_count()];
     let [_, _, dw_ref, _] = naive(&c, &vec64(&x), &vec64(&w), &[], &ones);
     assert_close("dw", &vec64(grads.get(&w).unwrap()), &dw_ref, TOL);
@@ -269,7 +312,12 @@ fn chain_gradients_match_finite_differences() {
                 l.unwrap().to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap()
             };
             let fd = (at(eps) - at(-eps)) / (2.0 * eps as f64);
-            assert!((fd - g[i]).abs() <= 2e-2 * g[i].abs().max(0.1), "w{} [{i}]: fd {fd} vs autograd {}", if first { 1 } else { 2 }, g[i]);
+            assert!(
+                (fd - g[i]).abs() <= 2e-2 * g[i].abs().max(0.1),
+                "w{} [{i}]: fd {fd} vs autograd {}",
+                if first { 1 } else { 2 },
+                g[i]
+            );
         }
     }
 }
@@ -286,7 +334,12 @@ fn activations_match_candle() {
         let y2 = candle_nn::ops::leaky_relu(&x2, slope).unwrap();
         let g2 = (&y2 * &y2).unwrap().sum_all().unwrap().backward().unwrap();
         assert_close("leaky y", &vec64(&y), &vec64(&y2), 1e-6);
-        assert_close("leaky dx", &vec64(g.get(&x).unwrap()), &vec64(g2.get(&x2).unwrap()), 1e-6);
+        assert_close(
+            "leaky dx",
+            &vec64(g.get(&x).unwrap()),
+            &vec64(g2.get(&x2).unwrap()),
+            1e-6,
+        );
     }
     let x = Var::from_tensor(&xs).unwrap();
     let y = sigmoid(&x).unwrap();
@@ -295,14 +348,23 @@ fn activations_match_candle() {
     let y2 = candle_nn::ops::sigmoid(&x2).unwrap();
     let g2 = (&y2 * &y2).unwrap().sum_all().unwrap().backward().unwrap();
     assert_close("sigmoid y", &vec64(&y), &vec64(&y2), 1e-6);
-    assert_close("sigmoid dx", &vec64(g.get(&x).unwrap()), &vec64(g2.get(&x2).unwrap()), 1e-5);
+    assert_close(
+        "sigmoid dx",
+        &vec64(g.get(&x).unwrap()),
+        &vec64(g2.get(&x2).unwrap()),
+        1e-5,
+    );
 }
 
 /// Non-f32 tensors take candle's path and agree with the custom kernels.
 #[test]
 fn other_dtypes_fall_back_to_candle() {
     let mut rng = StdRng::seed_from_u64(13);
-    let (x, w, b) = (randn(&mut rng, (2, 3, 6, 5)), randn(&mut rng, (3, 4, 3, 3)), randn(&mut rng, 4));
+    let (x, w, b) = (
+        randn(&mut rng, (2, 3, 6, 5)),
+        randn(&mut rng, (3, 4, 3, 3)),
+        randn(&mut rng, 4),
+    );
     let f = |t: &Tensor| t.to_dtype(DType::F64).unwrap();
     let y32 = conv_transpose2d(&x, &w, Some(&b), 2, 1, 1).unwrap();
     let y64 = conv_transpose2d(&f(&x), &f(&w), Some(&f(&b)), 2, 1, 1).unwrap();
@@ -328,7 +390,11 @@ fn fused_activations_match_separate_ops() {
     for i in 0..24 {
         let c = Case::random(&mut rng, i % 2 == 1);
         let act = [Act::LeakyRelu(0.2), Act::LeakyRelu(0.0), Act::Sigmoid][i / 2 % 3];
-        let (xs, ws, bs) = (randn(&mut rng, c.x_dims()), randn(&mut rng, c.w_dims()), randn(&mut rng, c.co));
+        let (xs, ws, bs) = (
+            randn(&mut rng, c.x_dims()),
+            randn(&mut rng, c.w_dims()),
+            randn(&mut rng, c.co),
+        );
         let track_x = i % 3 != 0;
         let mut outs = vec![];
         for fused in [true, false] {
@@ -360,20 +426,45 @@ fn fused_activations_match_separate_ops() {
 #[test]
 fn dense_matches_candle_matmul() {
     let mut rng = StdRng::seed_from_u64(21);
-    for &(b, f, u, bias) in &[(1, 37, 5, true), (1, 300, 13, true), (2, 131, 7, false), (3, 64, 17, false), (7, 33, 9, true), (8, 20, 3, true), (19, 70, 40, true), (64, 48, 31, false)] {
+    for &(b, f, u, bias) in &[
+        (1, 37, 5, true),
+        (1, 300, 13, true),
+        (2, 131, 7, false),
+        (3, 64, 17, false),
+        (7, 33, 9, true),
+        (8, 20, 3, true),
+        (19, 70, 40, true),
+        (64, 48, 31, false),
+    ] {
         let (xs, ws, bs) = (randn(&mut rng, (b, f)), randn(&mut rng, (u, f)), randn(&mut rng, u));
         let target = randn(&mut rng, (b, u));
         let mut results = vec![];
         for reference in [false, true] {
-            let (x, w, bv) = (Var::from_tensor(&xs).unwrap(), Var::from_tensor(&ws).unwrap(), Var::from_tensor(&bs).unwrap());
+            let (x, w, bv) = (
+                Var::from_tensor(&xs).unwrap(),
+                Var::from_tensor(&ws).unwrap(),
+                Var::from_tensor(&bs).unwrap(),
+            );
             let y = if reference {
                 let to64 = |t: &Tensor| t.to_dtype(DType::F64).unwrap();
                 let y = to64(&x).matmul(&to64(&w).t().unwrap()).unwrap();
-                if bias { y.broadcast_add(&to64(&bv)).unwrap() } else { y }
+                if bias {
+                    y.broadcast_add(&to64(&bv)).unwrap()
+                } else {
+                    y
+                }
             } else {
-                dense(&x, &w, bias.then_some(bv.as_tensor())).unwrap().to_dtype(DType::F64).unwrap()
+                dense(&x, &w, bias.then_some(bv.as_tensor()))
+                    .unwrap()
+                    .to_dtype(DType::F64)
+                    .unwrap()
             };
-            let loss = (y.tanh().unwrap() - target.to_dtype(DType::F64).unwrap()).unwrap().sqr().unwrap().sum_all().unwrap();
+            let loss = (y.tanh().unwrap() - target.to_dtype(DType::F64).unwrap())
+                .unwrap()
+                .sqr()
+                .unwrap()
+                .sum_all()
+                .unwrap();
             let g = loss.backward().unwrap();
             let db = if bias { vec64(g.get(&bv).unwrap()) } else { vec![] };
             results.push((vec64(&y), vec64(g.get(&x).unwrap()), vec64(g.get(&w).unwrap()), db));
@@ -397,22 +488,41 @@ fn dense_matches_candle_matmul() {
 fn composite_matches_candle_ops() {
     let mut rng = StdRng::seed_from_u64(8);
     let (rs, is) = (randn(&mut rng, (2, 3, 5, 4)), randn(&mut rng, (2, 3, 5, 4)));
-    let ms = randn(&mut rng, (2, 1, 5, 4)).ge(0.0).unwrap().to_dtype(DType::F32).unwrap();
+    let ms = randn(&mut rng, (2, 1, 5, 4))
+        .ge(0.0)
+        .unwrap()
+        .to_dtype(DType::F32)
+        .unwrap();
     let mut results = vec![];
     for reference in [false, true] {
-        let (r, i, m) = (Var::from_tensor(&rs).unwrap(), Var::from_tensor(&is).unwrap(), Var::from_tensor(&ms).unwrap());
+        let (r, i, m) = (
+            Var::from_tensor(&rs).unwrap(),
+            Var::from_tensor(&is).unwrap(),
+            Var::from_tensor(&ms).unwrap(),
+        );
         let y = if reference {
             (m.broadcast_mul(&r).unwrap() + m.affine(-1.0, 1.0).unwrap().broadcast_mul(&i).unwrap()).unwrap()
         } else {
             composite(&r, &i, &m).unwrap()
         };
         let g = y.sqr().unwrap().sum_all().unwrap().backward().unwrap();
-        results.push([y.clone(), g.get(&r).unwrap().clone(), g.get(&i).unwrap().clone(), g.get(&m).unwrap().clone()]);
+        results.push([
+            y.clone(),
+            g.get(&r).unwrap().clone(),
+            g.get(&i).unwrap().clone(),
+            g.get(&m).unwrap().clone(),
+        ]);
     }
-    for (name, (a, b)) in ["y", "drec", "dimage", "dmask"].iter().zip(results[0].iter().zip(&results[1])) {
+    for (name, (a, b)) in ["y", "drec", "dimage", "dmask"]
+        .iter()
+        .zip(results[0].iter().zip(&results[1]))
+    {
         assert_close(name, &vec64(a), &vec64(b), TOL);
     }
-    assert!(composite(&rs, &is, &rs).is_err(), "a mask with 3 channels must be rejected");
+    assert!(
+        composite(&rs, &is, &rs).is_err(),
+        "a mask with 3 channels must be rejected"
+    );
 }
 
 /// Batch 1 with more threads than images: the forward pass splits each image (conv2d by output rows,
@@ -428,23 +538,45 @@ fn split_batch_one_forward_matches_candle() {
         let (w, b) = (randn(&mut rng, (20, 12, 3, 3)), randn(&mut rng, 20));
         let y = conv2d_act(&x, &w, Some(&b), 2, 1, 1, Act::LeakyRelu(0.2)).unwrap();
         let to64 = |t: &Tensor| t.to_dtype(DType::F64).unwrap();
-        let want = to64(&x).conv2d(&to64(&w), 1, 2, 1, 1).unwrap().broadcast_add(&bias4(&to64(&b)).unwrap()).unwrap();
+        let want = to64(&x)
+            .conv2d(&to64(&w), 1, 2, 1, 1)
+            .unwrap()
+            .broadcast_add(&bias4(&to64(&b)).unwrap())
+            .unwrap();
         let want = candle_nn::ops::leaky_relu(&want, 0.2).unwrap();
         assert_close("conv2d split", &vec64(&y), &vec64(&want), TOL);
 
         let xt = randn(&mut rng, (1, 24, 33, 35)); // 1.25M multiply-adds, 5 channels in 4 pieces
         let (wt, bt) = (randn(&mut rng, (24, 5, 3, 3)), randn(&mut rng, 5));
         let y = conv_transpose2d_act(&xt, &wt, Some(&bt), 2, 1, 1, Act::Sigmoid).unwrap();
-        let want = to64(&xt).conv_transpose2d(&to64(&wt), 1, 1, 2, 1).unwrap().broadcast_add(&bias4(&to64(&bt)).unwrap()).unwrap();
+        let want = to64(&xt)
+            .conv_transpose2d(&to64(&wt), 1, 1, 2, 1)
+            .unwrap()
+            .broadcast_add(&bias4(&to64(&bt)).unwrap())
+            .unwrap();
         let want = candle_nn::ops::sigmoid(&want).unwrap();
-        assert_close("conv_transpose2d split, 5 channels in 4 pieces", &vec64(&y), &vec64(&want), TOL);
+        assert_close(
+            "conv_transpose2d split, 5 channels in 4 pieces",
+            &vec64(&y),
+            &vec64(&want),
+            TOL,
+        );
 
         // 9 channels in 4 pieces, with a LeakyReLU.
         let (wt, bt) = (randn(&mut rng, (24, 9, 3, 3)), randn(&mut rng, 9));
         let y = conv_transpose2d_act(&xt, &wt, Some(&bt), 2, 1, 1, Act::LeakyRelu(0.2)).unwrap();
-        let want = to64(&xt).conv_transpose2d(&to64(&wt), 1, 1, 2, 1).unwrap().broadcast_add(&bias4(&to64(&bt)).unwrap()).unwrap();
+        let want = to64(&xt)
+            .conv_transpose2d(&to64(&wt), 1, 1, 2, 1)
+            .unwrap()
+            .broadcast_add(&bias4(&to64(&bt)).unwrap())
+            .unwrap();
         let want = candle_nn::ops::leaky_relu(&want, 0.2).unwrap();
-        assert_close("conv_transpose2d split, 9 channels in 4 pieces", &vec64(&y), &vec64(&want), TOL);
+        assert_close(
+            "conv_transpose2d split, 9 channels in 4 pieces",
+            &vec64(&y),
+            &vec64(&want),
+            TOL,
+        );
     });
 }
 
@@ -470,18 +602,11 @@ fn spinning_helpers_share_the_work_and_stop() {
     }
     let n = 2_000_000u64;
     for (threads, helpers) in [(4, 3), (2, 8), (3, 0)] {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
         for _ in 0..20 {
             let seen = Mutex::new(HashSet::new());
             let total = pool.install(|| with_spinning_helpers(helpers, || tree_sum(0, n, &seen)));
-            assert_eq!(
-                total,
-                n * (n - 1) / 2,
-                "{threads} threads, {helpers} helpers"
-            );
+            assert_eq!(total, n * (n - 1) / 2, "{threads} threads, {helpers} helpers");
         }
         let seen = Mutex::new(HashSet::new());
         pool.install(|| with_spinning_helpers(helpers, || tree_sum(0, 20 * n, &seen)));

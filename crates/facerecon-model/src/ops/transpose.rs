@@ -18,8 +18,15 @@ pub(crate) fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) 
 /// band of rows can be transposed into its columns of a larger matrix.
 pub(crate) fn transpose_ld(src: &[f32], rows: usize, cols: usize, dst: &mut [f32], ld: usize) {
     assert!(ld >= rows, "transpose: leading dimension {ld} < rows {rows}");
-    let dst_len = if rows == 0 || cols == 0 { 0 } else { (cols - 1) * ld + rows };
-    assert!(src.len() >= rows * cols && dst.len() >= dst_len, "transpose: slices too short");
+    let dst_len = if rows == 0 || cols == 0 {
+        0
+    } else {
+        (cols - 1) * ld + rows
+    };
+    assert!(
+        src.len() >= rows * cols && dst.len() >= dst_len,
+        "transpose: slices too short"
+    );
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx") {
         // SAFETY: AVX is available (checked above); the slices are long enough (asserted).
@@ -88,7 +95,17 @@ mod tests {
     /// the dispatching function (AVX here) and the scalar one.
     #[test]
     fn transpose_matches_definition() {
-        for (rows, cols) in [(8, 8), (16, 24), (3, 5), (13, 29), (64, 1), (1, 17), (9, 8), (8, 9), (32, 4096)] {
+        for (rows, cols) in [
+            (8, 8),
+            (16, 24),
+            (3, 5),
+            (13, 29),
+            (64, 1),
+            (1, 17),
+            (9, 8),
+            (8, 9),
+            (32, 4096),
+        ] {
             let src: Vec<f32> = (0..rows * cols).map(|i| i as f32 * 0.5 - 3.0).collect();
             for scalar in [false, true] {
                 let mut dst = vec![f32::NAN; rows * cols];
@@ -99,7 +116,11 @@ mod tests {
                 }
                 for i in 0..rows {
                     for j in 0..cols {
-                        assert_eq!(dst[j * rows + i], src[i * cols + j], "{rows}x{cols} at ({i}, {j}), scalar {scalar}");
+                        assert_eq!(
+                            dst[j * rows + i],
+                            src[i * cols + j],
+                            "{rows}x{cols} at ({i}, {j}), scalar {scalar}"
+                        );
                     }
                 }
             }
@@ -113,7 +134,10 @@ mod tests {
                     if (3..3 + rows).contains(&k) {
                         assert_eq!(v, src[(k - 3) * cols + j], "{rows}x{cols} ld {ld} at ({k}, {j})");
                     } else {
-                        assert!(v.is_nan(), "{rows}x{cols} ld {ld}: wrote outside the band at ({k}, {j})");
+                        assert!(
+                            v.is_nan(),
+                            "{rows}x{cols} ld {ld}: wrote outside the band at ({k}, {j})"
+                        );
                     }
                 }
             }

@@ -25,7 +25,10 @@ pub fn fixture(name: &str) -> PathBuf {
 
 /// Cases per property test: FACERECON_FUZZ_CASES, else `default` (small, for `make test`).
 pub fn fuzz_cases(default: u32) -> u32 {
-    std::env::var("FACERECON_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var("FACERECON_FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn varint(out: &mut Vec<u8>, mut v: u64) {
@@ -112,7 +115,11 @@ pub struct Io {
 
 impl Io {
     pub fn new(name: &str, dims: &[Option<i64>]) -> Self {
-        Io { name: name.into(), dtype: FLOAT, dims: dims.to_vec() }
+        Io {
+            name: name.into(),
+            dtype: FLOAT,
+            dims: dims.to_vec(),
+        }
     }
 
     fn encode(&self) -> Vec<u8> {
@@ -199,7 +206,10 @@ impl Spec {
     pub fn identity(half: f32, bias: [f32; 3]) -> Self {
         let s = Some(32);
         Spec {
-            inputs: vec![Io::new("image", &[None, Some(3), s, s]), Io::new("mask", &[None, Some(1), s, s])],
+            inputs: vec![
+                Io::new("image", &[None, Some(3), s, s]),
+                Io::new("mask", &[None, Some(1), s, s]),
+            ],
             outputs: vec![
                 Io::new("reconstruction", &[None, Some(3), s, s]),
                 Io::new("inpainted", &[None, Some(3), s, s]),

@@ -25,7 +25,11 @@ pub fn write_images(dir: &Path, n: usize, w: u32, h: u32) {
             ])
         });
         // Half of them one level down: the scan is recursive.
-        let sub = if i % 2 == 0 { dir.to_path_buf() } else { dir.join("nested") };
+        let sub = if i % 2 == 0 {
+            dir.to_path_buf()
+        } else {
+            dir.join("nested")
+        };
         img.save(sub.join(format!("face_{i:04}.png"))).unwrap();
     }
 }
