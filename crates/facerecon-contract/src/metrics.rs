@@ -78,6 +78,25 @@ impl<'de> Deserialize<'de> for MetricsRecord {
 }
 
 impl MetricsRecord {
+    /// The record without the fields that measure the machine (`images_per_sec`, `wall_s`, `data_wait`
+    /// set to 0, 0, `None`): what a rerun or a resumed run must reproduce exactly.
+    ///
+    /// ```
+    /// # let line = r#"{"epoch":1,"images_per_sec":40.5,"l1_hole":5.9,"lr":0.001,"psnr_full":32.5,"psnr_hole":22.3,"psnr_raw":30.1,"ssim":0.95,"step":663,"train_loss":0.06,"val_images":500,"val_loss":0.057,"wall_s":531.7}"#;
+    /// let a = facerecon_contract::MetricsRecord::from_line(line).unwrap();
+    /// let b = facerecon_contract::MetricsRecord { wall_s: 99.0, data_wait: Some(0.5), ..a.clone() };
+    /// assert_ne!(a, b);
+    /// assert_eq!(a.without_timings(), b.without_timings());
+    /// ```
+    pub fn without_timings(&self) -> MetricsRecord {
+        MetricsRecord {
+            images_per_sec: 0.0,
+            wall_s: 0.0,
+            data_wait: None,
+            ..self.clone()
+        }
+    }
+
     /// The record as a JSON object (keys sorted; non-finite numbers become `null`, as serde_json writes
     /// them).
     pub fn to_value(&self) -> Result<Value, serde_json::Error> {
