@@ -87,7 +87,11 @@ fn train_export_infer_end_to_end() {
     let lines = MetricsRecord::parse_all(&metrics).unwrap();
     assert_eq!(lines.len(), 2, "one metrics line per epoch");
     let last = &lines[1];
-    for (key, v) in [("psnr_full", last.psnr_full), ("psnr_hole", last.psnr_hole), ("ssim", last.ssim)] {
+    for (key, v) in [
+        ("psnr_full", last.psnr_full),
+        ("psnr_hole", last.psnr_hole),
+        ("ssim", last.ssim),
+    ] {
         let v = v.unwrap_or(f64::NAN);
         assert!(v.is_finite(), "{key} = {v}");
     }
