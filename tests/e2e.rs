@@ -4,6 +4,7 @@
 //!
 //! The binaries are the release ones next to this test (`make test` builds them first).
 
+use facerecon_contract::{checkpoint, is_hole, MetricsRecord};
 use image::{GrayImage, Rgb, RgbImage};
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -79,25 +80,23 @@ fn train_export_infer_end_to_end() {
             "7",
         ]));
     assert!(out.status.success(), "training failed");
-    for f in [
-        "model.safetensors",
-        "optimizer.safetensors",
-        "config.yaml",
-        "state.json",
-        "metrics.jsonl",
-        "val_files.txt",
-    ] {
+    for f in checkpoint::FILES.into_iter().chain([checkpoint::VAL_FILES]) {
         assert!(runs.join(f).is_file(), "checkpoint file {f} missing");
     }
-    let metrics = std::fs::read_to_string(runs.join("metrics.jsonl")).unwrap();
-    let lines: Vec<serde_json::Value> = metrics.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let metrics = std::fs::read_to_string(runs.join(checkpoint::METRICS_FILE)).unwrap();
+    let lines = MetricsRecord::parse_all(&metrics).unwrap();
     assert_eq!(lines.len(), 2, "one metrics line per epoch");
-    for key in ["psnr_full", "psnr_hole", "ssim"] {
-        let v = lines[1][key].as_f64().unwrap_or(f64::NAN);
+    let last = &lines[1];
+    for (key, v) in [
+        ("psnr_full", last.psnr_full),
+        ("psnr_hole", last.psnr_hole),
+        ("ssim", last.ssim),
+    ] {
+        let v = v.unwrap_or(f64::NAN);
         assert!(v.is_finite(), "{key} = {v}");
     }
     // composited metrics: psnr_full must exceed psnr_hole (known pixels are exact)
-    assert!(lines[1]["psnr_full"].as_f64().unwrap() > lines[1]["psnr_hole"].as_f64().unwrap());
+    assert!(last.psnr_full.unwrap() > last.psnr_hole.unwrap());
 
     // 3. export, verified against candle through ONNX Runtime
     let onnx = t.join("exported/tiny.onnx");
@@ -175,14 +174,14 @@ fn train_export_infer_end_to_end() {
         let mut holes = 0usize;
         for (x, y, p) in img.enumerate_pixels() {
             let q = res.get_pixel(x, y);
-            if mask.get_pixel(x, y)[0] >= 128 {
+            if is_hole(mask.get_pixel(x, y)[0]) {
                 holes += 1;
                 changed += usize::from(p != q);
             } else {
                 // the hole detector dilates by a pixel: allow a 1-pixel ring around the hole to change
                 let near_hole = (x.saturating_sub(1)..=x + 1).any(|xx| {
                     (y.saturating_sub(1)..=y + 1)
-                        .any(|yy| xx < img.width() && yy < img.height() && mask.get_pixel(xx, yy)[0] >= 128)
+                        .any(|yy| xx < img.width() && yy < img.height() && is_hole(mask.get_pixel(xx, yy)[0]))
                 });
                 if !near_hole {
                     assert_eq!(p, q, "known pixel ({x},{y}) of {} changed", path.display());

@@ -24,7 +24,7 @@ pub struct Frame {
     pub height: u32,
     /// Bytes from one row of `rgb` to the next (>= 3 * width).
     pub stride_bytes: u32,
-    /// One byte per pixel, >= 128 = hole.
+    /// One byte per pixel, >= 128 = hole (`facerecon_contract::HOLE_THRESHOLD`).
     pub mask: *const u8,
     /// Bytes from one row of `mask` to the next (>= width).
     pub mask_stride: u32,

@@ -1,10 +1,11 @@
 //! Structural checks of an exported model: the file decodes, and its inputs, outputs, initializers
 //! and node graph are what the spec says.
 
-use crate::lower::{BATCH, IMAGE, INPAINTED, MASK, RECONSTRUCTION};
+use crate::lower::BATCH;
 use crate::proto::value_dims;
 use crate::ExportError;
 use candle_onnx::onnx::{tensor_proto::DataType, ModelProto};
+use facerecon_contract::names::{IMAGE, INPAINTED, MASK, RECONSTRUCTION};
 use facerecon_model::ModelSpec;
 use prost::Message;
 use std::collections::HashSet;

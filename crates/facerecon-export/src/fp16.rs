@@ -13,15 +13,14 @@
 //! ONNX Runtime's CPU provider runs the graph too (it casts around the float16 nodes it has no kernel
 //! for), which is how the parity with fp32 is checked on machines without a GPU.
 
-use crate::lower::{IMAGE, MASK, RECONSTRUCTION};
 use crate::proto;
 use crate::quantize::tensor_f32_values;
 use crate::ExportError;
 use candle_onnx::onnx::{tensor_proto::DataType, ModelProto, StringStringEntryProto, TensorProto};
+use facerecon_contract::names::{IMAGE, MASK, RECONSTRUCTION};
+use facerecon_contract::{keys, PRECISION_FLOAT16};
 use std::collections::HashSet;
 
-/// The metadata key naming the network's precision (absent: float32).
-pub const PRECISION_KEY: &str = "facerecon.precision";
 /// Suffix of the float16 copies of the graph inputs and of the reconstruction.
 pub const FP16_SUFFIX: &str = "/fp16";
 /// Largest accepted max |fp16 - fp32| of both outputs on the verification batch. Measured for the
@@ -103,10 +102,11 @@ pub fn to_fp16(model: &ModelProto) -> Result<ModelProto, ExportError> {
         }
     }
     g.node = nodes;
-    out.metadata_props.retain(|p| p.key != PRECISION_KEY);
+    // The key is absent in a float32 model.
+    out.metadata_props.retain(|p| p.key != keys::PRECISION);
     out.metadata_props.push(StringStringEntryProto {
-        key: PRECISION_KEY.into(),
-        value: "float16".into(),
+        key: keys::PRECISION.into(),
+        value: PRECISION_FLOAT16.into(),
     });
     out.doc_string = format!("{} (float16 network, float32 inputs and outputs)", out.doc_string);
     Ok(out)

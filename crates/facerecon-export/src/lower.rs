@@ -23,14 +23,11 @@ use crate::proto::{self, Dim};
 use crate::{ExportError, IR_VERSION, OPSET, PRODUCER_NAME, PRODUCER_VERSION};
 use candle_core::{DType, Tensor};
 use candle_onnx::onnx::{GraphProto, ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto, TensorProto};
+// The graph's input and output names are the model file contract's.
+use facerecon_contract::names::{IMAGE, INPAINTED, MASK, RECONSTRUCTION};
 use facerecon_model::spec::{self, ModelSpec, Op, ResolvedLayer};
 use std::collections::HashMap;
 
-/// Names of the graph's inputs and outputs (the model file contract).
-pub const IMAGE: &str = "image";
-pub const MASK: &str = "mask";
-pub const RECONSTRUCTION: &str = "reconstruction";
-pub const INPAINTED: &str = "inpainted";
 /// The symbolic batch dimension of inputs and outputs.
 pub const BATCH: &str = "batch";
 

@@ -11,6 +11,8 @@
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
 use clap::Parser;
+use facerecon_contract::checkpoint::{CONFIG_FILE, METRICS_FILE, MODEL_FILE};
+use facerecon_contract::{names, MetricsRecord};
 use facerecon_export::{calibrate, quantize, source, verify, Metadata, OPSET};
 use facerecon_model::ModelSpec;
 use std::path::{Path, PathBuf};
@@ -112,13 +114,13 @@ fn main() -> Result<()> {
                 p.display()
             );
         }
-        let config_path = args.checkpoint.join("config.yaml");
+        let config_path = args.checkpoint.join(CONFIG_FILE);
         let config_text =
             std::fs::read_to_string(&config_path).with_context(|| format!("cannot read {}", config_path.display()))?;
         let (spec, name) = parse_config(&config_text).with_context(|| format!("{}", config_path.display()))?;
-        let weights_path = args.checkpoint.join("model.safetensors");
+        let weights_path = args.checkpoint.join(MODEL_FILE);
         let weights = facerecon_model::load_weights(&spec, &weights_path, &Device::Cpu)?;
-        let metrics = last_metrics(&args.checkpoint.join("metrics.jsonl"))?;
+        let metrics = last_metrics(&args.checkpoint.join(METRICS_FILE))?;
         (spec, name, config_text, weights, metrics)
     };
 
@@ -372,21 +374,14 @@ fn quantize_int8(
     Ok((q, (image.narrow(0, 0, k)?, mask.narrow(0, 0, k)?)))
 }
 
-/// The last JSON line of `metrics.jsonl`, if the file exists.
-fn last_metrics(path: &Path) -> Result<Option<serde_json::Value>> {
+/// The last record of `metrics.jsonl`, if the file exists.
+fn last_metrics(path: &Path) -> Result<Option<MetricsRecord>> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
     };
-    match text.lines().rev().find(|l| !l.trim().is_empty()) {
-        Some(line) => {
-            Ok(Some(serde_json::from_str(line).with_context(|| {
-                format!("{}: last line is not JSON", path.display())
-            })?))
-        }
-        None => Ok(None),
-    }
+    MetricsRecord::last(&text).with_context(|| format!("{}: the last line is not a metrics record", path.display()))
 }
 
 /// The verification batch and the candle model's outputs on it, as .npz.
@@ -401,10 +396,10 @@ fn write_reference(
     let (rec, inp) = model.forward(&image, &mask)?;
     candle_core::Tensor::write_npz(
         &[
-            ("image", &image),
-            ("mask", &mask),
-            ("reconstruction", &rec),
-            ("inpainted", &inp),
+            (names::IMAGE, &image),
+            (names::MASK, &mask),
+            (names::RECONSTRUCTION, &rec),
+            (names::INPAINTED, &inp),
         ],
         path,
     )?;

@@ -1,22 +1,11 @@
 //! What an exported model says about itself (`metadata_props`), read by `facerecon-runtime`.
 
+use facerecon_contract::MetricsRecord;
 use facerecon_model::ModelSpec;
 
-/// The metadata keys of docs/ARCHITECTURE.md.
-pub mod keys {
-    pub const IMAGE_SIZE: &str = "facerecon.image_size";
-    pub const CHANNELS: &str = "facerecon.channels";
-    pub const MASK_CHANNEL: &str = "facerecon.mask_channel";
-    pub const MASK_CONVENTION: &str = "facerecon.mask_convention";
-    pub const PRODUCER_VERSION: &str = "facerecon.producer_version";
-    pub const CONFIG: &str = "facerecon.config";
-    pub const NAME: &str = "facerecon.name";
-    pub const METRICS: &str = "facerecon.metrics";
-    pub const OPSET: &str = "facerecon.opset";
-}
-
-/// The mask convention of every facerecon model.
-pub const MASK_CONVENTION: &str = "1=hole,0=known";
+/// The metadata keys (docs/ARCHITECTURE.md) and the mask convention of every facerecon model, defined
+/// in `facerecon-contract` (the runtime reads the same keys).
+pub use facerecon_contract::{keys, MASK_CONVENTION};
 
 /// Facts about the trained model that the spec alone does not hold.
 #[derive(Debug, Clone, Default)]
@@ -25,8 +14,8 @@ pub struct Metadata {
     pub name: String,
     /// The config that trained the model (YAML text, stored verbatim).
     pub config_yaml: String,
-    /// The last validation metrics (a JSON object), if the run recorded any.
-    pub metrics: Option<serde_json::Value>,
+    /// The last `metrics.jsonl` record, if the run recorded any.
+    pub metrics: Option<MetricsRecord>,
 }
 
 impl Metadata {
@@ -35,7 +24,7 @@ impl Metadata {
         let metrics = self
             .metrics
             .as_ref()
-            .map_or_else(|| "{}".to_string(), |m| m.to_string());
+            .map_or_else(|| "{}".to_string(), MetricsRecord::to_line);
         [
             (keys::IMAGE_SIZE, spec.image_size.to_string()),
             (keys::CHANNELS, spec.channels.to_string()),

@@ -33,15 +33,15 @@
 //! reconstruction) gets a `QuantizeLinear -> DequantizeLinear` pair; layers named in
 //! [`QuantizeOptions::fp32_layers`] keep fp32 weights and an unquantized output.
 
-use crate::lower::{IMAGE, INPAINTED, RECONSTRUCTION};
 use crate::proto;
 use crate::ExportError;
 use candle_onnx::onnx::{tensor_proto::DataType, ModelProto, NodeProto, StringStringEntryProto, TensorProto};
+use facerecon_contract::keys;
+use facerecon_contract::mask::is_hole_f32;
+use facerecon_contract::names::{IMAGE, INPAINTED, RECONSTRUCTION};
 use facerecon_model::spec::{self, ModelSpec};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-/// The metadata key holding how a model was quantized (JSON).
-pub const QUANTIZATION_KEY: &str = "facerecon.quantization";
 /// The largest int8 weight magnitude (symmetric range, as ORT's quantizer writes it).
 pub const WEIGHT_QMAX: f32 = 127.0;
 
@@ -611,9 +611,9 @@ pub fn quantize(
         "conv_transpose": if opts.subpixel { "sub-pixel Conv + interleave (Transpose/Reshape)" } else { "fp32 ConvTranspose" },
         "calibration": opts.description,
     });
-    out.metadata_props.retain(|p| p.key != QUANTIZATION_KEY);
+    out.metadata_props.retain(|p| p.key != keys::QUANTIZATION);
     out.metadata_props.push(StringStringEntryProto {
-        key: QUANTIZATION_KEY.into(),
+        key: keys::QUANTIZATION.into(),
         value: info.to_string(),
     });
     out.doc_string = format!("{} (int8 QDQ)", out.doc_string);
@@ -721,7 +721,7 @@ pub fn compare_with_candle(
         let d = (x - y) as f64;
         se += d * d;
         max_abs = max_abs.max(d.abs() as f32);
-        if *h > 0.5 {
+        if is_hole_f32(*h) {
             se_hole += d * d;
             n_hole += 1;
         }

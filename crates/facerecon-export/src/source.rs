@@ -3,10 +3,10 @@
 //! `facerecon.config` metadata is the config that trained it). The second form re-exports a shipped
 //! model (e.g. quantizes `exported/unet.onnx`) when its training run is gone.
 
-use crate::metadata::keys;
 use crate::quantize::tensor_f32_values;
 use crate::ExportError;
 use candle_core::{Device, Tensor};
+use facerecon_contract::{keys, MetricsRecord};
 use facerecon_model::ModelSpec;
 use std::collections::HashMap;
 use std::path::Path;
@@ -17,7 +17,7 @@ pub struct Source {
     pub name: String,
     pub config_yaml: String,
     pub weights: HashMap<String, Tensor>,
-    pub metrics: Option<serde_json::Value>,
+    pub metrics: Option<MetricsRecord>,
 }
 
 /// The `model` section of a config as a spec, and the config's `name`.
@@ -40,7 +40,7 @@ pub fn from_onnx(path: &Path, config_override: Option<String>) -> Result<Source,
         .iter()
         .map(|p| (p.key.as_str(), p.value.as_str()))
         .collect();
-    if props.contains_key(crate::quantize::QUANTIZATION_KEY) {
+    if props.contains_key(keys::QUANTIZATION) {
         return Err(bad("is already quantized; give the fp32 model".into()));
     }
     let config_yaml = match config_override {
@@ -77,10 +77,8 @@ pub fn from_onnx(path: &Path, config_override: Option<String>) -> Result<Source,
             }
         }
     }
-    let metrics = props
-        .get(keys::METRICS)
-        .and_then(|m| serde_json::from_str(m).ok())
-        .filter(|m: &serde_json::Value| m.as_object().is_some_and(|o| !o.is_empty()));
+    // `{}` (the run recorded no metrics) or anything that is not a record: none.
+    let metrics = props.get(keys::METRICS).and_then(|m| MetricsRecord::from_line(m).ok());
     Ok(Source {
         spec,
         name,

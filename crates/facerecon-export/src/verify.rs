@@ -1,93 +1,95 @@
-//! Parity of an exported model with the candle model, through ONNX Runtime.
+//! Parity of an exported model with the candle model, through `facerecon-runtime`.
 //!
-//! ONNX Runtime is loaded at run time from `ORT_DYLIB_PATH` (`ort` with `load-dynamic`); this module
-//! talks to `ort` directly so the exporter does not depend on `facerecon-runtime`.
+//! The exported bytes are loaded with [`Runtime::from_bytes`], i.e. exactly as `facerecon-infer` and the
+//! C library will load the file: the same ONNX Runtime loader (`ORT_DYLIB_PATH`, else the system's
+//! library) and the runtime's own contract validation (`model::scan_onnx`, the inputs and outputs, the
+//! metadata). A file the runtime would refuse fails verification, so it is never written.
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use facerecon_model::{Model, ModelError, ModelSpec};
-use ort::environment::Environment;
-use ort::session::Session;
+use facerecon_runtime::{ModelInfo, Runtime, RuntimeError, RuntimeOptions};
 use std::collections::HashMap;
-use std::sync::OnceLock;
 
-/// The environment variable naming the ONNX Runtime shared library.
+/// The environment variable naming the ONNX Runtime shared library (read by `facerecon-runtime`).
 pub const ORT_DYLIB_ENV: &str = "ORT_DYLIB_PATH";
 /// Largest accepted max |candle - ORT| over both outputs.
 pub const TOLERANCE: f32 = 1e-4;
+/// Intra-op threads of the verification session.
+const VERIFY_THREADS: usize = 2;
 
+/// Why a model could not be verified.
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
     /// ONNX Runtime could not be loaded (the message says why).
     #[error("ONNX Runtime is not available: {0}")]
     Unavailable(String),
+    /// `facerecon-runtime` refuses the file: it breaks the model-file contract.
+    #[error("facerecon-runtime would refuse this model: {0}")]
+    Rejected(String),
+    /// ONNX Runtime failed to run the model, or its output is not what the contract says.
     #[error("ONNX Runtime: {0}")]
     Ort(String),
+    /// The candle model failed.
     #[error("candle model: {0}")]
     Candle(#[from] candle_core::Error),
+    /// The candle model could not be built from the spec and weights.
     #[error(transparent)]
     Model(#[from] ModelError),
 }
 
-fn ort_err(e: impl std::fmt::Display) -> VerifyError {
-    VerifyError::Ort(e.to_string())
-}
-
-/// The process-wide ONNX Runtime environment, loaded once from `$ORT_DYLIB_PATH`.
-pub fn ort_environment() -> Result<&'static Environment, VerifyError> {
-    static ENV: OnceLock<Result<Environment, String>> = OnceLock::new();
-    ENV.get_or_init(|| {
-        let path = std::env::var_os(ORT_DYLIB_ENV).ok_or_else(|| format!("{ORT_DYLIB_ENV} is not set"))?;
-        let shown = std::path::Path::new(&path).display().to_string();
-        if !std::path::Path::new(&path).is_file() {
-            return Err(format!("{ORT_DYLIB_ENV}={shown}: no such file"));
+impl From<RuntimeError> for VerifyError {
+    fn from(e: RuntimeError) -> Self {
+        match e {
+            // The runtime's hint (`make setup`) is the exporter's caller's to give.
+            RuntimeError::OrtLibrary { tried, msg } => {
+                let unset = std::env::var_os(ORT_DYLIB_ENV).is_none_or(|p| p.is_empty());
+                let why = if unset {
+                    format!("{ORT_DYLIB_ENV} is not set; ")
+                } else {
+                    String::new()
+                };
+                VerifyError::Unavailable(format!("{why}cannot load {tried}: {msg}"))
+            }
+            RuntimeError::InvalidModel { msg, .. } => VerifyError::Rejected(msg),
+            other => VerifyError::Ort(other.to_string()),
         }
-        let builder = ort::init_from(&path).map_err(|e| format!("{ORT_DYLIB_ENV}={shown}: cannot load: {e}"))?;
-        builder
-            .with_name("facerecon-export")
-            .build()
-            .map_err(|e| format!("{ORT_DYLIB_ENV}={shown}: {e}"))
-    })
-    .as_ref()
-    .map_err(|e| VerifyError::Unavailable(e.clone()))
+    }
 }
 
-/// An exported model in an ONNX Runtime session (CPU).
+/// An exported model loaded by `facerecon-runtime` (CPU), i.e. accepted by its contract validation.
 pub struct OrtModel {
-    session: Session,
+    runtime: Runtime,
 }
 
 impl OrtModel {
-    /// Create a session from the bytes of an ONNX file.
+    /// Load the bytes of an ONNX file as [`Runtime::load`] loads a file (same checks).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, VerifyError> {
-        let env = ort_environment()?;
-        let session = Session::builder(env)
-            .map_err(ort_err)?
-            .with_intra_threads(2)
-            .map_err(ort_err)?
-            .commit_from_memory(bytes)
-            .map_err(ort_err)?;
-        Ok(Self { session })
+        let options = RuntimeOptions {
+            threads: Some(VERIFY_THREADS),
+            ..Default::default()
+        };
+        let runtime = Runtime::from_bytes(bytes, "the exported model", &options)?;
+        Ok(Self { runtime })
     }
 
-    /// Run on `image` `[B, C, S, S]` and `mask` `[B, 1, S, S]`; returns `(reconstruction, inpainted)`.
-    pub fn run(&mut self, image: &Tensor, mask: &Tensor) -> Result<(Tensor, Tensor), VerifyError> {
-        let to_ort = |t: &Tensor| -> Result<ort::value::Tensor<f32>, VerifyError> {
-            let shape: Vec<i64> = t.dims().iter().map(|&d| d as i64).collect();
-            let data: Vec<f32> = t.flatten_all()?.to_vec1()?;
-            ort::value::Tensor::from_array((shape, data)).map_err(ort_err)
-        };
-        let inputs = ort::inputs![crate::lower::IMAGE => to_ort(image)?, crate::lower::MASK => to_ort(mask)?];
-        let outputs = self.session.run(inputs).map_err(ort_err)?;
-        let get = |name: &str| -> Result<Tensor, VerifyError> {
-            let v = outputs
-                .get(name)
-                .ok_or_else(|| VerifyError::Ort(format!("no output '{name}'")))?;
-            let (shape, data) = v.try_extract_tensor::<f32>().map_err(ort_err)?;
-            let dims: Vec<usize> = shape.iter().map(|&d| d as usize).collect();
-            Ok(Tensor::from_slice(data, dims, &Device::Cpu)?)
-        };
-        Ok((get(crate::lower::RECONSTRUCTION)?, get(crate::lower::INPAINTED)?))
+    /// What the runtime read from the file (size, metadata).
+    pub fn info(&self) -> &ModelInfo {
+        self.runtime.info()
+    }
+
+    /// Run on `image` `[B, 3, S, S]` and `mask` `[B, 1, S, S]` ([`Runtime::run_tensors`], which checks the
+    /// output shapes); returns `(reconstruction, inpainted)`.
+    pub fn run(&self, image: &Tensor, mask: &Tensor) -> Result<(Tensor, Tensor), VerifyError> {
+        let n = image.dim(0)?;
+        let image_data: Vec<f32> = image.flatten_all()?.to_vec1()?;
+        let mask_data: Vec<f32> = mask.flatten_all()?.to_vec1()?;
+        let (rec, inp) = self.runtime.run_tensors(&image_data, &mask_data, n)?;
+        let s = self.info().image_size as usize;
+        Ok((
+            Tensor::from_vec(rec, (n, 3, s, s), &Device::Cpu)?,
+            Tensor::from_vec(inp, (n, 3, s, s), &Device::Cpu)?,
+        ))
     }
 }
 

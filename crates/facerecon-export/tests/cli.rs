@@ -2,20 +2,40 @@
 
 mod common;
 
+use facerecon_contract::checkpoint::{CONFIG_FILE, METRICS_FILE, MODEL_FILE};
+use facerecon_contract::MetricsRecord;
 use facerecon_export::metadata::keys;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_facerecon-export");
 
+/// One epoch's metrics record.
+fn record(epoch: usize, psnr_hole: f64) -> MetricsRecord {
+    MetricsRecord {
+        epoch,
+        step: 10 * epoch as u64,
+        train_loss: 0.1,
+        val_loss: Some(0.09),
+        psnr_full: Some(psnr_hole + 13.2),
+        psnr_hole: Some(psnr_hole),
+        ssim: Some(0.8),
+        l1_hole: Some(5.0),
+        psnr_raw: Some(20.0),
+        val_images: 16,
+        lr: 0.003,
+        images_per_sec: 100.0,
+        wall_s: 1.5,
+        data_wait: Some(0.01),
+        extra: Default::default(),
+    }
+}
+
 /// A checkpoint directory like the trainer's: config.yaml (tiny), model.safetensors, metrics.jsonl.
 fn checkpoint(dir: &Path) -> PathBuf {
     let ck = common::checkpoint(dir);
-    std::fs::write(
-        ck.join("metrics.jsonl"),
-        "{\"epoch\":1,\"psnr_hole\":10.0}\n{\"epoch\":2,\"psnr_hole\":12.5,\"ssim\":0.8}\n",
-    )
-    .unwrap();
+    let lines = format!("{}\n{}\n", record(1, 10.0).to_line(), record(2, 12.5).to_line());
+    std::fs::write(ck.join(METRICS_FILE), lines).unwrap();
     ck
 }
 
@@ -60,11 +80,11 @@ fn exports_with_metadata_without_ort_when_no_verify() {
     assert_eq!(props[keys::IMAGE_SIZE], "32");
     assert_eq!(props[keys::MASK_CHANNEL], "true");
     assert_eq!(props[keys::NAME], "tiny");
-    assert_eq!(props[keys::MASK_CONVENTION], "1=hole,0=known");
+    assert_eq!(props[keys::MASK_CONVENTION], facerecon_contract::MASK_CONVENTION);
     assert_eq!(props[keys::OPSET], "17");
     assert!(props[keys::CONFIG].contains("name: tiny"));
-    let metrics: serde_json::Value = serde_json::from_str(props[keys::METRICS]).unwrap();
-    assert_eq!(metrics["epoch"], 2, "the last line of metrics.jsonl");
+    let metrics = MetricsRecord::from_line(props[keys::METRICS]).unwrap();
+    assert_eq!(metrics, record(2, 12.5), "the last line of metrics.jsonl");
     assert_eq!(
         (m.ir_version, m.opset_import[0].version, m.producer_name.as_str()),
         (8, 17, "facerecon")
@@ -105,13 +125,13 @@ fn missing_or_broken_checkpoint_files_are_named() {
         out.to_str().unwrap(),
         "--no-verify",
     ];
-    std::fs::remove_file(ck.join("model.safetensors")).unwrap();
+    std::fs::remove_file(ck.join(MODEL_FILE)).unwrap();
     let (ok, text) = run(&args, false);
-    assert!(!ok && text.contains("model.safetensors"), "{text}");
-    std::fs::write(ck.join("config.yaml"), "name: x\nmodel: {layers: []}\n").unwrap();
+    assert!(!ok && text.contains(MODEL_FILE), "{text}");
+    std::fs::write(ck.join(CONFIG_FILE), "name: x\nmodel: {layers: []}\n").unwrap();
     let (ok, text) = run(&args, false);
     assert!(
-        !ok && text.contains("config.yaml") && text.contains("no layers"),
+        !ok && text.contains(CONFIG_FILE) && text.contains("no layers"),
         "{text}"
     );
     assert!(!out.exists());

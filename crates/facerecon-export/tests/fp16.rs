@@ -3,6 +3,8 @@
 mod common;
 
 use candle_core::{Device, Tensor};
+use facerecon_contract::checkpoint::CONFIG_FILE;
+use facerecon_contract::keys;
 use facerecon_export::fp16;
 use facerecon_export::onnx::tensor_proto::DataType;
 use facerecon_export::Metadata;
@@ -67,7 +69,7 @@ fn fp16_graph_structure() {
         .iter()
         .map(|p| (p.key.as_str(), p.value.as_str()))
         .collect();
-    assert_eq!(props[fp16::PRECISION_KEY], "float16");
+    assert_eq!(props[keys::PRECISION], facerecon_contract::PRECISION_FLOAT16);
 }
 
 fn checkpoint(dir: &Path) -> PathBuf {
@@ -106,7 +108,7 @@ fn fp16_export_verifies_and_runs_through_the_runtime() {
 
     // Through the runtime: known pixels of `inpainted` are exactly the input's (composite in fp32).
     let rt = facerecon_runtime::Runtime::load(&out, &facerecon_runtime::RuntimeOptions::default()).unwrap();
-    let v: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(ck.join("config.yaml")).unwrap()).unwrap();
+    let v: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(ck.join(CONFIG_FILE)).unwrap()).unwrap();
     let spec: ModelSpec = serde_yaml::from_value(v["model"].clone()).unwrap();
     let (image, mask) = facerecon_export::verify::random_batch(&spec, 2, 9).unwrap();
     let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();

@@ -4,6 +4,7 @@
 
 mod common;
 
+use facerecon_contract::checkpoint::{CONFIG_FILE, MODEL_FILE};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -41,11 +42,11 @@ fn names(dir: &Path) -> Vec<String> {
 fn outputs_may_not_name_or_lie_inside_the_checkpoint() {
     let tmp = tempfile::tempdir().unwrap();
     let ck = checkpoint(tmp.path());
-    let weights = std::fs::read(ck.join("model.safetensors")).unwrap();
+    let weights = std::fs::read(ck.join(MODEL_FILE)).unwrap();
     let p = |s: &'static str| Path::new(s);
     for target in [
-        ck.join("model.safetensors"),
-        ck.join("config.yaml"),
+        ck.join(MODEL_FILE),
+        ck.join(CONFIG_FILE),
         ck.join("tiny.onnx"),
         ck.clone(),
     ] {
@@ -75,23 +76,23 @@ fn outputs_may_not_name_or_lie_inside_the_checkpoint() {
         );
     }
     assert_eq!(
-        std::fs::read(ck.join("model.safetensors")).unwrap(),
+        std::fs::read(ck.join(MODEL_FILE)).unwrap(),
         weights,
         "the trained weights were replaced"
     );
-    assert_eq!(names(&ck), ["config.yaml", "model.safetensors"]);
+    assert_eq!(names(&ck), [CONFIG_FILE, MODEL_FILE]);
 
     // A hard link to the weights, outside the checkpoint.
     #[cfg(unix)]
     {
         let link = tmp.path().join("linked.onnx");
-        std::fs::hard_link(ck.join("model.safetensors"), &link).unwrap();
+        std::fs::hard_link(ck.join(MODEL_FILE), &link).unwrap();
         let (ok, text) = run(&[p("--checkpoint"), &ck, p("--out"), &link, p("--no-verify")], false);
         assert!(
             !ok && text.contains("linked.onnx") && text.contains("same file"),
             "{text}"
         );
-        assert_eq!(std::fs::read(ck.join("model.safetensors")).unwrap(), weights);
+        assert_eq!(std::fs::read(ck.join(MODEL_FILE)).unwrap(), weights);
     }
     // --reference and --out the same file.
     let same = tmp.path().join("same.onnx");
@@ -181,7 +182,7 @@ fn outputs_may_not_name_the_onnx_checkpoint_the_config_or_the_calibration_images
     assert!(ok, "{text}");
     let model = std::fs::read(&onnx).unwrap();
     let config = tmp.path().join("tiny.yaml");
-    std::fs::copy(ck.join("config.yaml"), &config).unwrap();
+    std::fs::copy(ck.join(CONFIG_FILE), &config).unwrap();
     let faces = tmp.path().join("faces");
     std::fs::create_dir_all(&faces).unwrap();
     let face = faces.join("a.png");

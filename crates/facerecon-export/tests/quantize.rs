@@ -4,6 +4,8 @@
 mod common;
 
 use candle_core::{DType, Device, Tensor};
+use facerecon_contract::checkpoint::MODEL_FILE;
+use facerecon_contract::keys;
 use facerecon_export::calibrate::{self, Method};
 use facerecon_export::onnx::{tensor_proto::DataType, ModelProto, TensorProto};
 use facerecon_export::quantize::{self, QuantizeOptions, Range};
@@ -491,9 +493,9 @@ fn int8_export_runs_through_the_runtime_close_to_fp32() {
         .iter()
         .map(|p| (p.key.as_str(), p.value.as_str()))
         .collect();
-    let info: serde_json::Value = serde_json::from_str(props[quantize::QUANTIZATION_KEY]).unwrap();
+    let info: serde_json::Value = serde_json::from_str(props[keys::QUANTIZATION]).unwrap();
     assert_eq!(info["calibration"]["images"], 24);
-    assert_eq!(props["facerecon.opset"], OPSET.to_string());
+    assert_eq!(props[keys::OPSET], OPSET.to_string());
 
     // Deterministic: the same command writes the same bytes.
     let again = tmp.path().join("again.onnx");
@@ -507,7 +509,7 @@ fn int8_export_runs_through_the_runtime_close_to_fp32() {
     // exporter's own comparison, which has the same arithmetic, runs in the CLI above).
     let (_, config) = tiny_config();
     let spec = &config.model;
-    let weights = facerecon_model::load_weights(spec, &ck.join("model.safetensors"), &Device::Cpu).unwrap();
+    let weights = facerecon_model::load_weights(spec, &ck.join(MODEL_FILE), &Device::Cpu).unwrap();
     let files: Vec<PathBuf> = facerecon_imaging::io::list_images(&dir).into_iter().take(16).collect();
     let (image, mask) = calibrate::load_batch(&files, &config, 99).unwrap();
     let model = facerecon_model::Model::new(

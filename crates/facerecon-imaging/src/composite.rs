@@ -2,10 +2,11 @@
 //! types: the 8-bit RGB view the network sees of any decoded image, and writing hole values back
 //! into the image's own type (grey or colour, 8 or 16 bits, alpha kept).
 
+use facerecon_contract::is_hole;
 use image::imageops::{self, FilterType};
 use image::{DynamicImage, GenericImageView, GrayImage, ImageBuffer, Pixel, RgbImage};
 
-/// Returns `img` with every hole pixel (mask >= 128) set to black (0,0,0),
+/// Returns `img` with every hole pixel ([`is_hole`]) set to black (0,0,0),
 /// which is what the network sees as input. Panics if the sizes differ.
 pub fn zero_holes(img: &RgbImage, mask: &GrayImage) -> RgbImage {
     assert_eq!(
@@ -15,7 +16,7 @@ pub fn zero_holes(img: &RgbImage, mask: &GrayImage) -> RgbImage {
     );
     let mut out = img.clone();
     for (p, m) in out.pixels_mut().zip(mask.pixels()) {
-        if m[0] >= 128 {
+        if is_hole(m[0]) {
             *p = image::Rgb([0, 0, 0]);
         }
     }
@@ -23,7 +24,7 @@ pub fn zero_holes(img: &RgbImage, mask: &GrayImage) -> RgbImage {
 }
 
 /// Upsamples `recon` (model size) to the original's size (Catmull-Rom) and replaces only the
-/// hole pixels (mask >= 128) of `original`; every other pixel is copied bit-for-bit.
+/// hole pixels ([`is_hole`]) of `original`; every other pixel is copied bit-for-bit.
 ///
 /// `mask` must have the original's size. Panics otherwise.
 pub fn composite(original: &RgbImage, recon: &RgbImage, mask: &GrayImage) -> RgbImage {
@@ -42,7 +43,7 @@ pub fn composite(original: &RgbImage, recon: &RgbImage, mask: &GrayImage) -> Rgb
     };
     let mut out = original.clone();
     for ((o, r), m) in out.pixels_mut().zip(recon.pixels()).zip(mask.pixels()) {
-        if m[0] >= 128 {
+        if is_hole(m[0]) {
             *o = *r;
         }
     }
@@ -145,7 +146,7 @@ pub fn opaque_pixels(img: &DynamicImage) -> Option<Vec<bool>> {
 }
 
 /// Writes `colour(x, y)` (RGB in `[0,1]`; `None` leaves the pixel) into the hole pixels
-/// (mask >= 128) of `img`, in the image's own type: 8- and 16-bit samples are rounded from the
+/// ([`is_hole`]) of `img`, in the image's own type: 8- and 16-bit samples are rounded from the
 /// value (so an 8-bit value `v/255` comes back as `v`), grey types get the luma (Rec. 709 weights,
 /// as `image` converts), and alpha keeps its value. No other pixel is touched.
 /// Panics if the sizes differ.
@@ -163,7 +164,7 @@ pub fn paste_holes(img: &mut DynamicImage, mask: &GrayImage, colour: impl Fn(u32
     ) {
         let grey = P::CHANNEL_COUNT <= 2;
         for (x, y, p) in buf.enumerate_pixels_mut() {
-            if mask.get_pixel(x, y)[0] < 128 {
+            if !is_hole(mask.get_pixel(x, y)[0]) {
                 continue;
             }
             let Some(c) = colour(x, y) else { continue };
@@ -199,6 +200,7 @@ pub fn paste_holes(img: &mut DynamicImage, mask: &GrayImage, colour: impl Fn(u32
 mod tests {
     use super::*;
     use crate::masks::box_mask;
+    use facerecon_contract::HOLE_THRESHOLD;
     use image::Rgb;
 
     #[test]
@@ -207,7 +209,7 @@ mod tests {
         let mask = box_mask(32, 32, 4, 6, 10, 5);
         let z = zero_holes(&img, &mask);
         for (x, y, p) in z.enumerate_pixels() {
-            if mask.get_pixel(x, y)[0] >= 128 {
+            if is_hole(mask.get_pixel(x, y)[0]) {
                 assert_eq!(*p, Rgb([0, 0, 0]));
             } else {
                 assert_eq!(p, img.get_pixel(x, y));
@@ -220,13 +222,13 @@ mod tests {
         let original = crate::synth::synth_face(9, 96);
         let recon = RgbImage::from_pixel(32, 32, Rgb([10, 200, 30]));
         let mut mask = box_mask(96, 96, 20, 30, 25, 17);
-        mask.put_pixel(0, 0, image::Luma([128])); // >= 128 counts
-        mask.put_pixel(1, 0, image::Luma([127])); // < 128 does not
+        mask.put_pixel(0, 0, image::Luma([HOLE_THRESHOLD])); // the threshold counts
+        mask.put_pixel(1, 0, image::Luma([HOLE_THRESHOLD - 1])); // below it does not
         let out = composite(&original, &recon, &mask);
         assert_eq!(out.dimensions(), (96, 96));
         let mut replaced = 0;
         for (x, y, p) in out.enumerate_pixels() {
-            if mask.get_pixel(x, y)[0] >= 128 {
+            if is_hole(mask.get_pixel(x, y)[0]) {
                 assert_eq!(*p, Rgb([10, 200, 30]));
                 replaced += 1;
             } else {
@@ -284,7 +286,7 @@ mod tests {
             assert_eq!(out.color(), original.color());
             for (x, y, m) in mask.enumerate_pixels() {
                 let (a, b) = (original.get_pixel(x, y), out.get_pixel(x, y));
-                if m[0] < 128 {
+                if !is_hole(m[0]) {
                     assert_eq!(a, b, "known pixel {x},{y}");
                 } else {
                     assert_eq!(a[3], b[3], "alpha of hole pixel {x},{y}");

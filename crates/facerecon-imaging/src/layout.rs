@@ -1,5 +1,6 @@
 //! Fitting images to the model size and converting between `RgbImage` and CHW `f32`.
 
+use facerecon_contract::mask;
 use image::imageops::{self, FilterType};
 use image::{GrayImage, RgbImage};
 
@@ -53,12 +54,12 @@ pub fn unit_to_u8(v: f32) -> u8 {
     }
 }
 
-/// `[1,H,W]` `f32` mask: 1.0 where the mask is a hole (value >= 128), else 0.0.
+/// `[1,H,W]` `f32` mask: 1.0 where the mask is a hole ([`mask::is_hole`], value >= 128), else 0.0.
 pub fn mask_to_vec(mask: &GrayImage) -> Vec<f32> {
-    mask.pixels().map(|p| if p[0] >= 128 { 1.0 } else { 0.0 }).collect()
+    mask.pixels().map(|p| mask::to_f32(p[0])).collect()
 }
 
-/// Inverse of [`mask_to_vec`]: 255 where the value is >= 0.5. Panics on a length mismatch.
+/// Inverse of [`mask_to_vec`]: 255 where the value is >= 0.5 ([`mask::is_hole_f32`]). Panics on a length mismatch.
 pub fn mask_from_vec(data: &[f32], width: u32, height: u32) -> GrayImage {
     assert_eq!(
         data.len(),
@@ -66,7 +67,7 @@ pub fn mask_from_vec(data: &[f32], width: u32, height: u32) -> GrayImage {
         "mask_from_vec: expected [1,{height},{width}]"
     );
     GrayImage::from_fn(width, height, |x, y| {
-        image::Luma([if data[(y * width + x) as usize] >= 0.5 { 255 } else { 0 }])
+        image::Luma([mask::from_f32(data[(y * width + x) as usize])])
     })
 }
 
@@ -117,7 +118,7 @@ mod tests {
     }
 
     #[test]
-    fn mask_vec_thresholds_at_128() {
+    fn mask_vec_thresholds_at_the_hole_threshold() {
         let m = GrayImage::from_raw(4, 1, vec![0, 127, 128, 255]).unwrap();
         assert_eq!(mask_to_vec(&m), vec![0.0, 0.0, 1.0, 1.0]);
         let back = mask_from_vec(&mask_to_vec(&m), 4, 1);

@@ -2,7 +2,7 @@
 //!
 //! - [`io`]: decoding with limits (decompression bombs), EXIF orientation, atomic PNG writes.
 //! - [`layout`]: fitting faces to the model size and converting to/from CHW `f32` in `[0,1]`.
-//! - [`masks`]: hole masks (`GrayImage`, 255 = hole, 0 = known; any value >= 128 counts as a hole).
+//! - [`masks`]: hole masks (`GrayImage`, 255 = hole, 0 = known; any value >= 128 counts as a hole: `facerecon_contract::is_hole`).
 //! - [`composite`]: zeroing holes and pasting reconstructions back at the original resolution.
 //! - [`metrics`]: PSNR (full / hole), SSIM and hole L1, as defined in DESIGN.md.
 //! - [`synth`]: procedural cartoon faces, the embedded default dataset.

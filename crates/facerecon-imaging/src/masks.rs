@@ -2,7 +2,7 @@
 //! blacked-out regions, dilation.
 //!
 //! A mask is a [`GrayImage`] the size of its image: **255 = hole** (missing), 0 = known; any
-//! value >= 128 counts as a hole everywhere in this crate.
+//! value >= [`HOLE_THRESHOLD`] (128) counts as a hole everywhere in this crate ([`is_hole`]).
 
 use std::collections::VecDeque;
 use std::path::Path;
@@ -14,8 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ImagingError;
 
-/// Mask value for a hole pixel.
-pub const HOLE: u8 = 255;
+pub use facerecon_contract::mask::{is_hole, HOLE, HOLE_THRESHOLD, KNOWN};
 
 fn default_weight() -> f64 {
     1.0
@@ -286,7 +285,7 @@ pub enum MaskFit {
 
 /// Loads a mask file (any image format [`crate::io::load_rgb`] reads, colour or gray; alpha is
 /// composited over black, so transparent = known), converts it to luma, thresholds it
-/// (>= 128 becomes 255 = hole, the rest 0) and, if its size differs from `width x height`,
+/// ([`is_hole`] becomes 255 = hole, the rest 0) and, if its size differs from `width x height`,
 /// resizes it with nearest-neighbour sampling (which keeps it binary) — only when it has the
 /// image's aspect ratio ([`MaskFit::Scale`]): a mask of another shape would put the holes in the
 /// wrong place, so it is an error naming both sizes.
@@ -299,7 +298,7 @@ pub fn load_mask_fit(path: &Path, width: u32, height: u32, fit: MaskFit) -> Resu
     let rgb = crate::io::load_rgb(path)?;
     let mut mask = image::DynamicImage::ImageRgb8(rgb).to_luma8();
     for p in mask.pixels_mut() {
-        p[0] = if p[0] >= 128 { HOLE } else { 0 };
+        p[0] = if is_hole(p[0]) { HOLE } else { KNOWN };
     }
     let (mw, mh) = mask.dimensions();
     if (mw, mh) != (width, height) {
@@ -600,13 +599,13 @@ fn window_any(set: &[bool], wu: usize, hu: usize, r: usize, horizontal: bool) ->
     window_pass(set, wu, hu, r, horizontal, false)
 }
 
-/// Fraction of pixels that are holes (value >= 128); 0 for an empty mask.
+/// Fraction of pixels that are holes ([`is_hole`]); 0 for an empty mask.
 pub fn hole_fraction(mask: &GrayImage) -> f32 {
     let n = mask.len();
     if n == 0 {
         return 0.0;
     }
-    mask.pixels().filter(|p| p[0] >= 128).count() as f32 / n as f32
+    mask.pixels().filter(|p| is_hole(p[0])).count() as f32 / n as f32
 }
 
 /// Grows the holes by `radius` pixels with a square (Chebyshev) structuring element of side
@@ -614,7 +613,7 @@ pub fn hole_fraction(mask: &GrayImage) -> f32 {
 /// (two 1-D passes) and for the small radii used here (1-3 px) the difference is immaterial.
 pub fn dilate(mask: &GrayImage, radius: u32) -> GrayImage {
     let (w, h) = mask.dimensions();
-    let binary = |v: u8| if v >= 128 { HOLE } else { 0 };
+    let binary = |v: u8| if is_hole(v) { HOLE } else { KNOWN };
     if radius == 0 {
         return GrayImage::from_fn(w, h, |x, y| Luma([binary(mask.get_pixel(x, y)[0])]));
     }
@@ -657,14 +656,14 @@ mod tests {
     use rand::SeedableRng;
 
     fn holes(m: &GrayImage) -> usize {
-        m.pixels().filter(|p| p[0] >= 128).count()
+        m.pixels().filter(|p| is_hole(p[0])).count()
     }
 
     /// Bounding box (x0, y0, x1, y1) inclusive of the holes.
     fn bbox(m: &GrayImage) -> (u32, u32, u32, u32) {
         let mut b = (u32::MAX, u32::MAX, 0, 0);
         for (x, y, p) in m.enumerate_pixels() {
-            if p[0] >= 128 {
+            if is_hole(p[0]) {
                 b = (b.0.min(x), b.1.min(y), b.2.max(x), b.3.max(y));
             }
         }

@@ -22,6 +22,7 @@
 //! so errors live in the holes only and, for a 28x28 box in 128x128,
 //! `psnr_full = psnr_hole + 10 log10(128²/28²) = psnr_hole + 13.2 dB`.
 
+use facerecon_contract::mask::{is_hole, is_hole_f32};
 use image::{GrayImage, RgbImage};
 
 /// PSNR reported for identical images (MSE = 0), in dB.
@@ -40,7 +41,7 @@ pub struct Metrics {
     pub l1_hole: f64,
 }
 
-/// Metrics of an 8-bit result against the 8-bit original; `mask` >= 128 marks holes.
+/// Metrics of an 8-bit result against the 8-bit original; `mask` values >= 128 mark holes ([`is_hole`]).
 /// Panics if the sizes differ.
 pub fn evaluate(result: &RgbImage, original: &RgbImage, mask: &GrayImage) -> Metrics {
     assert_eq!(
@@ -64,19 +65,19 @@ pub fn evaluate(result: &RgbImage, original: &RgbImage, mask: &GrayImage) -> Met
         }
         out
     };
-    let hole: Vec<bool> = mask.pixels().map(|p| p[0] >= 128).collect();
+    let hole: Vec<bool> = mask.pixels().map(|p| is_hole(p[0])).collect();
     compute(&to_f64(result), &to_f64(original), &hole, w as usize, h as usize)
 }
 
 /// Metrics of `f32` buffers: `result` and `original` are `[3,H,W]` in `[0,1]`, `mask` is
-/// `[1,H,W]` with values >= 0.5 marking holes. Panics on a length mismatch.
+/// `[1,H,W]` with values >= 0.5 marking holes ([`is_hole_f32`]). Panics on a length mismatch.
 pub fn evaluate_chw(result: &[f32], original: &[f32], mask: &[f32], w: usize, h: usize) -> Metrics {
     assert_eq!(result.len(), 3 * w * h, "evaluate_chw: result is not [3,{h},{w}]");
     assert_eq!(original.len(), 3 * w * h, "evaluate_chw: original is not [3,{h},{w}]");
     assert_eq!(mask.len(), w * h, "evaluate_chw: mask is not [1,{h},{w}]");
     let a: Vec<f64> = result.iter().map(|&v| v as f64).collect();
     let b: Vec<f64> = original.iter().map(|&v| v as f64).collect();
-    let hole: Vec<bool> = mask.iter().map(|&m| m >= 0.5).collect();
+    let hole: Vec<bool> = mask.iter().map(|&m| is_hole_f32(m)).collect();
     compute(&a, &b, &hole, w, h)
 }
 

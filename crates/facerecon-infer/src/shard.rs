@@ -8,8 +8,9 @@
 //! other file), the order of the walk or the Rust version. FNV-1a (64-bit: offset basis
 //! 0xcbf29ce484222325, prime 0x100000001b3) is fixed by its specification; its low bits are weak
 //! (bit 0 is the parity of the bytes' bit 0), so MurmurHash3's 64-bit finaliser `fmix64` mixes the
-//! result before the `mod N`. Both are spelled out here instead of taken from a crate so that the
-//! assignment cannot change with a dependency update.
+//! result before the `mod N`. Both are spelled out in this workspace (FNV-1a in `facerecon-contract`,
+//! shared with the checkpoint manifest and the trainer's split) instead of taken from a crate, so that
+//! the assignment cannot change with a dependency update.
 
 use std::{
     fmt,
@@ -99,15 +100,8 @@ pub fn key(relative: &Path) -> Vec<u8> {
     out
 }
 
-/// 64-bit FNV-1a.
-pub fn fnv1a64(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
-}
+/// 64-bit FNV-1a (the contract's, pinned by its tests and by this module's `assignment_is_pinned`).
+pub use facerecon_contract::fnv1a64;
 
 /// MurmurHash3's 64-bit finaliser (every input bit affects every output bit).
 pub fn fmix64(mut h: u64) -> u64 {
@@ -143,14 +137,6 @@ pub fn is_complete_png(path: &Path) -> bool {
 mod tests {
     use super::*;
     use std::path::PathBuf;
-
-    #[test]
-    fn fnv1a64_matches_the_published_test_vectors() {
-        // From the FNV reference (isthe.com/chongo/tech/comp/fnv, test vectors for FNV-1a 64).
-        assert_eq!(fnv1a64(b""), 0xcbf29ce484222325);
-        assert_eq!(fnv1a64(b"a"), 0xaf63dc4c8601ec8c);
-        assert_eq!(fnv1a64(b"foobar"), 0x85944171f73967e8);
-    }
 
     #[test]
     fn assignment_is_pinned() {

@@ -323,10 +323,11 @@ pub struct ResolvedLayer {
     pub out_shape: ActShape,
 }
 
-/// Names of the graph inputs a layer may read.
+/// Names of the graph inputs a layer may read: `input` (the network input: the image with holes
+/// zeroed, plus the mask channel when `mask_channel` is set), and the model file's own inputs
+/// `image` and `mask` (the contract's names, so that a layer reading them reads the ONNX inputs).
 pub const INPUT: &str = "input";
-pub const IMAGE: &str = "image";
-pub const MASK: &str = "mask";
+pub use facerecon_contract::names::{IMAGE, MASK};
 
 impl ModelSpec {
     pub fn from_yaml(text: &str) -> Result<Self, SpecError> {

@@ -28,6 +28,9 @@ pub mod pipeline;
 mod runtime;
 
 pub use error::RuntimeError;
+/// The model-file contract (tensor names, metadata keys, the mask convention and [`contract::is_hole`]),
+/// re-exported so that callers of the runtime need no second dependency.
+pub use facerecon_contract as contract;
 pub use model::ModelInfo;
 pub use options::{Device, OptimizationLevel, RuntimeOptions};
 pub use pipeline::{FitMode, Prepared, Region};

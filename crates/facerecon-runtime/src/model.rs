@@ -3,30 +3,10 @@
 
 use std::collections::BTreeMap;
 
-/// The mask convention every facerecon model must use.
-pub const MASK_CONVENTION: &str = "1=hole,0=known";
-
-/// Metadata keys (see docs/ARCHITECTURE.md, "ONNX metadata_props keys").
-pub mod keys {
-    /// Side of the square input, in pixels.
-    pub const IMAGE_SIZE: &str = "facerecon.image_size";
-    /// Colour channels of `image` (3).
-    pub const CHANNELS: &str = "facerecon.channels";
-    /// Whether the network reads the mask as an extra channel.
-    pub const MASK_CHANNEL: &str = "facerecon.mask_channel";
-    /// Must be [`super::MASK_CONVENTION`].
-    pub const MASK_CONVENTION: &str = "facerecon.mask_convention";
-    /// Version of the exporter that wrote the file.
-    pub const PRODUCER_VERSION: &str = "facerecon.producer_version";
-    /// The training config (YAML).
-    pub const CONFIG: &str = "facerecon.config";
-    /// Run / model name.
-    pub const NAME: &str = "facerecon.name";
-    /// JSON of the last validation metrics.
-    pub const METRICS: &str = "facerecon.metrics";
-    /// ONNX opset of the graph.
-    pub const OPSET: &str = "facerecon.opset";
-}
+use facerecon_contract::names;
+/// The metadata keys and the one mask convention a model may declare (docs/ARCHITECTURE.md, "ONNX
+/// metadata_props keys"), defined in `facerecon-contract`.
+pub use facerecon_contract::{keys, MASK_CONVENTION};
 
 /// A validated description of a model file.
 #[derive(Clone, Debug, PartialEq)]
@@ -85,7 +65,7 @@ impl ModelInfo {
                 .transpose()
         };
         // A dimension beyond u32 would wrap in the casts below (2^32 + 32 read as 32).
-        for (name, shape) in [("image", image_shape), ("mask", mask_shape)] {
+        for (name, shape) in [(names::IMAGE, image_shape), (names::MASK, mask_shape)] {
             if let Some(d) = shape
                 .iter()
                 .find(|&&d| d > i64::from(MAX_IMAGE_SIZE.max(MAX_FIXED_BATCH as u32)))

@@ -10,8 +10,8 @@ use image::{imageops, imageops::FilterType, GrayImage, Rgb32FImage, RgbImage};
 
 use crate::RuntimeError;
 
-/// Mask values at or above this count as holes (the imaging crate's convention: 255 = hole).
-pub const HOLE_THRESHOLD: u8 = 128;
+/// Mask values at or above this count as holes (255 = hole; defined in `facerecon-contract`).
+pub use facerecon_contract::HOLE_THRESHOLD;
 
 /// How the network's square input is cut from the original image.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -23,17 +23,8 @@ use crate::{
     Device, OptimizationLevel, RuntimeError, RuntimeOptions,
 };
 
-/// Input and output names of the model-file contract (DESIGN.md).
-pub mod names {
-    /// `[N,3,S,S]` image in `[0,1]`, holes zeroed.
-    pub const IMAGE: &str = "image";
-    /// `[N,1,S,S]` mask, 1 = hole.
-    pub const MASK: &str = "mask";
-    /// Raw network output `[N,3,S,S]`.
-    pub const RECONSTRUCTION: &str = "reconstruction";
-    /// `mask*reconstruction + (1-mask)*image`.
-    pub const INPAINTED: &str = "inpainted";
-}
+/// Input and output names of the model-file contract (DESIGN.md), defined in `facerecon-contract`.
+pub use facerecon_contract::names;
 
 /// The execution provider a [`Runtime`] runs on (the one asked for: registration failures are errors).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,7 +84,25 @@ impl Runtime {
         }
         // Read once, check, and hand ORT these same bytes (no second read that could see another file).
         let bytes = read_model_bytes(path).map_err(invalid)?;
-        crate::model::scan_onnx(&bytes).map_err(invalid)?;
+        Runtime::from_bytes(&bytes, path, options)
+    }
+
+    /// [`Runtime::load`] of a model file already in memory, with the same checks; `path` only names it
+    /// in errors and in [`Runtime::path`]. The exporter verifies the file it is about to write this way,
+    /// so that a model the runtime would refuse is never written.
+    pub fn from_bytes(bytes: &[u8], path: impl AsRef<Path>, options: &RuntimeOptions) -> Result<Runtime, RuntimeError> {
+        let path = path.as_ref();
+        let invalid = |msg: String| RuntimeError::InvalidModel {
+            path: path.to_path_buf(),
+            msg,
+        };
+        if bytes.len() as u64 > crate::model::MAX_FILE_BYTES {
+            return Err(invalid(format!(
+                "it is {} bytes, more than the 2 GiB an ONNX file can hold",
+                bytes.len()
+            )));
+        }
+        crate::model::scan_onnx(bytes).map_err(invalid)?;
         let env = ort_env::environment(options.ort_library.as_deref())?;
         let ort_err = |e: ort::Error<ort::session::builder::SessionBuilder>| {
             RuntimeError::Inference(format!("configuring the session: {e}"))
@@ -130,7 +139,7 @@ impl Runtime {
             }
         };
         let session = builder
-            .commit_from_memory(&bytes)
+            .commit_from_memory(bytes)
             .map_err(|e| invalid(format!("ONNX Runtime cannot load it: {e}")))?;
         let info = validate(&session).map_err(invalid)?;
         let reconstruction_only = RunOptions::new()

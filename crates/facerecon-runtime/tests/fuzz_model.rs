@@ -114,7 +114,7 @@ fn broken_spec() -> impl Strategy<Value = Spec> {
                 3 => s.initializers[1].dims = init_dims,
                 4 => s.initializers[2].dtype = dtype,
                 5 => s.initializers[0].external = external,
-                6 => s.metadata = vec![("facerecon.image_size".into(), size)],
+                6 => s.metadata = vec![(facerecon_runtime::model::keys::IMAGE_SIZE.into(), size)],
                 7 => s.inputs[1].dtype = dtype,
                 8 => {
                     s.outputs.swap(0, 1);

@@ -168,7 +168,7 @@ fn hostile_tensors_and_shapes_are_refused() {
         (
             "big_meta.onnx",
             Box::new(|s| {
-                s.metadata = vec![("facerecon.image_size".into(), "100000".into())];
+                s.metadata = vec![(facerecon_runtime::model::keys::IMAGE_SIZE.into(), "100000".into())];
                 for io in s.inputs.iter_mut().chain(s.outputs.iter_mut()) {
                     io.dims[2] = None;
                     io.dims[3] = None;

@@ -1,5 +1,6 @@
 //! Pre/post-processing geometry, without ONNX Runtime.
 
+use facerecon_runtime::contract::{is_hole, HOLE_THRESHOLD};
 use facerecon_runtime::pipeline::{
     choose_region, downscale_mask_max, finish, hole_bbox, prepare, FitMode, Prepared, Region,
 };
@@ -45,9 +46,9 @@ fn coordinate_recon(size: u32) -> Vec<f32> {
 fn bbox_of_holes() {
     let mut m = GrayImage::new(50, 40);
     assert_eq!(hole_bbox(&m), None);
-    m.put_pixel(10, 5, Luma([128])); // threshold is inclusive
+    m.put_pixel(10, 5, Luma([HOLE_THRESHOLD])); // threshold is inclusive
     m.put_pixel(20, 30, Luma([255]));
-    m.put_pixel(40, 35, Luma([127])); // below threshold: known
+    m.put_pixel(40, 35, Luma([HOLE_THRESHOLD - 1])); // below threshold: known
     assert_eq!(
         hole_bbox(&m),
         Some(Region {
@@ -203,7 +204,7 @@ fn check_finish(fit: FitMode, hole: Region) -> Region {
     assert_eq!(out.dimensions(), (w, h));
     let mut changed = 0;
     for (x, y, p) in out.enumerate_pixels() {
-        let in_hole = mask.get_pixel(x, y).0[0] >= 128;
+        let in_hole = is_hole(mask.get_pixel(x, y).0[0]);
         if !in_hole {
             assert_eq!(p, img.get_pixel(x, y), "known pixel {x},{y} changed");
             continue;

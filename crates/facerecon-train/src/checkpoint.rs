@@ -25,22 +25,15 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-pub const MODEL_FILE: &str = "model.safetensors";
-pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
-pub const STATE_FILE: &str = "state.json";
-pub const CONFIG_FILE: &str = "config.yaml";
-pub const METRICS_FILE: &str = "metrics.jsonl";
+// The names readers share (the exporter, scripts, tests) are the contract's.
+pub use facerecon_contract::checkpoint::{
+    checkpoint_dir_name, CHECKPOINT_DIR_PREFIX, CONFIG_FILE, CURRENT_LINK, FILES as CHECKPOINT_FILES, MANIFEST_FILE,
+    METRICS_FILE, MODEL_FILE, OPTIMIZER_FILE, STATE_FILE,
+};
+use facerecon_contract::MetricsRecord;
 pub const SAMPLES_DIR: &str = "samples";
-/// Written last into each checkpoint directory.
-pub const MANIFEST_FILE: &str = "manifest.json";
-/// The symlink naming the committed checkpoint directory.
-pub const CURRENT_LINK: &str = "current";
 /// Held (`File::try_lock`) by the trainer that owns the run directory.
 pub const LOCK_FILE: &str = "train.lock";
-/// Checkpoint directories are `ckpt.NNNNNN` (the generation, one more per checkpoint).
-const CKPT_PREFIX: &str = "ckpt.";
-/// The files of a checkpoint, in writing order (the manifest follows them).
-pub const CHECKPOINT_FILES: [&str; 5] = [MODEL_FILE, OPTIMIZER_FILE, CONFIG_FILE, STATE_FILE, METRICS_FILE];
 const MANIFEST_FORMAT: u32 = 1;
 
 /// `state.json`: where a run stands.
@@ -56,7 +49,7 @@ pub struct State {
     pub batch_in_epoch: usize,
     /// The best validation record so far (highest `psnr_full`), if any epoch finished.
     #[serde(default)]
-    pub best: Option<serde_json::Value>,
+    pub best: Option<MetricsRecord>,
     pub seed: u64,
     /// The dataset directory.
     pub data: PathBuf,
@@ -124,7 +117,7 @@ impl FileEntry {
     fn of(bytes: &[u8]) -> FileEntry {
         FileEntry {
             bytes: bytes.len() as u64,
-            fnv1a64: format!("{:016x}", crate::data::fnv1a64(bytes)),
+            fnv1a64: format!("{:016x}", facerecon_contract::fnv1a64(bytes)),
         }
     }
 }
@@ -204,7 +197,7 @@ fn replace_symlink(dir: &Path, name: &str, target: &Path) -> Result<()> {
 
 /// The generation of a checkpoint directory name (`ckpt.000012` -> 12).
 fn generation_of(name: &str) -> Option<u64> {
-    name.strip_prefix(CKPT_PREFIX)?.parse().ok()
+    name.strip_prefix(CHECKPOINT_DIR_PREFIX)?.parse().ok()
 }
 
 /// The directory name `current` points at, if the run has a checkpoint in the current layout.
@@ -313,7 +306,7 @@ pub fn save(
         .as_deref()
         .and_then(generation_of)
         .map_or(1, |g| g + 1);
-    let name = format!("{CKPT_PREFIX}{generation:06}");
+    let name = checkpoint_dir_name(generation);
     let dir = run.join(&name);
     if dir.exists() {
         // Left by a save that was interrupted before its switch: never current, safe to replace.
@@ -448,10 +441,8 @@ pub fn open(run: &Path) -> Result<Option<Checkpoint>> {
     let text = std::fs::read_to_string(run.join(METRICS_FILE)).unwrap_or_default();
     let mut by_epoch = BTreeMap::new();
     for line in text.lines() {
-        let epoch = serde_json::from_str::<serde_json::Value>(line)
-            .ok()
-            .and_then(|v| v["epoch"].as_u64());
-        if let Some(e) = epoch.filter(|&e| e >= 1 && e as usize <= state.epoch) {
+        let epoch = MetricsRecord::from_line(line).ok().map(|r| r.epoch);
+        if let Some(e) = epoch.filter(|&e| e >= 1 && e <= state.epoch) {
             by_epoch.entry(e).or_insert_with(|| line.to_string());
         }
     }

@@ -29,15 +29,8 @@ pub const PREFETCH_BATCHES: usize = 3;
 /// the same holes.
 const VALIDATION_MASK_SEED: u64 = 0x7a11_da7e_5eed;
 
-/// 64-bit FNV-1a: a tiny, stable hash (std's `RandomState` differs per process).
-pub fn fnv1a64(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= *b as u64;
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
-}
+/// 64-bit FNV-1a, the contract's stable hash: the split by file name must not change between runs.
+pub use facerecon_contract::fnv1a64;
 
 pub use facerecon_imaging::masks::mix_seed;
 
@@ -375,14 +368,6 @@ mod tests {
             .map(|i| root.join(format!("sub{}/img_{i:05}.png", i % 3)))
             .collect();
         (root, files)
-    }
-
-    #[test]
-    fn fnv1a_reference_values() {
-        // Published FNV-1a 64 test vectors.
-        assert_eq!(fnv1a64(b""), 0xcbf29ce484222325);
-        assert_eq!(fnv1a64(b"a"), 0xaf63dc4c8601ec8c);
-        assert_eq!(fnv1a64(b"foobar"), 0x85944171f73967e8);
     }
 
     #[test]

@@ -19,5 +19,7 @@ pub mod train;
 pub mod validate;
 
 pub use config::{Config, ConfigError};
+/// One `metrics.jsonl` record, the type the trainer writes (defined in `facerecon-contract`).
+pub use facerecon_contract::MetricsRecord;
 pub use setup::TrainOptions;
 pub use train::{run, Summary};

@@ -349,7 +349,7 @@ fn init_from(src: &Path, config: &Config, varmap: &VarMap, device: &Device) -> R
 }
 
 /// The run's list of validation files.
-pub const VAL_FILES: &str = "val_files.txt";
+pub use facerecon_contract::checkpoint::VAL_FILES;
 
 /// Prepare a run: config, run directory, data, model, optimiser, and the checkpoint if resuming.
 pub fn setup(opts: &TrainOptions) -> Result<Session> {

@@ -8,9 +8,9 @@ use crate::setup::{setup, Session, TrainOptions};
 use crate::validate::{sample_grid, validate, ValMetrics};
 use anyhow::{bail, Context, Result};
 use candle_core::Tensor;
+use facerecon_contract::MetricsRecord;
 use facerecon_imaging::io::save_png_atomic;
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::{json, Value};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -34,9 +34,9 @@ pub struct Summary {
     /// when decoding and mask drawing keep up with the optimiser.
     pub steady_data_wait: Option<f64>,
     /// The best validation record (a metrics.jsonl line) so far.
-    pub best: Option<Value>,
+    pub best: Option<MetricsRecord>,
     /// The last validation record of this invocation.
-    pub last: Option<Value>,
+    pub last: Option<MetricsRecord>,
     pub checkpoint: PathBuf,
     pub synthetic: bool,
     /// Stopped by `--max-steps` before the configured epochs were done.
@@ -169,11 +169,11 @@ pub fn run(opts: &TrainOptions) -> Result<Summary> {
             ips,
             secs_before + epoch_start.elapsed().as_secs_f64(),
         );
-        record["data_wait"] = json!(s.state.epoch_wait / epoch_secs.max(1e-9));
+        record.data_wait = Some(s.state.epoch_wait / epoch_secs.max(1e-9));
         eprintln!("{}", describe(&record));
         // The record becomes part of the epoch's checkpoint (its metrics.jsonl): the run directory never
         // shows a record that its checkpoint does not cover, nor one twice.
-        s.metrics.push(record.to_string());
+        s.metrics.push(record.to_line());
         let State {
             epoch_loss_sum,
             epoch_images,
@@ -323,46 +323,45 @@ fn epoch_record(
     lr: f64,
     ips: f64,
     wall_s: f64,
-) -> Value {
+) -> MetricsRecord {
     let v = |f: fn(&ValMetrics) -> f64| val.as_ref().map(f);
-    json!({
-        "epoch": epoch,
-        "step": s.state.step,
-        "train_loss": train_loss,
-        "val_loss": v(|m| m.loss),
-        "psnr_full": v(|m| m.psnr_full),
-        "psnr_hole": v(|m| m.psnr_hole),
-        "ssim": v(|m| m.ssim),
-        "l1_hole": v(|m| m.l1_hole),
-        "psnr_raw": v(|m| m.psnr_raw),
-        "val_images": s.val.len,
-        "lr": lr,
-        "images_per_sec": ips,
-        "wall_s": wall_s,
-    })
+    MetricsRecord {
+        epoch,
+        step: s.state.step,
+        train_loss,
+        val_loss: v(|m| m.loss),
+        psnr_full: v(|m| m.psnr_full),
+        psnr_hole: v(|m| m.psnr_hole),
+        ssim: v(|m| m.ssim),
+        l1_hole: v(|m| m.l1_hole),
+        psnr_raw: v(|m| m.psnr_raw),
+        val_images: s.val.len,
+        lr,
+        images_per_sec: ips,
+        wall_s,
+        data_wait: None,
+        extra: Default::default(),
+    }
 }
 
 /// Higher `psnr_full` is better; without validation, lower training loss.
-fn is_better(record: &Value, best: Option<&Value>) -> bool {
+fn is_better(record: &MetricsRecord, best: Option<&MetricsRecord>) -> bool {
     let Some(best) = best else { return true };
-    match (record["psnr_full"].as_f64(), best["psnr_full"].as_f64()) {
+    match (record.psnr_full, best.psnr_full) {
         (Some(a), Some(b)) => a > b,
-        _ => {
-            record["train_loss"].as_f64().unwrap_or(f64::INFINITY)
-                < best["train_loss"].as_f64().unwrap_or(f64::INFINITY)
-        }
+        _ => record.train_loss < best.train_loss,
     }
 }
 
 /// A one-line human summary of a metrics record.
-pub fn describe(r: &Value) -> String {
-    let f = |k: &str| r[k].as_f64().map_or("-".to_string(), |x| format!("{x:.4}"));
-    let wait = r["data_wait"]
-        .as_f64()
+pub fn describe(r: &MetricsRecord) -> String {
+    let f = |x: Option<f64>| x.map_or("-".to_string(), |x| format!("{x:.4}"));
+    let wait = r
+        .data_wait
         .map_or(String::new(), |w| format!(" (waiting for data {:.1} %)", 100.0 * w));
     format!(
         "epoch {}: train_loss {} | val psnr_full {} dB, psnr_hole {} dB, ssim {}, l1_hole {}, psnr_raw {} dB | {} img/s{wait}",
-        r["epoch"], f("train_loss"), f("psnr_full"), f("psnr_hole"), f("ssim"), f("l1_hole"), f("psnr_raw"), f("images_per_sec")
+        r.epoch, f(Some(r.train_loss)), f(r.psnr_full), f(r.psnr_hole), f(r.ssim), f(r.l1_hole), f(r.psnr_raw), f(Some(r.images_per_sec))
     )
 }
 

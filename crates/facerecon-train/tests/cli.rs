@@ -39,7 +39,8 @@ fn one_epoch_from_the_command_line_prints_a_summary() {
     assert!(stderr.contains(&format!("checkpoint: {}", out.display())), "{stderr}");
     assert!(!stderr.contains("SYNTHETIC"), "{stderr}");
     let state: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("state.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(out.join(facerecon_train::checkpoint::STATE_FILE)).unwrap())
+            .unwrap();
     assert_eq!(state["seed"], 5);
     assert_eq!(state["max_images"], 16);
     assert_eq!(state["epoch"], 1);
@@ -90,7 +91,8 @@ fn synthetic_data_is_generated_and_announced() {
     assert!(stderr.contains("SYNTHETIC"), "{stderr}");
     assert_eq!(facerecon_imaging::io::list_images(&data).len(), 24);
     let state: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("state.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(out.join(facerecon_train::checkpoint::STATE_FILE)).unwrap())
+            .unwrap();
     assert_eq!(state["synthetic"], true);
     // A second run reuses the generated set; a foreign non-empty directory is refused.
     let o = args(&tmp.path().join("run2")).output().unwrap();

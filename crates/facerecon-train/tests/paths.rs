@@ -64,7 +64,7 @@ fn a_symlink_loop_in_the_data_is_walked_once_and_reported() {
             "{name} ({why}) not reported:\n{err}"
         );
     }
-    let val = std::fs::read_to_string(out.join("val_files.txt")).unwrap();
+    let val = std::fs::read_to_string(out.join(facerecon_train::setup::VAL_FILES)).unwrap();
     assert!(!val.contains("loop"), "{val}");
 }
 

@@ -3,23 +3,11 @@
 //! the middle of an epoch, unreadable data, two trainers on one run directory.
 mod common;
 
+use facerecon_train::checkpoint::{CHECKPOINT_FILES, CONFIG_FILE, CURRENT_LINK, METRICS_FILE, MODEL_FILE, STATE_FILE};
+use facerecon_train::MetricsRecord;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-const DETERMINISTIC: [&str; 11] = [
-    "epoch",
-    "step",
-    "train_loss",
-    "val_loss",
-    "psnr_full",
-    "psnr_hole",
-    "ssim",
-    "l1_hole",
-    "psnr_raw",
-    "val_images",
-    "lr",
-];
 
 /// tiny.yaml with a checkpoint after every step.
 fn config(dir: &Path) -> PathBuf {
@@ -65,13 +53,12 @@ fn fails(o: Output) -> String {
     stderr
 }
 
-fn metrics(out: &Path) -> Vec<Value> {
-    let text = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap_or_default();
-    text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+fn metrics(out: &Path) -> Vec<MetricsRecord> {
+    MetricsRecord::parse_all(&std::fs::read_to_string(out.join(METRICS_FILE)).unwrap_or_default()).unwrap()
 }
 
 fn state(out: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(out.join("state.json")).unwrap()).unwrap()
+    serde_json::from_str(&std::fs::read_to_string(out.join(STATE_FILE)).unwrap()).unwrap()
 }
 
 fn setup() -> (tempfile::TempDir, PathBuf, PathBuf) {
@@ -91,44 +78,39 @@ fn resume_refuses_a_checkpoint_whose_files_do_not_belong_together() {
     ok(train(&config, &data, &out, &["--max-steps", "2"]).output().unwrap());
     ok(train(&config, &data, &other, &["--max-steps", "4"]).output().unwrap());
     // Write through the run directory's name (whatever it is: a file, or a link into the checkpoint).
-    std::fs::write(
-        out.join("model.safetensors"),
-        std::fs::read(other.join("model.safetensors")).unwrap(),
-    )
-    .unwrap();
+    std::fs::write(out.join(MODEL_FILE), std::fs::read(other.join(MODEL_FILE)).unwrap()).unwrap();
     let err = fails(train(&config, &data, &out, &["--resume"]).output().unwrap());
     assert!(
-        err.contains(out.to_str().unwrap()) && err.contains("model.safetensors") && err.contains("inconsistent"),
+        err.contains(out.to_str().unwrap()) && err.contains(MODEL_FILE) && err.contains("inconsistent"),
         "{err}"
     );
 
     // The older layout (five regular files, no manifest): the optimiser's step must be the state's.
     let old = tmp.path().join("old");
     std::fs::create_dir_all(&old).unwrap();
-    for f in [
-        "model.safetensors",
-        "optimizer.safetensors",
-        "config.yaml",
-        "state.json",
-        "metrics.jsonl",
-    ] {
+    for f in CHECKPOINT_FILES {
         std::fs::write(old.join(f), std::fs::read(other.join(f)).unwrap()).unwrap();
     }
     let two = tmp.path().join("two");
     ok(train(&config, &data, &two, &["--max-steps", "2"]).output().unwrap());
-    std::fs::write(old.join("state.json"), std::fs::read(two.join("state.json")).unwrap()).unwrap();
+    std::fs::write(old.join(STATE_FILE), std::fs::read(two.join(STATE_FILE)).unwrap()).unwrap();
     let err = fails(train(&config, &data, &old, &["--resume"]).output().unwrap());
     assert!(
         err.contains(old.to_str().unwrap()) && err.contains("step 4") && err.contains("step 2"),
         "{err}"
     );
     // A consistent old-layout run resumes, and its checkpoint moves to the new layout.
-    std::fs::write(old.join("state.json"), std::fs::read(other.join("state.json")).unwrap()).unwrap();
+    std::fs::write(old.join(STATE_FILE), std::fs::read(other.join(STATE_FILE)).unwrap()).unwrap();
     ok(train(&config, &data, &old, &["--resume", "--max-steps", "6"])
         .output()
         .unwrap());
     assert_eq!(state(&old)["step"], 6);
-    assert!(old.join("current").symlink_metadata().unwrap().file_type().is_symlink());
+    assert!(old
+        .join(CURRENT_LINK)
+        .symlink_metadata()
+        .unwrap()
+        .file_type()
+        .is_symlink());
 }
 
 /// Item 2: the records of resumed epochs equal an uninterrupted run's — resumed mid-epoch, resumed from
@@ -141,14 +123,12 @@ fn metrics_of_resumed_epochs_equal_an_uninterrupted_runs() {
     ok(train(&config, &data, &reference, &[]).output().unwrap());
     let want = metrics(&reference);
     assert_eq!(want.len(), 2);
-    let steps_per_epoch = want[0]["step"].as_u64().unwrap();
+    let steps_per_epoch = want[0].step;
     let same = |out: &Path, what: &str| {
         let got = metrics(out);
         assert_eq!(got.len(), want.len(), "{what}: {got:#?}");
         for (a, b) in want.iter().zip(&got) {
-            for k in DETERMINISTIC {
-                assert_eq!(a[k], b[k], "{what}: {k} of epoch {}", a["epoch"]);
-            }
+            assert_eq!(a.without_timings(), b.without_timings(), "{what}: epoch {}", a.epoch);
         }
     };
 
@@ -260,7 +240,7 @@ fn unreadable_training_data_is_an_error() {
         "the count is given: {err}"
     );
     assert_eq!(
-        std::fs::read_to_string(out.join("metrics.jsonl")).unwrap_or_default(),
+        std::fs::read_to_string(out.join(METRICS_FILE)).unwrap_or_default(),
         "",
         "no epoch was recorded"
     );
@@ -298,11 +278,11 @@ fn a_run_directory_in_use_is_refused() {
     let (tmp, data, config) = setup();
     let out = tmp.path().join("run");
     std::fs::create_dir_all(&out).unwrap();
-    let lock = std::fs::File::create(out.join("train.lock")).unwrap();
+    let lock = std::fs::File::create(out.join(facerecon_train::checkpoint::LOCK_FILE)).unwrap();
     assert!(facerecon_train::checkpoint::try_lock(&lock).unwrap()); // another trainer
     let err = fails(train(&config, &data, &out, &["--max-steps", "1"]).output().unwrap());
     assert!(err.contains(out.to_str().unwrap()) && err.contains("in use"), "{err}");
-    assert!(!out.join("state.json").exists(), "nothing was written");
+    assert!(!out.join(STATE_FILE).exists(), "nothing was written");
     drop(lock); // that trainer ended (or was killed: the OS drops its lock); the file stays
     ok(train(&config, &data, &out, &["--max-steps", "1"]).output().unwrap());
     // And a run killed by SIGKILL leaves a lock file that does not block the resume.
@@ -324,7 +304,7 @@ fn a_failed_force_deletes_nothing() {
     let (tmp, data, config) = setup();
     let out = tmp.path().join("run");
     ok(train(&config, &data, &out, &["--max-steps", "2"]).output().unwrap());
-    let weights = std::fs::read(out.join("model.safetensors")).unwrap();
+    let weights = std::fs::read(out.join(MODEL_FILE)).unwrap();
     // No --config at all.
     let o = Command::new(env!("CARGO_BIN_EXE_facerecon-train"))
         .args([
@@ -339,7 +319,7 @@ fn a_failed_force_deletes_nothing() {
     let err = fails(o);
     assert!(err.contains("--config is required"), "{err}");
     assert_eq!(
-        std::fs::read(out.join("model.safetensors")).unwrap(),
+        std::fs::read(out.join(MODEL_FILE)).unwrap(),
         weights,
         "--force without --config deleted the run"
     );
@@ -349,12 +329,12 @@ fn a_failed_force_deletes_nothing() {
     let err = fails(train(&bad, &data, &out, &["--force"]).output().unwrap());
     assert!(err.contains("bad.yaml"), "{err}");
     assert_eq!(
-        std::fs::read(out.join("model.safetensors")).unwrap(),
+        std::fs::read(out.join(MODEL_FILE)).unwrap(),
         weights,
         "--force with a bad config deleted the run"
     );
     // The run's own config as --config: read before the run is cleared, so --force still works.
-    let own = out.join("config.yaml");
+    let own = out.join(CONFIG_FILE);
     let o = Command::new(env!("CARGO_BIN_EXE_facerecon-train"))
         .args([
             "--config",

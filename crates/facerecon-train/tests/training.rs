@@ -5,10 +5,11 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use facerecon_model::Model;
 use facerecon_train::checkpoint::{self, State};
+use facerecon_train::checkpoint::{CONFIG_FILE, METRICS_FILE, MODEL_FILE, OPTIMIZER_FILE, STATE_FILE};
 use facerecon_train::config::Config;
 use facerecon_train::optim::Optimizer;
+use facerecon_train::MetricsRecord;
 use facerecon_train::{run, TrainOptions};
-use serde_json::Value;
 use std::path::Path;
 
 fn options(data: &Path, out: &Path) -> TrainOptions {
@@ -21,12 +22,8 @@ fn options(data: &Path, out: &Path) -> TrainOptions {
     }
 }
 
-fn metrics(out: &Path) -> Vec<Value> {
-    std::fs::read_to_string(out.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+fn metrics(out: &Path) -> Vec<MetricsRecord> {
+    MetricsRecord::parse_all(&std::fs::read_to_string(out.join(METRICS_FILE)).unwrap()).unwrap()
 }
 
 #[test]
@@ -43,34 +40,34 @@ fn train_resume_and_refuse_to_overwrite() {
     let lines = metrics(&out);
     assert_eq!(lines.len(), 2);
     for (i, l) in lines.iter().enumerate() {
-        assert_eq!(l["epoch"], i + 1);
-        let wait = l["data_wait"].as_f64().expect("data_wait");
+        assert_eq!(l.epoch, i + 1);
+        let wait = l.data_wait.expect("data_wait");
         assert!((0.0..=1.0).contains(&wait), "data_wait {wait}");
-        for k in [
-            "train_loss",
-            "val_loss",
-            "psnr_full",
-            "psnr_hole",
-            "ssim",
-            "l1_hole",
-            "psnr_raw",
-            "images_per_sec",
+        for (k, v) in [
+            ("train_loss", Some(l.train_loss)),
+            ("val_loss", l.val_loss),
+            ("psnr_full", l.psnr_full),
+            ("psnr_hole", l.psnr_hole),
+            ("ssim", l.ssim),
+            ("l1_hole", l.l1_hole),
+            ("psnr_raw", l.psnr_raw),
+            ("images_per_sec", Some(l.images_per_sec)),
         ] {
-            let v = l[k].as_f64().unwrap_or_else(|| panic!("{k} missing in {l}"));
+            let v = v.unwrap_or_else(|| panic!("{k} missing in {l:?}"));
             assert!(v.is_finite(), "{k} = {v}");
         }
         // The composite keeps the known pixels, so it beats the raw reconstruction.
-        assert!(l["psnr_full"].as_f64().unwrap() > l["psnr_raw"].as_f64().unwrap());
-        assert!(l["psnr_full"].as_f64().unwrap() > l["psnr_hole"].as_f64().unwrap());
+        assert!(l.psnr_full.unwrap() > l.psnr_raw.unwrap());
+        assert!(l.psnr_full.unwrap() > l.psnr_hole.unwrap());
     }
-    let steps_per_epoch = lines[0]["step"].as_u64().unwrap();
+    let steps_per_epoch = lines[0].step;
     assert!(steps_per_epoch >= 3, "{steps_per_epoch}");
-    assert_eq!(lines[1]["step"].as_u64().unwrap(), 2 * steps_per_epoch);
+    assert_eq!(lines[1].step, 2 * steps_per_epoch);
     for f in [
-        "model.safetensors",
-        "optimizer.safetensors",
-        "state.json",
-        "config.yaml",
+        MODEL_FILE,
+        OPTIMIZER_FILE,
+        STATE_FILE,
+        CONFIG_FILE,
         "samples/epoch_001.png",
         "samples/epoch_002.png",
     ] {
@@ -89,7 +86,7 @@ fn train_resume_and_refuse_to_overwrite() {
         (2, 2 * steps_per_epoch, 0)
     );
     assert!(!state.synthetic);
-    let saved = Config::load(&out.join("config.yaml")).unwrap();
+    let saved = Config::load(&out.join(CONFIG_FILE)).unwrap();
     assert_eq!(saved, Config::load(&common::tiny_config()).unwrap());
     // No temporary files are left behind.
     assert!(std::fs::read_dir(&out)
@@ -113,9 +110,9 @@ fn train_resume_and_refuse_to_overwrite() {
     assert_eq!((summary.epochs_run, summary.epochs_done), (1, 3));
     let lines = metrics(&out);
     assert_eq!(lines.len(), 3);
-    assert_eq!(lines[2]["epoch"], 3);
-    assert_eq!(lines[2]["step"].as_u64().unwrap(), 3 * steps_per_epoch);
-    let loss = |i: usize| lines[i]["train_loss"].as_f64().unwrap();
+    assert_eq!(lines[2].epoch, 3);
+    assert_eq!(lines[2].step, 3 * steps_per_epoch);
+    let loss = |i: usize| lines[i].train_loss;
     assert!(
         loss(2) < loss(0),
         "the loss keeps going down: {} -> {}",
@@ -133,7 +130,7 @@ fn train_resume_and_refuse_to_overwrite() {
     run(&forced).unwrap();
     let lines = metrics(&out);
     assert_eq!(lines.len(), 1);
-    assert_eq!(lines[0]["step"].as_u64().unwrap(), steps_per_epoch);
+    assert_eq!(lines[0].step, steps_per_epoch);
     assert!(!out.join("samples/epoch_003.png").exists());
 }
 
@@ -153,7 +150,7 @@ fn max_steps_stops_mid_epoch_and_resume_finishes_the_epoch() {
     let state = checkpoint::load_state(&out).unwrap();
     assert_eq!((state.epoch, state.step, state.batch_in_epoch), (0, 2, 2));
     assert_eq!(
-        std::fs::read_to_string(out.join("metrics.jsonl")).unwrap_or_default(),
+        std::fs::read_to_string(out.join(METRICS_FILE)).unwrap_or_default(),
         "",
         "no epoch finished"
     );
@@ -172,7 +169,7 @@ fn max_steps_stops_mid_epoch_and_resume_finishes_the_epoch() {
     // Only the remaining batches were trained: the epoch's total equals one epoch's batch count.
     let m = metrics(&out);
     assert_eq!(m.len(), 1);
-    assert_eq!(m[0]["step"].as_u64().unwrap(), state.step);
+    assert_eq!(m[0].step, state.step);
     assert!(state.step.abs_diff(per_epoch) <= 2, "{} vs ~{per_epoch}", state.step);
 }
 

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use candle_core::{Device, Tensor};
+use facerecon_contract::checkpoint::{CONFIG_FILE, MODEL_FILE};
 use facerecon_model::{random_weights, ModelSpec};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -25,9 +26,9 @@ pub fn checkpoint_with(dir: &Path, edit: impl FnOnce(&ModelSpec, &mut HashMap<St
     let ck = dir.join("runs/tiny");
     std::fs::create_dir_all(&ck).unwrap();
     let (text, spec) = tiny_spec();
-    std::fs::write(ck.join("config.yaml"), &text).unwrap();
+    std::fs::write(ck.join(CONFIG_FILE), &text).unwrap();
     let mut w = random_weights(&spec, 5, 0.1, &Device::Cpu).unwrap();
     edit(&spec, &mut w);
-    candle_core::safetensors::save(&w, ck.join("model.safetensors")).unwrap();
+    candle_core::safetensors::save(&w, ck.join(MODEL_FILE)).unwrap();
     ck
 }

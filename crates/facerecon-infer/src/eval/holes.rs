@@ -133,7 +133,7 @@ mod tests {
     use super::*;
 
     fn hole_count(m: &GrayImage) -> usize {
-        m.pixels().filter(|p| p.0[0] >= 128).count()
+        m.pixels().filter(|p| facerecon_imaging::masks::is_hole(p.0[0])).count()
     }
 
     #[test]

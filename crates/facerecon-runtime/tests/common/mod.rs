@@ -5,6 +5,10 @@
 
 use std::path::PathBuf;
 
+use facerecon_runtime::contract::{
+    keys,
+    names::{IMAGE, INPAINTED, MASK, RECONSTRUCTION},
+};
 use facerecon_runtime::RuntimeOptions;
 
 pub fn options() -> RuntimeOptions {
@@ -207,12 +211,12 @@ impl Spec {
         let s = Some(32);
         Spec {
             inputs: vec![
-                Io::new("image", &[None, Some(3), s, s]),
-                Io::new("mask", &[None, Some(1), s, s]),
+                Io::new(IMAGE, &[None, Some(3), s, s]),
+                Io::new(MASK, &[None, Some(1), s, s]),
             ],
             outputs: vec![
-                Io::new("reconstruction", &[None, Some(3), s, s]),
-                Io::new("inpainted", &[None, Some(3), s, s]),
+                Io::new(RECONSTRUCTION, &[None, Some(3), s, s]),
+                Io::new(INPAINTED, &[None, Some(3), s, s]),
             ],
             initializers: vec![
                 Tensor::f32("half", &[], &[half]),
@@ -220,14 +224,14 @@ impl Spec {
                 Tensor::f32("one", &[], &[1.0]),
             ],
             nodes: vec![
-                node("Mul", &["image", "half"], &["scaled"]),
-                node("Add", &["scaled", "bias"], &["reconstruction"]),
-                node("Mul", &["mask", "reconstruction"], &["filled"]),
-                node("Sub", &["one", "mask"], &["known"]),
-                node("Mul", &["known", "image"], &["kept"]),
-                node("Add", &["filled", "kept"], &["inpainted"]),
+                node("Mul", &[IMAGE, "half"], &["scaled"]),
+                node("Add", &["scaled", "bias"], &[RECONSTRUCTION]),
+                node("Mul", &[MASK, RECONSTRUCTION], &["filled"]),
+                node("Sub", &["one", MASK], &["known"]),
+                node("Mul", &["known", IMAGE], &["kept"]),
+                node("Add", &["filled", "kept"], &[INPAINTED]),
             ],
-            metadata: vec![("facerecon.image_size".into(), "32".into())],
+            metadata: vec![(keys::IMAGE_SIZE.into(), "32".into())],
             opset: 17,
         }
     }
