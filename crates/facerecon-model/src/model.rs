@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 /// Errors of loading a model from a weights file.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ModelError {
     /// The weights file is unreadable or does not match the spec; names the file and the tensor.
     #[error("{}: {msg}", path.display())]
