@@ -39,7 +39,8 @@ fn field_size<T, F>(_get: fn(&T) -> &F) -> usize {
 
 macro_rules! layout {
     ($c_name:literal, $t:ident { $($f:ident),* $(,)? }) => {{
-        // Exhaustive: a field added to the Rust struct but not listed here is a compile error.
+        // Exhaustive: a field added to the Rust struct but not listed here is a compile error (rustc words
+        // it "pattern requires `..` due to inaccessible fields", pointing here).
         #[allow(dead_code)]
         fn exhaustive(v: $t) {
             let $t { $($f: _),* } = v;
