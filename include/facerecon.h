@@ -30,6 +30,16 @@
  *   - facerecon_last_error / facerecon_last_error_code are per thread: they describe the calling
  *     thread's last fallible call.
  *
+ * Versions
+ *   FACERECON_ABI_VERSION (below) is raised on every incompatible change of this interface (a field
+ *   moved or retyped, a function's signature or a status value changed); compatible additions (new
+ *   functions, new status codes, new fields at the end of facerecon_options) keep it. Check at start-up
+ *   that facerecon_abi_version() == FACERECON_ABI_VERSION. facerecon_options can grow: callers set
+ *   struct_size = sizeof(facerecon_options) (facerecon_options_default does), and the library reads
+ *   only what the caller's size covers, giving fields the caller does not know their defaults.
+ *   crates/facerecon-capi/tests/header.rs checks every struct layout, enum value and this version
+ *   against the Rust definitions.
+ *
  * Errors
  *   Functions return a facerecon_status (0 = FACERECON_OK) or, for facerecon_open, NULL; then
  *   facerecon_last_error() says what went wrong, naming the file where there is one. No function
@@ -45,6 +55,9 @@
 extern "C" {
 #endif
 
+/* The ABI this header describes; compare with facerecon_abi_version(). Version 1 added struct_size. */
+#define FACERECON_ABI_VERSION 1
+
 /* Return codes. Values are stable; new codes may be added at the end. */
 typedef enum facerecon_status {
     FACERECON_OK = 0,
@@ -58,9 +71,10 @@ typedef enum facerecon_status {
     FACERECON_ORT_LIBRARY = 4,
     /* The requested execution provider (CUDA) is unavailable; never silently replaced by the CPU. */
     FACERECON_PROVIDER = 5,
-    /* A pixel operation failed. */
+    /* Reserved (pixel operations in 0.1.0); not returned by this version, never reused. */
     FACERECON_IMAGE = 6,
-    /* A bug in the library (a caught Rust panic); the message says where. */
+    /* A bug in the library (a caught Rust panic, or a runtime error kind this library does not map
+     * yet); the message says what happened. */
     FACERECON_INTERNAL = 7,
     /* The model handle is not open: used after facerecon_close, closed twice, or never returned by
      * facerecon_open. */
@@ -77,9 +91,13 @@ typedef enum facerecon_fit {
     FACERECON_FIT_CROP = 2
 } facerecon_fit;
 
-/* Options for facerecon_open. Initialise with facerecon_options_default, then change fields:
- * a zeroed struct means CUDA device 0, not the CPU. */
+/* Options for facerecon_open. Initialise with facerecon_options_default, then change fields
+ * (a zeroed struct is refused: its struct_size is 0). */
 typedef struct facerecon_options {
+    /* sizeof(facerecon_options) as the caller was compiled with; facerecon_options_default sets it.
+     * The library reads only these bytes; fields beyond them (added by a later version) get their
+     * defaults. Smaller than this version-1 struct: FACERECON_INVALID_ARGUMENT. */
+    size_t struct_size;
     /* ONNX Runtime intra-op threads; 0 = one per core. */
     int32_t threads;
     /* -1 = CPU; N >= 0 = CUDA device N (needs a GPU build of ONNX Runtime, else facerecon_open fails
@@ -117,7 +135,10 @@ typedef struct facerecon_model facerecon_model;
 /* The library's version, e.g. "0.1.0". Static; never NULL. */
 const char *facerecon_version(void);
 
-/* Fill *opts with the defaults: threads 0 (one per core), device_id -1 (CPU), batch_size 16,
+/* The ABI version of the library (FACERECON_ABI_VERSION of the header it was built with). */
+uint32_t facerecon_abi_version(void);
+
+/* Fill *opts with the defaults: struct_size sizeof(facerecon_options), threads 0 (one per core), device_id -1 (CPU), batch_size 16,
  * fit FACERECON_FIT_AUTO, ort_library NULL, feather 0. Does nothing when opts is NULL. */
 void facerecon_options_default(facerecon_options *opts);
 

@@ -117,6 +117,12 @@ int main(int argc, char **argv) {
         return 2;
     }
     printf("libfacerecon %s\n", facerecon_version());
+    /* A library built for another ABI than this header describes would misread the structs. */
+    if (facerecon_abi_version() != FACERECON_ABI_VERSION) {
+        fprintf(stderr, "libfacerecon has ABI %u, this program was compiled for %u\n",
+                (unsigned)facerecon_abi_version(), (unsigned)FACERECON_ABI_VERSION);
+        return 1;
+    }
 
     /* Errors come back as codes plus a message, never as a crash. */
     facerecon_model *none = facerecon_open("/nonexistent/model.onnx", NULL);

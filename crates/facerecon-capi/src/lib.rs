@@ -22,10 +22,42 @@ pub use frame::Frame;
 pub use status::Status;
 use status::{guard, guard_status, Failure};
 
+/// `FACERECON_ABI_VERSION` of include/facerecon.h, returned by [`facerecon_abi_version`]. Raised on
+/// every incompatible change of the C ABI (a field moved or retyped, a function's signature or a
+/// status value changed); compatible additions (new functions, new status codes, new fields at the end
+/// of `facerecon_options`) keep it. Version 1 is the first versioned ABI: it added `struct_size`.
+pub const ABI_VERSION: u32 = 1;
+
+/// `facerecon_fit` of include/facerecon.h: the values of [`Options::fit`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fit {
+    /// `FACERECON_FIT_AUTO`: [`FitMode::Auto`].
+    Auto = 0,
+    /// `FACERECON_FIT_WHOLE`: [`FitMode::Whole`].
+    Whole = 1,
+    /// `FACERECON_FIT_CROP`: [`FitMode::Crop`].
+    Crop = 2,
+}
+
+impl Fit {
+    /// The fit of a C `int32_t`, if it is one.
+    pub fn from_raw(value: i32) -> Option<Fit> {
+        [Fit::Auto, Fit::Whole, Fit::Crop]
+            .into_iter()
+            .find(|f| *f as i32 == value)
+    }
+}
+
 /// `facerecon_options` of include/facerecon.h. Initialise with [`facerecon_options_default`].
+///
+/// It can grow: a caller sets `struct_size` to the `sizeof` it was compiled with, and the library
+/// reads only what that covers, giving later fields their defaults (see [`facerecon_open`]).
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct Options {
+    /// `sizeof(facerecon_options)` as the caller knows it; [`facerecon_options_default`] sets it.
+    pub struct_size: usize,
     /// Intra-op threads; 0 = ONNX Runtime decides.
     pub threads: i32,
     /// -1 = CPU, N >= 0 = CUDA device N.
@@ -43,6 +75,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
+            struct_size: OPTIONS_SIZE,
             threads: 0,
             device_id: -1,
             batch_size: RuntimeOptions::default().batch_size as u32,
@@ -51,6 +84,41 @@ impl Default for Options {
             feather: RuntimeOptions::default().feather,
         }
     }
+}
+
+/// `sizeof(facerecon_options)` of this version.
+const OPTIONS_SIZE: usize = std::mem::size_of::<Options>();
+
+/// The smallest `struct_size` accepted: the first versioned `facerecon_options` (ABI version 1), which
+/// ends with `feather`. Fields added later lie beyond it and take their defaults for older callers.
+const OPTIONS_MIN_SIZE: usize = std::mem::offset_of!(Options, feather) + std::mem::size_of::<u32>();
+
+/// The caller's options: the first `struct_size` bytes of `*opts` (at most this version's size) over
+/// the defaults.
+///
+/// # Safety
+/// `opts` points to a readable `facerecon_options` of at least `struct_size` bytes (or of this
+/// version's size, whichever is smaller).
+unsafe fn read_options(opts: *const Options) -> Result<Options, Failure> {
+    // SAFETY: every version of the struct starts with `struct_size` (the caller's pointer is valid).
+    let size = unsafe { ptr::addr_of!((*opts).struct_size).read_unaligned() };
+    if size < OPTIONS_MIN_SIZE {
+        return Err(Failure::invalid(format!(
+            "options.struct_size = {size}; set it to sizeof(facerecon_options) (at least {OPTIONS_MIN_SIZE}), e.g. with facerecon_options_default"
+        )));
+    }
+    let mut options = Options::default();
+    // SAFETY: the caller's struct has at least `size` readable bytes; `options` has OPTIONS_SIZE;
+    // both prefixes end on a field boundary of the same layout (OPTIONS_MIN_SIZE or more, versions only
+    // append fields), so every copied field is whole.
+    unsafe {
+        ptr::copy_nonoverlapping(
+            opts.cast::<u8>(),
+            ptr::addr_of_mut!(options).cast::<u8>(),
+            size.min(OPTIONS_SIZE),
+        )
+    };
+    Ok(options)
 }
 
 /// `facerecon_model`: what C holds is an opaque handle, never a pointer to this type. A handle is
@@ -178,13 +246,14 @@ unsafe fn runtime_options(opts: &Options) -> Result<RuntimeOptions, Failure> {
             )))
         }
     };
-    let fit = match opts.fit {
-        0 => FitMode::Auto,
-        1 => FitMode::Whole,
-        2 => FitMode::Crop,
-        f => {
+    let fit = match Fit::from_raw(opts.fit) {
+        Some(Fit::Auto) => FitMode::Auto,
+        Some(Fit::Whole) => FitMode::Whole,
+        Some(Fit::Crop) => FitMode::Crop,
+        None => {
             return Err(Failure::invalid(format!(
-                "options.fit = {f}; expected 0 (auto), 1 (whole) or 2 (crop)"
+                "options.fit = {}; expected 0 (auto), 1 (whole) or 2 (crop)",
+                opts.fit
             )))
         }
     };
@@ -236,7 +305,14 @@ pub extern "C" fn facerecon_version() -> *const c_char {
     concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
 }
 
-/// `void facerecon_options_default(facerecon_options*)`.
+/// `uint32_t facerecon_abi_version(void)`: [`ABI_VERSION`]. A caller compares it with the
+/// `FACERECON_ABI_VERSION` of the header it was compiled with.
+#[no_mangle]
+pub extern "C" fn facerecon_abi_version() -> u32 {
+    ABI_VERSION
+}
+
+/// `void facerecon_options_default(facerecon_options*)`: the defaults, `struct_size` included.
 ///
 /// # Safety
 /// `opts` is NULL or points to a writable `facerecon_options`.
@@ -248,11 +324,12 @@ pub unsafe extern "C" fn facerecon_options_default(opts: *mut Options) {
 }
 
 /// `facerecon_model* facerecon_open(const char* model_path, const facerecon_options* opts)`;
-/// NULL on failure (see `facerecon_last_error`).
+/// NULL on failure (see `facerecon_last_error`). `opts->struct_size` below the first versioned size
+/// is `FACERECON_INVALID_ARGUMENT`; fields beyond it take their defaults.
 ///
 /// # Safety
 /// `model_path` is NULL or a NUL-terminated string; `opts` is NULL or points to a valid
-/// `facerecon_options`.
+/// `facerecon_options` of at least `opts->struct_size` bytes.
 #[no_mangle]
 pub unsafe extern "C" fn facerecon_open(model_path: *const c_char, opts: *const Options) -> *mut Model {
     guard(|| {
@@ -260,7 +337,13 @@ pub unsafe extern "C" fn facerecon_open(model_path: *const c_char, opts: *const 
             return Err(Failure::invalid("model_path is NULL"));
         }
         let path = c_path(CStr::from_ptr(model_path), "model_path")?;
-        let options = runtime_options(&opts.as_ref().copied().unwrap_or_default())?;
+        let opts = if opts.is_null() {
+            Options::default()
+        } else {
+            // SAFETY: the caller passes a readable facerecon_options of at least its struct_size bytes.
+            unsafe { read_options(opts)? }
+        };
+        let options = runtime_options(&opts)?;
         let runtime = Runtime::load(&path, &options)?;
         Ok(registry::insert(OpenModel { runtime }))
     })

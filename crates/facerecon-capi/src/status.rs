@@ -25,7 +25,8 @@ pub enum Status {
     OrtLibrary = 4,
     /// The requested execution provider is unavailable.
     Provider = 5,
-    /// A pixel operation failed.
+    /// Reserved (a pixel operation failed, in 0.1.0 before the runtime's error kinds were audited);
+    /// not returned by this version. Kept so that no value is ever reused with another meaning.
     Image = 6,
     /// A caught panic: a bug in the library.
     Internal = 7,
@@ -55,15 +56,15 @@ impl Failure {
 
 impl From<RuntimeError> for Failure {
     fn from(e: RuntimeError) -> Self {
-        #[allow(unreachable_patterns)] // the runtime may grow variants; they are inference failures
         let status = match &e {
             RuntimeError::OrtLibrary { .. } => Status::OrtLibrary,
             RuntimeError::InvalidModel { .. } => Status::Model,
             RuntimeError::Provider { .. } => Status::Provider,
-            RuntimeError::Inference(_) => Status::Inference,
-            RuntimeError::Image(_) => Status::Image,
+            RuntimeError::Ort { .. } | RuntimeError::Inference(_) => Status::Inference,
             RuntimeError::MaskSize { .. } => Status::InvalidArgument,
-            _ => Status::Inference,
+            // `RuntimeError` is `#[non_exhaustive]`: a kind added to the runtime but not mapped here
+            // is this library's omission, reported as such (the message still says what happened).
+            _ => Status::Internal,
         };
         Failure {
             status,
@@ -139,6 +140,67 @@ pub fn guard_status(body: impl FnOnce() -> Result<(), Failure>) -> c_int {
 mod tests {
     use super::*;
     use std::ffi::CStr;
+
+    /// Every runtime error kind gets the status include/facerecon.h documents for it, and keeps its
+    /// message (ONNX Runtime's own message included for an ORT failure).
+    #[test]
+    fn runtime_errors_map_to_their_documented_status() {
+        let ort = std::io::Error::other("ORT says: bad broadcast");
+        let cases = [
+            (
+                RuntimeError::OrtLibrary {
+                    tried: "/x/libonnxruntime.so".into(),
+                    msg: "not found".into(),
+                },
+                Status::OrtLibrary,
+                "/x/libonnxruntime.so",
+            ),
+            (
+                RuntimeError::InvalidModel {
+                    path: "m.onnx".into(),
+                    msg: "no such file".into(),
+                },
+                Status::Model,
+                "m.onnx",
+            ),
+            (
+                RuntimeError::Provider {
+                    provider: "CUDA:0".into(),
+                    msg: "no GPU".into(),
+                },
+                Status::Provider,
+                "CUDA:0",
+            ),
+            (
+                RuntimeError::Ort {
+                    context: "m.onnx (run)".into(),
+                    source: Box::new(ort),
+                },
+                Status::Inference,
+                "ORT says: bad broadcast",
+            ),
+            (
+                RuntimeError::Inference("output `reconstruction` missing".into()),
+                Status::Inference,
+                "reconstruction",
+            ),
+            (
+                RuntimeError::MaskSize {
+                    width: 4,
+                    height: 3,
+                    mask_width: 2,
+                    mask_height: 3,
+                },
+                Status::InvalidArgument,
+                "mask is 2x3",
+            ),
+        ];
+        for (error, status, text) in cases {
+            let f = Failure::from(error);
+            assert_eq!(f.status, status, "{}", f.message);
+            assert!(f.message.contains(text), "{} should contain {text:?}", f.message);
+        }
+    }
 
     #[test]
     fn records_errors_and_panics_per_call() {

@@ -39,6 +39,7 @@ pub const PRODUCER_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Errors of exporting, writing, reading back and checking a model.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ExportError {
     #[error(transparent)]
     Spec(#[from] facerecon_model::SpecError),

@@ -10,6 +10,7 @@ use facerecon_export::calibrate::{self, Method};
 use facerecon_export::onnx::{tensor_proto::DataType, ModelProto, TensorProto};
 use facerecon_export::quantize::{self, QuantizeOptions, Range};
 use facerecon_export::{Metadata, OPSET};
+use facerecon_model::layers::{Backend, ConvParams};
 use facerecon_model::{random_weights, ModelSpec};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -61,14 +62,22 @@ fn subpixel_form_equals_the_transposed_convolution() {
         let x = Tensor::from_vec(ramp(2 * ci * h * h, 3), (2, ci, h, h), &Device::Cpu).unwrap();
         let wt = Tensor::from_vec(w.clone(), (ci, co, k, k), &Device::Cpu).unwrap();
         let bt = Tensor::from_vec(b.clone(), co, &Device::Cpu).unwrap();
-        let want = facerecon_model::layers::conv_transpose2d(&x, &wt, Some(&bt), s, p, op).unwrap();
+        let params = ConvParams {
+            stride: s,
+            padding: p,
+            output_padding: op,
+            ..ConvParams::default()
+        };
+        let want = Backend::Kernels.conv_transpose2d(&x, &wt, Some(&bt), params).unwrap();
 
         let (wc, bc, t, pb, pe) = quantize::subpixel_weights(&w, Some(&b), [ci, co, k, k], s, p, op)
             .unwrap_or_else(|| panic!("no sub-pixel form for k{k} s{s} p{p} op{op}"));
         let wc = Tensor::from_vec(wc, (s * s * co, ci, t, t), &Device::Cpu).unwrap();
         let bc = Tensor::from_vec(bc.unwrap(), s * s * co, &Device::Cpu).unwrap();
         let xp = x.pad_with_zeros(2, pb, pe).unwrap().pad_with_zeros(3, pb, pe).unwrap();
-        let conv = facerecon_model::layers::conv2d(&xp, &wc, Some(&bc), 1, 0, 1).unwrap();
+        let conv = Backend::Kernels
+            .conv2d(&xp, &wc, Some(&bc), ConvParams::default())
+            .unwrap();
         let got = depth_to_space(&conv, s);
         assert_eq!(got.dims(), want.dims(), "k{k} s{s} p{p} op{op}");
         let diff: f32 = (got - &want)

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 /// Everything that can go wrong reading or writing images and masks.
 /// Every variant that concerns a file names it.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ImagingError {
     /// The file does not exist.
     #[error("{path}: file not found")]

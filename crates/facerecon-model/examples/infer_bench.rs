@@ -13,7 +13,8 @@
 //! On a GPU, candle's own CUDA ops run (the fast kernels are CPU-only), so `--ops` only matters on the CPU.
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use facerecon_model::{layers, random_weights, Model, ModelSpec};
+use facerecon_model::layers::{self, Backend};
+use facerecon_model::{random_weights, Model, ModelSpec};
 use std::time::Instant;
 
 type Error = Box<dyn std::error::Error>;
@@ -107,8 +108,8 @@ fn main() -> Result<(), Error> {
         .map(|(k, v)| Ok((k.clone(), v.to_device(&dev)?)))
         .collect::<candle_core::Result<_>>()?;
     // Plain tensors, not variables: no graph is recorded, as in real inference.
-    let model = Model::new(&spec, VarBuilder::from_tensors(weights, DType::F32, &dev))?;
-    let cpu_model = if a.check && !dev.is_cpu() {
+    let mut model = Model::new(&spec, VarBuilder::from_tensors(weights, DType::F32, &dev))?;
+    let mut cpu_model = if a.check && !dev.is_cpu() {
         Some(Model::new(
             &spec,
             VarBuilder::from_tensors(cpu_weights, DType::F32, &Device::Cpu),
@@ -118,7 +119,12 @@ fn main() -> Result<(), Error> {
     };
     let s = spec.image_size;
     for &reference in &a.modes {
+        // A model keeps the backend it was built with: switch both models explicitly.
         layers::set_reference_ops(reference);
+        model.set_backend(Backend::select(&dev, DType::F32));
+        if let Some(cpu) = &mut cpu_model {
+            cpu.set_backend(Backend::select(&Device::Cpu, DType::F32));
+        }
         for &b in &a.batches {
             // Random image with a centred 28x28 hole (zeroed), as the trainer feeds it.
             let lo = (s - 28.min(s)) / 2;

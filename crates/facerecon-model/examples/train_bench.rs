@@ -1,11 +1,23 @@
 //! Training throughput of the seed autoencoder (configs/seed.yaml) on the CPU: the fast kernels of
-//! `facerecon_model::ops` against candle's plain ops, side by side in one run, plus a per-layer breakdown.
+//! `facerecon_model::ops` (`layers::Backend::Kernels`) against candle's plain ops (`Backend::Reference`), side by side in one run, plus a per-layer breakdown.
 //!
 //! `cargo run --release -p facerecon-model --example train_bench [-- STEPS [BATCH]] [ops]`
 //! (`ops`: only the fast kernels' training loop, for profiling).
 use candle_core::{DType, Device, Result, Tensor, Var};
-use facerecon_model::ops;
+use facerecon_model::layers::{Act, Backend as Ops, ConvParams};
 use std::time::Instant;
+
+/// The seed's convolutions: 3x3, stride 2, `same` padding (output padding 1 when transposed).
+const CONV: ConvParams = ConvParams {
+    stride: 2,
+    padding: 1,
+    dilation: 1,
+    output_padding: 0,
+};
+const CONV_T: ConvParams = ConvParams {
+    output_padding: 1,
+    ..CONV
+};
 
 /// Which implementation of the layers to run.
 #[derive(Clone, Copy, PartialEq)]
@@ -21,31 +33,24 @@ impl Backend {
             Backend::Candle => "candle plain",
         }
     }
-    fn conv(self, x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
+    /// The layers' implementation: the fast kernels, or candle's plain ops.
+    fn ops(self) -> Ops {
         match self {
-            Backend::Ops => ops::conv2d(x, w, Some(b), 2, 1, 1),
-            Backend::Candle => x.conv2d(w, 1, 2, 1, 1)?.broadcast_add(&b.reshape((1, (), 1, 1))?),
+            Backend::Ops => Ops::Kernels,
+            Backend::Candle => Ops::Reference,
         }
+    }
+    fn conv(self, x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
+        self.ops().conv2d(x, w, Some(b), CONV)
     }
     fn convt(self, x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
-        match self {
-            Backend::Ops => ops::conv_transpose2d(x, w, Some(b), 2, 1, 1),
-            Backend::Candle => x
-                .conv_transpose2d(w, 1, 1, 2, 1)?
-                .broadcast_add(&b.reshape((1, (), 1, 1))?),
-        }
+        self.ops().conv_transpose2d(x, w, Some(b), CONV_T)
     }
     fn lrelu(self, x: &Tensor) -> Result<Tensor> {
-        match self {
-            Backend::Ops => ops::leaky_relu(x, 0.2),
-            Backend::Candle => candle_nn::ops::leaky_relu(x, 0.2),
-        }
+        self.ops().leaky_relu(x, 0.2)
     }
     fn sigmoid(self, x: &Tensor) -> Result<Tensor> {
-        match self {
-            Backend::Ops => ops::sigmoid(x),
-            Backend::Candle => candle_nn::ops::sigmoid(x),
-        }
+        self.ops().sigmoid(x)
     }
 }
 
@@ -92,7 +97,7 @@ fn apply(be: Backend, layers: &[Layer], i: usize, x: &Tensor) -> Result<Tensor> 
     let l = &layers[i];
     let last = i + 1 == layers.len();
     match l.kind {
-        Kind::Conv if be == Backend::Ops => ops::conv2d_act(x, &l.w, Some(&l.b), 2, 1, 1, ops::Act::LeakyRelu(0.2)),
+        Kind::Conv if be == Backend::Ops => Ops::Kernels.conv2d_act(x, &l.w, Some(&l.b), CONV, Act::LeakyRelu(0.2)),
         Kind::Conv => be.lrelu(&be.conv(x, &l.w, &l.b)?),
         Kind::Dense => {
             let x = if x.rank() == 4 { x.flatten_from(1)? } else { x.clone() };
@@ -104,12 +109,8 @@ fn apply(be: Backend, layers: &[Layer], i: usize, x: &Tensor) -> Result<Tensor> 
             }
         }
         Kind::ConvT if be == Backend::Ops => {
-            let act = if last {
-                ops::Act::Sigmoid
-            } else {
-                ops::Act::LeakyRelu(0.2)
-            };
-            ops::conv_transpose2d_act(x, &l.w, Some(&l.b), 2, 1, 1, act)
+            let act = if last { Act::Sigmoid } else { Act::LeakyRelu(0.2) };
+            Ops::Kernels.conv_transpose2d_act(x, &l.w, Some(&l.b), CONV_T, act)
         }
         Kind::ConvT if last => be.sigmoid(&be.convt(x, &l.w, &l.b)?),
         Kind::ConvT => be.lrelu(&be.convt(x, &l.w, &l.b)?),

@@ -1,7 +1,7 @@
 //! The spec lowered to candle: a [`Model`] evaluates the resolved layer graph with the functions of
 //! [`crate::layers`].
 
-use crate::layers;
+use crate::layers::{self, Act, Backend, ConvParams};
 use crate::spec::{self, ModelSpec, Op, ResolvedLayer, SpecError};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{Init, VarBuilder};
@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 /// Errors of loading a model from a weights file.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ModelError {
     /// The weights file is unreadable or does not match the spec; names the file and the tensor.
     #[error("{}: {msg}", path.display())]
@@ -25,10 +26,8 @@ struct Node {
     layer: ResolvedLayer,
     weight: Option<Tensor>,
     bias: Option<Tensor>,
-    /// Convolution padding (pixels, symmetric).
-    pad: usize,
-    /// Transposed-convolution output padding (bottom/right).
-    out_pad: usize,
+    /// A convolution's stride, resolved padding and dilation (default for other ops).
+    conv: ConvParams,
 }
 
 /// The network of a [`ModelSpec`], with candle tensors as weights.
@@ -38,6 +37,8 @@ pub struct Model {
     /// For every tensor name, the index of the last layer that reads it: values are dropped after
     /// that layer so a long network keeps only the activations it still needs.
     last_use: HashMap<String, usize>,
+    /// Which implementation runs the layers, chosen once at build (see [`layers::Backend`]).
+    backend: Backend,
 }
 
 fn spec_err(e: SpecError) -> candle_core::Error {
@@ -55,6 +56,7 @@ pub fn glorot_limit(shape: &[usize]) -> f64 {
 impl Model {
     /// Build the model from `spec`, taking (or, from a `VarMap`, creating) its parameters through `vb`
     /// under the spec's names. New weights are initialised like Keras: glorot-uniform, zero bias.
+    /// The layers run on [`Backend::select`] for `vb`'s device and dtype.
     pub fn new(spec: &ModelSpec, vb: VarBuilder) -> candle_core::Result<Model> {
         let resolved = spec.resolve().map_err(spec_err)?;
         let shapes: HashMap<String, Vec<usize>> = spec.parameters().map_err(spec_err)?.into_iter().collect();
@@ -75,20 +77,35 @@ impl Model {
             for i in &layer.inputs {
                 last_use.insert(i.clone(), layer.index);
             }
-            let (pad, out_pad) = match layer.op {
+            let conv = match layer.op {
                 Op::Conv2d {
                     padding,
                     kernel,
                     dilation,
+                    stride,
                     ..
-                } => (spec::conv_padding(padding, kernel, dilation), 0),
+                } => ConvParams {
+                    stride,
+                    padding: spec::conv_padding(padding, kernel, dilation),
+                    dilation,
+                    output_padding: 0,
+                },
                 Op::ConvTranspose2d {
                     padding,
                     kernel,
                     stride,
                     ..
-                } => spec::conv_transpose_padding(padding, kernel, stride).unwrap_or((0, 0)),
-                _ => (0, 0),
+                } => {
+                    let (padding, output_padding) =
+                        spec::conv_transpose_padding(padding, kernel, stride).unwrap_or((0, 0));
+                    ConvParams {
+                        stride,
+                        padding,
+                        output_padding,
+                        ..ConvParams::default()
+                    }
+                }
+                _ => ConvParams::default(),
             };
             let (weight, bias) = if layer.op.has_params() {
                 (
@@ -102,15 +119,26 @@ impl Model {
                 layer,
                 weight,
                 bias,
-                pad,
-                out_pad,
+                conv,
             });
         }
         Ok(Model {
             spec: spec.clone(),
             nodes,
             last_use,
+            backend: Backend::select(vb.device(), vb.dtype()),
         })
+    }
+
+    /// The implementation that runs the layers.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Run the layers on `backend` from now on ([`Backend::Kernels`] needs f32 weights on the CPU):
+    /// for benchmarks that time several backends on one model.
+    pub fn set_backend(&mut self, backend: Backend) {
+        self.backend = backend;
     }
 
     /// Load the weights of `spec` from a safetensors file (see [`load_weights`]).
@@ -119,6 +147,7 @@ impl Model {
         Ok(Model::new(spec, VarBuilder::from_tensors(weights, DType::F32, device))?)
     }
 
+    /// The spec the model was built from.
     pub fn spec(&self) -> &ModelSpec {
         &self.spec
     }
@@ -141,7 +170,7 @@ impl Model {
     /// (1 = hole). Returns `(reconstruction, inpainted)` with `inpainted = mask*rec + (1-mask)*image`.
     pub fn forward(&self, image: &Tensor, mask: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
         let rec = self.reconstruct(image, mask)?;
-        let inpainted = layers::composite(&rec, image, mask)?;
+        let inpainted = self.backend.composite(&rec, image, mask)?;
         Ok((rec, inpainted))
     }
 
@@ -308,11 +337,11 @@ impl Model {
 
     /// The activation to fuse when `node` is a convolution and `next` a LeakyReLU (slope >= 0) or a
     /// sigmoid that is its only reader.
-    fn fused_act(&self, node: &Node, next: &Node) -> Option<layers::Act> {
+    fn fused_act(&self, node: &Node, next: &Node) -> Option<Act> {
         let conv = matches!(node.layer.op, Op::Conv2d { .. } | Op::ConvTranspose2d { .. });
         let act = match next.layer.op {
-            Op::LeakyRelu { slope } if slope >= 0.0 => layers::Act::LeakyRelu(slope as f32),
-            Op::Sigmoid => layers::Act::Sigmoid,
+            Op::LeakyRelu { slope } if slope >= 0.0 => Act::LeakyRelu(slope as f32),
+            Op::Sigmoid => Act::Sigmoid,
             _ => return None,
         };
         let only_reader = next.layer.inputs.len() == 1
@@ -321,17 +350,15 @@ impl Model {
         (conv && only_reader).then_some(act)
     }
 
-    fn apply_fused(&self, node: &Node, x: &Tensor, act: layers::Act) -> candle_core::Result<Tensor> {
+    fn apply_fused(&self, node: &Node, x: &Tensor, act: Act) -> candle_core::Result<Tensor> {
         let w = node
             .weight
             .as_ref()
             .ok_or_else(|| candle_core::Error::Msg(format!("layer {} has no weight", node.layer.name)))?;
         let b = node.bias.as_ref();
         match &node.layer.op {
-            Op::Conv2d { stride, dilation, .. } => layers::conv2d_act(x, w, b, *stride, node.pad, *dilation, act),
-            Op::ConvTranspose2d { stride, .. } => {
-                layers::conv_transpose2d_act(x, w, b, *stride, node.pad, node.out_pad, act)
-            }
+            Op::Conv2d { .. } => self.backend.conv2d_act(x, w, b, node.conv, act),
+            Op::ConvTranspose2d { .. } => self.backend.conv_transpose2d_act(x, w, b, node.conv, act),
             _ => unreachable!("only convolutions fuse"),
         }
     }
@@ -341,16 +368,14 @@ impl Model {
         let (w, b) = (node.weight.as_ref(), node.bias.as_ref());
         let weight = || w.ok_or_else(|| candle_core::Error::Msg(format!("layer {} has no weight", node.layer.name)));
         match &node.layer.op {
-            Op::Conv2d { stride, dilation, .. } => layers::conv2d(x, weight()?, b, *stride, node.pad, *dilation),
-            Op::ConvTranspose2d { stride, .. } => {
-                layers::conv_transpose2d(x, weight()?, b, *stride, node.pad, node.out_pad)
-            }
-            Op::Dense { .. } => layers::dense(x, weight()?, b),
+            Op::Conv2d { .. } => self.backend.conv2d(x, weight()?, b, node.conv),
+            Op::ConvTranspose2d { .. } => self.backend.conv_transpose2d(x, weight()?, b, node.conv),
+            Op::Dense { .. } => self.backend.dense(x, weight()?, b),
             Op::Flatten => layers::flatten(x),
             Op::Reshape { shape } => layers::reshape(x, shape),
-            Op::LeakyRelu { slope } => layers::leaky_relu(x, *slope),
+            Op::LeakyRelu { slope } => self.backend.leaky_relu(x, *slope),
             Op::Relu => layers::relu(x),
-            Op::Sigmoid => layers::sigmoid(x),
+            Op::Sigmoid => self.backend.sigmoid(x),
             Op::Tanh => layers::tanh(x),
             Op::Upsample { scale } => layers::upsample_nearest(x, *scale),
             Op::Concat => layers::concat(xs),
@@ -593,24 +618,31 @@ mod tests {
             .unwrap();
         assert_eq!(up, [1., 1., 2., 2., 1., 1., 2., 2., 3., 3., 4., 4., 3., 3., 4., 4.]);
         let v = Tensor::new(&[-2f32, 0., 3.], &dev).unwrap();
+        let ops = Backend::select(&dev, DType::F32);
         assert_eq!(
-            layers::leaky_relu(&v, 0.2).unwrap().to_vec1::<f32>().unwrap(),
+            ops.leaky_relu(&v, 0.2).unwrap().to_vec1::<f32>().unwrap(),
             [-0.4, 0., 3.]
         );
         assert_eq!(
-            layers::leaky_relu(&v, 2.0).unwrap().to_vec1::<f32>().unwrap(),
+            ops.leaky_relu(&v, 2.0).unwrap().to_vec1::<f32>().unwrap(),
             [-4., 0., 3.]
         );
         let xd = Tensor::new(&[[1f32, 2.]], &dev).unwrap();
         let wd = Tensor::new(&[[1f32, 1.], [0., 2.], [3., -1.]], &dev).unwrap();
         let bd = Tensor::new(&[0.5f32, 0., 1.], &dev).unwrap();
         assert_eq!(
-            layers::dense(&xd, &wd, Some(&bd)).unwrap().to_vec2::<f32>().unwrap(),
+            ops.dense(&xd, &wd, Some(&bd)).unwrap().to_vec2::<f32>().unwrap(),
             [[3.5, 4., 2.]]
         );
         // Transposed conv, stride 2, 'same' padding for k=3: (1, 1) -> output exactly twice the input.
         let wt = Tensor::ones((1, 1, 3, 3), DType::F32, &dev).unwrap();
-        let y = layers::conv_transpose2d(&x, &wt, None, 2, 1, 1).unwrap();
+        let p = ConvParams {
+            stride: 2,
+            padding: 1,
+            output_padding: 1,
+            ..ConvParams::default()
+        };
+        let y = ops.conv_transpose2d(&x, &wt, None, p).unwrap();
         assert_eq!(y.dims(), &[1, 1, 4, 4]);
     }
 

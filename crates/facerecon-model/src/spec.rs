@@ -27,6 +27,7 @@ use std::collections::HashMap;
 
 /// Errors found while reading or checking a spec.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SpecError {
     #[error("layer {index} ({op}): {msg}")]
     Layer { index: usize, op: String, msg: String },

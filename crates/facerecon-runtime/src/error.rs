@@ -2,10 +2,12 @@
 
 use std::path::PathBuf;
 
-use facerecon_imaging::ImagingError;
-
 /// Everything [`crate::Runtime`] and the pre/post-processing can fail with.
+///
+/// `#[non_exhaustive]`: new failure kinds may be added without a major version, so a `match` needs a
+/// wildcard arm (the C ABI maps unknown ones to `FACERECON_INTERNAL`).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum RuntimeError {
     /// The ONNX Runtime shared library could not be found or loaded.
     #[error("cannot load ONNX Runtime from {tried}: {msg}\n  hint: run `make setup` (it downloads libonnxruntime and prints its path), then set ORT_DYLIB_PATH to it")]
@@ -31,12 +33,20 @@ pub enum RuntimeError {
         /// ONNX Runtime's message.
         msg: String,
     },
-    /// ONNX Runtime failed while running the model, or the tensors handed to it were malformed.
+    /// ONNX Runtime returned an error while setting up a session or running the model; its error is
+    /// the [`std::error::Error::source`]. (The message repeats it, so that a plain `to_string()`, e.g.
+    /// the C ABI's `facerecon_last_error`, still says what ONNX Runtime said.)
+    #[error("inference failed: {context}: {source}")]
+    Ort {
+        /// What was being done, e.g. `configuring the session` or `model.onnx (run)`.
+        context: String,
+        /// ONNX Runtime's error (an `ort::Error`, boxed so that ort's types stay out of this API).
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
+    /// The model's output or the tensors handed to it were malformed: wrong sizes or shapes, a
+    /// missing output, values that are not finite.
     #[error("inference failed: {0}")]
     Inference(String),
-    /// Decoding, encoding or another pixel operation failed.
-    #[error(transparent)]
-    Image(#[from] ImagingError),
     /// The mask does not have the image's size.
     #[error("mask is {mask_width}x{mask_height} but the image is {width}x{height}")]
     MaskSize {
@@ -49,4 +59,14 @@ pub enum RuntimeError {
         /// Mask height.
         mask_height: u32,
     },
+}
+
+impl RuntimeError {
+    /// An [`RuntimeError::Ort`] failure while doing `context`.
+    pub(crate) fn ort(context: impl Into<String>, source: impl Into<ort::Error>) -> Self {
+        RuntimeError::Ort {
+            context: context.into(),
+            source: Box::new(source.into()),
+        }
+    }
 }

@@ -104,12 +104,11 @@ impl Runtime {
         }
         crate::model::scan_onnx(bytes).map_err(invalid)?;
         let env = ort_env::environment(options.ort_library.as_deref())?;
-        let ort_err = |e: ort::Error<ort::session::builder::SessionBuilder>| {
-            RuntimeError::Inference(format!("configuring the session: {e}"))
-        };
+        let ort_err =
+            |e: ort::Error<ort::session::builder::SessionBuilder>| RuntimeError::ort("configuring the session", e);
 
         let mut builder = Session::builder(env)
-            .map_err(|e| RuntimeError::Inference(format!("creating a session: {e}")))?
+            .map_err(|e| RuntimeError::ort("creating a session", e))?
             .with_optimization_level(match options.optimization_level {
                 OptimizationLevel::Disable => GraphOptimizationLevel::Disable,
                 OptimizationLevel::Basic => GraphOptimizationLevel::Level1,
@@ -143,7 +142,7 @@ impl Runtime {
             .map_err(|e| invalid(format!("ONNX Runtime cannot load it: {e}")))?;
         let info = validate(&session).map_err(invalid)?;
         let reconstruction_only = RunOptions::new()
-            .map_err(|e| RuntimeError::Inference(format!("creating run options: {e}")))?
+            .map_err(|e| RuntimeError::ort("creating run options", e))?
             .with_outputs(OutputSelector::no_default().with(names::RECONSTRUCTION));
         Ok(Runtime {
             session: Mutex::new(Ort {
@@ -354,7 +353,7 @@ impl Runtime {
 
     /// An ONNX Runtime error in a step of a run, naming the model file.
     fn ort_error(&self, what: &str, e: ort::Error) -> RuntimeError {
-        RuntimeError::Inference(format!("{} ({what}): {e}", self.path.display()))
+        RuntimeError::ort(format!("{} ({what})", self.path.display()), e)
     }
 
     /// Zero-copy views of a batch of `n` images and masks as the model's two inputs.

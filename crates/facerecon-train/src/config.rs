@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 /// Errors reading or checking a config file. Every variant names the file.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConfigError {
     #[error("cannot read config {path}: {source}")]
     Read { path: PathBuf, source: std::io::Error },

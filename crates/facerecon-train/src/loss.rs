@@ -4,6 +4,7 @@
 
 use crate::config::{LossConfig, LossKind};
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
+use facerecon_model::layers::Backend;
 use facerecon_model::ops::{cpu_f32, tensor_f32};
 use rayon::prelude::*;
 
@@ -13,11 +14,9 @@ const BCE_EPS: f64 = 1e-7;
 /// The loss of `reconstruction` (`[N,C,H,W]` in [0,1]) against `target` (same shape), with the
 /// per-pixel weight from `mask` (`[N,1,H,W]`, 1 = hole). Returns a scalar.
 pub fn loss(cfg: &LossConfig, reconstruction: &Tensor, target: &Tensor, mask: &Tensor) -> Result<Tensor> {
+    // The one-pass kernel where the model's layers would run theirs (CPU f32, not --reference-ops).
     let fused = matches!(cfg.kind, LossKind::Mse | LossKind::L1)
-        && [reconstruction, target, mask]
-            .iter()
-            .all(|t| t.device().is_cpu() && t.dtype() == DType::F32)
-        && !facerecon_model::layers::reference_ops();
+        && Backend::for_tensors(&[reconstruction, target, mask]) == Backend::Kernels;
     if fused {
         let op = PixelLoss {
             l1: cfg.kind == LossKind::L1,

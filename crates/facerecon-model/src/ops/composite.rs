@@ -72,7 +72,7 @@ impl CustomOp3 for Composite {
     }
 }
 
-/// The composite as one op (CPU, f32; see `ops::composite` for the dispatch).
+/// The composite as one op (CPU, f32; `layers::Backend::composite` decides when it runs).
 pub(crate) fn composite(rec: &Tensor, image: &Tensor, mask: &Tensor) -> Result<Tensor> {
     let (rec, image, mask) = (rec.contiguous()?, image.contiguous()?, mask.contiguous()?);
     rec.apply_op3(&image, &mask, Composite)

@@ -7,11 +7,8 @@ use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape,
 /// Hyper-parameters of one convolution (square kernels' parameters apply to both axes).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) struct ConvOp {
-    pub stride: usize,
-    pub pad: usize,
-    pub dilation: usize,
-    /// Extra rows/columns at the bottom/right of a transposed convolution's output.
-    pub out_pad: usize,
+    /// Stride, padding, dilation and (transposed convolutions) output padding.
+    pub params: crate::layers::ConvParams,
     /// conv_transpose2d (weight `[c_in, c_out, kh, kw]`) rather than conv2d (`[c_out, c_in, kh, kw]`).
     pub transpose: bool,
     /// A fused activation on the output (LeakyReLU slopes `>= 0` only).
@@ -43,19 +40,23 @@ impl ConvOp {
                 self.name()
             )
         }
-        if self.stride == 0 || self.dilation == 0 || kh == 0 || kw == 0 {
+        let crate::layers::ConvParams {
+            stride: s,
+            padding: p,
+            dilation: d,
+            output_padding: out_pad,
+        } = self.params;
+        if s == 0 || d == 0 || kh == 0 || kw == 0 {
             bail!("{}: stride, dilation and kernel size must be positive", self.name())
         }
-        let (s, p, d) = (self.stride, self.pad, self.dilation);
         let g = if self.transpose {
-            if self.out_pad >= s.max(d) {
+            if out_pad >= s.max(d) {
                 bail!(
-                    "{}: output padding {} must be smaller than stride or dilation",
+                    "{}: output padding {out_pad} must be smaller than stride or dilation",
                     self.name(),
-                    self.out_pad
                 )
             }
-            let out = |i: usize, k: usize| ((i - 1) * s + d * (k - 1) + self.out_pad + 1).checked_sub(2 * p);
+            let out = |i: usize, k: usize| ((i - 1) * s + d * (k - 1) + out_pad + 1).checked_sub(2 * p);
             let (Some(oh), Some(ow)) = (out(h, kh), out(wd, kw)) else {
                 bail!("{}: padding {p} too large for input {x:?}", self.name())
             };

@@ -1,9 +1,8 @@
-//! Fast CPU kernels for training: conv2d, conv_transpose2d, dense, leaky_relu and sigmoid as candle custom ops.
-//!
-//! Each public function dispatches: on the CPU with f32 tensors it runs the custom op (im2col + GEMM per
-//! image spread over rayon threads, weight gradients as accumulating GEMMs, gradients skipped for inputs
-//! that do not lead to a variable, single-pass activation gradients); anywhere else (CUDA, other dtypes)
-//! it runs candle's own ops, so results and autograd behave the same on every device.
+//! Fast CPU kernels for training: conv2d, conv_transpose2d, dense, the composite, leaky_relu and sigmoid
+//! as candle custom ops (im2col + GEMM per image spread over rayon threads, weight gradients as
+//! accumulating GEMMs, gradients skipped for inputs that do not lead to a variable, single-pass
+//! activation gradients). CPU and f32 only: [`crate::layers::Backend`] decides when they run and holds
+//! candle's form of each op for every other case.
 //!
 //! Layouts are candle's: NCHW activations, conv2d weights `[c_out, c_in, kh, kw]`, conv_transpose2d
 //! weights `[c_in, c_out, kh, kw]`, biases `[c_out]`.
@@ -19,7 +18,7 @@ mod tests;
 mod transpose;
 
 use candle_core::backend::BackendStorage;
-use candle_core::{bail, CpuStorage, DType, Layout, Result, Storage, Tensor};
+use candle_core::{bail, CpuStorage, Layout, Result, Storage, Tensor};
 
 /// The contiguous f32 data of a CPU storage, or an error naming what is wrong (also used by the
 /// trainer's one-pass loss and Adam kernels).
@@ -44,209 +43,38 @@ pub fn tensor_f32<'a>(s: &'a Storage, l: &Layout) -> Result<&'a [f32]> {
     }
 }
 
-/// Whether the custom CPU kernels apply to these tensors.
-fn fast_path(ts: &[&Tensor]) -> bool {
-    ts.iter().all(|t| t.device().is_cpu() && t.dtype() == DType::F32)
-}
+pub(crate) use crate::layers::Act;
+pub(crate) use conv::ConvOp;
 
-/// A bias `[c]` shaped to broadcast over NCHW.
-fn bias4(b: &Tensor) -> Result<Tensor> {
-    b.reshape((1, b.elem_count(), 1, 1))
-}
-
-/// 2-d convolution of `x` `[n, c_in, h, w]` with `w` `[c_out, c_in, kh, kw]` (+ bias `[c_out]`); the
-/// same stride, symmetric padding and dilation on both axes.
-pub fn conv2d(
-    x: &Tensor,
-    w: &Tensor,
-    b: Option<&Tensor>,
-    stride: usize,
-    pad: usize,
-    dilation: usize,
-) -> Result<Tensor> {
-    let op = conv::ConvOp {
-        stride,
-        pad,
-        dilation,
-        out_pad: 0,
-        transpose: false,
-        act: None,
-    };
-    convolve(op, x, w, b)
-}
-
-/// An activation fused into a convolution: applied to each image's output while it is in cache, its
-/// gradient folded into the convolution's backward pass (no activation tensor, no extra gradient
-/// accumulation by candle's autograd).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Act {
-    /// LeakyReLU with this slope; fused only for `slope >= 0` (then `out > 0` exactly where the input is).
-    LeakyRelu(f32),
-    /// Logistic sigmoid; its gradient `y (1 - y)` comes from the saved output.
-    Sigmoid,
-}
-
-impl Act {
-    /// The activation on its own (the unfused path and other devices).
-    pub fn apply(self, x: &Tensor) -> Result<Tensor> {
-        match self {
-            Act::LeakyRelu(slope) => leaky_relu(x, slope as f64),
-            Act::Sigmoid => sigmoid(x),
-        }
-    }
-
-    /// Whether the fused kernels implement it.
-    fn fusable(self) -> bool {
-        match self {
-            Act::LeakyRelu(slope) => slope >= 0.0,
-            Act::Sigmoid => true,
-        }
-    }
-}
-
-/// `act(conv2d(x, w, b, ..))` as one op (see [`Act`]).
-pub fn conv2d_act(
-    x: &Tensor,
-    w: &Tensor,
-    b: Option<&Tensor>,
-    stride: usize,
-    pad: usize,
-    dilation: usize,
-    act: Act,
-) -> Result<Tensor> {
-    let op = conv::ConvOp {
-        stride,
-        pad,
-        dilation,
-        out_pad: 0,
-        transpose: false,
-        act: Some(act),
-    };
-    convolve_act(op, x, w, b, act)
-}
-
-/// `act(conv_transpose2d(x, w, b, ..))` as one op (see [`Act`]).
-pub fn conv_transpose2d_act(
-    x: &Tensor,
-    w: &Tensor,
-    b: Option<&Tensor>,
-    stride: usize,
-    pad: usize,
-    out_pad: usize,
-    act: Act,
-) -> Result<Tensor> {
-    let op = conv::ConvOp {
-        stride,
-        pad,
-        dilation: 1,
-        out_pad,
-        transpose: true,
-        act: Some(act),
-    };
-    convolve_act(op, x, w, b, act)
-}
-
-fn convolve_act(op: conv::ConvOp, x: &Tensor, w: &Tensor, b: Option<&Tensor>, act: Act) -> Result<Tensor> {
-    let mut all = vec![x, w];
-    all.extend(b);
-    if act.fusable() && fast_path(&all) {
-        return convolve(op, x, w, b);
-    }
-    act.apply(&convolve(conv::ConvOp { act: None, ..op }, x, w, b)?)
-}
-
-/// Transposed 2-d convolution of `x` `[n, c_in, h, w]` with `w` `[c_in, c_out, kh, kw]` (+ bias
-/// `[c_out]`): output size `(h - 1) * stride - 2 * pad + kh + out_pad` (Keras `same` with stride `s`:
-/// `pad = (k - 1) / 2`, `out_pad = s - 1`).
-pub fn conv_transpose2d(
-    x: &Tensor,
-    w: &Tensor,
-    b: Option<&Tensor>,
-    stride: usize,
-    pad: usize,
-    out_pad: usize,
-) -> Result<Tensor> {
-    let op = conv::ConvOp {
-        stride,
-        pad,
-        dilation: 1,
-        out_pad,
-        transpose: true,
-        act: None,
-    };
-    convolve(op, x, w, b)
-}
-
-fn convolve(op: conv::ConvOp, x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
-    let mut all = vec![x, w];
-    all.extend(b);
-    if fast_path(&all) {
-        let (x, w) = (x.contiguous()?, w.contiguous()?);
-        return match b {
-            Some(b) => x.apply_op3(&w, &b.contiguous()?, op),
-            None => x.apply_op2(&w, op),
-        };
-    }
-    // (`op.act` is only set on the fast path; see `convolve_act`.)
-    let y = if op.transpose {
-        x.conv_transpose2d(w, op.pad, op.out_pad, op.stride, op.dilation)?
-    } else {
-        x.conv2d(w, op.pad, op.stride, op.dilation, 1)?
-    };
+/// A convolution on the kernels (CPU, f32; bias and activation fused as `op` says).
+pub(crate) fn convolve(op: ConvOp, x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+    let (x, w) = (x.contiguous()?, w.contiguous()?);
     match b {
-        Some(b) => y.broadcast_add(&bias4(b)?),
-        None => Ok(y),
+        Some(b) => x.apply_op3(&w, &b.contiguous()?, op),
+        None => x.apply_op2(&w, op),
     }
 }
 
-/// Fully connected layer: `x` `[B, F]`, `w` `[U, F]`, optional bias `[U]` -> `x Wᵀ + b` `[B, U]`.
-pub fn dense(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
-    let mut all = vec![x, w];
-    all.extend(b);
-    if fast_path(&all) {
-        let (x, w) = (x.contiguous()?, w.contiguous()?);
-        return match b {
-            Some(b) => x.apply_op3(&w, &b.contiguous()?, dense::DenseOp),
-            None => x.apply_op2(&w, dense::DenseOp),
-        };
-    }
-    let y = x.matmul(&w.t()?)?;
+/// The fully connected layer `x Wᵀ + b` on the kernels (CPU, f32).
+pub(crate) fn dense(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+    let (x, w) = (x.contiguous()?, w.contiguous()?);
     match b {
-        Some(b) => y.broadcast_add(b),
-        None => Ok(y),
+        Some(b) => x.apply_op3(&w, &b.contiguous()?, dense::DenseOp),
+        None => x.apply_op2(&w, dense::DenseOp),
     }
 }
 
-/// `mask * rec + (1 - mask) * image` with `mask` `[B, 1, H, W]` broadcast over the channels of
-/// `[B, C, H, W]` `rec` and `image`.
-pub fn composite(rec: &Tensor, image: &Tensor, mask: &Tensor) -> Result<Tensor> {
-    if fast_path(&[rec, image, mask]) {
-        return composite::composite(rec, image, mask);
-    }
-    let hole = mask.broadcast_mul(rec)?;
-    let known = mask.affine(-1.0, 1.0)?.broadcast_mul(image)?;
-    hole + known
+/// The composite on the kernels (CPU, f32).
+pub(crate) use composite::composite;
+
+/// LeakyReLU `x > 0 ? x : slope * x` on the kernels (CPU, f32; any slope).
+pub(crate) fn leaky_relu(x: &Tensor, slope: f64) -> Result<Tensor> {
+    x.apply_op1(activation::LeakyRelu { slope: slope as f32 })
 }
 
-/// LeakyReLU: `x > 0 ? x : slope * x`.
-pub fn leaky_relu(x: &Tensor, slope: f64) -> Result<Tensor> {
-    if fast_path(&[x]) {
-        return x.apply_op1(activation::LeakyRelu { slope: slope as f32 });
-    }
-    candle_nn::ops::leaky_relu(x, slope)
-}
-
-/// LeakyReLU of `x + b` with a per-channel bias `[c]` over NCHW `x`.
-pub fn bias_leaky_relu(x: &Tensor, b: &Tensor, slope: f64) -> Result<Tensor> {
-    leaky_relu(&x.broadcast_add(&bias4(b)?)?, slope)
-}
-
-/// Logistic sigmoid.
-pub fn sigmoid(x: &Tensor) -> Result<Tensor> {
-    if fast_path(&[x]) {
-        return x.apply_op1(activation::Sigmoid);
-    }
-    candle_nn::ops::sigmoid(x)
+/// Logistic sigmoid on the kernels (CPU, f32).
+pub(crate) fn sigmoid(x: &Tensor) -> Result<Tensor> {
+    x.apply_op1(activation::Sigmoid)
 }
 
 /// Runs `f` on one of rayon's worker threads (moving it there, as `rayon::scope` does) with `helpers`

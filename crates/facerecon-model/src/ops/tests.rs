@@ -1,10 +1,31 @@
 //! Forward and gradients against naive f64 loops (exact references), candle's own ops + autograd,
 //! and finite differences, on random small shapes.
 use super::*;
-use candle_core::{Device, Var};
+use crate::layers::{Backend, ConvParams};
+use candle_core::{DType, Device, Var};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
 const TOL: f64 = 1e-4;
+
+/// The kernels under test.
+const K: Backend = Backend::Kernels;
+
+/// configs/seed.yaml's convolutions: 3x3, stride 2, `same` padding (a transposed one adds output padding 1).
+const SEED_CONV: ConvParams = ConvParams {
+    stride: 2,
+    padding: 1,
+    dilation: 1,
+    output_padding: 0,
+};
+const SEED_CONV_T: ConvParams = ConvParams {
+    output_padding: 1,
+    ..SEED_CONV
+};
+
+/// A per-channel bias `[c]` shaped to broadcast over NCHW.
+fn bias4(b: &Tensor) -> Result<Tensor> {
+    b.reshape((1, b.elem_count(), 1, 1))
+}
 
 #[derive(Clone, Copy, Debug)]
 struct Case {
@@ -72,11 +93,20 @@ impl Case {
         (f(self.h), f(self.w))
     }
 
+    fn params(&self) -> ConvParams {
+        ConvParams {
+            stride: self.s,
+            padding: self.p,
+            dilation: self.d,
+            output_padding: self.op,
+        }
+    }
+
     fn run(&self, x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
         if self.transpose {
-            conv_transpose2d(x, w, b, self.s, self.p, self.op)
+            K.conv_transpose2d(x, w, b, self.params())
         } else {
-            conv2d(x, w, b, self.s, self.p, self.d)
+            K.conv2d(x, w, b, self.params())
         }
     }
 
@@ -220,9 +250,9 @@ fn gradients_match_candle_autograd_on_seed_layers() {
         let bs = randn(&mut rng, co);
         let ours = |x: &Tensor, w: &Tensor, b: &Tensor| {
             if transpose {
-                conv_transpose2d(x, w, Some(b), 2, 1, 1)
+                K.conv_transpose2d(x, w, Some(b), SEED_CONV_T)
             } else {
-                conv2d(x, w, Some(b), 2, 1, 1)
+                K.conv2d(x, w, Some(b), SEED_CONV)
             }
         };
         let theirs = |x: &Tensor, w: &Tensor, b: &Tensor| {
@@ -240,7 +270,7 @@ fn gradients_match_candle_autograd_on_seed_layers() {
                 Var::from_tensor(&ws).unwrap(),
                 Var::from_tensor(&bs).unwrap(),
             );
-            let y = leaky_relu(&f(&x, &w, &b).unwrap(), 0.2).unwrap();
+            let y = K.leaky_relu(&f(&x, &w, &b).unwrap(), 0.2).unwrap();
             let loss = y.sqr().unwrap().sum_all().unwrap();
             let g = loss.backward().unwrap();
             results.push([
@@ -262,7 +292,7 @@ fn untracked_input_gets_no_gradient() {
     let mut rng = StdRng::seed_from_u64(3);
     let x = randn(&mut rng, (2, 3, 8, 8));
     let w = Var::from_tensor(&randn(&mut rng, (4, 3, 3, 3))).unwrap();
-    let y = conv2d(&x, &w, None, 2, 1, 1).unwrap();
+    let y = K.conv2d(&x, &w, None, SEED_CONV).unwrap();
     let grads = y.sum_all().unwrap().backward().unwrap();
     assert!(grads.get(&x).is_none());
     let c = Case {
@@ -293,8 +323,8 @@ fn chain_gradients_match_finite_differences() {
     let w2 = Var::from_tensor(&randn(&mut rng, (3, 2, 3, 3))).unwrap();
     let target = randn(&mut rng, (2, 2, 6, 6));
     let loss = |w1: &Tensor, w2: &Tensor| -> Result<Tensor> {
-        let h = leaky_relu(&conv2d(&x, w1, None, 2, 1, 1)?, 0.2)?;
-        let y = sigmoid(&conv_transpose2d(&h, w2, None, 2, 1, 1)?)?;
+        let h = K.leaky_relu(&K.conv2d(&x, w1, None, SEED_CONV)?, 0.2)?;
+        let y = K.sigmoid(&K.conv_transpose2d(&h, w2, None, SEED_CONV_T)?)?;
         // The loss is summed in f64 so that finite differences measure the f32 kernels, not the sum's rounding.
         (y - &target)?.to_dtype(DType::F64)?.sqr()?.sum_all()
     };
@@ -328,7 +358,7 @@ fn activations_match_candle() {
     let xs = randn(&mut rng, (3, 4, 5, 7));
     for slope in [0.2, 0.0, -0.5] {
         let x = Var::from_tensor(&xs).unwrap();
-        let y = leaky_relu(&x, slope).unwrap();
+        let y = K.leaky_relu(&x, slope).unwrap();
         let g = (&y * &y).unwrap().sum_all().unwrap().backward().unwrap();
         let x2 = Var::from_tensor(&xs).unwrap();
         let y2 = candle_nn::ops::leaky_relu(&x2, slope).unwrap();
@@ -342,7 +372,7 @@ fn activations_match_candle() {
         );
     }
     let x = Var::from_tensor(&xs).unwrap();
-    let y = sigmoid(&x).unwrap();
+    let y = K.sigmoid(&x).unwrap();
     let g = (&y * &y).unwrap().sum_all().unwrap().backward().unwrap();
     let x2 = Var::from_tensor(&xs).unwrap();
     let y2 = candle_nn::ops::sigmoid(&x2).unwrap();
@@ -366,8 +396,13 @@ fn other_dtypes_fall_back_to_candle() {
         randn(&mut rng, 4),
     );
     let f = |t: &Tensor| t.to_dtype(DType::F64).unwrap();
-    let y32 = conv_transpose2d(&x, &w, Some(&b), 2, 1, 1).unwrap();
-    let y64 = conv_transpose2d(&f(&x), &f(&w), Some(&f(&b)), 2, 1, 1).unwrap();
+    let y32 = Backend::for_tensors(&[&x, &w, &b])
+        .conv_transpose2d(&x, &w, Some(&b), SEED_CONV_T)
+        .unwrap();
+    let (x64, w64, b64) = (f(&x), f(&w), f(&b));
+    let ops = Backend::for_tensors(&[&x64, &w64, &b64]);
+    assert_eq!(ops, Backend::Candle);
+    let y64 = ops.conv_transpose2d(&x64, &w64, Some(&b64), SEED_CONV_T).unwrap();
     assert_eq!(y64.dtype(), DType::F64);
     assert_close("convT f64", &vec64(&y32), &vec64(&y64), TOL);
 }
@@ -376,10 +411,16 @@ fn other_dtypes_fall_back_to_candle() {
 fn bad_shapes_are_errors() {
     let x = Tensor::zeros((1, 3, 4, 4), DType::F32, &Device::Cpu).unwrap();
     let w = Tensor::zeros((2, 5, 3, 3), DType::F32, &Device::Cpu).unwrap();
-    let err = conv2d(&x, &w, None, 1, 0, 1).unwrap_err().to_string();
+    let err = K.conv2d(&x, &w, None, ConvParams::default()).unwrap_err().to_string();
     assert!(err.contains("channels"), "{err}");
     let w = Tensor::zeros((2, 3, 7, 7), DType::F32, &Device::Cpu).unwrap();
-    assert!(conv2d(&x, &w, None, 1, 0, 1).is_err());
+    assert!(K.conv2d(&x, &w, None, ConvParams::default()).is_err());
+    // Output padding belongs to transposed convolutions only, on every backend.
+    let w = Tensor::zeros((2, 3, 3, 3), DType::F32, &Device::Cpu).unwrap();
+    for ops in [Backend::Kernels, Backend::Candle, Backend::Reference] {
+        let err = ops.conv2d(&x, &w, None, SEED_CONV_T).unwrap_err().to_string();
+        assert!(err.contains("output padding"), "{ops:?}: {err}");
+    }
 }
 
 /// The fused conv + activation ops (LeakyReLU slope 0.2 and 0, sigmoid) equal the two ops in
@@ -403,9 +444,9 @@ fn fused_activations_match_separate_ops() {
             let (w, b) = (Var::from_tensor(&ws).unwrap(), Var::from_tensor(&bs).unwrap());
             let bias = c.bias.then_some(b.as_tensor());
             let y = match (fused, c.transpose) {
-                (true, false) => conv2d_act(&x_in, &w, bias, c.s, c.p, c.d, act),
-                (true, true) => conv_transpose2d_act(&x_in, &w, bias, c.s, c.p, c.op, act),
-                (false, _) => act.apply(&c.run(&x_in, &w, bias).unwrap()),
+                (true, false) => K.conv2d_act(&x_in, &w, bias, c.params(), act),
+                (true, true) => K.conv_transpose2d_act(&x_in, &w, bias, c.params(), act),
+                (false, _) => K.activation(&c.run(&x_in, &w, bias).unwrap(), act),
             }
             .unwrap();
             let g = y.sqr().unwrap().sum_all().unwrap().backward().unwrap();
@@ -454,7 +495,7 @@ fn dense_matches_candle_matmul() {
                     y
                 }
             } else {
-                dense(&x, &w, bias.then_some(bv.as_tensor()))
+                K.dense(&x, &w, bias.then_some(bv.as_tensor()))
                     .unwrap()
                     .to_dtype(DType::F64)
                     .unwrap()
@@ -477,7 +518,7 @@ fn dense_matches_candle_matmul() {
         assert_close(&format!("db {case}"), &ours.3, &theirs.3, TOL);
         // The weight gradient is contiguous (the optimiser reads it without a copy).
         let w = Var::from_tensor(&ws).unwrap();
-        let g = dense(&xs, &w, None).unwrap().sum_all().unwrap().backward().unwrap();
+        let g = K.dense(&xs, &w, None).unwrap().sum_all().unwrap().backward().unwrap();
         assert!(g.get(&w).unwrap().is_contiguous(), "{case}");
         assert!(g.get(&xs).is_none(), "{case}: the data input got a gradient");
     }
@@ -503,7 +544,7 @@ fn composite_matches_candle_ops() {
         let y = if reference {
             (m.broadcast_mul(&r).unwrap() + m.affine(-1.0, 1.0).unwrap().broadcast_mul(&i).unwrap()).unwrap()
         } else {
-            composite(&r, &i, &m).unwrap()
+            K.composite(&r, &i, &m).unwrap()
         };
         let g = y.sqr().unwrap().sum_all().unwrap().backward().unwrap();
         results.push([
@@ -520,7 +561,7 @@ fn composite_matches_candle_ops() {
         assert_close(name, &vec64(a), &vec64(b), TOL);
     }
     assert!(
-        composite(&rs, &is, &rs).is_err(),
+        K.composite(&rs, &is, &rs).is_err(),
         "a mask with 3 channels must be rejected"
     );
 }
@@ -536,7 +577,7 @@ fn split_batch_one_forward_matches_candle() {
         // Large enough for the split (>= 1M multiply-adds per image), odd sizes for ragged pieces.
         let x = randn(&mut rng, (1, 12, 61, 67));
         let (w, b) = (randn(&mut rng, (20, 12, 3, 3)), randn(&mut rng, 20));
-        let y = conv2d_act(&x, &w, Some(&b), 2, 1, 1, Act::LeakyRelu(0.2)).unwrap();
+        let y = K.conv2d_act(&x, &w, Some(&b), SEED_CONV, Act::LeakyRelu(0.2)).unwrap();
         let to64 = |t: &Tensor| t.to_dtype(DType::F64).unwrap();
         let want = to64(&x)
             .conv2d(&to64(&w), 1, 2, 1, 1)
@@ -548,7 +589,9 @@ fn split_batch_one_forward_matches_candle() {
 
         let xt = randn(&mut rng, (1, 24, 33, 35)); // 1.25M multiply-adds, 5 channels in 4 pieces
         let (wt, bt) = (randn(&mut rng, (24, 5, 3, 3)), randn(&mut rng, 5));
-        let y = conv_transpose2d_act(&xt, &wt, Some(&bt), 2, 1, 1, Act::Sigmoid).unwrap();
+        let y = K
+            .conv_transpose2d_act(&xt, &wt, Some(&bt), SEED_CONV_T, Act::Sigmoid)
+            .unwrap();
         let want = to64(&xt)
             .conv_transpose2d(&to64(&wt), 1, 1, 2, 1)
             .unwrap()
@@ -564,7 +607,9 @@ fn split_batch_one_forward_matches_candle() {
 
         // 9 channels in 4 pieces, with a LeakyReLU.
         let (wt, bt) = (randn(&mut rng, (24, 9, 3, 3)), randn(&mut rng, 9));
-        let y = conv_transpose2d_act(&xt, &wt, Some(&bt), 2, 1, 1, Act::LeakyRelu(0.2)).unwrap();
+        let y = K
+            .conv_transpose2d_act(&xt, &wt, Some(&bt), SEED_CONV_T, Act::LeakyRelu(0.2))
+            .unwrap();
         let want = to64(&xt)
             .conv_transpose2d(&to64(&wt), 1, 1, 2, 1)
             .unwrap()
