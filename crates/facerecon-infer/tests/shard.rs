@@ -482,12 +482,12 @@ fn k8s_indexed_job_example_runs_every_index() {
 
 #[test]
 fn readme_quotes_the_fleet_examples_verbatim() {
-    let readme = std::fs::read_to_string(fleet_dir().join("../../README.md")).unwrap();
+    let readme = std::fs::read_to_string(fleet_dir().join("../../docs/usage.md")).unwrap();
     for f in ["slurm-array.sh", "k8s-indexed-job.yaml"] {
         let text = std::fs::read_to_string(fleet_dir().join(f)).unwrap();
         assert!(
             readme.contains(&text),
-            "README's Fleet use section does not quote examples/fleet/{f} as it is"
+            "docs/usage.md's Fleet use section does not quote examples/fleet/{f} as it is"
         );
     }
 }
