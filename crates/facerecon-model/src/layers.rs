@@ -113,6 +113,7 @@ pub fn leaky_relu(x: &Tensor, slope: f64) -> Result<Tensor> {
     }
 }
 
+/// ReLU: candle's own op on every backend (no fast kernel of its own).
 pub fn relu(x: &Tensor) -> Result<Tensor> {
     x.relu()
 }
@@ -126,6 +127,7 @@ pub fn sigmoid(x: &Tensor) -> Result<Tensor> {
     crate::ops::sigmoid(x)
 }
 
+/// Hyperbolic tangent: candle's op on every backend.
 pub fn tanh(x: &Tensor) -> Result<Tensor> {
     x.tanh()
 }
