@@ -28,8 +28,11 @@ use std::collections::HashMap;
 
 /// Names of the graph's inputs and outputs (the model file contract).
 pub const IMAGE: &str = "image";
+/// The hole mask input, `[batch, 1, S, S]`, 1 = hole.
 pub const MASK: &str = "mask";
+/// The network's raw output, `[batch, C, S, S]`.
 pub const RECONSTRUCTION: &str = "reconstruction";
+/// `mask * reconstruction + (1 - mask) * image`: known pixels unchanged.
 pub const INPAINTED: &str = "inpainted";
 /// The symbolic batch dimension of inputs and outputs.
 pub const BATCH: &str = "batch";

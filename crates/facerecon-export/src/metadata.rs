@@ -4,14 +4,23 @@ use facerecon_model::ModelSpec;
 
 /// The metadata keys of docs/ARCHITECTURE.md.
 pub mod keys {
+    /// Side of the square input (`S`).
     pub const IMAGE_SIZE: &str = "facerecon.image_size";
+    /// Colour channels of the image input (3).
     pub const CHANNELS: &str = "facerecon.channels";
+    /// `true` when the mask is also a network input channel.
     pub const MASK_CHANNEL: &str = "facerecon.mask_channel";
+    /// The meaning of mask values; always [`MASK_CONVENTION`](super::MASK_CONVENTION) (`1=hole,0=known`).
     pub const MASK_CONVENTION: &str = "facerecon.mask_convention";
+    /// The exporter's crate version.
     pub const PRODUCER_VERSION: &str = "facerecon.producer_version";
+    /// The YAML config that trained the model.
     pub const CONFIG: &str = "facerecon.config";
+    /// The run's name.
     pub const NAME: &str = "facerecon.name";
+    /// The last validation metrics (JSON), when the run has any.
     pub const METRICS: &str = "facerecon.metrics";
+    /// The opset written (also in `opset_import`).
     pub const OPSET: &str = "facerecon.opset";
 }
 

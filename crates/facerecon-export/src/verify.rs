@@ -16,15 +16,19 @@ pub const ORT_DYLIB_ENV: &str = "ORT_DYLIB_PATH";
 /// Largest accepted max |candle - ORT| over both outputs.
 pub const TOLERANCE: f32 = 1e-4;
 
+/// Why verification could not run (a mismatch is not an error but a [`Parity`] to judge).
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
     /// ONNX Runtime could not be loaded (the message says why).
     #[error("ONNX Runtime is not available: {0}")]
     Unavailable(String),
+    /// ONNX Runtime refused the model or failed to run it.
     #[error("ONNX Runtime: {0}")]
     Ort(String),
+    /// The candle model failed to run.
     #[error("candle model: {0}")]
     Candle(#[from] candle_core::Error),
+    /// The weights do not fit the spec.
     #[error(transparent)]
     Model(#[from] ModelError),
 }
@@ -132,7 +136,9 @@ pub fn random_batch(spec: &ModelSpec, batch: usize, seed: u64) -> candle_core::R
 /// Max |candle - ORT| of both outputs.
 #[derive(Debug, Clone, Copy)]
 pub struct Parity {
+    /// Max |candle - ORT| of `reconstruction`.
     pub reconstruction: f32,
+    /// Max |candle - ORT| of `inpainted`.
     pub inpainted: f32,
 }
 
