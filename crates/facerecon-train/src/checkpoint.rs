@@ -25,11 +25,17 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+/// The model's weights, by the spec's parameter names.
 pub const MODEL_FILE: &str = "model.safetensors";
+/// The optimiser's moments and step count, so a resumed run continues exactly.
 pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
+/// [`State`]: position in the run (epoch, step, batch), seed, data, running epoch totals.
 pub const STATE_FILE: &str = "state.json";
+/// The resolved config the run trains with.
 pub const CONFIG_FILE: &str = "config.yaml";
+/// One JSON validation record per finished epoch.
 pub const METRICS_FILE: &str = "metrics.jsonl";
+/// Sample grids per epoch (corrupted | output | original); outside the checkpoints.
 pub const SAMPLES_DIR: &str = "samples";
 /// Written last into each checkpoint directory.
 pub const MANIFEST_FILE: &str = "manifest.json";
@@ -57,6 +63,7 @@ pub struct State {
     /// The best validation record so far (highest `psnr_full`), if any epoch finished.
     #[serde(default)]
     pub best: Option<serde_json::Value>,
+    /// The run's seed: the initial weights, the shuffles, masks and flips all derive from it.
     pub seed: u64,
     /// The dataset directory.
     pub data: PathBuf,
@@ -70,12 +77,16 @@ pub struct State {
     /// the files that could not be read, the seconds spent training and waiting for data.
     #[serde(default)]
     pub epoch_loss_sum: f64,
+    /// Running total: images trained.
     #[serde(default)]
     pub epoch_images: usize,
+    /// Running total: files that could not be read.
     #[serde(default)]
     pub epoch_unreadable: usize,
+    /// Running total: seconds spent training.
     #[serde(default)]
     pub epoch_secs: f64,
+    /// Running total: seconds spent waiting for data.
     #[serde(default)]
     pub epoch_wait: f64,
 }
@@ -147,12 +158,13 @@ pub fn crash_point(what: &str) {
             fn kill(pid: i32, sig: i32) -> i32;
         }
         // SIGKILL, like a real kill: no destructors, no flushing.
+        // SAFETY: kill(2) takes plain integers and touches no memory of ours.
         unsafe { kill(std::process::id() as i32, 9) };
     }
 }
 
 /// Take an exclusive lock on `file` without waiting (`flock(LOCK_EX | LOCK_NB)`, what std's
-/// `File::try_lock` does since Rust 1.89; the workspace's MSRV is 1.85): `Ok(false)` when another process
+/// `File::try_lock` does since Rust 1.89; written before the MSRV reached it): `Ok(false)` when another process
 /// holds it. The OS releases the lock when the holder exits or is killed.
 pub fn try_lock(file: &std::fs::File) -> std::io::Result<bool> {
     use std::os::fd::AsRawFd;
@@ -161,6 +173,7 @@ pub fn try_lock(file: &std::fs::File) -> std::io::Result<bool> {
     }
     const LOCK_EX: i32 = 2;
     const LOCK_NB: i32 = 4;
+    // SAFETY: flock(2) takes plain integers; the descriptor is open for as long as `file` is borrowed.
     if unsafe { flock(file.as_raw_fd(), LOCK_EX | LOCK_NB) } == 0 {
         return Ok(true);
     }
@@ -379,6 +392,7 @@ pub fn save(
 pub struct Checkpoint {
     /// The directory holding its files (`RUN/ckpt.NNNNNN`, or `RUN` itself for the older layout).
     pub dir: PathBuf,
+    /// Its `state.json`.
     pub state: State,
     /// The metrics records of the epochs it covers, one JSON object per line.
     pub metrics: Vec<String>,

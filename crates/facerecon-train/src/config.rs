@@ -12,12 +12,30 @@ use std::path::{Path, PathBuf};
 /// Errors reading or checking a config file. Every variant names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The file could not be read.
     #[error("cannot read config {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        /// The config file.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// The YAML does not parse or does not fit the schema (unknown key, wrong type).
     #[error("cannot parse config {path}: {source}")]
-    Parse { path: PathBuf, source: serde_yaml::Error },
+    Parse {
+        /// The config file.
+        path: PathBuf,
+        /// The YAML parser's error.
+        source: serde_yaml::Error,
+    },
+    /// The values are inconsistent (the message says which and why).
     #[error("invalid config {path}: {msg}")]
-    Invalid { path: PathBuf, msg: String },
+    Invalid {
+        /// The config file.
+        path: PathBuf,
+        /// What is wrong.
+        msg: String,
+    },
 }
 
 /// A whole run: the network, the masks it learns to fill, and how to train it.
@@ -32,6 +50,7 @@ pub struct Config {
     /// Weighted mixture of mask generators; default: the tutorial's one 28x28 box.
     #[serde(default = "default_masks")]
     pub masks: Vec<MaskSpec>,
+    /// Batch size, epochs, optimiser, schedule, loss, validation, checkpoints.
     #[serde(default)]
     pub train: TrainConfig,
 }
@@ -40,10 +59,15 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrainConfig {
+    /// Images per optimiser step.
     pub batch_size: usize,
+    /// Epochs in the whole run (a resumed run continues up to it).
     pub epochs: usize,
+    /// Which optimiser and its settings.
     pub optimizer: OptimizerConfig,
+    /// How the learning rate changes over the run.
     pub lr_schedule: LrSchedule,
+    /// The per-pixel loss and its hole weight.
     pub loss: LossConfig,
     /// Fraction of the files (by file-name hash) held out for validation.
     pub validation_fraction: f64,
@@ -81,8 +105,11 @@ impl Default for TrainConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OptimizerKind {
+    /// Adam (Keras' defaults: beta1 0.9, beta2 0.999, eps 1e-7).
     Adam,
+    /// Stochastic gradient descent, with optional momentum.
     Sgd,
+    /// RMSprop (Keras' semantics: `rho`, `momentum`, `eps`).
     Rmsprop,
 }
 
@@ -90,7 +117,9 @@ pub enum OptimizerKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OptimizerConfig {
+    /// Which optimiser.
     pub kind: OptimizerKind,
+    /// Base learning rate (the schedule scales it).
     pub lr: f64,
     /// Adam.
     pub beta1: f64,
@@ -125,9 +154,12 @@ impl Default for OptimizerConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum ScheduleKind {
+    /// The base rate throughout (after any warm-up).
     #[default]
     Constant,
+    /// Cosine decay from the base rate to `min_lr` by the run's last step.
     Cosine,
+    /// Multiplied by `gamma` every `step_epochs` epochs.
     Step,
 }
 
@@ -136,10 +168,15 @@ pub enum ScheduleKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LrSchedule {
+    /// The schedule's shape.
     pub kind: ScheduleKind,
+    /// Steps of linear warm-up from 0 (0 = none).
     pub warmup_steps: usize,
+    /// Where the cosine ends.
     pub min_lr: f64,
+    /// `step`: epochs between two decays.
     pub step_epochs: usize,
+    /// `step`: the factor of each decay.
     pub gamma: f64,
 }
 
@@ -159,9 +196,12 @@ impl Default for LrSchedule {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum LossKind {
+    /// Mean squared error (PSNR is an MSE metric).
     #[default]
     Mse,
+    /// Binary cross-entropy (the tutorial's other loss; pixels in [0,1]).
     Bce,
+    /// Mean absolute error (sharper fills than MSE).
     L1,
 }
 
@@ -169,7 +209,9 @@ pub enum LossKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LossConfig {
+    /// The per-pixel loss.
     pub kind: LossKind,
+    /// Weight of hole pixels (known pixels weigh 1); > 1 focuses the training on the fill.
     pub hole_weight: f64,
 }
 

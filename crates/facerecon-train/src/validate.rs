@@ -18,9 +18,13 @@ pub const SAMPLE_FACES: usize = 8;
 pub struct ValMetrics {
     /// The training loss on the validation set.
     pub loss: f64,
+    /// PSNR (dB) of the composited image over the whole image.
     pub psnr_full: f64,
+    /// PSNR (dB) over the hole pixels only.
     pub psnr_hole: f64,
+    /// SSIM of the composited image.
     pub ssim: f64,
+    /// Mean |error| over the hole pixels x 100 (pixels in [0,1]).
     pub l1_hole: f64,
     /// PSNR of the raw reconstruction (no compositing) over the whole image: the tutorial's number.
     pub psnr_raw: f64,
