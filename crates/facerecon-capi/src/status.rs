@@ -142,6 +142,7 @@ mod tests {
 
     #[test]
     fn records_errors_and_panics_per_call() {
+        // SAFETY: `last_error_ptr` returns a NUL-terminated string owned by this thread, alive until its next call.
         let text = || unsafe { CStr::from_ptr(last_error_ptr()) }.to_str().unwrap().to_owned();
         assert_eq!(guard_status(|| Err(Failure::invalid("bad width"))), 1);
         assert_eq!((last_status(), text()), (Status::InvalidArgument, "bad width".into()));
