@@ -90,7 +90,7 @@ fn record(status: Status, message: &str) {
     let _ = LAST_ERROR.try_with(|last| *last.borrow_mut() = LastError { status, message });
 }
 
-/// The last recorded message; the pointer lives until the next [`record`] on this thread (the
+/// The last recorded message; the pointer lives until the next `record` on this thread (the
 /// thread-local `CString` owns the bytes and is only replaced by `record`).
 pub fn last_error_ptr() -> *const c_char {
     // `try_with`: during thread teardown the slot may be gone; never panic in an extern "C" fn.

@@ -169,7 +169,7 @@ pub enum Op {
     },
     /// `max(x, 0)`.
     Relu,
-    /// `1 / (1 + e^-x)`: the usual last layer, as pixels are in [0,1].
+    /// `1 / (1 + e^-x)`: the usual last layer, as pixels are in `[0,1]`.
     Sigmoid,
     /// Hyperbolic tangent.
     Tanh,

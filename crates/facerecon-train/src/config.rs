@@ -199,7 +199,7 @@ pub enum LossKind {
     /// Mean squared error (PSNR is an MSE metric).
     #[default]
     Mse,
-    /// Binary cross-entropy (the tutorial's other loss; pixels in [0,1]).
+    /// Binary cross-entropy (the tutorial's other loss; pixels in `[0,1]`).
     Bce,
     /// Mean absolute error (sharper fills than MSE).
     L1,

@@ -138,7 +138,7 @@ pub fn load_fitted(path: &Path, size: u32) -> Result<RgbImage, String> {
 /// A batch in the model's layout: images `[len,3,S,S]`, masks `[len,1,S,S]` (1 = hole), f32.
 #[derive(Debug, Clone)]
 pub struct Batch {
-    /// Images, `[len, 3, S, S]` in [0,1].
+    /// Images, `[len, 3, S, S]` in `[0,1]`.
     pub images: Vec<f32>,
     /// Masks, `[len, 1, S, S]`, 1 = hole.
     pub masks: Vec<f32>,
@@ -322,7 +322,7 @@ impl Drop for EpochBatches {
 /// The validation set, decoded once and kept, with a fixed seeded mask per image.
 #[derive(Debug, Clone)]
 pub struct ValidationSet {
-    /// Images, `[len, 3, S, S]` in [0,1].
+    /// Images, `[len, 3, S, S]` in `[0,1]`.
     pub images: Vec<f32>,
     /// Masks, `[len, 1, S, S]`, 1 = hole (the same every epoch).
     pub masks: Vec<f32>,

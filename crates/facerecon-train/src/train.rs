@@ -316,7 +316,7 @@ fn check_readable(s: &Session) -> Result<()> {
     Ok(())
 }
 
-/// The largest fraction of unreadable training files an epoch may have (see [`check_readable`]).
+/// The largest fraction of unreadable training files an epoch may have (see `check_readable`).
 pub const MAX_UNREADABLE_FRACTION: f64 = 0.5;
 
 /// One metrics.jsonl line for epoch `epoch` (1-based).
