@@ -26,7 +26,7 @@ train_args = --config $(CONFIG) --out runs/$(NAME) --device $(DEVICE) \
   $(if $(MAX_IMAGES),--max-images $(MAX_IMAGES)) $(if $(THREADS),--threads $(THREADS)) $(if $(RESUME),--resume) \
   $(if $(INIT),--init-from $(INIT))
 
-.PHONY: help setup setup-gpu deps build build-cuda train resume unet export infer demo test fuzz crash-test bench bench-parity check-onnx clean-runs
+.PHONY: help setup setup-gpu deps build build-cuda train resume unet export infer demo test lint lint-tools fuzz crash-test bench bench-parity check-onnx clean-runs
 
 help:
 	@sed -n '1,3p' Makefile; echo; grep -E '^[a-z-]+:.*##' Makefile | sed 's/:.*##/\t/'
@@ -68,6 +68,21 @@ test: setup                 ## all unit + end-to-end tests (installs what they n
 	$(CARGO) build --release --workspace --bins
 	scripts/py-venv.sh >/dev/null
 	ORT_DYLIB_PATH=$(ORT_LIB) FACERECON_PYTHON=$(CURDIR)/.cache/venv/bin/python $(CARGO) test --workspace --release
+
+# rustfmt and clippy are rustup components; a toolchain without them gets them here (or a clear error).
+lint-tools:
+	@for tool in rustfmt clippy; do \
+	  cmd=$$([ $$tool = rustfmt ] && echo fmt || echo clippy); \
+	  $(CARGO) $$cmd --version >/dev/null 2>&1 && continue; \
+	  command -v rustup >/dev/null 2>&1 || { echo "make lint: 'cargo $$cmd' is missing and there is no rustup to add the $$tool component" >&2; exit 1; }; \
+	  echo "make lint: adding the $$tool component (rustup component add $$tool)"; \
+	  rustup component add $$tool || { echo "make lint: could not add the $$tool component" >&2; exit 1; }; \
+	done
+
+lint: deps lint-tools       ## rustfmt --check, clippy and rustdoc with warnings denied (CI runs it before the tests)
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets --release -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps --release
 
 FUZZ_CASES   ?= 2000
 FUZZ_SECONDS ?= 300

@@ -82,14 +82,14 @@ impl Frame {
         let mut mask = Vec::with_capacity(w * h);
         for y in 0..h {
             // Shared slices of the caller's memory live only for this copy.
-            rgb.extend_from_slice(std::slice::from_raw_parts(
-                self.rgb.add(y * self.stride_bytes as usize),
-                3 * w,
-            ));
-            mask.extend_from_slice(std::slice::from_raw_parts(
-                self.mask.add(y * self.mask_stride as usize),
-                w,
-            ));
+            // SAFETY: `check` passed (non-null pointers, stride >= row length, no overflow) and the
+            // caller guarantees `height` readable rows of `stride_bytes`, so row `y`'s `3 * w` bytes
+            // lie inside the caller's RGB buffer.
+            let rgb_row = unsafe { std::slice::from_raw_parts(self.rgb.add(y * self.stride_bytes as usize), 3 * w) };
+            rgb.extend_from_slice(rgb_row);
+            // SAFETY: as above, for the mask's `height` rows of `mask_stride` bytes, `w` of them read.
+            let mask_row = unsafe { std::slice::from_raw_parts(self.mask.add(y * self.mask_stride as usize), w) };
+            mask.extend_from_slice(mask_row);
         }
         let rgb = RgbImage::from_raw(self.width, self.height, rgb).expect("3*w*h bytes");
         let mask = GrayImage::from_raw(self.width, self.height, mask).expect("w*h bytes");
@@ -106,7 +106,9 @@ impl Frame {
         let row = 3 * self.width as usize;
         for (y, src) in image.as_raw().chunks_exact(row).enumerate() {
             // `src` is ours, so it cannot overlap the caller's buffer, even when out_rgb == rgb.
-            std::ptr::copy_nonoverlapping(src.as_ptr(), self.out_rgb.add(y * self.out_stride as usize), row);
+            // SAFETY: `check` passed and the caller guarantees `height` writable rows of `out_stride`
+            // bytes that nothing else touches during the call, so row `y`'s `row` bytes are ours to write.
+            unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.out_rgb.add(y * self.out_stride as usize), row) };
         }
     }
 }
@@ -137,11 +139,13 @@ mod tests {
         let mask = vec![0u8, 255, 0, 128, 0, 0];
         let f = frame(&mut buf, &mask, w, h, stride);
         f.check("frame").unwrap();
+        // SAFETY: `check` passed and `buf` / `mask` hold the 2 rows of `stride` / `w` bytes described.
         let (img, m) = unsafe { f.read() };
         assert_eq!(img.get_pixel(0, 1).0, [11, 12, 13]);
         assert_eq!(m.get_pixel(0, 1).0, [128]);
         let mut inverted = img.clone();
         inverted.iter_mut().for_each(|v| *v = 255 - *v);
+        // SAFETY: as for `read`; `buf` is not otherwise borrowed during the call.
         unsafe { f.write(&inverted) };
         // Row padding (bytes 9, 10, 20, 21) is untouched.
         assert_eq!(&buf[..11], &[255, 254, 253, 252, 251, 250, 249, 248, 247, 9, 10]);

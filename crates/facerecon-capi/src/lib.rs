@@ -264,7 +264,11 @@ unsafe fn runtime_options(opts: &Options) -> Result<RuntimeOptions, Failure> {
     let ort_library = if opts.ort_library.is_null() {
         None
     } else {
-        Some(c_path(CStr::from_ptr(opts.ort_library), "options.ort_library")?)
+        // SAFETY: non-null, and this function's contract makes it a NUL-terminated string.
+        Some(c_path(
+            unsafe { CStr::from_ptr(opts.ort_library) },
+            "options.ort_library",
+        )?)
     };
     Ok(RuntimeOptions {
         threads,
@@ -319,7 +323,8 @@ pub extern "C" fn facerecon_abi_version() -> u32 {
 #[no_mangle]
 pub unsafe extern "C" fn facerecon_options_default(opts: *mut Options) {
     if !opts.is_null() {
-        opts.write(Options::default());
+        // SAFETY: non-null, and the caller guarantees it points to a writable `facerecon_options`.
+        unsafe { opts.write(Options::default()) };
     }
 }
 
@@ -336,14 +341,16 @@ pub unsafe extern "C" fn facerecon_open(model_path: *const c_char, opts: *const 
         if model_path.is_null() {
             return Err(Failure::invalid("model_path is NULL"));
         }
-        let path = c_path(CStr::from_ptr(model_path), "model_path")?;
+        // SAFETY: non-null, and the caller guarantees a NUL-terminated string.
+        let path = c_path(unsafe { CStr::from_ptr(model_path) }, "model_path")?;
         let opts = if opts.is_null() {
             Options::default()
         } else {
             // SAFETY: the caller passes a readable facerecon_options of at least its struct_size bytes.
             unsafe { read_options(opts)? }
         };
-        let options = runtime_options(&opts)?;
+        // SAFETY: `opts.ort_library` is NULL or the caller's NUL-terminated string, as `runtime_options` requires.
+        let options = unsafe { runtime_options(&opts) }?;
         let runtime = Runtime::load(&path, &options)?;
         Ok(registry::insert(OpenModel { runtime }))
     })
@@ -421,9 +428,11 @@ pub unsafe extern "C" fn facerecon_reconstruct(
             out_stride,
         };
         frame.check("frame")?;
-        let (image, mask) = frame.read();
+        // SAFETY: `check` passed and the caller guarantees the buffers are as the header describes.
+        let (image, mask) = unsafe { frame.read() };
         let result = model.runtime.reconstruct(&image, &mask)?;
-        frame.write(&result);
+        // SAFETY: as for `read`; the input was copied first, so `out_rgb == rgb` is fine.
+        unsafe { frame.write(&result) };
         Ok(())
     })
 }
@@ -443,12 +452,14 @@ pub unsafe extern "C" fn facerecon_reconstruct_batch(model: *mut Model, frames: 
         if frames.is_null() {
             return Err(Failure::invalid(format!("frames is NULL (count {count})")));
         }
-        let frames = std::slice::from_raw_parts(frames, count);
+        // SAFETY: non-null, and the caller guarantees `count` frames there.
+        let frames = unsafe { std::slice::from_raw_parts(frames, count) };
         for (i, f) in frames.iter().enumerate() {
             f.check(&format!("frames[{i}]"))?;
         }
         // Every input is copied before any output is written (outputs may alias their inputs).
-        let items: Vec<_> = frames.iter().map(|f| f.read()).collect();
+        // SAFETY: every frame passed `check`; the caller guarantees its buffers.
+        let items: Vec<_> = frames.iter().map(|f| unsafe { f.read() }).collect();
         let results = model.runtime.reconstruct_batch(&items)?;
         if results.len() != frames.len() {
             return Err(Failure {
@@ -457,7 +468,8 @@ pub unsafe extern "C" fn facerecon_reconstruct_batch(model: *mut Model, frames: 
             });
         }
         for (f, image) in frames.iter().zip(&results) {
-            f.write(image);
+            // SAFETY: as for `read`; all inputs were copied before this first write.
+            unsafe { f.write(image) };
         }
         Ok(())
     })

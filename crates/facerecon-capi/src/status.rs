@@ -91,7 +91,7 @@ fn record(status: Status, message: &str) {
     let _ = LAST_ERROR.try_with(|last| *last.borrow_mut() = LastError { status, message });
 }
 
-/// The last recorded message; the pointer lives until the next [`record`] on this thread (the
+/// The last recorded message; the pointer lives until the next `record` on this thread (the
 /// thread-local `CString` owns the bytes and is only replaced by `record`).
 pub fn last_error_ptr() -> *const c_char {
     // `try_with`: during thread teardown the slot may be gone; never panic in an extern "C" fn.
@@ -204,6 +204,7 @@ mod tests {
 
     #[test]
     fn records_errors_and_panics_per_call() {
+        // SAFETY: `last_error_ptr` returns a NUL-terminated string owned by this thread, alive until its next call.
         let text = || unsafe { CStr::from_ptr(last_error_ptr()) }.to_str().unwrap().to_owned();
         assert_eq!(guard_status(|| Err(Failure::invalid("bad width"))), 1);
         assert_eq!((last_status(), text()), (Status::InvalidArgument, "bad width".into()));

@@ -11,24 +11,23 @@ use facerecon_runtime::{Runtime, RuntimeOptions};
 use image::{GrayImage, Luma, Rgb, RgbImage};
 
 fn last_error() -> String {
+    // SAFETY: `facerecon_last_error` returns a NUL-terminated string that lives until this thread's next call.
     unsafe { CStr::from_ptr(facerecon_last_error()) }
         .to_string_lossy()
         .into_owned()
 }
 
 fn fixture() -> CString {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../facerecon-runtime/tests/data/identity.onnx"
-    );
-    CString::new(path).unwrap()
+    CString::new(
+        facerecon_testutil::identity_model()
+            .into_os_string()
+            .into_encoded_bytes(),
+    )
+    .unwrap()
 }
 
 fn ort_options() -> (Options, CString) {
-    let lib = std::env::var("ORT_DYLIB_PATH").ok().filter(|p| !p.is_empty()).unwrap_or_else(|| {
-        panic!("ORT_DYLIB_PATH is not set: this test needs the ONNX Runtime library. Run `make test`, or export ORT_DYLIB_PATH=$(scripts/setup-ort.sh)")
-    });
-    let lib = CString::new(lib).unwrap();
+    let lib = CString::new(facerecon_testutil::ort_library()).unwrap();
     let opts = Options {
         threads: 1,
         batch_size: 2,
@@ -40,6 +39,8 @@ fn ort_options() -> (Options, CString) {
 
 #[test]
 fn bad_arguments_are_codes_and_messages() {
+    // SAFETY: the pointers passed are NULL, NUL-terminated strings or live buffers of the sizes given; the checks
+    // under test reject the bad ones before any is read, and handles are only looked up.
     unsafe {
         assert_eq!(
             CStr::from_ptr(facerecon_version()).to_str().unwrap(),
@@ -122,9 +123,12 @@ fn matches_the_rust_runtime_and_works_in_place() {
     let (mut opts, _lib) = ort_options();
     opts.feather = 3;
     let path = fixture();
+    // SAFETY: the path is a NUL-terminated CString and the options a valid struct, both alive for the call.
     let model = unsafe { facerecon_open(path.as_ptr(), &opts) };
     assert!(!model.is_null(), "{}", last_error());
+    // SAFETY: a handle is looked up in the library's table, never dereferenced: any value is allowed.
     assert_eq!(unsafe { facerecon_model_size(model) }, 32);
+    // SAFETY: a handle is looked up in the library's table, never dereferenced: any value is allowed.
     assert_eq!(unsafe { facerecon_batch_size(model) }, 2);
 
     let (w, h) = (90u32, 70u32);
@@ -165,6 +169,7 @@ fn matches_the_rust_runtime_and_works_in_place() {
             .copy_from_slice(&image.as_raw()[(y * 3 * w) as usize..((y + 1) * 3 * w) as usize]);
     }
     let p = buf.as_mut_ptr();
+    // SAFETY: the buffers hold `h` rows at the strides passed and outlive the call; handles are only looked up.
     let rc = unsafe { facerecon_reconstruct(model, p, w, h, stride, mask.as_ptr(), w, p, stride) };
     assert_eq!(rc, 0, "{}", last_error());
     assert_eq!(last_error(), "");
@@ -184,6 +189,7 @@ fn matches_the_rust_runtime_and_works_in_place() {
 
     // A stride shorter than a row is refused and the output left alone.
     let mut out = vec![1u8; (3 * w * h) as usize];
+    // SAFETY: the buffers hold `h` rows at the strides passed and outlive the call; handles are only looked up.
     let rc = unsafe {
         facerecon_reconstruct(
             model,
@@ -204,5 +210,6 @@ fn matches_the_rust_runtime_and_works_in_place() {
         last_error()
     );
     assert!(out.iter().all(|&v| v == 1));
+    // SAFETY: a handle is looked up in the library's table, never dereferenced: any value is allowed.
     unsafe { facerecon_close(model) };
 }

@@ -14,24 +14,19 @@ use std::{
 };
 
 use facerecon::*;
+use facerecon_testutil::fuzz_cases as cases;
 use proptest::prelude::*;
-
-fn cases(default: u32) -> u32 {
-    std::env::var("FACERECON_FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// One model for the whole test binary (handles are plain ids: safe to share between test threads).
 fn model() -> *mut Model {
     static MODEL: OnceLock<usize> = OnceLock::new();
     *MODEL.get_or_init(|| {
-        let lib = CString::new(std::env::var("ORT_DYLIB_PATH").expect("ORT_DYLIB_PATH (run `make test`)")).unwrap();
-        let path = CString::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../facerecon-runtime/tests/data/identity.onnx"
-        ))
+        let lib = CString::new(facerecon_testutil::ort_library()).unwrap();
+        let path = CString::new(
+            facerecon_testutil::identity_model()
+                .into_os_string()
+                .into_encoded_bytes(),
+        )
         .unwrap();
         let opts = Options {
             threads: 1,
@@ -39,6 +34,7 @@ fn model() -> *mut Model {
             ort_library: lib.as_ptr(),
             ..Options::default()
         };
+        // SAFETY: the path is a NUL-terminated CString and the options a valid struct, both alive for the call.
         let m = unsafe { facerecon_open(path.as_ptr(), &opts) };
         assert!(!m.is_null());
         m as usize
@@ -46,6 +42,7 @@ fn model() -> *mut Model {
 }
 
 fn last_error() -> String {
+    // SAFETY: `facerecon_last_error` returns a NUL-terminated string that lives until this thread's next call.
     unsafe { CStr::from_ptr(facerecon_last_error()) }
         .to_string_lossy()
         .into_owned()
@@ -124,6 +121,8 @@ proptest! {
             out_stride: strides[2] as u32,
         };
 
+        // SAFETY: a valid description's buffers are as large as it says; an invalid one (the property under
+        // test) must be refused before any buffer is read, and its buffers are small but live.
         let rc = unsafe {
             if batch {
                 facerecon_reconstruct_batch(model(), &frame, 1)

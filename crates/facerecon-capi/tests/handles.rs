@@ -11,23 +11,26 @@ use std::{
 use facerecon::*;
 
 fn last_error() -> String {
+    // SAFETY: `facerecon_last_error` returns a NUL-terminated string that lives until this thread's next call.
     unsafe { CStr::from_ptr(facerecon_last_error()) }
         .to_string_lossy()
         .into_owned()
 }
 
 fn open() -> *mut Model {
-    let lib = CString::new(std::env::var("ORT_DYLIB_PATH").expect("ORT_DYLIB_PATH (run `make test`)")).unwrap();
-    let path = CString::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../facerecon-runtime/tests/data/identity.onnx"
-    ))
+    let lib = CString::new(facerecon_testutil::ort_library()).unwrap();
+    let path = CString::new(
+        facerecon_testutil::identity_model()
+            .into_os_string()
+            .into_encoded_bytes(),
+    )
     .unwrap();
     let opts = Options {
         threads: 1,
         ort_library: lib.as_ptr(),
         ..Options::default()
     };
+    // SAFETY: the path is a NUL-terminated CString and the options a valid struct, both alive for the call.
     let model = unsafe { facerecon_open(path.as_ptr(), &opts) };
     assert!(!model.is_null(), "{}", last_error());
     model
@@ -45,6 +48,7 @@ fn reconstruct(model: *mut Model, px: &mut [u8; 192]) -> i32 {
         })
         .collect();
     let p = px.as_mut_ptr();
+    // SAFETY: the buffers hold `h` rows at the strides passed and outlive the call; handles are only looked up.
     unsafe { facerecon_reconstruct(model, p, 8, 8, 24, mask.as_ptr(), 8, p, 24) }
 }
 
@@ -53,6 +57,7 @@ fn use_after_close_and_double_close_are_errors() {
     let model = open();
     let mut px = [40u8; 192];
     assert_eq!(reconstruct(model, &mut px), 0, "{}", last_error());
+    // SAFETY: a handle is looked up in the library's table, never dereferenced: any value is allowed.
     assert_eq!(unsafe { facerecon_close(model) }, Status::Ok as i32);
 
     // Before the registry, each of these dereferenced freed memory (abort / segfault).
@@ -76,18 +81,24 @@ fn use_after_close_and_double_close_are_errors() {
         out_stride: 24,
     };
     assert_eq!(
+        // SAFETY: `frame` describes live buffers of its height and strides; handles are only looked up.
         unsafe { facerecon_reconstruct_batch(model, &frame, 1) },
         Status::InvalidHandle as i32
     );
+    // SAFETY: a handle is looked up in the library's table, never dereferenced: any value is allowed.
     assert_eq!(unsafe { facerecon_model_size(model) }, 0);
+    // SAFETY: a handle is looked up in the library's table, never dereferenced: any value is allowed.
     assert_eq!(unsafe { facerecon_batch_size(model) }, 0);
+    // SAFETY: a handle is looked up in the library's table, never dereferenced: any value is allowed.
     assert_eq!(unsafe { facerecon_close(model) }, Status::InvalidHandle as i32);
     assert!(last_error().contains("is not open"), "{}", last_error());
     // NULL stays a no-op that succeeds; a made-up handle is refused like a closed one.
+    // SAFETY: a handle is looked up in the library's table, never dereferenced: any value is allowed.
     assert_eq!(unsafe { facerecon_close(ptr::null_mut()) }, 0);
     assert_eq!(last_error(), "");
     let made_up = 0xdead_bee0usize as *mut Model;
     assert_eq!(reconstruct(made_up, &mut px), Status::InvalidHandle as i32);
+    // SAFETY: a handle is looked up in the library's table, never dereferenced: any value is allowed.
     assert_eq!(unsafe { facerecon_close(made_up) }, Status::InvalidHandle as i32);
 
     // A new model never gets the old handle back.
@@ -95,6 +106,7 @@ fn use_after_close_and_double_close_are_errors() {
     assert_ne!(again, model);
     assert_eq!(reconstruct(model, &mut px), Status::InvalidHandle as i32);
     assert_eq!(reconstruct(again, &mut px), 0, "{}", last_error());
+    // SAFETY: a handle is looked up in the library's table, never dereferenced: any value is allowed.
     assert_eq!(unsafe { facerecon_close(again) }, 0);
 }
 
@@ -133,6 +145,7 @@ fn handles_are_thread_safe_and_close_may_race_with_calls() {
         .collect();
     start.wait();
     std::thread::sleep(std::time::Duration::from_millis(5));
+    // SAFETY: a handle is looked up in the library's table, never dereferenced: any value is allowed.
     assert_eq!(unsafe { facerecon_close(a as *mut Model) }, 0);
     for w in workers {
         let (i, codes) = w.join().expect("no panic");
@@ -148,8 +161,10 @@ fn handles_are_thread_safe_and_close_may_race_with_calls() {
             assert!(codes[first_bad..].iter().all(|&rc| rc != 0), "thread {i}: {codes:?}");
         }
     }
+    // SAFETY: a handle is looked up in the library's table, never dereferenced: any value is allowed.
     assert_eq!(unsafe { facerecon_close(b as *mut Model) }, 0);
     assert_eq!(
+        // SAFETY: a handle is looked up in the library's table, never dereferenced: any value is allowed.
         unsafe { facerecon_close(a as *mut Model) },
         Status::InvalidHandle as i32
     );

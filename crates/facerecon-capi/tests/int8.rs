@@ -9,10 +9,7 @@ use image::{GrayImage, Luma, Rgb, RgbImage};
 
 #[test]
 fn int8_model_opens_and_matches_the_rust_runtime() {
-    let lib = std::env::var("ORT_DYLIB_PATH").ok().filter(|p| !p.is_empty()).unwrap_or_else(|| {
-        panic!("ORT_DYLIB_PATH is not set: this test needs the ONNX Runtime library. Run `make test`, or export ORT_DYLIB_PATH=$(scripts/setup-ort.sh)")
-    });
-    let lib = CString::new(lib).unwrap();
+    let lib = CString::new(facerecon_testutil::ort_library()).unwrap();
     let opts = Options {
         threads: 1,
         batch_size: 1,
@@ -21,12 +18,15 @@ fn int8_model_opens_and_matches_the_rust_runtime() {
     };
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../exported/unet-int8.onnx");
     let cpath = CString::new(path).unwrap();
+    // SAFETY: the path is a NUL-terminated CString and the options a valid struct, both alive for the call.
     let model = unsafe { facerecon_open(cpath.as_ptr(), &opts) };
     assert!(
         !model.is_null(),
         "{}",
+        // SAFETY: `facerecon_last_error` returns a NUL-terminated string that lives until this thread's next call.
         unsafe { CStr::from_ptr(facerecon_last_error()) }.to_string_lossy()
     );
+    // SAFETY: a handle is looked up in the library's table, never dereferenced: any value is allowed.
     assert_eq!(unsafe { facerecon_model_size(model) }, 128);
 
     let (w, h) = (150u32, 170u32);
@@ -41,6 +41,7 @@ fn int8_model_opens_and_matches_the_rust_runtime() {
         }])
     });
     let mut out = vec![0u8; (3 * w * h) as usize];
+    // SAFETY: the buffers hold `h` rows at the strides passed and outlive the call; handles are only looked up.
     let rc = unsafe {
         facerecon_reconstruct(
             model,
@@ -58,8 +59,10 @@ fn int8_model_opens_and_matches_the_rust_runtime() {
         rc,
         0,
         "{}",
+        // SAFETY: `facerecon_last_error` returns a NUL-terminated string that lives until this thread's next call.
         unsafe { CStr::from_ptr(facerecon_last_error()) }.to_string_lossy()
     );
+    // SAFETY: a handle is looked up in the library's table, never dereferenced: any value is allowed.
     unsafe { facerecon_close(model) };
 
     let rt = Runtime::load(

@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 /// How a tensor's range is taken from its calibration values.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Method {
+    /// The smallest and largest value seen (one outlier widens the range for every value).
     MinMax,
     /// Percentile `p` in (50, 100], e.g. 99.99.
     Percentile(f64),

@@ -34,25 +34,53 @@ use std::path::{Path, PathBuf};
 pub const OPSET: i64 = 17;
 /// ONNX IR version 8 (ONNX 1.10+), the one that goes with opset 17.
 pub const IR_VERSION: i64 = 8;
+/// `producer_name` of every written model.
 pub const PRODUCER_NAME: &str = "facerecon";
+/// `producer_version`: this crate's version, so a file says which exporter wrote it.
 pub const PRODUCER_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Errors of exporting, writing, reading back and checking a model.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ExportError {
+    /// The architecture spec is invalid.
     #[error(transparent)]
     Spec(#[from] facerecon_model::SpecError),
+    /// A weight is missing, misshapen or not finite.
     #[error("weight '{name}': {msg}")]
-    Weight { name: String, msg: String },
+    Weight {
+        /// The parameter's name (`enc1.weight`).
+        name: String,
+        /// What is wrong with it.
+        msg: String,
+    },
+    /// The requested opset is outside the range the lowering supports.
     #[error("opset {0} is not supported (use {min}..={max})", min = lower::OPSET_RANGE.start(), max = lower::OPSET_RANGE.end())]
     Opset(i64),
+    /// Reading or writing a file failed.
     #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// The file is not a decodable ONNX protobuf.
     #[error("{}: not a valid ONNX model: {source}", path.display())]
-    Decode { path: PathBuf, source: prost::DecodeError },
+    Decode {
+        /// The file.
+        path: PathBuf,
+        /// The protobuf decoder's error.
+        source: prost::DecodeError,
+    },
+    /// The file decodes but breaks the model file contract (the message says how).
     #[error("{}: {msg}", path.display())]
-    Invalid { path: PathBuf, msg: String },
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        msg: String,
+    },
 }
 
 /// A file being written next to its destination, under our temp name

@@ -238,7 +238,7 @@ fn verify_file(
                 p.reconstruction, p.inpainted
             );
             // Written so that a NaN difference (a non-finite output) fails too.
-            if !(p.max() <= tolerance) {
+            if p.max().is_nan() || p.max() > tolerance {
                 bail!(
                     "{}: ONNX Runtime output differs from the candle model by {:.3e} > {tolerance:.0e}; nothing written",
                     args.out.display(),

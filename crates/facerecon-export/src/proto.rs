@@ -17,6 +17,7 @@ pub fn node(op: &str, name: &str, inputs: &[&str], outputs: &[&str], attrs: Vec<
     }
 }
 
+/// An integer attribute (`stride`, `axis`, ...).
 pub fn attr_int(name: &str, v: i64) -> AttributeProto {
     AttributeProto {
         name: name.into(),
@@ -26,6 +27,7 @@ pub fn attr_int(name: &str, v: i64) -> AttributeProto {
     }
 }
 
+/// An integer-list attribute (`pads`, `kernel_shape`, ...).
 pub fn attr_ints(name: &str, v: &[i64]) -> AttributeProto {
     AttributeProto {
         name: name.into(),
@@ -35,6 +37,7 @@ pub fn attr_ints(name: &str, v: &[i64]) -> AttributeProto {
     }
 }
 
+/// A float attribute (LeakyRelu's `alpha`).
 pub fn attr_float(name: &str, v: f32) -> AttributeProto {
     AttributeProto {
         name: name.into(),
@@ -44,6 +47,7 @@ pub fn attr_float(name: &str, v: f32) -> AttributeProto {
     }
 }
 
+/// A string attribute (Resize's `mode`, ...).
 pub fn attr_str(name: &str, v: &str) -> AttributeProto {
     AttributeProto {
         name: name.into(),
@@ -77,7 +81,9 @@ pub fn tensor_i64(name: &str, dims: &[usize], data: &[i64]) -> TensorProto {
 
 /// One dimension of a value's shape: fixed or symbolic.
 pub enum Dim {
+    /// A fixed size.
     Fixed(usize),
+    /// A named size chosen at run time (the batch).
     Symbolic(&'static str),
 }
 

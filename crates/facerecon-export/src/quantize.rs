@@ -48,14 +48,18 @@ pub const WEIGHT_QMAX: f32 = 127.0;
 /// A calibrated range of one tensor.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct Range {
+    /// Lower end (<= 0, so that 0 is representable).
     pub min: f32,
+    /// Upper end (>= 0).
     pub max: f32,
 }
 
 /// uint8 quantization parameters of an activation: `x = (q - zero_point) * scale`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct QParams {
+    /// Step between two quantized values.
     pub scale: f32,
+    /// The uint8 value that stands for 0.0 (exactly representable, as ONNX requires).
     pub zero_point: u8,
 }
 
@@ -404,6 +408,7 @@ fn attr<'a>(n: &'a NodeProto, name: &str) -> Option<&'a candle_onnx::onnx::Attri
 
 /// Suffixes of the tensors this module adds (documented in docs/ARCHITECTURE.md).
 pub const Q_SUFFIX: &str = "/q";
+/// Suffix of the DequantizeLinear output that follows each QuantizeLinear.
 pub const DQ_SUFFIX: &str = "/dq";
 
 /// Rewrite the fp32 model `model` (as [`crate::export`] writes it for `spec`) into a QDQ int8 model.
@@ -694,6 +699,7 @@ pub struct Closeness {
     pub psnr: f64,
     /// The same inside the holes only (what inpainting quality depends on).
     pub psnr_hole: f64,
+    /// Largest |int8 - fp32| over every reconstruction value.
     pub max_abs: f32,
 }
 

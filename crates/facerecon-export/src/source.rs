@@ -13,10 +13,15 @@ use std::path::Path;
 
 /// A model to export: spec, config text, name, weights and last metrics.
 pub struct Source {
+    /// The network.
     pub spec: ModelSpec,
+    /// The model's name (`facerecon.name`): the run's directory name or the file's stem.
     pub name: String,
+    /// The config text, kept verbatim in the file's metadata.
     pub config_yaml: String,
+    /// Weights by the spec's parameter names (`enc1.weight`).
     pub weights: HashMap<String, Tensor>,
+    /// The last validation metrics, if the run has any.
     pub metrics: Option<MetricsRecord>,
 }
 

@@ -18,7 +18,7 @@ pub const TOLERANCE: f32 = 1e-4;
 /// Intra-op threads of the verification session.
 const VERIFY_THREADS: usize = 2;
 
-/// Why a model could not be verified.
+/// Why verification could not run (a mismatch is not an error but a [`Parity`] to judge).
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
     /// ONNX Runtime could not be loaded (the message says why).
@@ -134,7 +134,9 @@ pub fn random_batch(spec: &ModelSpec, batch: usize, seed: u64) -> candle_core::R
 /// Max |candle - ORT| of both outputs.
 #[derive(Debug, Clone, Copy)]
 pub struct Parity {
+    /// Max |candle - ORT| of `reconstruction`.
     pub reconstruction: f32,
+    /// Max |candle - ORT| of `inpainted`.
     pub inpainted: f32,
 }
 

@@ -27,6 +27,18 @@ pub fn zero_holes(img: &RgbImage, mask: &GrayImage) -> RgbImage {
 /// hole pixels ([`is_hole`]) of `original`; every other pixel is copied bit-for-bit.
 ///
 /// `mask` must have the original's size. Panics otherwise.
+///
+/// ```
+/// use facerecon_imaging::composite::composite;
+/// use image::{GrayImage, Luma, Rgb, RgbImage};
+/// let original = RgbImage::from_pixel(4, 4, Rgb([10, 20, 30]));
+/// let recon = RgbImage::from_pixel(4, 4, Rgb([200, 200, 200]));
+/// let mut mask = GrayImage::new(4, 4);
+/// mask.put_pixel(1, 2, Luma([255]));
+/// let out = composite(&original, &recon, &mask);
+/// assert_eq!(out.get_pixel(1, 2).0, [200, 200, 200]); // the hole comes from the reconstruction
+/// assert_eq!(out.pixels().filter(|p| p.0 == [10, 20, 30]).count(), 15); // everything else is the original
+/// ```
 pub fn composite(original: &RgbImage, recon: &RgbImage, mask: &GrayImage) -> RgbImage {
     assert_eq!(
         original.dimensions(),

@@ -6,6 +6,18 @@ use image::{GrayImage, RgbImage};
 
 /// Center-crops `img` to a square (side = the shorter side), then resizes it to
 /// `size x size` with a Catmull-Rom filter. Returns a copy when no work is needed.
+///
+/// ```
+/// use facerecon_imaging::layout::fit_square;
+/// use image::{Rgb, RgbImage};
+/// // 300x200: 50 red columns on each side of a blue centre.
+/// let (red, blue) = (Rgb([255, 0, 0]), Rgb([0, 0, 255]));
+/// let img = RgbImage::from_fn(300, 200, |x, _| if (50..250).contains(&x) { blue } else { red });
+/// let fitted = fit_square(&img, 200);
+/// assert_eq!(fitted.dimensions(), (200, 200));
+/// assert!(fitted.pixels().all(|p| p.0 == [0, 0, 255])); // the centre square, the sides cut off
+/// assert_eq!(fit_square(&img, 64).dimensions(), (64, 64));
+/// ```
 pub fn fit_square(img: &RgbImage, size: u32) -> RgbImage {
     let (w, h) = img.dimensions();
     let side = w.min(h);
@@ -19,6 +31,15 @@ pub fn fit_square(img: &RgbImage, size: u32) -> RgbImage {
 }
 
 /// `[3,H,W]` planar `f32` in `[0,1]` (value / 255).
+///
+/// ```
+/// use facerecon_imaging::layout::{from_chw, to_chw};
+/// use image::{Rgb, RgbImage};
+/// let img = RgbImage::from_fn(2, 1, |x, _| Rgb([255, 0, 51 * x as u8]));
+/// let chw = to_chw(&img);
+/// assert_eq!(chw, [1.0, 1.0, 0.0, 0.0, 0.0, 0.2]); // all of R, then G, then B
+/// assert_eq!(from_chw(&chw, 2, 1), img); // exact round trip
+/// ```
 pub fn to_chw(img: &RgbImage) -> Vec<f32> {
     let (w, h) = img.dimensions();
     let plane = (w * h) as usize;
@@ -54,7 +75,13 @@ pub fn unit_to_u8(v: f32) -> u8 {
     }
 }
 
-/// `[1,H,W]` `f32` mask: 1.0 where the mask is a hole ([`mask::is_hole`], value >= 128), else 0.0.
+/// `[1,H,W]` `f32` mask: 1.0 where the mask is a hole (value >= 128), else 0.0.
+///
+/// ```
+/// use facerecon_imaging::layout::mask_to_vec;
+/// let mask = image::GrayImage::from_raw(4, 1, vec![0, 127, 128, 255]).unwrap();
+/// assert_eq!(mask_to_vec(&mask), [0.0, 0.0, 1.0, 1.0]);
+/// ```
 pub fn mask_to_vec(mask: &GrayImage) -> Vec<f32> {
     mask.pixels().map(|p| mask::to_f32(p[0])).collect()
 }

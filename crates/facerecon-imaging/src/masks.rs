@@ -30,28 +30,41 @@ pub enum MaskSpec {
     /// One square box (the tutorial's corruption): side uniform in `[min,max]`, position uniform
     /// such that the box lies fully inside the image.
     Box {
+        /// Smallest side, pixels.
         min: u32,
+        /// Largest side, pixels.
         max: u32,
+        /// Relative frequency of this kind in the mixture.
         #[serde(default = "default_weight")]
         weight: f64,
     },
     /// `count_min..=count_max` rectangles (they may overlap), width and height drawn
     /// independently in `[min,max]`, each fully inside the image.
     Boxes {
+        /// Smallest width or height, pixels.
         min: u32,
+        /// Largest width or height, pixels.
         max: u32,
+        /// Fewest rectangles per mask.
         count_min: u32,
+        /// Most rectangles per mask.
         count_max: u32,
+        /// Relative frequency of this kind in the mixture.
         #[serde(default = "default_weight")]
         weight: f64,
     },
     /// `count_min..=count_max` free-form brush strokes (as in DeepFill v2 / LaMa): each a random
     /// walk of 4-10 line segments painted with a round brush of width in `[width_min,width_max]`.
     Strokes {
+        /// Narrowest brush, pixels.
         width_min: u32,
+        /// Widest brush, pixels.
         width_max: u32,
+        /// Fewest strokes per mask.
         count_min: u32,
+        /// Most strokes per mask.
         count_max: u32,
+        /// Relative frequency of this kind in the mixture.
         #[serde(default = "default_weight")]
         weight: f64,
     },
@@ -366,8 +379,8 @@ pub const BLACK_SHARE: f64 = 0.8;
 /// 3. Each 4-connected region left is reduced to its dominant rectangle (the rows and columns
 ///    holding at least half as many of its pixels as its fullest row / column), which drops dark
 ///    texture that merely touches a box. The rectangle is a hole only if
-///    - it is box-like: the region and the dark pixels fill >= 90 % of it ([`BOX_FILL`]),
-///      >= 65 % of each of its rows and columns are dark ([`LINE_FILL`]) but for one outer line
+///    - it is box-like: the region and the dark pixels fill >= 90 % of it ([`BOX_FILL`]), at
+///      least 65 % of each of its rows and columns are dark ([`LINE_FILL`]) but for one outer line
 ///      per side (JPEG bleeds colour into a box's edge), and its corners are square (each corner
 ///      triangle, legs a quarter of its shorter side, is >= 65 % dark or opened region,
 ///      [`CORNER_FILL`]: the opening keeps a box's corners and rounds a disc's);
@@ -564,7 +577,7 @@ fn dominant_rect(component: &[usize], wu: usize) -> Option<(usize, usize, usize,
         let max = *counts.values().max()?;
         let mut keep = counts.iter().filter(|(_, &n)| 2 * n >= max).map(|(&k, _)| k);
         let first = keep.next()?;
-        Some((first, keep.last().unwrap_or(first)))
+        Some((first, keep.next_back().unwrap_or(first)))
     };
     let (y0, y1) = span(&rows)?;
     let (x0, x1) = span(&cols)?;
@@ -1023,7 +1036,7 @@ mod tests {
 
     /// Near-black hair: diagonal strands of 0-6 between darker-than-16 and lighter texture.
     fn hair(x: u32, y: u32, rng: &mut StdRng) -> Rgb<u8> {
-        let v = if ((2 * x + y) / 4) % 3 == 0 {
+        let v = if ((2 * x + y) / 4).is_multiple_of(3) {
             rng.gen_range(0..7u8)
         } else {
             rng.gen_range(2..30u8)
@@ -1076,7 +1089,7 @@ mod tests {
         cases.push(("black studio background", portrait(128, 4, |_, _, _| Rgb([0, 0, 0]))));
         let mut letterbox = crate::synth::synth_face(3, 128);
         for (_, y, p) in letterbox.enumerate_pixels_mut() {
-            if y < 16 || y >= 112 {
+            if !(16..112).contains(&y) {
                 *p = Rgb([0, 0, 0]);
             }
         }

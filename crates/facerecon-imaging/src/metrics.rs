@@ -43,6 +43,23 @@ pub struct Metrics {
 
 /// Metrics of an 8-bit result against the 8-bit original; `mask` values >= 128 mark holes ([`is_hole`]).
 /// Panics if the sizes differ.
+///
+/// ```
+/// use facerecon_imaging::metrics::{evaluate, PSNR_CAP};
+/// use image::{GrayImage, Luma, Rgb, RgbImage};
+/// let original = RgbImage::from_pixel(16, 16, Rgb([100, 100, 100]));
+/// let mut mask = GrayImage::new(16, 16);
+/// mask.put_pixel(4, 4, Luma([255])); // one hole pixel
+/// let mut result = original.clone();
+/// result.put_pixel(4, 4, Rgb([151, 151, 151])); // off by 51/255 = 0.2 there
+/// let m = evaluate(&result, &original, &mask);
+/// assert!((m.psnr_hole - 10.0 * 25f64.log10()).abs() < 1e-9); // 10 log10(1 / 0.2^2)
+/// // The same error spread over all 256 pixels: 10 log10(256) dB more.
+/// assert!((m.psnr_full - m.psnr_hole - 10.0 * 256f64.log10()).abs() < 1e-9);
+/// assert!((m.l1_hole - 20.0).abs() < 1e-9); // mean |error| x 100
+/// assert_eq!(evaluate(&original, &original, &mask).psnr_full, PSNR_CAP);
+/// assert!(evaluate(&original, &original, &GrayImage::new(16, 16)).psnr_hole.is_nan()); // no hole
+/// ```
 pub fn evaluate(result: &RgbImage, original: &RgbImage, mask: &GrayImage) -> Metrics {
     assert_eq!(
         result.dimensions(),

@@ -1,5 +1,8 @@
 //! `facerecon-infer`: fill the holes of face photos with an exported facerecon model (ONNX).
 //! A thin shell over `facerecon-runtime`: argument parsing, job planning, reporting.
+// The `///` comments on the arguments are clap's --help text, not markdown: `DIR/<name>.png` there is
+// what the user reads, not an HTML tag.
+#![allow(rustdoc::invalid_html_tags)]
 
 mod bench;
 mod eval;

@@ -3,23 +3,13 @@
 //! (26, 77, 128)). They need ONNX Runtime: `make test` sets ORT_DYLIB_PATH.
 
 use std::{
-    path::{Path, PathBuf},
+    path::Path,
     process::{Command, Output},
 };
 
 use image::{GrayImage, Luma, Rgb, RgbImage};
 
-const HOLE_COLOUR: Rgb<u8> = Rgb([26, 77, 128]);
-
-fn ort_library() -> String {
-    std::env::var("ORT_DYLIB_PATH").ok().filter(|p| !p.is_empty()).unwrap_or_else(|| {
-        panic!("ORT_DYLIB_PATH is not set: these tests need the ONNX Runtime library. Run `make test` (it sets it), or export ORT_DYLIB_PATH=$(scripts/setup-ort.sh)")
-    })
-}
-
-fn identity_model() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../facerecon-runtime/tests/data/identity.onnx")
-}
+use facerecon_testutil::{box_mask, bright_noise as noise, identity_model, ort_library, stderr, HOLE_COLOUR};
 
 /// Run the binary with `args` (strings or paths).
 fn infer<I, S>(args: I) -> Output
@@ -34,40 +24,12 @@ where
         .expect("running facerecon-infer")
 }
 
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Bright noise (never "dark", so dark-hole detection only finds the box we paint).
-fn noise(w: u32, h: u32, seed: u32) -> RgbImage {
-    let mut state = seed.wrapping_mul(2_654_435_761) | 1;
-    RgbImage::from_fn(w, h, |_, _| {
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            40 + (state >> 24) as u8 % 200
-        };
-        Rgb([next(), next(), next()])
-    })
-}
-
 fn paint_black(img: &mut RgbImage, x0: u32, y0: u32, w: u32, h: u32) {
     for y in y0..y0 + h {
         for x in x0..x0 + w {
             img.put_pixel(x, y, Rgb([0, 0, 0]));
         }
     }
-}
-
-fn box_mask(w: u32, h: u32, x0: u32, y0: u32, bw: u32, bh: u32) -> GrayImage {
-    GrayImage::from_fn(w, h, |x, y| {
-        Luma([if x >= x0 && x < x0 + bw && y >= y0 && y < y0 + bh {
-            255
-        } else {
-            0
-        }])
-    })
 }
 
 fn load(path: &Path) -> RgbImage {

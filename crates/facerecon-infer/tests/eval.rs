@@ -7,26 +7,18 @@ use std::{
 };
 
 use facerecon_imaging::{composite, layout, masks, metrics, synth};
-use image::{GrayImage, Rgb};
+use image::GrayImage;
 
-const HOLE_COLOUR: Rgb<u8> = Rgb([26, 77, 128]);
+use facerecon_testutil::{identity_model, HOLE_COLOUR};
 const SIZE: u32 = 32;
 
-fn identity_model() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../facerecon-runtime/tests/data/identity.onnx")
-}
-
 fn infer<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
-    let ort = std::env::var("ORT_DYLIB_PATH")
-        .ok()
-        .filter(|p| !p.is_empty())
-        .expect("ORT_DYLIB_PATH is not set: run `make test`, or export ORT_DYLIB_PATH=$(scripts/setup-ort.sh)");
     Command::new(env!("CARGO_BIN_EXE_facerecon-infer"))
         .arg("--model")
         .arg(identity_model())
         .arg("--eval")
         .args(args)
-        .env("ORT_DYLIB_PATH", ort)
+        .env("ORT_DYLIB_PATH", facerecon_testutil::ort_library())
         .output()
         .expect("running facerecon-infer")
 }

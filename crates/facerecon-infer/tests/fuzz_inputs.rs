@@ -8,15 +8,9 @@
 
 use std::{path::Path, process::Command};
 
+use facerecon_testutil::fuzz_cases as cases;
 use image::{DynamicImage, ImageBuffer, Luma, LumaA, Rgb, RgbImage, Rgba};
 use proptest::prelude::*;
-
-fn cases(default: u32) -> u32 {
-    std::env::var("FACERECON_FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// Run the binary on one 24x20 photo with extra `args`; (exit code, stderr).
 fn run(dir: &Path, args: &[&std::ffi::OsStr]) -> (Option<i32>, String) {
@@ -35,10 +29,7 @@ fn run(dir: &Path, args: &[&std::ffi::OsStr]) -> (Option<i32>, String) {
         .args(["--overwrite", "--quiet", "--threads", "1"])
         .args(args)
         .arg(&photo)
-        .env(
-            "ORT_DYLIB_PATH",
-            std::env::var("ORT_DYLIB_PATH").expect("ORT_DYLIB_PATH (run `make test`)"),
-        )
+        .env("ORT_DYLIB_PATH", facerecon_testutil::ort_library())
         .output()
         .unwrap();
     (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())

@@ -10,24 +10,16 @@ use std::{
     process::{Command, Output},
 };
 
+use facerecon_testutil::{identity_model as model, stderr};
 use image::{Rgb, RgbImage};
 
-fn model() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../facerecon-runtime/tests/data/identity.onnx")
-}
-
 fn infer(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
-    let ort = std::env::var("ORT_DYLIB_PATH").expect("ORT_DYLIB_PATH (make test sets it)");
     let args: Vec<OsString> = args.iter().map(|a| a.as_ref().to_owned()).collect();
     Command::new(env!("CARGO_BIN_EXE_facerecon-infer"))
         .args(&args)
-        .env("ORT_DYLIB_PATH", ort)
+        .env("ORT_DYLIB_PATH", facerecon_testutil::ort_library())
         .output()
         .unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 fn photo(seed: u8) -> RgbImage {

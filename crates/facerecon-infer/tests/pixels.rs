@@ -10,20 +10,8 @@ use std::{
     process::{Command, Output},
 };
 
+use facerecon_testutil::{box_mask, identity_model, ort_library, stderr};
 use image::{ColorType, DynamicImage, GenericImageView, GrayImage, ImageBuffer, Luma, Rgb, RgbImage};
-
-fn ort_library() -> String {
-    std::env::var("ORT_DYLIB_PATH")
-        .ok()
-        .filter(|p| !p.is_empty())
-        .unwrap_or_else(|| {
-            panic!("ORT_DYLIB_PATH is not set: these tests need the ONNX Runtime library (make test sets it)")
-        })
-}
-
-fn identity_model() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../facerecon-runtime/tests/data/identity.onnx")
-}
 
 fn infer<I, S>(args: I) -> Output
 where
@@ -35,10 +23,6 @@ where
         .env("ORT_DYLIB_PATH", ort_library())
         .output()
         .expect("running facerecon-infer")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// A xorshift stream of u16 values.
@@ -207,7 +191,7 @@ fn every_colour_type_keeps_its_depth_alpha_and_known_pixels() {
             }
         }
         assert!(
-            deep > 0 && changed > (bw * bh) as u32 / 2,
+            deep > 0 && changed > (bw * bh) / 2,
             "{color:?}: the hole did not change ({changed})"
         );
     }
@@ -336,20 +320,10 @@ fn mask_case(dir: &Path, photo_size: (u32, u32), mask: &GrayImage) -> (PathBuf, 
     (photos, masks)
 }
 
-fn rect_mask(w: u32, h: u32, (bx, by, bw, bh): (u32, u32, u32, u32)) -> GrayImage {
-    GrayImage::from_fn(w, h, |x, y| {
-        Luma([if x >= bx && x < bx + bw && y >= by && y < by + bh {
-            255
-        } else {
-            0
-        }])
-    })
-}
-
 #[test]
 fn a_mask_of_another_aspect_ratio_is_an_error_unless_asked() {
     let dir = tempfile::tempdir().unwrap();
-    let (photos, masks) = mask_case(dir.path(), (120, 80), &rect_mask(64, 64, (10, 10, 20, 20)));
+    let (photos, masks) = mask_case(dir.path(), (120, 80), &box_mask(64, 64, 10, 10, 20, 20));
     let run = |extra: &[&str], out: &Path| {
         let mut args: Vec<std::ffi::OsString> = vec![
             "--model".into(),
@@ -384,7 +358,7 @@ fn a_mask_of_the_same_aspect_ratio_is_scaled() {
     // lands at twice its coordinates.
     for (k, mw) in [60u32, 61].into_iter().enumerate() {
         let case = dir.path().join(format!("case{k}"));
-        let (photos, masks) = mask_case(&case, (120, 80), &rect_mask(mw, 40, (20, 10, 10, 10)));
+        let (photos, masks) = mask_case(&case, (120, 80), &box_mask(mw, 40, 20, 10, 10, 10));
         let out = case.join("out");
         let o = infer([
             "--model".as_ref(),

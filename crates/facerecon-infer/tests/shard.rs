@@ -12,18 +12,11 @@ use std::{
     process::{Command, Output},
 };
 
+use facerecon_testutil::{identity_model as model, ort_library as ort, stderr};
 use image::{Rgb, RgbImage};
-
-fn model() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../facerecon-runtime/tests/data/identity.onnx")
-}
 
 fn fleet_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/fleet")
-}
-
-fn ort() -> String {
-    std::env::var("ORT_DYLIB_PATH").expect("ORT_DYLIB_PATH (make test sets it)")
 }
 
 fn infer(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
@@ -33,10 +26,6 @@ fn infer(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
         .env("ORT_DYLIB_PATH", ort())
         .output()
         .unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 fn photo(seed: u8) -> RgbImage {
@@ -482,12 +471,12 @@ fn k8s_indexed_job_example_runs_every_index() {
 
 #[test]
 fn readme_quotes_the_fleet_examples_verbatim() {
-    let readme = std::fs::read_to_string(fleet_dir().join("../../README.md")).unwrap();
+    let readme = std::fs::read_to_string(fleet_dir().join("../../docs/usage.md")).unwrap();
     for f in ["slurm-array.sh", "k8s-indexed-job.yaml"] {
         let text = std::fs::read_to_string(fleet_dir().join(f)).unwrap();
         assert!(
             readme.contains(&text),
-            "README's Fleet use section does not quote examples/fleet/{f} as it is"
+            "docs/usage.md's Fleet use section does not quote examples/fleet/{f} as it is"
         );
     }
 }

@@ -14,9 +14,16 @@ use std::path::{Path, PathBuf};
 pub enum ModelError {
     /// The weights file is unreadable or does not match the spec; names the file and the tensor.
     #[error("{}: {msg}", path.display())]
-    Weights { path: PathBuf, msg: String },
+    Weights {
+        /// The weights file.
+        path: PathBuf,
+        /// What is wrong, naming the tensor.
+        msg: String,
+    },
+    /// The spec is invalid.
     #[error(transparent)]
     Spec(#[from] SpecError),
+    /// A tensor operation failed (shape, device, out of memory).
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
 }
@@ -147,7 +154,7 @@ impl Model {
         Ok(Model::new(spec, VarBuilder::from_tensors(weights, DType::F32, device))?)
     }
 
-    /// The spec the model was built from.
+    /// The spec this model was built from.
     pub fn spec(&self) -> &ModelSpec {
         &self.spec
     }

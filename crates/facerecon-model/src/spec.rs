@@ -30,9 +30,19 @@ use std::collections::HashMap;
 #[non_exhaustive]
 pub enum SpecError {
     #[error("layer {index} ({op}): {msg}")]
-    Layer { index: usize, op: String, msg: String },
+    /// One layer is wrong (unknown input, shape mismatch, bad setting).
+    Layer {
+        /// Its position in `layers:`.
+        index: usize,
+        /// Its op (`conv2d`, ...).
+        op: String,
+        /// What is wrong.
+        msg: String,
+    },
+    /// The spec as a whole is inconsistent (unknown or duplicate names, shapes that do not fit, sizes).
     #[error("model spec: {0}")]
     Invalid(String),
+    /// The YAML does not parse or does not match the schema (unknown key, wrong type).
     #[error("cannot parse model spec: {0}")]
     Parse(#[from] serde_yaml::Error),
 }
@@ -42,11 +52,14 @@ pub enum SpecError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(untagged)]
 pub enum Padding {
+    /// Keras' `same`: output = ceil(input / stride).
     #[default]
     #[serde(with = "same_str")]
     Same,
+    /// No padding.
     #[serde(with = "valid_str")]
     Valid,
+    /// That many pixels on every side.
     Explicit(usize),
 }
 
@@ -74,7 +87,9 @@ unit_str!(valid_str, "valid");
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum From {
+    /// One layer's (or graph input's) output.
     One(String),
+    /// Several, in order (`concat`, `add`).
     Many(Vec<String>),
 }
 
@@ -98,32 +113,45 @@ fn two() -> usize {
 pub enum Op {
     /// 2-D convolution, weight `[filters, in, k, k]`.
     Conv2d {
+        /// Output channels.
         filters: usize,
+        /// Side of the square kernel.
         kernel: usize,
+        /// Step in both directions (default 1).
         #[serde(default = "one")]
         stride: usize,
+        /// Default `same`.
         #[serde(default)]
         padding: Padding,
+        /// Spacing of the kernel taps (default 1; 2+ widens the receptive field without weights).
         #[serde(default = "one")]
         dilation: usize,
+        /// Whether the layer adds a per-channel bias (default true).
         #[serde(default = "yes")]
         bias: bool,
     },
     /// 2-D transposed convolution, weight `[in, filters, k, k]` (candle's and ONNX's layout).
     /// `same` padding makes the output exactly `stride` times the input, like Keras.
     ConvTranspose2d {
+        /// Output channels.
         filters: usize,
+        /// Side of the square kernel.
         kernel: usize,
+        /// Upsampling factor in both directions (default 1).
         #[serde(default = "one")]
         stride: usize,
+        /// Default `same` (output = input * stride).
         #[serde(default)]
         padding: Padding,
+        /// Whether the layer adds a per-channel bias (default true).
         #[serde(default = "yes")]
         bias: bool,
     },
     /// Fully connected layer on a flat vector, weight `[units, in]`.
     Dense {
+        /// Output features.
         units: usize,
+        /// Whether the layer adds a bias (default true).
         #[serde(default = "yes")]
         bias: bool,
     },
@@ -131,17 +159,24 @@ pub enum Op {
     Flatten,
     /// `[F]` -> `shape` (`[C, H, W]`).
     Reshape {
+        /// The target shape; its product must equal the input's length.
         shape: Vec<usize>,
     },
+    /// `max(x, slope * x)`, the tutorial's activation.
     LeakyRelu {
+        /// Slope for negative inputs (default 0.2, Keras').
         #[serde(default = "slope")]
         slope: f64,
     },
+    /// `max(x, 0)`.
     Relu,
+    /// `1 / (1 + e^-x)`: the usual last layer, as pixels are in `[0,1]`.
     Sigmoid,
+    /// Hyperbolic tangent.
     Tanh,
     /// Nearest-neighbour upsampling by an integer factor.
     Upsample {
+        /// Factor in both directions (default 2).
         #[serde(default = "two")]
         scale: usize,
     },
@@ -152,6 +187,7 @@ pub enum Op {
 }
 
 impl Op {
+    /// The op's name as written in the YAML (`conv2d`, ...), for messages and the exporter.
     pub fn kind(&self) -> &'static str {
         match self {
             Op::Conv2d { .. } => "conv2d",
@@ -178,10 +214,13 @@ impl Op {
 /// optional inputs (default: the previous layer's output).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Layer {
+    /// Needed to refer to the layer in `from:`, and the prefix of its weights (`enc1.weight`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Inputs: a layer name or a graph input ([`INPUT`], [`IMAGE`], [`MASK`]); default the previous layer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<From>,
+    /// What the layer computes.
     #[serde(flatten)]
     pub op: Op,
 }
@@ -242,6 +281,7 @@ pub struct ModelSpec {
     /// Whether the mask is fed to the network as an extra input channel (`input` = image ++ mask).
     #[serde(default)]
     pub mask_channel: bool,
+    /// The network in order; the last layer's output is the reconstruction (`[channels, S, S]`).
     #[serde(deserialize_with = "layers_by_index")]
     pub layers: Vec<Layer>,
 }
@@ -274,12 +314,14 @@ pub enum ActShape {
 }
 
 impl ActShape {
+    /// Number of values in one sample's activation.
     pub fn numel(&self) -> usize {
         match *self {
             ActShape::Map(c, h, w) => c * h * w,
             ActShape::Flat(f) => f,
         }
     }
+    /// The shape as a list (`[C, H, W]` or `[F]`).
     pub fn dims(&self) -> Vec<usize> {
         match *self {
             ActShape::Map(c, h, w) => vec![c, h, w],
@@ -315,12 +357,17 @@ pub fn conv_transpose_padding(padding: Padding, kernel: usize, stride: usize) ->
 /// A layer after resolution: its final name, input names and output shape.
 #[derive(Debug, Clone)]
 pub struct ResolvedLayer {
+    /// Position in the spec's layer list.
     pub index: usize,
     /// The name of this layer's output (given, or `layer{index}`).
     pub name: String,
+    /// Names of the outputs it reads, resolved (`from:` or the previous layer).
     pub inputs: Vec<String>,
+    /// What it computes.
     pub op: Op,
+    /// Shapes of its inputs, in the order of `inputs`.
     pub in_shapes: Vec<ActShape>,
+    /// Shape of its output.
     pub out_shape: ActShape,
 }
 
@@ -331,6 +378,7 @@ pub const INPUT: &str = "input";
 pub use facerecon_contract::names::{IMAGE, MASK};
 
 impl ModelSpec {
+    /// Parses a config's `model:` section and checks it (names, shapes, paddings) before any weight exists.
     pub fn from_yaml(text: &str) -> Result<Self, SpecError> {
         let spec: ModelSpec = serde_yaml::from_str(text)?;
         spec.resolve()?;

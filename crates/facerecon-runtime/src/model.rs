@@ -519,7 +519,7 @@ mod scan {
         };
         if let Some(elem) = elem {
             let stored = match raw {
-                Some(b) if b.len() as u64 % elem != 0 => {
+                Some(b) if !(b.len() as u64).is_multiple_of(elem) => {
                     return Err(format!(
                         "{what}: raw_data is {} bytes, not a whole number of {elem}-byte values",
                         b.len()
@@ -582,7 +582,7 @@ mod scan {
         }
         /// A packed run of fixed-size values.
         fn pack(&mut self, p: &'a [u8], size: usize, field: u64) -> Result<(), String> {
-            if p.len() % size != 0 {
+            if !p.len().is_multiple_of(size) {
                 return Err(format!(
                     "malformed ONNX: packed field {field} of TensorProto is {} bytes, not a multiple of {size}",
                     p.len()

@@ -59,6 +59,17 @@ impl Prepared {
 }
 
 /// The smallest rectangle holding every hole pixel, or `None` for a mask without holes.
+///
+/// ```
+/// use facerecon_runtime::{pipeline::hole_bbox, Region};
+/// use image::{GrayImage, Luma};
+/// let mut mask = GrayImage::new(10, 8);
+/// mask.put_pixel(2, 3, Luma([255]));
+/// mask.put_pixel(5, 4, Luma([128])); // >= 128 is a hole
+/// mask.put_pixel(7, 7, Luma([127])); // below it, a known pixel
+/// assert_eq!(hole_bbox(&mask), Some(Region { x: 2, y: 3, width: 4, height: 2 }));
+/// assert_eq!(hole_bbox(&GrayImage::new(10, 8)), None);
+/// ```
 pub fn hole_bbox(mask: &GrayImage) -> Option<Region> {
     let (mut x0, mut y0, mut x1, mut y1) = (u32::MAX, u32::MAX, 0, 0);
     for (x, y, p) in mask.enumerate_pixels() {
@@ -78,6 +89,19 @@ pub fn hole_bbox(mask: &GrayImage) -> Option<Region> {
 }
 
 /// The region of a `width x height` image the network should see, given the hole's bounding box.
+///
+/// ```
+/// use facerecon_runtime::{pipeline::choose_region, FitMode, Region};
+/// let square = |x, y, side| Region { x, y, width: side, height: side };
+/// // A small hole in a large photo: a square around it, the model's size (never upscaled from less).
+/// assert_eq!(choose_region(1000, 700, square(600, 300, 20), 128, FitMode::Auto), square(546, 246, 128));
+/// // Near the edge the square slides back inside the image.
+/// assert_eq!(choose_region(1000, 700, square(5, 5, 20), 128, FitMode::Auto), square(0, 0, 128));
+/// // A square of more than half the shorter side would not be worth it: the whole image.
+/// let whole = Region { x: 0, y: 0, width: 200, height: 150 };
+/// assert_eq!(choose_region(200, 150, square(70, 50, 40), 128, FitMode::Auto), whole);
+/// assert_eq!(choose_region(1000, 700, square(600, 300, 20), 128, FitMode::Whole).width, 1000);
+/// ```
 pub fn choose_region(width: u32, height: u32, hole: Region, size: u32, fit: FitMode) -> Region {
     let whole = Region {
         x: 0,

@@ -127,7 +127,8 @@ fn overflowing_weights_fail_the_image_not_the_run() {
 fn hostile_tensors_and_shapes_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let cases: Vec<(&str, Box<dyn Fn(&mut Spec)>, &str)> = vec![
+    type Break = Box<dyn Fn(&mut Spec)>;
+    let cases: Vec<(&str, Break, &str)> = vec![
         (
             "external.onnx",
             Box::new(|s| s.initializers[0].external = true),

@@ -1,51 +1,18 @@
 //! Runtime tests through ONNX Runtime, on the fixtures of tests/data (regenerate with make_identity.py).
 //! They need the ONNX Runtime library: `make test` sets ORT_DYLIB_PATH.
 
-use std::path::PathBuf;
-
 use facerecon_runtime::{Device, FitMode, Provider, Runtime, RuntimeError, RuntimeOptions};
-use image::{GrayImage, Luma, Rgb, RgbImage};
+use image::{GrayImage, RgbImage};
 
-/// What identity.onnx reconstructs every (zeroed) hole pixel as: (0.1, 0.3, 0.5) in 8 bits.
-const HOLE_COLOUR: Rgb<u8> = Rgb([26, 77, 128]);
+use facerecon_testutil::{box_mask, noise, runtime_data as fixture, HOLE_COLOUR};
 
 fn options() -> RuntimeOptions {
-    let lib = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()).unwrap_or_else(|| {
-        panic!("ORT_DYLIB_PATH is not set: these tests need the ONNX Runtime library. Run `make test` (it runs `make setup` and sets it), or export ORT_DYLIB_PATH=$(scripts/setup-ort.sh)")
-    });
     RuntimeOptions {
-        ort_library: Some(lib.into()),
+        ort_library: Some(facerecon_testutil::ort_library().into()),
         threads: Some(1),
         batch_size: 3,
         ..Default::default()
     }
-}
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
-}
-
-fn noise(w: u32, h: u32, seed: u32) -> RgbImage {
-    let mut state = seed.wrapping_mul(2_654_435_761) | 1;
-    RgbImage::from_fn(w, h, |_, _| {
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            (state >> 24) as u8
-        };
-        Rgb([next(), next(), next()])
-    })
-}
-
-fn box_mask(w: u32, h: u32, x0: u32, y0: u32, bw: u32, bh: u32) -> GrayImage {
-    GrayImage::from_fn(w, h, |x, y| {
-        Luma([if x >= x0 && x < x0 + bw && y >= y0 && y < y0 + bh {
-            255
-        } else {
-            0
-        }])
-    })
 }
 
 #[test]

@@ -31,6 +31,7 @@ pub use facerecon_contract::checkpoint::{
     METRICS_FILE, MODEL_FILE, OPTIMIZER_FILE, STATE_FILE,
 };
 use facerecon_contract::MetricsRecord;
+/// Sample grids per epoch (corrupted | output | original); outside the checkpoints.
 pub const SAMPLES_DIR: &str = "samples";
 /// Held (`File::try_lock`) by the trainer that owns the run directory.
 pub const LOCK_FILE: &str = "train.lock";
@@ -50,6 +51,7 @@ pub struct State {
     /// The best validation record so far (highest `psnr_full`), if any epoch finished.
     #[serde(default)]
     pub best: Option<MetricsRecord>,
+    /// The run's seed: the initial weights, the shuffles, masks and flips all derive from it.
     pub seed: u64,
     /// The dataset directory.
     pub data: PathBuf,
@@ -63,12 +65,16 @@ pub struct State {
     /// the files that could not be read, the seconds spent training and waiting for data.
     #[serde(default)]
     pub epoch_loss_sum: f64,
+    /// Running total: images trained.
     #[serde(default)]
     pub epoch_images: usize,
+    /// Running total: files that could not be read.
     #[serde(default)]
     pub epoch_unreadable: usize,
+    /// Running total: seconds spent training.
     #[serde(default)]
     pub epoch_secs: f64,
+    /// Running total: seconds spent waiting for data.
     #[serde(default)]
     pub epoch_wait: f64,
 }
@@ -140,12 +146,13 @@ pub fn crash_point(what: &str) {
             fn kill(pid: i32, sig: i32) -> i32;
         }
         // SIGKILL, like a real kill: no destructors, no flushing.
+        // SAFETY: kill(2) takes plain integers and touches no memory of ours.
         unsafe { kill(std::process::id() as i32, 9) };
     }
 }
 
 /// Take an exclusive lock on `file` without waiting (`flock(LOCK_EX | LOCK_NB)`, what std's
-/// `File::try_lock` does since Rust 1.89; the workspace's MSRV is 1.85): `Ok(false)` when another process
+/// `File::try_lock` does since Rust 1.89; written before the MSRV reached it): `Ok(false)` when another process
 /// holds it. The OS releases the lock when the holder exits or is killed.
 pub fn try_lock(file: &std::fs::File) -> std::io::Result<bool> {
     use std::os::fd::AsRawFd;
@@ -154,6 +161,7 @@ pub fn try_lock(file: &std::fs::File) -> std::io::Result<bool> {
     }
     const LOCK_EX: i32 = 2;
     const LOCK_NB: i32 = 4;
+    // SAFETY: flock(2) takes plain integers; the descriptor is open for as long as `file` is borrowed.
     if unsafe { flock(file.as_raw_fd(), LOCK_EX | LOCK_NB) } == 0 {
         return Ok(true);
     }
@@ -372,6 +380,7 @@ pub fn save(
 pub struct Checkpoint {
     /// The directory holding its files (`RUN/ckpt.NNNNNN`, or `RUN` itself for the older layout).
     pub dir: PathBuf,
+    /// Its `state.json`.
     pub state: State,
     /// The metrics records of the epochs it covers, one JSON object per line.
     pub metrics: Vec<String>,

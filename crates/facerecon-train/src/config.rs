@@ -13,12 +13,30 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
+    /// The file could not be read.
     #[error("cannot read config {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        /// The config file.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// The YAML does not parse or does not fit the schema (unknown key, wrong type).
     #[error("cannot parse config {path}: {source}")]
-    Parse { path: PathBuf, source: serde_yaml::Error },
+    Parse {
+        /// The config file.
+        path: PathBuf,
+        /// The YAML parser's error.
+        source: serde_yaml::Error,
+    },
+    /// The values are inconsistent (the message says which and why).
     #[error("invalid config {path}: {msg}")]
-    Invalid { path: PathBuf, msg: String },
+    Invalid {
+        /// The config file.
+        path: PathBuf,
+        /// What is wrong.
+        msg: String,
+    },
 }
 
 /// A whole run: the network, the masks it learns to fill, and how to train it.
@@ -33,6 +51,7 @@ pub struct Config {
     /// Weighted mixture of mask generators; default: the tutorial's one 28x28 box.
     #[serde(default = "default_masks")]
     pub masks: Vec<MaskSpec>,
+    /// Batch size, epochs, optimiser, schedule, loss, validation, checkpoints.
     #[serde(default)]
     pub train: TrainConfig,
 }
@@ -41,10 +60,15 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrainConfig {
+    /// Images per optimiser step.
     pub batch_size: usize,
+    /// Epochs in the whole run (a resumed run continues up to it).
     pub epochs: usize,
+    /// Which optimiser and its settings.
     pub optimizer: OptimizerConfig,
+    /// How the learning rate changes over the run.
     pub lr_schedule: LrSchedule,
+    /// The per-pixel loss and its hole weight.
     pub loss: LossConfig,
     /// Fraction of the files (by file-name hash) held out for validation.
     pub validation_fraction: f64,
@@ -82,8 +106,11 @@ impl Default for TrainConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OptimizerKind {
+    /// Adam (Keras' defaults: beta1 0.9, beta2 0.999, eps 1e-7).
     Adam,
+    /// Stochastic gradient descent, with optional momentum.
     Sgd,
+    /// RMSprop (Keras' semantics: `rho`, `momentum`, `eps`).
     Rmsprop,
 }
 
@@ -91,7 +118,9 @@ pub enum OptimizerKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OptimizerConfig {
+    /// Which optimiser.
     pub kind: OptimizerKind,
+    /// Base learning rate (the schedule scales it).
     pub lr: f64,
     /// Adam.
     pub beta1: f64,
@@ -126,9 +155,12 @@ impl Default for OptimizerConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum ScheduleKind {
+    /// The base rate throughout (after any warm-up).
     #[default]
     Constant,
+    /// Cosine decay from the base rate to `min_lr` by the run's last step.
     Cosine,
+    /// Multiplied by `gamma` every `step_epochs` epochs.
     Step,
 }
 
@@ -137,10 +169,15 @@ pub enum ScheduleKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LrSchedule {
+    /// The schedule's shape.
     pub kind: ScheduleKind,
+    /// Steps of linear warm-up from 0 (0 = none).
     pub warmup_steps: usize,
+    /// Where the cosine ends.
     pub min_lr: f64,
+    /// `step`: epochs between two decays.
     pub step_epochs: usize,
+    /// `step`: the factor of each decay.
     pub gamma: f64,
 }
 
@@ -160,9 +197,12 @@ impl Default for LrSchedule {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum LossKind {
+    /// Mean squared error (PSNR is an MSE metric).
     #[default]
     Mse,
+    /// Binary cross-entropy (the tutorial's other loss; pixels in `[0,1]`).
     Bce,
+    /// Mean absolute error (sharper fills than MSE).
     L1,
 }
 
@@ -170,7 +210,9 @@ pub enum LossKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LossConfig {
+    /// The per-pixel loss.
     pub kind: LossKind,
+    /// Weight of hole pixels (known pixels weigh 1); > 1 focuses the training on the fill.
     pub hole_weight: f64,
 }
 

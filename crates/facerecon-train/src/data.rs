@@ -131,12 +131,16 @@ pub fn load_fitted(path: &Path, size: u32) -> Result<RgbImage, String> {
 /// A batch in the model's layout: images `[len,3,S,S]`, masks `[len,1,S,S]` (1 = hole), f32.
 #[derive(Debug, Clone)]
 pub struct Batch {
+    /// Images, `[len, 3, S, S]` in `[0,1]`.
     pub images: Vec<f32>,
+    /// Masks, `[len, 1, S, S]`, 1 = hole.
     pub masks: Vec<f32>,
     /// The network input: `images` with the holes zeroed, made on the data thread (the training step
     /// would otherwise spend two full-batch tensor ops on it).
     pub inputs: Vec<f32>,
+    /// Images in the batch (fewer than the batch size when files were unreadable, or at the end).
     pub len: usize,
+    /// Side `S` of the model's square input.
     pub size: usize,
     /// Files of this batch's slot in the epoch that could not be read (left out of the batch).
     pub unreadable: usize,
@@ -188,6 +192,8 @@ pub struct TrainData {
 }
 
 impl TrainData {
+    /// The training side of the split, drawn in batches of `batch_size` with fresh masks per draw,
+    /// all seeded by `seed`.
     pub fn new(
         files: Vec<PathBuf>,
         sampler: MaskSampler,
@@ -208,10 +214,12 @@ impl TrainData {
         }
     }
 
+    /// Number of training files.
     pub fn len(&self) -> usize {
         self.files.len()
     }
 
+    /// Whether there are no training files.
     pub fn is_empty(&self) -> bool {
         self.files.is_empty()
     }
@@ -307,11 +315,15 @@ impl Drop for EpochBatches {
 /// The validation set, decoded once and kept, with a fixed seeded mask per image.
 #[derive(Debug, Clone)]
 pub struct ValidationSet {
+    /// Images, `[len, 3, S, S]` in `[0,1]`.
     pub images: Vec<f32>,
+    /// Masks, `[len, 1, S, S]`, 1 = hole (the same every epoch).
     pub masks: Vec<f32>,
     /// The network inputs (holes zeroed), made once at load time as for training batches.
     pub inputs: Vec<f32>,
+    /// Number of images.
     pub len: usize,
+    /// Side `S` of the model's square input.
     pub size: usize,
 }
 

@@ -11,7 +11,7 @@ use rayon::prelude::*;
 /// Keras' clipping of probabilities in binary cross-entropy (`epsilon()` = 1e-7).
 const BCE_EPS: f64 = 1e-7;
 
-/// The loss of `reconstruction` (`[N,C,H,W]` in [0,1]) against `target` (same shape), with the
+/// The loss of `reconstruction` (`[N,C,H,W]` in `[0,1]`) against `target` (same shape), with the
 /// per-pixel weight from `mask` (`[N,1,H,W]`, 1 = hole). Returns a scalar.
 pub fn loss(cfg: &LossConfig, reconstruction: &Tensor, target: &Tensor, mask: &Tensor) -> Result<Tensor> {
     // The one-pass kernel where the model's layers would run theirs (CPU f32, not --reference-ops).
@@ -27,7 +27,7 @@ pub fn loss(cfg: &LossConfig, reconstruction: &Tensor, target: &Tensor, mask: &T
     loss_ops(cfg, reconstruction, target, mask)
 }
 
-/// [`loss`] with candle's tensor ops (any device, BCE, and the reference for [`PixelLoss`]).
+/// [`loss`] with candle's tensor ops (any device, BCE, and the reference for `PixelLoss`).
 pub fn loss_ops(cfg: &LossConfig, reconstruction: &Tensor, target: &Tensor, mask: &Tensor) -> Result<Tensor> {
     let per_pixel = match cfg.kind {
         LossKind::Mse => (reconstruction - target)?.sqr()?,

@@ -68,6 +68,7 @@ impl Optimizer {
         self.step
     }
 
+    /// Which optimiser this is (a checkpoint's optimiser state only fits the same kind).
     pub fn kind(&self) -> OptimizerKind {
         self.cfg.kind
     }

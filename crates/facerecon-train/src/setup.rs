@@ -29,8 +29,11 @@ pub struct TrainOptions {
     pub data: Option<PathBuf>,
     /// Run directory (`runs/NAME`).
     pub out: PathBuf,
+    /// Override of the config's `train.epochs`.
     pub epochs: Option<usize>,
+    /// Override of the config's `train.batch_size`.
     pub batch_size: Option<usize>,
+    /// The run's seed (default 0); see [`crate::checkpoint::State::seed`].
     pub seed: Option<u64>,
     /// Keep a deterministic subset of this many files (before the split).
     pub max_images: Option<usize>,
@@ -38,7 +41,9 @@ pub struct TrainOptions {
     pub max_steps: Option<u64>,
     /// Generate this many procedural faces and train on them.
     pub synthetic: Option<usize>,
+    /// Continue the run in `out` from its last checkpoint.
     pub resume: bool,
+    /// Replace a finished or existing run in `out` (after the config is read and checked).
     pub force: bool,
     /// Start a new run from the model weights of this run directory (fine-tuning): fresh optimiser,
     /// step 0, this run's own config (its masks, loss, schedule); the model must be the same.
@@ -52,15 +57,25 @@ pub struct TrainOptions {
 
 /// A run ready to train.
 pub struct Session {
+    /// The resolved config (overrides applied).
     pub config: Config,
+    /// The run directory.
     pub out: PathBuf,
+    /// Where the model trains.
     pub device: Device,
+    /// The trainable parameters (what a checkpoint saves).
     pub varmap: VarMap,
+    /// The network over `varmap`.
     pub model: Model,
+    /// The optimiser, with its restored state when resuming.
     pub optimizer: Optimizer,
+    /// Position in the run, written into each checkpoint.
     pub state: State,
+    /// The training side of the split.
     pub train: TrainData,
+    /// The held-out side, decoded once.
     pub val: ValidationSet,
+    /// Files the walk or the decoder skipped, reported once.
     pub skipped: SkipLog,
     /// Whether this session resumed a checkpoint.
     pub resumed: bool,

@@ -18,11 +18,15 @@ use std::time::Instant;
 /// What a run did, printed at the end.
 #[derive(Debug, Clone)]
 pub struct Summary {
-    /// Epochs completed in this invocation, and in total.
+    /// Epochs completed in this invocation.
     pub epochs_run: usize,
+    /// Epochs completed in total, earlier invocations included.
     pub epochs_done: usize,
+    /// Optimiser steps in total.
     pub steps: u64,
+    /// Wall-clock seconds of this invocation.
     pub wall_s: f64,
+    /// Training throughput of this invocation: images over the seconds spent in training steps.
     pub images_per_sec: f64,
     /// Training throughput after the first [`WARMUP_STEPS`] steps of this invocation (allocator,
     /// scratch buffers and data thread warmed up), validation and checkpoints excluded; `None` when
@@ -37,7 +41,9 @@ pub struct Summary {
     pub best: Option<MetricsRecord>,
     /// The last validation record of this invocation.
     pub last: Option<MetricsRecord>,
+    /// The last checkpoint written.
     pub checkpoint: PathBuf,
+    /// Whether the run trained on generated synthetic faces.
     pub synthetic: bool,
     /// Stopped by `--max-steps` before the configured epochs were done.
     pub stopped_early: bool,
@@ -268,7 +274,7 @@ fn progress_bar(len: u64, pos: u64, epoch: usize, epochs: usize) -> ProgressBar 
 fn report_step(bar: &ProgressBar, s: &Session, loss: f64, ips: f64, lr: f64, log_every: usize) {
     let msg = format!("loss {loss:.5} | {ips:.1} img/s | lr {lr:.2e}");
     if bar.is_hidden() {
-        if s.state.step % log_every as u64 == 0 {
+        if s.state.step.is_multiple_of(log_every as u64) {
             eprintln!(
                 "epoch {} step {} (batch {}): {msg}",
                 s.state.epoch + 1,
@@ -310,7 +316,7 @@ fn check_readable(s: &Session) -> Result<()> {
     Ok(())
 }
 
-/// The largest fraction of unreadable training files an epoch may have (see [`check_readable`]).
+/// The largest fraction of unreadable training files an epoch may have (see `check_readable`).
 pub const MAX_UNREADABLE_FRACTION: f64 = 0.5;
 
 /// One metrics.jsonl line for epoch `epoch` (1-based).

@@ -18,9 +18,13 @@ pub const SAMPLE_FACES: usize = 8;
 pub struct ValMetrics {
     /// The training loss on the validation set.
     pub loss: f64,
+    /// PSNR (dB) of the composited image over the whole image.
     pub psnr_full: f64,
+    /// PSNR (dB) over the hole pixels only.
     pub psnr_hole: f64,
+    /// SSIM of the composited image.
     pub ssim: f64,
+    /// Mean |error| over the hole pixels x 100 (pixels in `[0,1]`).
     pub l1_hole: f64,
     /// PSNR of the raw reconstruction (no compositing) over the whole image: the tutorial's number.
     pub psnr_raw: f64,
@@ -38,7 +42,7 @@ pub fn zero_holes(image: &Tensor, mask: &Tensor) -> Result<Tensor> {
     Ok(image.broadcast_mul(&mask.affine(-1.0, 1.0)?)?)
 }
 
-/// PSNR of `a` against `b` (values in [0,1]); identical images give 100 dB rather than infinity.
+/// PSNR of `a` against `b` (values in `[0,1]`); identical images give 100 dB rather than infinity.
 pub fn psnr(a: &[f32], b: &[f32]) -> f64 {
     let mse = a.iter().zip(b).map(|(x, y)| ((x - y) as f64).powi(2)).sum::<f64>() / a.len().max(1) as f64;
     10.0 * (1.0 / mse.max(1e-10)).log10()

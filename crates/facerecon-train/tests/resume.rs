@@ -371,7 +371,8 @@ fn a_mid_epoch_resume_refuses_a_config_that_changes_the_epoch() {
     ok(train(&config, &data, &out, &["--max-steps", "2"]).output().unwrap());
     let base: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
     let masks: serde_yaml::Value = serde_yaml::from_str("[{kind: box, min: 8, max: 8, weight: 1.0}]").unwrap();
-    let edits: [(&str, Box<dyn Fn(&mut serde_yaml::Value)>); 4] = [
+    type Edit = Box<dyn Fn(&mut serde_yaml::Value)>;
+    let edits: [(&str, Edit); 4] = [
         (
             "validation_fraction",
             Box::new(|v| v["train"]["validation_fraction"] = 0.3.into()),

@@ -124,7 +124,7 @@ mod x86 {
         let (pa, pb) = (a.as_ptr(), b.as_ptr());
         let mut acc = [_mm512_setzero_ps(); 4];
         let mut i = 0;
-        // SAFETY (all loads): every offset read is below `n`, the length of both slices' prefixes; the
+        // SAFETY: (all loads) every offset read is below `n`, the length of both slices' prefixes; the
         // masked tail load reads only the `n - i` lanes that exist.
         unsafe {
             while i + 64 <= n {

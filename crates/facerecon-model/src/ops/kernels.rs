@@ -197,6 +197,8 @@ struct SharedOut {
 // SAFETY: used for one image's output slot at a time; `big_to_small`'s pieces write disjoint element
 // sets of it (see there).
 unsafe impl Send for SharedOut {}
+// SAFETY: a shared `&SharedOut` only hands out copies of the pointer; every write through one follows the
+// rule above (disjoint element sets per piece).
 unsafe impl Sync for SharedOut {}
 
 impl SharedOut {
@@ -298,10 +300,10 @@ pub(crate) fn big_to_small(
             let (p0, pixels) = (o0 * g.small_w, (o1 - o0) * g.small_w);
             with_scratch(&SCRATCH_A, rows * pixels, |col| {
                 g.im2col_rows(xb, col, o0, o1);
+                let (dst, len) = out.at(p0);
                 // SAFETY: `out` points to this image's slot (alive, and accessed only by the pieces until
                 // they join); the GEMM writes (c, p0 + j) for c < small_c, j < pixels, inside it (checked
                 // by `sgemm_raw`), disjoint from every other piece's columns, without reading them.
-                let (dst, len) = out.at(p0);
                 unsafe {
                     sgemm_raw(
                         (g.small_c, pixels, rows),

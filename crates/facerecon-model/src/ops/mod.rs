@@ -89,7 +89,7 @@ pub(crate) fn sigmoid(x: &Tensor) -> Result<Tensor> {
 /// calls: the helpers burn their cores while `f` runs.
 ///
 /// Deadlock freedom: a helper runs other jobs only on top of its own stack (`rayon::yield_now`), and
-/// stops when `f` returns or after [`HELPER_IDLE`] without finding a job. The danger is a thread that
+/// stops when `f` returns or after `HELPER_IDLE` without finding a job. The danger is a thread that
 /// starts a helper while it waits inside a join, with work `f` needs below it on its stack: `f`'s own
 /// thread could pop a not-yet-started helper off its deque that way, so helpers that find themselves on
 /// that thread return at once; other threads steal the oldest jobs of a deque first, i.e. the helpers

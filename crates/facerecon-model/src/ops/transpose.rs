@@ -57,10 +57,10 @@ mod avx {
         let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
         for i0 in (0..rb).step_by(8) {
             for j0 in (0..cb).step_by(8) {
-                // SAFETY (all pointer arithmetic): i0 + 7 < rows and j0 + 7 < cols, so every load reads
+                // SAFETY: (all pointer arithmetic) i0 + 7 < rows and j0 + 7 < cols, so every load reads
                 // inside `src[..rows * cols]` and every store (j * ld + i, j < cols, i < rows) inside
                 // `dst[..(cols - 1) * ld + rows]` (the caller checked both lengths).
-                let r = |k: usize| _mm256_loadu_ps(s.add((i0 + k) * cols + j0));
+                let r = |k: usize| unsafe { _mm256_loadu_ps(s.add((i0 + k) * cols + j0)) };
                 let (r0, r1, r2, r3, r4, r5, r6, r7) = (r(0), r(1), r(2), r(3), r(4), r(5), r(6), r(7));
                 let (t0, t1) = (_mm256_unpacklo_ps(r0, r1), _mm256_unpackhi_ps(r0, r1));
                 let (t2, t3) = (_mm256_unpacklo_ps(r2, r3), _mm256_unpackhi_ps(r2, r3));
@@ -81,7 +81,8 @@ mod avx {
                     _mm256_permute2f128_ps::<0x31>(u3, u7),
                 ];
                 for (k, v) in out.into_iter().enumerate() {
-                    _mm256_storeu_ps(d.add((j0 + k) * ld + i0), v);
+                    // SAFETY: j0 + k < cols and i0 + 7 < rows: inside `dst`, as said above.
+                    unsafe { _mm256_storeu_ps(d.add((j0 + k) * ld + i0), v) };
                 }
             }
         }

@@ -11,28 +11,16 @@ use facerecon_runtime::contract::{
 };
 use facerecon_runtime::RuntimeOptions;
 
+#[allow(unused_imports)] // each test binary uses some of them
+pub use facerecon_testutil::{fuzz_cases, runtime_data as fixture};
+
 pub fn options() -> RuntimeOptions {
-    let lib = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()).unwrap_or_else(|| {
-        panic!("ORT_DYLIB_PATH is not set: these tests need the ONNX Runtime library. Run `make test`, or export ORT_DYLIB_PATH=$(scripts/setup-ort.sh)")
-    });
     RuntimeOptions {
-        ort_library: Some(lib.into()),
+        ort_library: Some(facerecon_testutil::ort_library().into()),
         threads: Some(1),
         batch_size: 4,
         ..Default::default()
     }
-}
-
-pub fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
-}
-
-/// Cases per property test: FACERECON_FUZZ_CASES, else `default` (small, for `make test`).
-pub fn fuzz_cases(default: u32) -> u32 {
-    std::env::var("FACERECON_FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 fn varint(out: &mut Vec<u8>, mut v: u64) {
