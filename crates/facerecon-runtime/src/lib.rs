@@ -21,10 +21,12 @@
 
 mod error;
 pub mod feather;
+pub mod hole;
 pub mod model;
 mod options;
 mod ort_env;
 pub mod pipeline;
+mod resize;
 mod runtime;
 
 pub use error::RuntimeError;
