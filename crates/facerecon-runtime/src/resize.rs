@@ -12,7 +12,6 @@
 //! vectorises. `tests/fast_path.rs` and the unit tests compare against `imageops::resize`.
 
 use image::RgbImage;
-use rayon::prelude::*;
 
 /// The two filters the pipeline uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,10 +94,6 @@ fn round_u8(t: f32) -> u8 {
     (if t - i as f32 >= 0.5 { i + 1 } else { i }) as u8
 }
 
-/// Multiply-adds above which the vertical pass is split over rayon's threads (below, the hand-off
-/// costs more than it saves). A 1920x1080 frame fitted to 128x128 is ~12 million.
-const PARALLEL_WORK: usize = 1 << 20;
-
 /// The `(x, y, w, h)` window of `imageops::resize(&crop, new_w, new_h, kernel)`, where `crop` is the
 /// `source` rectangle `(sx, sy, sw, sh)` of `img`, computed alone and without copying the crop.
 /// Panics if the source rectangle is empty or not inside `img`, or the window not inside
@@ -148,19 +143,32 @@ pub(crate) fn resize_window(
     // Vertical pass: rows y0..y0+h of the (new_h x sw) intermediate, columns cx0..cx1, in f32. Each
     // value is `0.0 + p[0]*w[0] + p[1]*w[1] + ...` in tap order, as in `image`.
     let mut tmp = vec![0f32; h as usize * line_len];
-    let vertical = |(line, t): (&mut [f32], &Taps)| {
+    // Single-threaded on purpose: the caller's threads are ONNX Runtime's (`RuntimeOptions::threads`),
+    // and the CLI already prepares whole images in parallel.
+    // Columns go in blocks of LANES values whose sums stay in registers over all the taps.
+    const LANES: usize = 32;
+    for (line, t) in tmp.chunks_mut(line_len).zip(&ytaps) {
+        let row0 = (sy + t.left) as usize * stride + first_byte;
+        let mut block = 0;
+        while block + LANES <= line_len {
+            let mut acc = [0f32; LANES];
+            for (k, &wt) in t.weights.iter().enumerate() {
+                let px: &[u8; LANES] = src[row0 + k * stride + block..][..LANES]
+                    .try_into()
+                    .expect("LANES bytes");
+                for (a, &p) in acc.iter_mut().zip(px) {
+                    *a += p as f32 * wt;
+                }
+            }
+            line[block..block + LANES].copy_from_slice(&acc);
+            block += LANES;
+        }
         for (k, &wt) in t.weights.iter().enumerate() {
-            let start = (sy + t.left) as usize * stride + k * stride + first_byte;
-            for (acc, &p) in line.iter_mut().zip(&src[start..start + line_len]) {
+            let start = row0 + k * stride + block;
+            for (acc, &p) in line[block..].iter_mut().zip(&src[start..start + line_len - block]) {
                 *acc += p as f32 * wt;
             }
         }
-    };
-    let work = ytaps.iter().map(|t| t.weights.len()).sum::<usize>() * line_len;
-    if work >= PARALLEL_WORK {
-        tmp.par_chunks_mut(line_len).zip(ytaps.par_iter()).for_each(vertical);
-    } else {
-        tmp.chunks_mut(line_len).zip(ytaps.iter()).for_each(vertical);
     }
 
     // Horizontal pass.
@@ -240,7 +248,7 @@ mod tests {
             (50, 31, 32, 32),
             (7, 9, 40, 3),
             (300, 120, 128, 128),
-            (1920, 1080, 128, 128), // a camera frame: the parallel vertical pass
+            (1920, 1080, 128, 128), // a camera frame
             (64, 64, 64, 64),       // same size: a copy
         ];
         for (iw, ih, nw, nh) in cases {
