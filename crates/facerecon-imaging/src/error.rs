@@ -18,7 +18,7 @@ pub enum ImagingError {
     /// The content is not a decodable image (unknown format, truncated, corrupt).
     #[error("{path}: cannot decode image: {message}")]
     Decode { path: PathBuf, message: String },
-    /// The decoded image would exceed [`crate::io::MAX_PIXELS`] (decompression-bomb guard).
+    /// The decoded image would exceed `io::MAX_PIXELS` (decompression-bomb guard).
     #[error("{path}: image is too large ({width}x{height} pixels; the limit is {limit} pixels)")]
     TooLarge {
         path: PathBuf,

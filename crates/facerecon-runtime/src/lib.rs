@@ -30,6 +30,9 @@ mod resize;
 mod runtime;
 
 pub use error::RuntimeError;
+/// The pixel types of this crate's API (from the `image` crate, compiled without any codec), so
+/// that callers need no `image` dependency of their own.
+pub use image::{GrayImage, Luma, Rgb, Rgb32FImage, RgbImage};
 pub use model::ModelInfo;
 pub use options::{Device, OptimizationLevel, RuntimeOptions};
 pub use pipeline::{FitMode, Prepared, Region};
