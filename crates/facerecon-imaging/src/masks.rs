@@ -26,7 +26,7 @@ fn default_weight() -> f64 {
 
 /// One kind of mask in a weighted mixture (`masks:` in the YAML configs).
 ///
-/// Sizes are pixels at the model size passed to [`MaskSampler::sample`]; they are clamped to it.
+/// Sizes are pixels at the model size passed to `MaskSampler::sample` (feature `synth`); they are clamped to it.
 /// Serialized tagged by `kind` (`box`, `boxes`, `strokes`); `weight` defaults to 1.0.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]

@@ -333,7 +333,7 @@ impl Runtime {
         inputs: Inputs<'_>,
         chunk: usize,
         inpainted: bool,
-        consume: &mut dyn FnMut(usize, &[f32], Option<&[f32]>),
+        consume: &mut ItemSink<'_>,
     ) -> Result<(), RuntimeError> {
         let s = self.info.image_size as usize;
         let (image_len, mask_len) = (3 * s * s, s * s);
@@ -399,7 +399,7 @@ impl Runtime {
         mask: &[f32],
         n: usize,
         inpainted: bool,
-        consume: &mut dyn FnMut(&[f32], Option<&[f32]>),
+        consume: &mut BatchSink<'_>,
     ) -> Result<(), RuntimeError> {
         let s = self.info.image_size as usize;
         let fail = |what: &str, e: ort::Error| self.ort_error(what, e);
@@ -432,6 +432,12 @@ impl Runtime {
         Ok(())
     }
 }
+
+/// Receives one item's position in the inputs, its `reconstruction` and, when fetched, its `inpainted`.
+type ItemSink<'s> = dyn FnMut(usize, &[f32], Option<&[f32]>) + 's;
+
+/// Receives one run's `reconstruction` batch and, when fetched, its `inpainted` batch.
+type BatchSink<'s> = dyn FnMut(&[f32], Option<&[f32]>) + 's;
 
 /// What [`Runtime::run_batches`] runs: a caller's batch tensor or the prepared items with a hole.
 enum Inputs<'a> {
