@@ -26,7 +26,7 @@ train_args = --config $(CONFIG) --out runs/$(NAME) --device $(DEVICE) \
   $(if $(MAX_IMAGES),--max-images $(MAX_IMAGES)) $(if $(THREADS),--threads $(THREADS)) $(if $(RESUME),--resume) \
   $(if $(INIT),--init-from $(INIT))
 
-.PHONY: help setup setup-gpu deps build build-cuda train resume unet export infer demo test lint lint-tools fuzz crash-test bench bench-parity check-onnx clean-runs
+.PHONY: help setup setup-gpu deps build build-cuda train resume unet export infer demo test lint lint-tools fuzz crash-test bench bench-parity bench-edge check-onnx clean-runs
 
 help:
 	@sed -n '1,3p' Makefile; echo; grep -E '^[a-z-]+:.*##' Makefile | sed 's/:.*##/\t/'
@@ -108,6 +108,10 @@ bench: build setup          ## side-by-side benchmark tables (see benches/README
 	ORT_DYLIB_PATH=$(ORT_LIB) benches/run.sh
 	scripts/py-venv.sh >/dev/null
 	ORT_DYLIB_PATH=$(ORT_LIB) MODEL=$${MODEL:-.cache/bench/seed.onnx} benches/e2e_infer.sh
+	ORT_DYLIB_PATH=$(ORT_LIB) scripts/bench-edge.sh
+
+bench-edge: setup           ## edge table: unet/edge x fp32/int8, threads 1 and 2, face and 1920x1080 frame (docs/edge.md)
+	ORT_DYLIB_PATH=$(ORT_LIB) scripts/bench-edge.sh
 
 bench-parity: build         ## loss curves of the fast kernels vs --reference-ops agree (benches/loss_parity.sh)
 	benches/loss_parity.sh

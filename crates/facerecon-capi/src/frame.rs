@@ -4,7 +4,7 @@
 //! row with raw copies, never through a `&mut [u8]` that could alias an input: this is what makes
 //! `out_rgb == rgb` (in-place) sound.
 
-use image::{GrayImage, RgbImage};
+use facerecon_runtime::{GrayImage, RgbImage};
 
 use crate::status::Failure;
 

@@ -7,8 +7,8 @@ use std::{
 };
 
 use facerecon::*;
+use facerecon_runtime::{GrayImage, Luma, Rgb, RgbImage};
 use facerecon_runtime::{Runtime, RuntimeOptions};
-use image::{GrayImage, Luma, Rgb, RgbImage};
 
 fn last_error() -> String {
     // SAFETY: `facerecon_last_error` returns a NUL-terminated string that lives until this thread's next call.

@@ -4,8 +4,8 @@
 use std::ffi::{CStr, CString};
 
 use facerecon::*;
+use facerecon_runtime::{GrayImage, Luma, Rgb, RgbImage};
 use facerecon_runtime::{Runtime, RuntimeOptions};
-use image::{GrayImage, Luma, Rgb, RgbImage};
 
 #[test]
 fn int8_model_opens_and_matches_the_rust_runtime() {

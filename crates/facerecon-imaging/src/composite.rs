@@ -208,7 +208,7 @@ pub fn paste_holes(img: &mut DynamicImage, mask: &GrayImage, colour: impl Fn(u32
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "synth"))]
 mod tests {
     use super::*;
     use crate::masks::box_mask;

@@ -35,7 +35,7 @@ pub enum ImagingError {
         /// The decoder's reason.
         message: String,
     },
-    /// The decoded image would exceed [`crate::io::MAX_PIXELS`] (decompression-bomb guard).
+    /// The decoded image would exceed `io::MAX_PIXELS` (decompression-bomb guard).
     #[error("{path}: image is too large ({width}x{height} pixels; the limit is {limit} pixels)")]
     TooLarge {
         /// The file.

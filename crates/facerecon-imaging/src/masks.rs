@@ -5,10 +5,13 @@
 //! value >= [`HOLE_THRESHOLD`] (128) counts as a hole everywhere in this crate ([`is_hole`]).
 
 use std::collections::VecDeque;
+#[cfg(feature = "io")]
 use std::path::Path;
 
+#[cfg(feature = "io")]
 use image::imageops::{self, FilterType};
 use image::{GrayImage, Luma, RgbImage};
+#[cfg(feature = "synth")]
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
@@ -22,7 +25,7 @@ fn default_weight() -> f64 {
 
 /// One kind of mask in a weighted mixture (`masks:` in the YAML configs).
 ///
-/// Sizes are pixels at the model size passed to [`MaskSampler::sample`]; they are clamped to it.
+/// Sizes are pixels at the model size passed to `MaskSampler::sample` (feature `synth`); they are clamped to it.
 /// Serialized tagged by `kind` (`box`, `boxes`, `strokes`); `weight` defaults to 1.0.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
@@ -107,7 +110,10 @@ impl MaskSpec {
         }
         Ok(())
     }
+}
 
+#[cfg(feature = "synth")]
+impl MaskSpec {
     /// Draws one `size x size` mask of this kind.
     pub fn draw(&self, size: u32, rng: &mut impl Rng) -> GrayImage {
         let mut mask = GrayImage::new(size, size);
@@ -151,6 +157,7 @@ impl MaskSpec {
     }
 }
 
+#[cfg(feature = "synth")]
 fn uniform(rng: &mut impl Rng, lo: u32, hi: u32) -> u32 {
     rng.gen_range(lo..=hi.max(lo))
 }
@@ -168,6 +175,7 @@ fn fill_rect(mask: &mut GrayImage, x: u32, y: u32, w: u32, h: u32) {
 /// turns by up to ±72° (alternating sides, so strokes meander instead of spiralling) and whose
 /// length is up to a quarter of the image; strokes bounce off the borders. Each segment is
 /// painted as a capsule (round brush, round joints).
+#[cfg(feature = "synth")]
 fn draw_stroke(mask: &mut GrayImage, width: f32, rng: &mut impl Rng) {
     use std::f32::consts::PI;
     let size = mask.width() as f32;
@@ -203,6 +211,7 @@ fn draw_stroke(mask: &mut GrayImage, width: f32, rng: &mut impl Rng) {
 }
 
 /// Marks every pixel whose center lies within `radius` of the segment `a`-`b`.
+#[cfg(feature = "synth")]
 fn paint_capsule(mask: &mut GrayImage, a: (f32, f32), b: (f32, f32), radius: f32) {
     let (w, h) = mask.dimensions();
     let x0 = (a.0.min(b.0) - radius).floor().max(0.0) as u32;
@@ -233,6 +242,8 @@ fn paint_capsule(mask: &mut GrayImage, a: (f32, f32), b: (f32, f32), radius: f32
 #[derive(Debug, Clone)]
 pub struct MaskSampler {
     specs: Vec<MaskSpec>,
+    // Read by `sample` (feature `synth`); the validation in `new` is useful without it.
+    #[cfg_attr(not(feature = "synth"), allow(dead_code))]
     total_weight: f64,
 }
 
@@ -264,6 +275,7 @@ impl MaskSampler {
 
     /// Picks a spec with probability proportional to its weight, then draws a
     /// `size x size` mask from it. Deterministic for a given RNG state.
+    #[cfg(feature = "synth")]
     pub fn sample(&self, size: u32, rng: &mut impl Rng) -> GrayImage {
         let mut t = rng.gen_range(0.0..self.total_weight);
         let mut chosen = self.specs.last().expect("non-empty");
@@ -286,6 +298,7 @@ pub fn box_mask(width: u32, height: u32, x: u32, y: u32, w: u32, h: u32) -> Gray
     mask
 }
 
+#[cfg(feature = "io")]
 /// How [`load_mask_fit`] fits a mask file of another size than its image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MaskFit {
@@ -302,10 +315,12 @@ pub enum MaskFit {
 /// resizes it with nearest-neighbour sampling (which keeps it binary) — only when it has the
 /// image's aspect ratio ([`MaskFit::Scale`]): a mask of another shape would put the holes in the
 /// wrong place, so it is an error naming both sizes.
+#[cfg(feature = "io")]
 pub fn load_mask(path: &Path, width: u32, height: u32) -> Result<GrayImage, ImagingError> {
     load_mask_fit(path, width, height, MaskFit::Scale)
 }
 
+#[cfg(feature = "io")]
 /// [`load_mask`] with an explicit policy for a mask of another size ([`MaskFit`]).
 pub fn load_mask_fit(path: &Path, width: u32, height: u32, fit: MaskFit) -> Result<GrayImage, ImagingError> {
     let rgb = crate::io::load_rgb(path)?;
@@ -331,6 +346,7 @@ pub fn load_mask_fit(path: &Path, width: u32, height: u32, fit: MaskFit) -> Resu
 
 /// Whether one of the sizes is the other times a single factor, each side rounded: some `s` with
 /// `|a.w - b.w * s| < 1` and `|a.h - b.h * s| < 1` (or the same from `b` to `a`).
+#[cfg(feature = "io")]
 fn same_shape(a: (u32, u32), b: (u32, u32)) -> bool {
     let scaled = |(aw, ah): (u32, u32), (bw, bh): (u32, u32)| {
         let (aw, ah, bw, bh) = (aw as u64, ah as u64, bw as u64, bh as u64);
@@ -661,7 +677,9 @@ pub fn mix_seed(words: &[u64]) -> u64 {
     h
 }
 
-#[cfg(test)]
+// The tests draw random masks and round-trip files: `cargo test -p facerecon-imaging --all-features`
+// (the workspace's test run has both features on through the tools).
+#[cfg(all(test, feature = "io", feature = "synth"))]
 mod tests {
     use super::*;
     use image::{ImageEncoder, Rgb};

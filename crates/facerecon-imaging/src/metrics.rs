@@ -252,7 +252,7 @@ fn ssim_channel(a: &[f64], b: &[f64], w: usize, h: usize) -> f64 {
     sum / ((x1 - x0) * (y1 - y0)) as f64
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "synth"))]
 mod tests {
     use super::*;
     use crate::masks::box_mask;

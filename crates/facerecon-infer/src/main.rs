@@ -6,11 +6,9 @@
 
 mod bench;
 mod eval;
-mod fast;
 mod plan;
 mod png;
 mod report;
-mod resize;
 mod shard;
 mod work;
 

@@ -231,7 +231,7 @@ fn load(rt: &Runtime, job: &Job, rules: &MaskRules, fit: FitMode) -> Result<Load
         .build(job, &image, opaque.as_deref())
         .map_err(|e| failed(job, e, None))?;
     let hole_fraction = masks::hole_fraction(&mask);
-    let prepared = crate::fast::prepare(&image, &mask, rt.info().image_size, fit)
+    let prepared = pipeline::prepare(&image, &mask, rt.info().image_size, fit)
         .map_err(|e| failed(job, e.to_string(), Some(hole_fraction)))?;
     Ok(Loaded {
         image,
@@ -319,12 +319,9 @@ fn write_one(
         };
         let finished = match l.original {
             Some(original) => finish_typed(rt, original, &l.mask, &l.prepared, &rec),
-            // RGB8: the fast path is the hard replacement; a feathered seam goes through the
-            // runtime's own finish.
-            None if rt.options().feather > 0 => rt
+            // RGB8: the library's finish (with the seam of `--feather`, if any).
+            None => rt
                 .finish(&l.image, &l.mask, &l.prepared, &rec)
-                .map(DynamicImage::ImageRgb8),
-            None => crate::fast::finish(&l.image, &l.mask, &l.prepared, &rec, rt.info().image_size)
                 .map(DynamicImage::ImageRgb8),
         };
         match finished {

@@ -15,29 +15,29 @@
 
 use image::{GrayImage, Rgb32FImage, RgbImage};
 
-use crate::pipeline::{Region, HOLE_THRESHOLD};
+use crate::hole::{hole_bbox_in, is_hole, Region};
 
 /// Blend the hole pixels of `out` near the hole's outline, `out` holding `original` with its holes
-/// already replaced by `patch` (the reconstruction resized to `region`). Works inside `region` only:
-/// the reconstruction is not known elsewhere.
+/// already replaced by `patch`: the reconstruction resized to `region`, of which `patch` holds the
+/// rectangle `at` (at least the holes' bounding box in `region` grown by `feather + 1`, clipped to
+/// `region`: all the seam reads). Works inside `region` only: the reconstruction is not known
+/// elsewhere.
 pub fn feather_holes(
     out: &mut RgbImage,
     original: &RgbImage,
     mask: &GrayImage,
     patch: &RgbImage,
+    at: Region,
     region: Region,
     feather: u32,
 ) {
     let error = |x: u32, y: u32| -> [f64; 3] {
-        let (o, p) = (
-            original.get_pixel(x, y).0,
-            patch.get_pixel(x - region.x, y - region.y).0,
-        );
+        let (o, p) = (original.get_pixel(x, y).0, patch.get_pixel(x - at.x, y - at.y).0);
         std::array::from_fn(|c| o[c] as f64 - p[c] as f64)
     };
     // The sums are of integers (exact in f64), so `s as f32` rounds as the integer would.
     for (x, y, weight, s) in seam(mask, region, feather, error) {
-        let base = patch.get_pixel(x - region.x, y - region.y).0;
+        let base = patch.get_pixel(x - at.x, y - at.y).0;
         let px = out.get_pixel_mut(x, y);
         for c in 0..3 {
             let offset = s[c] as f32 / s[3] as f32;
@@ -86,12 +86,13 @@ fn seam(
     if feather == 0 {
         return updates;
     }
-    let is_hole = |x: u32, y: u32| mask.get_pixel(x, y).0[0] >= HOLE_THRESHOLD;
+    let is_hole = |x: u32, y: u32| is_hole(mask.get_pixel(x, y).0[0]);
     // The work area: the holes' bounding box in the region, grown by the feather (plus the ring of
     // known pixels the window reads), clipped to the region.
-    let Some((x0, y0, x1, y1)) = hole_box(mask, region) else {
+    let Some(hole) = hole_bbox_in(mask, region) else {
         return updates;
     };
+    let (x0, y0, x1, y1) = (hole.x, hole.y, hole.x + hole.width - 1, hole.y + hole.height - 1);
     let grow = feather + 1;
     let (ax, ay) = (
         x0.saturating_sub(grow).max(region.x),
@@ -183,22 +184,10 @@ fn seam(
     updates
 }
 
-/// The bounding box (inclusive corners) of the hole pixels inside `region`.
-fn hole_box(mask: &GrayImage, region: Region) -> Option<(u32, u32, u32, u32)> {
-    let (mut x0, mut y0, mut x1, mut y1) = (u32::MAX, u32::MAX, 0, 0);
-    for y in region.y..region.y + region.height {
-        for x in region.x..region.x + region.width {
-            if mask.get_pixel(x, y).0[0] >= HOLE_THRESHOLD {
-                (x0, y0, x1, y1) = (x0.min(x), y0.min(y), x1.max(x), y1.max(y));
-            }
-        }
-    }
-    (x0 != u32::MAX).then_some((x0, y0, x1, y1))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hole::HOLE_THRESHOLD;
     use crate::pipeline::{finish, finish_feathered, prepare, FitMode};
     use image::{Luma, Rgb};
 

@@ -41,16 +41,21 @@
 
 mod error;
 pub mod feather;
+pub mod hole;
 pub mod model;
 mod options;
 mod ort_env;
 pub mod pipeline;
+mod resize;
 mod runtime;
 
 pub use error::RuntimeError;
 /// The model-file contract (tensor names, metadata keys, the mask convention and [`contract::is_hole`]),
 /// re-exported so that callers of the runtime need no second dependency.
 pub use facerecon_contract as contract;
+/// The pixel types of this crate's API (from the `image` crate, compiled without any codec), so
+/// that callers need no `image` dependency of their own.
+pub use image::{GrayImage, Luma, Rgb, Rgb32FImage, RgbImage};
 pub use model::ModelInfo;
 pub use options::{Device, OptimizationLevel, RuntimeOptions};
 pub use pipeline::{FitMode, Prepared, Region};

@@ -4,14 +4,23 @@
 //! The network sees a square `size x size` picture. [`prepare`] picks the part of the original that it
 //! sees (a [`Region`]) and resizes it; [`finish`] resizes the reconstruction back to that region and
 //! replaces the hole pixels of the original, and only those: known pixels leave bit-identical.
+//!
+//! This is the one implementation the CLI, the C ABI and [`crate::Runtime`] share. It is built for
+//! camera frames: no pass over the frame copies or converts it, the resizes go through
+//! `crate::resize` (a windowed, vectorised twin of `image::imageops::resize`, bit-identical to it),
+//! the mask is max-pooled only where the hole is, and [`finish`] upsamples only the hole's bounding
+//! box (plus the seam's reach) instead of the whole region. `tests/fast_path.rs` checks every result
+//! bit for bit against the straightforward `imageops` version.
 
 use facerecon_imaging::layout;
 use image::{imageops, imageops::FilterType, GrayImage, Rgb32FImage, RgbImage};
 
-use crate::RuntimeError;
-
-/// Mask values at or above this count as holes (255 = hole; defined in `facerecon-contract`).
-pub use facerecon_contract::HOLE_THRESHOLD;
+pub use crate::hole::{hole_bbox, is_hole, Region, HOLE_THRESHOLD};
+use crate::{
+    hole::hole_bbox_in,
+    resize::{resize_window, Kernel},
+    RuntimeError,
+};
 
 /// How the network's square input is cut from the original image.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -25,19 +34,6 @@ pub enum FitMode {
     Whole,
     /// A square around the hole (with a 50% margin), at least the model size when the image allows.
     Crop,
-}
-
-/// A rectangle of the original image, in pixels.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Region {
-    /// Left edge.
-    pub x: u32,
-    /// Top edge.
-    pub y: u32,
-    /// Width (> 0).
-    pub width: u32,
-    /// Height (> 0).
-    pub height: u32,
 }
 
 /// One image ready for the network, plus what [`finish`] needs to map the result back.
@@ -56,36 +52,6 @@ impl Prepared {
     pub fn has_hole(&self) -> bool {
         self.region.is_some()
     }
-}
-
-/// The smallest rectangle holding every hole pixel, or `None` for a mask without holes.
-///
-/// ```
-/// use facerecon_runtime::{pipeline::hole_bbox, Region};
-/// use image::{GrayImage, Luma};
-/// let mut mask = GrayImage::new(10, 8);
-/// mask.put_pixel(2, 3, Luma([255]));
-/// mask.put_pixel(5, 4, Luma([128])); // >= 128 is a hole
-/// mask.put_pixel(7, 7, Luma([127])); // below it, a known pixel
-/// assert_eq!(hole_bbox(&mask), Some(Region { x: 2, y: 3, width: 4, height: 2 }));
-/// assert_eq!(hole_bbox(&GrayImage::new(10, 8)), None);
-/// ```
-pub fn hole_bbox(mask: &GrayImage) -> Option<Region> {
-    let (mut x0, mut y0, mut x1, mut y1) = (u32::MAX, u32::MAX, 0, 0);
-    for (x, y, p) in mask.enumerate_pixels() {
-        if p.0[0] >= HOLE_THRESHOLD {
-            x0 = x0.min(x);
-            y0 = y0.min(y);
-            x1 = x1.max(x);
-            y1 = y1.max(y);
-        }
-    }
-    (x0 != u32::MAX).then(|| Region {
-        x: x0,
-        y: y0,
-        width: x1 - x0 + 1,
-        height: y1 - y0 + 1,
-    })
 }
 
 /// The region of a `width x height` image the network should see, given the hole's bounding box.
@@ -133,19 +99,12 @@ pub fn choose_region(width: u32, height: u32, hole: Region, size: u32, fit: FitM
         width: side,
         height: side,
     };
-    if contains(&region, &hole) {
+    if region.contains(&hole) {
         region
     } else {
         // A hole longer than the image's shorter side cannot be inside any square crop.
         whole
     }
-}
-
-fn contains(outer: &Region, inner: &Region) -> bool {
-    inner.x >= outer.x
-        && inner.y >= outer.y
-        && inner.x + inner.width <= outer.x + outer.width
-        && inner.y + inner.height <= outer.y + outer.height
 }
 
 /// Fit `image` and its `mask` (same size; 255 = hole) to the network's `size x size` input.
@@ -159,13 +118,9 @@ pub fn prepare(image: &RgbImage, mask: &GrayImage, size: u32, fit: FitMode) -> R
         });
     };
     let region = choose_region(image.width(), image.height(), hole, size, fit);
-    let cut = imageops::crop_imm(image, region.x, region.y, region.width, region.height).to_image();
-    let fitted = if (region.width, region.height) == (size, size) {
-        cut
-    } else {
-        imageops::resize(&cut, size, size, FilterType::Triangle)
-    };
-    let small_mask = downscale_mask_max(mask, region, size);
+    let source = (region.x, region.y, region.width, region.height);
+    let fitted = resize_window(image, source, (size, size), Kernel::Triangle, (0, 0, size, size));
+    let small_mask = downscale_mask_in(mask, region, size, hole);
     let mut chw = layout::to_chw(&fitted);
     let plane = (size * size) as usize;
     for channel in chw.chunks_exact_mut(plane) {
@@ -185,19 +140,45 @@ pub fn prepare(image: &RgbImage, mask: &GrayImage, size: u32, fit: FitMode) -> R
 /// Resize the `region` of `mask` to `size x size` so that an output pixel is a hole when ANY source
 /// pixel it covers is one: a max-pool, so that small holes never vanish at the model size.
 pub fn downscale_mask_max(mask: &GrayImage, region: Region, size: u32) -> Vec<f32> {
+    match hole_bbox_in(mask, region) {
+        Some(hole) => downscale_mask_in(mask, region, size, hole),
+        None => vec![0.0; (size * size) as usize],
+    }
+}
+
+/// [`downscale_mask_max`] given the bounding box of the mask's holes (clipped to `region` here):
+/// only the output pixels whose source span meets it can be holes, so only those are looked at.
+fn downscale_mask_in(mask: &GrayImage, region: Region, size: u32, hole: Region) -> Vec<f32> {
+    let mut out = vec![0.0f32; (size * size) as usize];
+    let Some(hole) = hole.intersect(&region) else {
+        return out;
+    };
     // Source span [start, end) of output index `i` along an axis of `extent` pixels; at least one pixel.
     let span = |i: u32, extent: u32| -> (u32, u32) {
         let start = (i as u64 * extent as u64 / size as u64) as u32;
         let end = (((i as u64 + 1) * extent as u64).div_ceil(size as u64) as u32).clamp(start + 1, extent);
         (start, end)
     };
-    let mut out = vec![0.0f32; (size * size) as usize];
-    for oy in 0..size {
-        let (y0, y1) = span(oy, region.height);
-        for ox in 0..size {
-            let (x0, x1) = span(ox, region.width);
-            let hole =
-                (y0..y1).any(|y| (x0..x1).any(|x| mask.get_pixel(region.x + x, region.y + y).0[0] >= HOLE_THRESHOLD));
+    // The output indices whose span meets [lo, hi) (relative to the region): spans are monotonic.
+    let meeting = |lo: u32, hi: u32, extent: u32| -> Vec<(u32, u32, u32)> {
+        (0..size)
+            .map(|i| (i, span(i, extent)))
+            .filter(|&(_, (s, e))| s < hi && e > lo)
+            .map(|(i, (s, e))| (i, s, e))
+            .collect()
+    };
+    let rows = meeting(hole.y - region.y, hole.y + hole.height - region.y, region.height);
+    let cols = meeting(hole.x - region.x, hole.x + hole.width - region.x, region.width);
+    let stride = mask.width() as usize;
+    let raw = mask.as_raw();
+    for &(oy, y0, y1) in &rows {
+        for &(ox, x0, x1) in &cols {
+            let (xa, xb) = ((region.x + x0) as usize, (region.x + x1) as usize);
+            let hole = (region.y + y0..region.y + y1).any(|y| {
+                raw[y as usize * stride + xa..y as usize * stride + xb]
+                    .iter()
+                    .any(|&v| is_hole(v))
+            });
             if hole {
                 out[(oy * size + ox) as usize] = 1.0;
             }
@@ -240,20 +221,52 @@ pub fn finish_feathered(
             reconstruction.len()
         )));
     }
-    let small = layout::from_chw(reconstruction, size, size);
-    let patch = if (region.width, region.height) == (size, size) {
-        small
-    } else {
-        imageops::resize(&small, region.width, region.height, FilterType::CatmullRom)
-    };
     let mut out = original.clone();
-    for (px, py, p) in patch.enumerate_pixels() {
-        let (x, y) = (region.x + px, region.y + py);
-        if mask.get_pixel(x, y).0[0] >= HOLE_THRESHOLD {
-            out.put_pixel(x, y, *p);
+    // Only the hole pixels inside the region change (plus, with a seam, the hole pixels up to
+    // `feather` away from a known pixel, whose error is read up to one more pixel out): the
+    // reconstruction is upsampled over that window alone.
+    let Some(hole) = hole_bbox_in(mask, region) else {
+        return Ok(out);
+    };
+    let reach = if feather > 0 { feather + 1 } else { 0 };
+    let (wx, wy) = (
+        hole.x.saturating_sub(reach).max(region.x),
+        hole.y.saturating_sub(reach).max(region.y),
+    );
+    let wx1 = (hole.x + hole.width + reach).min(region.x + region.width);
+    let wy1 = (hole.y + hole.height + reach).min(region.y + region.height);
+    let window = Region {
+        x: wx,
+        y: wy,
+        width: wx1 - wx,
+        height: wy1 - wy,
+    };
+    let small = layout::from_chw(reconstruction, size, size);
+    let patch = resize_window(
+        &small,
+        (0, 0, size, size),
+        (region.width, region.height),
+        Kernel::CatmullRom,
+        (window.x - region.x, window.y - region.y, window.width, window.height),
+    );
+    let (ow, mw) = (original.width() as usize, mask.width() as usize);
+    let (dst, raw_mask, src) = (&mut *out, mask.as_raw(), patch.as_raw());
+    for py in 0..window.height as usize {
+        let y = window.y as usize + py;
+        let mask_row = &raw_mask[y * mw + window.x as usize..][..window.width as usize];
+        let dst_row = &mut dst[(y * ow + window.x as usize) * 3..][..window.width as usize * 3];
+        let src_row = &src[py * window.width as usize * 3..][..window.width as usize * 3];
+        for ((&m, d), s) in mask_row
+            .iter()
+            .zip(dst_row.chunks_exact_mut(3))
+            .zip(src_row.chunks_exact(3))
+        {
+            if is_hole(m) {
+                d.copy_from_slice(s);
+            }
         }
     }
-    crate::feather::feather_holes(&mut out, original, mask, &patch, region, feather);
+    crate::feather::feather_holes(&mut out, original, mask, &patch, window, region, feather);
     Ok(out)
 }
 

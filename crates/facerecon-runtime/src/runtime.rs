@@ -141,13 +141,21 @@ impl Runtime {
             .commit_from_memory(bytes)
             .map_err(|e| invalid(format!("ONNX Runtime cannot load it: {e}")))?;
         let info = validate(&session).map_err(invalid)?;
-        let reconstruction_only = RunOptions::new()
-            .map_err(|e| RuntimeError::ort("creating run options", e))?
-            .with_outputs(OutputSelector::no_default().with(names::RECONSTRUCTION));
+        let run_options = |outputs: &[&str]| -> Result<RunOptions<HasSelectedOutputs>, RuntimeError> {
+            let selector = outputs
+                .iter()
+                .fold(OutputSelector::no_default(), |selector, name| selector.with(*name));
+            Ok(RunOptions::new()
+                .map_err(|e| RuntimeError::ort("creating run options", e))?
+                .with_outputs(selector))
+        };
+        let reconstruction_only = run_options(&[names::RECONSTRUCTION])?;
+        let both = run_options(&[names::RECONSTRUCTION, names::INPAINTED])?;
         Ok(Runtime {
             session: Mutex::new(Ort {
                 session,
                 reconstruction_only,
+                both,
             }),
             scratch: Mutex::new(Scratch::default()),
             info,
@@ -208,36 +216,14 @@ impl Runtime {
         }
         let mut out: Vec<Result<Vec<f32>, RuntimeError>> = (0..prepared.len()).map(|_| Ok(Vec::new())).collect();
         let todo: Vec<usize> = (0..prepared.len()).filter(|&i| prepared[i].has_hole()).collect();
-        let batch = self.batch_size();
-        for chunk in todo.chunks(batch) {
-            // Each item's reconstruction is copied once, straight out of ONNX Runtime's output.
-            let mut split = |rec: &[f32]| {
-                for (k, &i) in chunk.iter().enumerate() {
-                    out[i] = self.finite(rec[k * image_len..(k + 1) * image_len].to_vec());
-                }
-            };
-            let padded = self.info.fixed_batch.unwrap_or(chunk.len());
-            if let [only] = chunk {
-                if padded == 1 {
-                    // One item needs no gathering: feed its own buffers.
-                    let p = prepared[*only];
-                    self.run_reconstruction(&p.image, &p.mask, 1, &mut split)?;
-                    continue;
-                }
-            }
-            let mut scratch = lock(&self.scratch);
-            let Scratch { image, mask } = &mut *scratch;
-            image.clear();
-            mask.clear();
-            for &i in chunk {
-                image.extend_from_slice(&prepared[i].image);
-                mask.extend_from_slice(&prepared[i].mask);
-            }
-            // A fixed-batch model gets its last chunk padded with empty images.
-            image.resize(padded * image_len, 0.0);
-            mask.resize(padded * mask_len, 0.0);
-            self.run_reconstruction(image, mask, padded, &mut split)?;
-        }
+        let inputs = Inputs::Items {
+            items: prepared,
+            todo: &todo,
+        };
+        // Each item's reconstruction is copied once, straight out of ONNX Runtime's output.
+        self.run_batches(inputs, self.batch_size(), false, &mut |k, rec, _| {
+            out[todo[k]] = self.finite(rec.to_vec());
+        })?;
         Ok(out)
     }
 
@@ -334,21 +320,63 @@ impl Runtime {
                 n * mask_len
             )));
         }
-        let Some(fixed) = self.info.fixed_batch else {
-            return self.run_once(image, mask, n);
-        };
         let (mut rec, mut inp) = (Vec::with_capacity(n * image_len), Vec::with_capacity(n * image_len));
-        for start in (0..n).step_by(fixed) {
-            let count = fixed.min(n - start);
-            let mut img = image[start * image_len..(start + count) * image_len].to_vec();
-            let mut msk = mask[start * mask_len..(start + count) * mask_len].to_vec();
-            img.resize(fixed * image_len, 0.0);
-            msk.resize(fixed * mask_len, 0.0);
-            let (r, i) = self.run_once(&img, &msk, fixed)?;
-            rec.extend_from_slice(&r[..count * image_len]);
-            inp.extend_from_slice(&i[..count * image_len]);
-        }
+        // A model with a dynamic batch takes the whole tensor in one run.
+        let chunk = self.info.fixed_batch.unwrap_or(n.max(1));
+        self.run_batches(Inputs::Tensors { image, mask, n }, chunk, true, &mut |_, r, i| {
+            rec.extend_from_slice(r);
+            inp.extend_from_slice(i.expect("inpainted was fetched"));
+        })?;
         Ok((rec, inp))
+    }
+
+    /// The one batching path: runs `inputs` in groups of `chunk` (a fixed-batch model's last group
+    /// padded with empty images) and hands `consume` each item's position in `inputs`, its
+    /// `reconstruction` and, when `inpainted` is asked for, its `inpainted` output, as slices of
+    /// ONNX Runtime's own buffers. Inputs that are already one contiguous batch of the right size
+    /// (a single prepared item, or a chunk of a caller's tensor) are fed as they are; anything else
+    /// is gathered into the reused scratch buffers.
+    fn run_batches(
+        &self,
+        inputs: Inputs<'_>,
+        chunk: usize,
+        inpainted: bool,
+        consume: &mut ItemSink<'_>,
+    ) -> Result<(), RuntimeError> {
+        let s = self.info.image_size as usize;
+        let (image_len, mask_len) = (3 * s * s, s * s);
+        let count = inputs.len();
+        for start in (0..count).step_by(chunk.max(1)) {
+            let len = chunk.min(count - start);
+            let padded = self.info.fixed_batch.unwrap_or(len);
+            let mut split = |rec: &[f32], inp: Option<&[f32]>| {
+                for k in 0..len {
+                    let range = k * image_len..(k + 1) * image_len;
+                    consume(start + k, &rec[range.clone()], inp.map(|t| &t[range]));
+                }
+            };
+            if let Some((image, mask)) = inputs
+                .contiguous(start, len, image_len, mask_len)
+                .filter(|_| padded == len)
+            {
+                self.run(image, mask, len, inpainted, &mut split)?;
+                continue;
+            }
+            let mut scratch = lock(&self.scratch);
+            let Scratch { image, mask } = &mut *scratch;
+            image.clear();
+            mask.clear();
+            for k in start..start + len {
+                let (i, m) = inputs.item(k, image_len, mask_len);
+                image.extend_from_slice(i);
+                mask.extend_from_slice(m);
+            }
+            // A fixed-batch model gets its last chunk padded with empty images.
+            image.resize(padded * image_len, 0.0);
+            mask.resize(padded * mask_len, 0.0);
+            self.run(image, mask, padded, inpainted, &mut split)?;
+        }
+        Ok(())
     }
 
     /// An ONNX Runtime error in a step of a run, naming the model file.
@@ -370,14 +398,16 @@ impl Runtime {
         Ok((image_t, mask_t))
     }
 
-    /// One `session.run` of a batch of exactly `n` (the model's batch, if fixed) fetching only
-    /// `reconstruction`, handed to `consume` as ONNX Runtime's own buffer (no intermediate copy).
-    fn run_reconstruction(
+    /// The one run path: one `session.run` of a batch of exactly `n` (the model's batch, if fixed)
+    /// fetching `reconstruction` and, if `inpainted`, `inpainted` too, handed to `consume` as ONNX
+    /// Runtime's own buffers (no intermediate copy).
+    fn run(
         &self,
         image: &[f32],
         mask: &[f32],
         n: usize,
-        consume: &mut dyn FnMut(&[f32]),
+        inpainted: bool,
+        consume: &mut BatchSink<'_>,
     ) -> Result<(), RuntimeError> {
         let s = self.info.image_size as usize;
         let fail = |what: &str, e: ort::Error| self.ort_error(what, e);
@@ -386,42 +416,90 @@ impl Runtime {
         let Ort {
             session,
             reconstruction_only,
+            both,
         } = &mut *ort;
+        let options = if inpainted { both } else { reconstruction_only };
         let outputs = session
-            .run_with_options(
-                ort::inputs![names::IMAGE => image_t, names::MASK => mask_t],
-                reconstruction_only,
-            )
+            .run_with_options(ort::inputs![names::IMAGE => image_t, names::MASK => mask_t], options)
             .map_err(|e| fail("run", e))?;
-        let value = outputs
-            .get(names::RECONSTRUCTION)
-            .ok_or_else(|| RuntimeError::Inference(format!("output `{}` missing", names::RECONSTRUCTION)))?;
-        let (shape, data) = value
-            .try_extract_tensor::<f32>()
-            .map_err(|e| fail(names::RECONSTRUCTION, e))?;
-        check_output_shape(names::RECONSTRUCTION, shape, n, s)?;
-        consume(data);
-        Ok(())
-    }
-
-    fn run_once(&self, image: &[f32], mask: &[f32], n: usize) -> Result<(Vec<f32>, Vec<f32>), RuntimeError> {
-        let s = self.info.image_size as usize;
-        let fail = |what: &str, e: ort::Error| self.ort_error(what, e);
-        let (image_t, mask_t) = self.input_views(image, mask, n)?;
-        let mut ort = lock(&self.session);
-        let outputs = ort
-            .session
-            .run(ort::inputs![names::IMAGE => image_t, names::MASK => mask_t])
-            .map_err(|e| fail("run", e))?;
-        let extract = |name: &str| -> Result<Vec<f32>, RuntimeError> {
+        let extract = |name: &str| -> Result<&[f32], RuntimeError> {
             let value = outputs
                 .get(name)
                 .ok_or_else(|| RuntimeError::Inference(format!("output `{name}` missing")))?;
             let (shape, data) = value.try_extract_tensor::<f32>().map_err(|e| fail(name, e))?;
             check_output_shape(name, shape, n, s)?;
-            Ok(data.to_vec())
+            Ok(data)
         };
-        Ok((extract(names::RECONSTRUCTION)?, extract(names::INPAINTED)?))
+        let rec = extract(names::RECONSTRUCTION)?;
+        let inp = if inpainted {
+            Some(extract(names::INPAINTED)?)
+        } else {
+            None
+        };
+        consume(rec, inp);
+        Ok(())
+    }
+}
+
+/// Receives one item's position in the inputs, its `reconstruction` and, when fetched, its `inpainted`.
+type ItemSink<'s> = dyn FnMut(usize, &[f32], Option<&[f32]>) + 's;
+
+/// Receives one run's `reconstruction` batch and, when fetched, its `inpainted` batch.
+type BatchSink<'s> = dyn FnMut(&[f32], Option<&[f32]>) + 's;
+
+/// What [`Runtime::run_batches`] runs: a caller's batch tensor or the prepared items with a hole.
+enum Inputs<'a> {
+    /// `[n,3,S,S]` images and `[n,1,S,S]` masks, back to back.
+    Tensors {
+        image: &'a [f32],
+        mask: &'a [f32],
+        n: usize,
+    },
+    /// `items[todo[k]]` is the `k`-th input.
+    Items {
+        items: &'a [&'a Prepared],
+        todo: &'a [usize],
+    },
+}
+
+impl<'a> Inputs<'a> {
+    fn len(&self) -> usize {
+        match self {
+            Inputs::Tensors { n, .. } => *n,
+            Inputs::Items { todo, .. } => todo.len(),
+        }
+    }
+
+    /// Input `k`'s image and mask.
+    fn item(&self, k: usize, image_len: usize, mask_len: usize) -> (&'a [f32], &'a [f32]) {
+        match self {
+            Inputs::Tensors { image, mask, .. } => (
+                &image[k * image_len..(k + 1) * image_len],
+                &mask[k * mask_len..(k + 1) * mask_len],
+            ),
+            Inputs::Items { items, todo } => {
+                let p = items[todo[k]];
+                (&p.image, &p.mask)
+            }
+        }
+    }
+
+    /// Inputs `start..start+len` as one batch without copying, where they already are one.
+    fn contiguous(
+        &self,
+        start: usize,
+        len: usize,
+        image_len: usize,
+        mask_len: usize,
+    ) -> Option<(&'a [f32], &'a [f32])> {
+        match self {
+            Inputs::Tensors { image, mask, .. } => Some((
+                &image[start * image_len..(start + len) * image_len],
+                &mask[start * mask_len..(start + len) * mask_len],
+            )),
+            Inputs::Items { .. } if len == 1 => Some(self.item(start, image_len, mask_len)),
+            Inputs::Items { .. } => None,
+        }
     }
 }
 
@@ -439,6 +517,8 @@ struct Ort {
     /// Fetches only `reconstruction` (all [`Runtime::infer`] needs), so ONNX Runtime neither hands
     /// back nor, where it can prune them, computes the compositing nodes.
     reconstruction_only: RunOptions<HasSelectedOutputs>,
+    /// Fetches `reconstruction` and `inpainted` ([`Runtime::run_tensors`]).
+    both: RunOptions<HasSelectedOutputs>,
 }
 
 /// Batch input buffers kept between [`Runtime::infer`] calls.

@@ -1,0 +1,245 @@
+//! The edge question in one table (`make bench-edge`, scripts/bench-edge.sh): for each model file and
+//! ONNX Runtime thread count, batch-1 latency of the bare network, of one 128x128 face and of one
+//! 1920x1080 camera frame with one face-sized hole end to end through the library (as
+//! `camera_loop` does), with the file's size, its held-out psnr_hole and its cold start.
+//!
+//! ```text
+//! edge_bench [--rounds R] [--iters N] [--threads 1,2] MODEL.onnx...
+//! ```
+//!
+//! Every (model, threads) pair is loaded first; then each of `R` rounds runs every pair `N` times
+//! per measurement, so that a change of machine load hits all of them alike. Missing model files are
+//! listed as skipped. Output: a markdown table on stdout.
+//!
+//! - `session`: `Runtime::infer` on an already prepared face (`session.run` plus one copy).
+//! - `face`: `Runtime::reconstruct` of a 128x128 face with a 28x28 hole.
+//! - `frame`: `Runtime::reconstruct` of a 1920x1080 frame with a 324x158 hole (camera_loop's frame).
+//! - `frame over session`: what the library's camera path adds to the network: (frame p50 - session
+//!   p50) / session p50 in wall time, and the same for the mean CPU time of the process (all its
+//!   threads, from `/proc/self/task/*/schedstat`), which a loaded machine disturbs far less.
+//! - `cold start`: from `Runtime::load` to the first frame's result, this process's first load of
+//!   the file (ONNX Runtime itself is loaded before the first measurement).
+//! - psnr_hole: the bold row of the model card (`MODEL.md` beside the file: the 28x28-box column of
+//!   the 500 held-out faces), else the trainer's validation in the file's metadata (marked `(meta)`).
+
+use std::{
+    error::Error,
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use facerecon_runtime::{pipeline, Runtime, RuntimeOptions};
+use image::{GrayImage, Luma, Rgb, RgbImage};
+
+/// camera_loop's frame `n`: a drifting gradient with a black 324x158 hole (at 1920x1080) that moves.
+fn frame(n: u32, width: u32, height: u32) -> (RgbImage, GrayImage) {
+    let (hw, hh) = (width / 6 + 4, height / 7 + 4);
+    let hx = (width / 5 + 7 * n) % (width - hw);
+    let hy = (height / 4 + 5 * n) % (height - hh);
+    let hole = |x: u32, y: u32| x >= hx && x < hx + hw && y >= hy && y < hy + hh;
+    let mask = GrayImage::from_fn(width, height, |x, y| Luma([if hole(x, y) { 255 } else { 0 }]));
+    let image = RgbImage::from_fn(width, height, |x, y| {
+        if hole(x, y) {
+            Rgb([0, 0, 0])
+        } else {
+            Rgb([
+                (x * 255 / width + n) as u8,
+                (y * 255 / height) as u8,
+                (x + y + 3 * n) as u8,
+            ])
+        }
+    });
+    (image, mask)
+}
+
+/// A face-sized test image at the model size with a centred 28x28 hole.
+fn face(size: u32) -> (RgbImage, GrayImage) {
+    let (lo, hi) = (size / 2 - 14, size / 2 + 14);
+    let hole = |x: u32, y: u32| x >= lo && x < hi && y >= lo && y < hi;
+    let mask = GrayImage::from_fn(size, size, |x, y| Luma([if hole(x, y) { 255 } else { 0 }]));
+    let image = RgbImage::from_fn(size, size, |x, y| {
+        if hole(x, y) {
+            Rgb([0, 0, 0])
+        } else {
+            Rgb([(x * 2) as u8, (y * 2) as u8, ((x * y) % 251) as u8])
+        }
+    });
+    (image, mask)
+}
+
+/// The card's held-out psnr_hole: the first number of the first bold table row's second cell.
+fn card_psnr(model: &Path) -> Option<String> {
+    let card = std::fs::read_to_string(model.with_extension("md")).ok()?;
+    card.lines()
+        .filter(|l| l.starts_with('|') && l.contains("**"))
+        .find_map(|l| {
+            let cell = l.split('|').nth(2)?.trim().trim_start_matches("**");
+            let number: String = cell.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+            number.parse::<f64>().ok().map(|v| format!("{v:.2}"))
+        })
+}
+
+struct Pair {
+    model: String,
+    threads: usize,
+    rt: Runtime,
+    cold: Duration,
+    session: Vec<Duration>,
+    face: Vec<Duration>,
+    frame: Vec<Duration>,
+    /// Total CPU nanoseconds of the session and frame measurements.
+    session_cpu: u64,
+    frame_cpu: u64,
+}
+
+/// CPU time of this process so far (all threads), in nanoseconds; 0 where Linux's schedstat is
+/// not available.
+fn cpu_ns() -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// `q`-quantile in milliseconds (nearest rank).
+fn ms(times: &mut [Duration], q: f64) -> f64 {
+    times.sort();
+    let i = ((times.len() as f64 * q).ceil() as usize).clamp(1, times.len()) - 1;
+    times[i].as_secs_f64() * 1e3
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+fn main() -> Result<(), Box<dyn Error>> {
+    let mut args = std::env::args().skip(1);
+    let (mut rounds, mut iters, mut threads, mut models) = (10usize, 10usize, vec![1usize, 2], Vec::new());
+    while let Some(a) = args.next() {
+        let mut value = || args.next().ok_or_else(|| format!("{a} needs a value"));
+        match a.as_str() {
+            "--rounds" => rounds = value()?.parse()?,
+            "--iters" => iters = value()?.parse()?,
+            "--threads" => threads = value()?.split(',').map(str::parse).collect::<Result<_, _>>()?,
+            _ => models.push(a),
+        }
+    }
+    if models.is_empty() || rounds == 0 || iters == 0 || threads.contains(&0) {
+        return Err("usage: edge_bench [--rounds R] [--iters N] [--threads 1,2] MODEL.onnx...".into());
+    }
+    let (width, height) = (1920, 1080);
+    let frames: Vec<(RgbImage, GrayImage)> = (0..4).map(|n| frame(n, width, height)).collect();
+    let load_before = loadavg();
+
+    // ONNX Runtime's library is loaded (once per process) by a throwaway load, so that each pair's
+    // cold start is the model's own: session creation, graph optimisation, first run.
+    let mut pairs = Vec::new();
+    let mut skipped = Vec::new();
+    let mut first = true;
+    for model in &models {
+        let path = Path::new(model);
+        if !path.is_file() {
+            skipped.push(model.clone());
+            continue;
+        }
+        for &t in &threads {
+            let options = RuntimeOptions {
+                threads: Some(t),
+                batch_size: 1,
+                ..Default::default()
+            };
+            if first {
+                Runtime::load(path, &options)?;
+                first = false;
+            }
+            let start = Instant::now();
+            let rt = Runtime::load(path, &options)?;
+            rt.reconstruct(&frames[0].0, &frames[0].1)?;
+            let cold = start.elapsed();
+            pairs.push(Pair {
+                model: model.clone(),
+                threads: t,
+                rt,
+                cold,
+                session: Vec::new(),
+                face: Vec::new(),
+                frame: Vec::new(),
+                session_cpu: 0,
+                frame_cpu: 0,
+            });
+        }
+    }
+
+    for _ in 0..rounds {
+        for p in &mut pairs {
+            let size = p.rt.info().image_size;
+            let (fimg, fmask) = face(size);
+            let prepared = pipeline::prepare(&fimg, &fmask, size, p.rt.options().fit)?;
+            let cpu = cpu_ns();
+            for _ in 0..iters {
+                let t = Instant::now();
+                p.rt.infer(&[&prepared])?;
+                p.session.push(t.elapsed());
+            }
+            p.session_cpu += cpu_ns() - cpu;
+            for _ in 0..iters {
+                let t = Instant::now();
+                p.rt.reconstruct(&fimg, &fmask)?;
+                p.face.push(t.elapsed());
+            }
+            let cpu = cpu_ns();
+            for k in 0..iters {
+                let (img, mask) = &frames[k % frames.len()];
+                let t = Instant::now();
+                p.rt.reconstruct(img, mask)?;
+                p.frame.push(t.elapsed());
+            }
+            p.frame_cpu += cpu_ns() - cpu;
+        }
+    }
+
+    println!(
+        "Batch 1, {rounds} interleaved rounds x {iters} runs per cell; ms per image (p50 / p99); \
+         load average before {load_before}, after {}.\n",
+        loadavg()
+    );
+    println!(
+        "| model | file size | held-out psnr_hole (28x28) | threads | session p50 / p99 | 128x128 face p50 / p99 | 1920x1080 frame p50 / p99 | frame over session: wall / CPU | CPU ms per session / frame | cold start |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for p in &mut pairs {
+        let path = Path::new(&p.model);
+        let bytes = std::fs::metadata(path)?.len();
+        let psnr = card_psnr(path).unwrap_or_else(|| {
+            p.rt.info()
+                .metrics
+                .as_ref()
+                .and_then(|m| m.get("psnr_hole")?.as_f64())
+                .map(|v| format!("{v:.2} (meta)"))
+                .unwrap_or_else(|| "n/a".into())
+        });
+        let (s50, s99) = (ms(&mut p.session, 0.5), ms(&mut p.session, 0.99));
+        let (f50, f99) = (ms(&mut p.face, 0.5), ms(&mut p.face, 0.99));
+        let (c50, c99) = (ms(&mut p.frame, 0.5), ms(&mut p.frame, 0.99));
+        let runs = (rounds * iters) as f64;
+        let (cpu_s, cpu_f) = (p.session_cpu as f64 / runs / 1e6, p.frame_cpu as f64 / runs / 1e6);
+        println!(
+            "| {} | {:.2} MB | {psnr} | {} | {s50:.2} / {s99:.2} | {f50:.2} / {f99:.2} | {c50:.2} / {c99:.2} | {:+.1} % / {:+.1} % | {cpu_s:.2} / {cpu_f:.2} | {:.0} ms |",
+            p.model,
+            bytes as f64 / 1e6,
+            p.threads,
+            (c50 - s50) / s50 * 100.0,
+            (cpu_f - cpu_s) / cpu_s * 100.0,
+            p.cold.as_secs_f64() * 1e3
+        );
+    }
+    for model in skipped {
+        println!("| {model} | missing: skipped | | | | | | | | |");
+    }
+    Ok(())
+}

@@ -1,0 +1,283 @@
+//! A windowed twin of `image::imageops::resize` for RGB8: it resizes a rectangle of the source
+//! (no crop copy) and computes only a rectangle of the result, bit-identical to the same pixels of
+//! `imageops::resize` on the cropped source.
+//!
+//! Why not `imageops::resize`: compositing needs the upsampled reconstruction at the hole pixels
+//! only (a face-sized hole is a few percent of a camera frame), and the generic resize spends much
+//! of its time in `roundf` calls and per-pixel generic code. This follows `image` 0.25's separable
+//! algorithm operation by operation (vertical pass into f32, then horizontal pass, same tap ranges,
+//! same weights and normalisation, same summation order per value, then clamp and
+//! round-half-away-from-zero), so the results are the same bits. The vertical pass runs over whole
+//! rows at a time (each value still sums its taps in the same order), which the compiler
+//! vectorises. `tests/fast_path.rs` and the unit tests compare against `imageops::resize`.
+
+use image::RgbImage;
+
+/// The two filters the pipeline uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kernel {
+    /// `FilterType::Triangle` (support 1).
+    Triangle,
+    /// `FilterType::CatmullRom` (support 2).
+    CatmullRom,
+}
+
+impl Kernel {
+    fn support(self) -> f32 {
+        match self {
+            Kernel::Triangle => 1.0,
+            Kernel::CatmullRom => 2.0,
+        }
+    }
+
+    fn eval(self, x: f32) -> f32 {
+        match self {
+            Kernel::Triangle => {
+                if x.abs() < 1.0 {
+                    1.0 - x.abs()
+                } else {
+                    0.0
+                }
+            }
+            Kernel::CatmullRom => {
+                // image's bc_cubic_spline with b = 0, c = 0.5, written with the same operations.
+                let (b, c) = (0.0f32, 0.5f32);
+                let a = x.abs();
+                let k = if a < 1.0 {
+                    (12.0 - 9.0 * b - 6.0 * c) * a.powi(3) + (-18.0 + 12.0 * b + 6.0 * c) * a.powi(2) + (6.0 - 2.0 * b)
+                } else if a < 2.0 {
+                    (-b - 6.0 * c) * a.powi(3)
+                        + (6.0 * b + 30.0 * c) * a.powi(2)
+                        + (-12.0 * b - 48.0 * c) * a
+                        + (8.0 * b + 24.0 * c)
+                } else {
+                    0.0
+                };
+                k / 6.0
+            }
+        }
+    }
+}
+
+/// Source taps of one output index: `weights[k]` applies to source index `left + k`.
+struct Taps {
+    left: u32,
+    weights: Vec<f32>,
+}
+
+/// The taps of output index `out` when resizing an axis of `src` pixels to `dst`.
+fn taps(src: u32, dst: u32, kernel: Kernel, out: u32) -> Taps {
+    let ratio = src as f32 / dst as f32;
+    let sratio = if ratio < 1.0 { 1.0 } else { ratio };
+    let src_support = kernel.support() * sratio;
+    let input = (out as f32 + 0.5) * ratio;
+    let left = ((input - src_support).floor() as i64).clamp(0, src as i64 - 1) as u32;
+    let right = ((input + src_support).ceil() as i64).clamp(left as i64 + 1, src as i64) as u32;
+    let input = input - 0.5;
+    let mut weights: Vec<f32> = (left..right)
+        .map(|i| kernel.eval((i as f32 - input) / sratio))
+        .collect();
+    let mut sum = 0.0;
+    for w in &weights {
+        sum += w;
+    }
+    for w in weights.iter_mut() {
+        *w /= sum;
+    }
+    Taps { left, weights }
+}
+
+/// Round half away from zero for `t` in `[0, 255]`, exactly as `f32::round`, without a libm call.
+fn round_u8(t: f32) -> u8 {
+    let t = t.clamp(0.0, 255.0);
+    let i = t as u32; // truncation; exact for these values
+    (if t - i as f32 >= 0.5 { i + 1 } else { i }) as u8
+}
+
+/// The `(x, y, w, h)` window of `imageops::resize(&crop, new_w, new_h, kernel)`, where `crop` is the
+/// `source` rectangle `(sx, sy, sw, sh)` of `img`, computed alone and without copying the crop.
+/// Panics if the source rectangle is empty or not inside `img`, or the window not inside
+/// `new_w x new_h`.
+pub(crate) fn resize_window(
+    img: &RgbImage,
+    source: (u32, u32, u32, u32),
+    (new_w, new_h): (u32, u32),
+    kernel: Kernel,
+    window: (u32, u32, u32, u32),
+) -> RgbImage {
+    let (sx, sy, sw, sh) = source;
+    let (x0, y0, w, h) = window;
+    assert!(
+        x0 + w <= new_w && y0 + h <= new_h,
+        "resize_window: window outside the image"
+    );
+    assert!(sw > 0 && sh > 0, "resize_window: empty source");
+    assert!(
+        sx + sw <= img.width() && sy + sh <= img.height(),
+        "resize_window: source outside the image"
+    );
+    let src = img.as_raw();
+    let stride = img.width() as usize * 3;
+    let mut result = RgbImage::new(w, h);
+    if w == 0 || h == 0 {
+        return result;
+    }
+    if (new_w, new_h) == (sw, sh) {
+        // imageops::resize copies in this case.
+        let dst = &mut *result;
+        for row in 0..h as usize {
+            let from = (sy + y0) as usize * stride + row * stride + (sx + x0) as usize * 3;
+            dst[row * w as usize * 3..(row + 1) * w as usize * 3].copy_from_slice(&src[from..from + w as usize * 3]);
+        }
+        return result;
+    }
+    let xtaps: Vec<Taps> = (x0..x0 + w).map(|x| taps(sw, new_w, kernel, x)).collect();
+    let ytaps: Vec<Taps> = (y0..y0 + h).map(|y| taps(sh, new_h, kernel, y)).collect();
+    // Source columns (of the crop) the horizontal pass reads.
+    let cx0 = xtaps.iter().map(|t| t.left).min().unwrap_or(0);
+    let cx1 = xtaps.iter().map(|t| t.left + t.weights.len() as u32).max().unwrap_or(0);
+    let cols = (cx1 - cx0) as usize;
+    let line_len = cols * 3;
+    let first_byte = (sx + cx0) as usize * 3;
+
+    // Vertical pass: rows y0..y0+h of the (new_h x sw) intermediate, columns cx0..cx1, in f32. Each
+    // value is `0.0 + p[0]*w[0] + p[1]*w[1] + ...` in tap order, as in `image`.
+    let mut tmp = vec![0f32; h as usize * line_len];
+    // Single-threaded on purpose: the caller's threads are ONNX Runtime's (`RuntimeOptions::threads`),
+    // and the CLI already prepares whole images in parallel.
+    // Columns go in blocks of LANES values whose sums stay in registers over all the taps.
+    const LANES: usize = 32;
+    for (line, t) in tmp.chunks_mut(line_len).zip(&ytaps) {
+        let row0 = (sy + t.left) as usize * stride + first_byte;
+        let mut block = 0;
+        while block + LANES <= line_len {
+            let mut acc = [0f32; LANES];
+            for (k, &wt) in t.weights.iter().enumerate() {
+                let px: &[u8; LANES] = src[row0 + k * stride + block..][..LANES]
+                    .try_into()
+                    .expect("LANES bytes");
+                for (a, &p) in acc.iter_mut().zip(px) {
+                    *a += p as f32 * wt;
+                }
+            }
+            line[block..block + LANES].copy_from_slice(&acc);
+            block += LANES;
+        }
+        for (k, &wt) in t.weights.iter().enumerate() {
+            let start = row0 + k * stride + block;
+            for (acc, &p) in line[block..].iter_mut().zip(&src[start..start + line_len - block]) {
+                *acc += p as f32 * wt;
+            }
+        }
+    }
+
+    // Horizontal pass.
+    let dst = &mut *result;
+    for (row, line) in tmp.chunks(line_len).enumerate() {
+        let out_row = &mut dst[row * w as usize * 3..(row + 1) * w as usize * 3];
+        for (t, out) in xtaps.iter().zip(out_row.chunks_exact_mut(3)) {
+            let first = (t.left - cx0) as usize;
+            let (mut r, mut g, mut b) = (0.0f32, 0.0f32, 0.0f32);
+            for (p, &wt) in line[first * 3..].chunks_exact(3).zip(&t.weights) {
+                r += p[0] * wt;
+                g += p[1] * wt;
+                b += p[2] * wt;
+            }
+            out[0] = round_u8(r);
+            out[1] = round_u8(g);
+            out[2] = round_u8(b);
+        }
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::imageops::{self, FilterType};
+
+    /// xorshift32: deterministic test pixels without a `rand` dependency.
+    struct Noise(u32);
+    impl Noise {
+        fn next(&mut self) -> u32 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 17;
+            self.0 ^= self.0 << 5;
+            self.0
+        }
+        fn below(&mut self, n: u32) -> u32 {
+            self.next() % n
+        }
+    }
+
+    fn random_image(rng: &mut Noise, w: u32, h: u32) -> RgbImage {
+        // Smooth ramps plus noise plus hard edges: exercises clamping (CatmullRom overshoots).
+        let (a, b) = (rng.below(400) as f32 / 100.0, rng.below(400) as f32 / 100.0);
+        RgbImage::from_fn(w, h, |x, y| {
+            let edge = if (x / 5 + y / 7) % 2 == 0 { 255 } else { 0 };
+            image::Rgb([
+                ((x as f32 * a) as u32 % 256) as u8,
+                (rng.next() >> 24) as u8,
+                if x % 3 == 0 {
+                    edge
+                } else {
+                    ((y as f32 * b) as u32 % 256) as u8
+                },
+            ])
+        })
+    }
+
+    #[test]
+    fn rounding_matches_f32_round() {
+        for i in 0..=2_560_000u32 {
+            let t = i as f32 / 10_000.0 - 1.0;
+            assert_eq!(round_u8(t), t.clamp(0.0, 255.0).round() as u8, "{t}");
+        }
+        for t in [0.49999997f32, 0.5, 1.5, 2.5, 254.5, 254.49998, 255.7, -3.0] {
+            assert_eq!(round_u8(t), t.clamp(0.0, 255.0).round() as u8, "{t}");
+        }
+    }
+
+    #[test]
+    fn windows_of_crops_are_bit_identical_to_imageops_resize() {
+        let mut rng = Noise(0x9e37_79b9);
+        let cases = [
+            (200, 200, 128, 128),
+            (128, 128, 200, 200),
+            (128, 128, 317, 211),
+            (50, 31, 32, 32),
+            (7, 9, 40, 3),
+            (300, 120, 128, 128),
+            (1920, 1080, 128, 128), // a camera frame
+            (64, 64, 64, 64),       // same size: a copy
+        ];
+        for (iw, ih, nw, nh) in cases {
+            let img = random_image(&mut rng, iw, ih);
+            // The whole image, then a crop of it.
+            let (cw, ch) = ((iw * 3 / 4).max(1), (ih * 2 / 3).max(1));
+            let crop = (rng.below(iw - cw + 1), rng.below(ih - ch + 1), cw, ch);
+            for source in [(0, 0, iw, ih), crop] {
+                let (sx, sy, sw, sh) = source;
+                let cut = imageops::crop_imm(&img, sx, sy, sw, sh).to_image();
+                for (kernel, filter) in [
+                    (Kernel::Triangle, FilterType::Triangle),
+                    (Kernel::CatmullRom, FilterType::CatmullRom),
+                ] {
+                    let full = imageops::resize(&cut, nw, nh, filter);
+                    let whole = resize_window(&img, source, (nw, nh), kernel, (0, 0, nw, nh));
+                    assert_eq!(whole, full, "{source:?} -> {nw}x{nh} {kernel:?}");
+                    for _ in 0..4 {
+                        let (x, y) = (rng.below(nw), rng.below(nh));
+                        let (w, h) = (1 + rng.below(nw - x), 1 + rng.below(nh - y));
+                        let expected = imageops::crop_imm(&full, x, y, w, h).to_image();
+                        assert_eq!(
+                            resize_window(&img, source, (nw, nh), kernel, (x, y, w, h)),
+                            expected,
+                            "{source:?} -> {nw}x{nh} {kernel:?}, window {x},{y},{w},{h}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,245 @@
+//! The library's pre/post-processing (`pipeline::prepare` / `finish_feathered`: windowed resizes,
+//! hole-bbox-only upsampling) against the straightforward `image`-crate version it replaced, kept
+//! here as the oracle: every tensor and every pixel must be bit-identical, on many sizes, aspect
+//! ratios, hole placements, fit modes, seam widths and source colour types.
+
+use facerecon_imaging::{composite, layout};
+use facerecon_runtime::feather::feather_holes;
+use facerecon_runtime::pipeline::{self, choose_region, FitMode, Prepared, Region, HOLE_THRESHOLD};
+use image::{imageops, imageops::FilterType, DynamicImage, GrayImage, Luma, Rgb, RgbImage, Rgba};
+
+/// The oracle's `prepare`: crop with `imageops`, resize with `imageops::resize`, max-pool the mask
+/// pixel by pixel.
+fn oracle_prepare(image: &RgbImage, mask: &GrayImage, size: u32, fit: FitMode) -> Prepared {
+    let Some(hole) = oracle_hole_bbox(
+        mask,
+        Region {
+            x: 0,
+            y: 0,
+            width: mask.width(),
+            height: mask.height(),
+        },
+    ) else {
+        return Prepared {
+            region: None,
+            image: Vec::new(),
+            mask: Vec::new(),
+        };
+    };
+    let region = choose_region(image.width(), image.height(), hole, size, fit);
+    let cut = imageops::crop_imm(image, region.x, region.y, region.width, region.height).to_image();
+    let fitted = if (region.width, region.height) == (size, size) {
+        cut
+    } else {
+        imageops::resize(&cut, size, size, FilterType::Triangle)
+    };
+    let span = |i: u32, extent: u32| -> (u32, u32) {
+        let start = (i as u64 * extent as u64 / size as u64) as u32;
+        let end = (((i as u64 + 1) * extent as u64).div_ceil(size as u64) as u32).clamp(start + 1, extent);
+        (start, end)
+    };
+    let mut small_mask = vec![0.0f32; (size * size) as usize];
+    for oy in 0..size {
+        let (y0, y1) = span(oy, region.height);
+        for ox in 0..size {
+            let (x0, x1) = span(ox, region.width);
+            if (y0..y1).any(|y| (x0..x1).any(|x| mask.get_pixel(region.x + x, region.y + y).0[0] >= HOLE_THRESHOLD)) {
+                small_mask[(oy * size + ox) as usize] = 1.0;
+            }
+        }
+    }
+    let mut chw = layout::to_chw(&fitted);
+    let plane = (size * size) as usize;
+    for channel in chw.chunks_exact_mut(plane) {
+        for (v, m) in channel.iter_mut().zip(&small_mask) {
+            if *m > 0.5 {
+                *v = 0.0;
+            }
+        }
+    }
+    Prepared {
+        region: Some(region),
+        image: chw,
+        mask: small_mask,
+    }
+}
+
+fn oracle_hole_bbox(mask: &GrayImage, area: Region) -> Option<Region> {
+    let (mut x0, mut y0, mut x1, mut y1) = (u32::MAX, u32::MAX, 0, 0);
+    for y in area.y..area.y + area.height {
+        for x in area.x..area.x + area.width {
+            if mask.get_pixel(x, y).0[0] >= HOLE_THRESHOLD {
+                (x0, y0, x1, y1) = (x0.min(x), y0.min(y), x1.max(x), y1.max(y));
+            }
+        }
+    }
+    (x0 != u32::MAX).then(|| Region {
+        x: x0,
+        y: y0,
+        width: x1 - x0 + 1,
+        height: y1 - y0 + 1,
+    })
+}
+
+/// The oracle's `finish_feathered`: the whole region upsampled with `imageops::resize`, hole pixels
+/// replaced one by one, then the library's seam over that full patch.
+fn oracle_finish(
+    original: &RgbImage,
+    mask: &GrayImage,
+    prepared: &Prepared,
+    rec: &[f32],
+    size: u32,
+    feather: u32,
+) -> RgbImage {
+    let Some(region) = prepared.region else {
+        return original.clone();
+    };
+    let small = layout::from_chw(rec, size, size);
+    let patch = if (region.width, region.height) == (size, size) {
+        small
+    } else {
+        imageops::resize(&small, region.width, region.height, FilterType::CatmullRom)
+    };
+    let mut out = original.clone();
+    for (px, py, p) in patch.enumerate_pixels() {
+        let (x, y) = (region.x + px, region.y + py);
+        if mask.get_pixel(x, y).0[0] >= HOLE_THRESHOLD {
+            out.put_pixel(x, y, *p);
+        }
+    }
+    feather_holes(&mut out, original, mask, &patch, region, region, feather);
+    out
+}
+
+/// xorshift32: deterministic cases without a `rand` dependency.
+struct Rng(u32);
+impl Rng {
+    fn next(&mut self) -> u32 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 17;
+        self.0 ^= self.0 << 5;
+        self.0
+    }
+    /// Uniform in `lo..=hi`.
+    fn range(&mut self, lo: u32, hi: u32) -> u32 {
+        lo + self.next() % (hi - lo + 1)
+    }
+}
+
+fn rect(mask: &mut GrayImage, x: u32, y: u32, w: u32, h: u32, value: u8) {
+    for yy in y..(y + h).min(mask.height()) {
+        for xx in x..(x + w).min(mask.width()) {
+            mask.put_pixel(xx, yy, Luma([value]));
+        }
+    }
+}
+
+/// One case through both implementations; `what` names it in failures.
+fn compare(image: &RgbImage, mask: &GrayImage, size: u32, fit: FitMode, rng: &mut Rng, what: &str) {
+    let fast = pipeline::prepare(image, mask, size, fit).unwrap();
+    let slow = oracle_prepare(image, mask, size, fit);
+    assert_eq!(fast.region, slow.region, "{what}: region");
+    assert!(fast.image == slow.image, "{what}: prepared image differs");
+    assert!(fast.mask == slow.mask, "{what}: prepared mask differs");
+    // Out of range on purpose: CatmullRom overshoots and the result is clamped.
+    let rec: Vec<f32> = (0..3 * size * size)
+        .map(|_| rng.range(0, 1200) as f32 / 1000.0 - 0.1)
+        .collect();
+    for feather in [0, 1, 4] {
+        let got = pipeline::finish_feathered(image, mask, &fast, &rec, size, feather).unwrap();
+        let want = oracle_finish(image, mask, &slow, &rec, size, feather);
+        assert!(
+            got == want,
+            "{what}: finished pixels differ (feather {feather}, region {:?})",
+            fast.region
+        );
+    }
+}
+
+#[test]
+fn fast_path_is_bit_identical_to_the_imageops_oracle() {
+    let mut rng = Rng(0x2545_f491);
+    let size = 32;
+    // Sizes and aspect ratios: model size, portrait, landscape, thin, tiny, camera-like.
+    let sizes = [
+        (32, 32),
+        (20, 300),
+        (300, 20),
+        (97, 61),
+        (640, 360),
+        (200, 200),
+        (33, 31),
+        (480, 640),
+    ];
+    for (case, &(w, h)) in sizes.iter().cycle().take(48).enumerate() {
+        let noise: Vec<u8> = (0..w * h * 3).map(|_| (rng.next() >> 24) as u8).collect();
+        let image = RgbImage::from_raw(w, h, noise).unwrap();
+        let mut mask = GrayImage::new(w, h);
+        // Hole placements: anywhere, at a corner, along an edge, the whole image, two distant holes
+        // (the bounding box then holds known pixels), threshold values 127/128, no hole.
+        let (bw, bh) = (rng.range(1, w.min(60)), rng.range(1, h.min(60)));
+        let (bx, by) = (rng.range(0, w - bw), rng.range(0, h - bh));
+        match case % 6 {
+            0 => rect(&mut mask, bx, by, bw, bh, 255),
+            1 => rect(&mut mask, 0, 0, bw, bh, 255),
+            2 => rect(&mut mask, w - bw, by, bw, bh, 200),
+            3 => {
+                rect(&mut mask, bx, by, bw, bh, 255);
+                rect(&mut mask, rng.range(0, w - 1), rng.range(0, h - 1), 1, 1, 128);
+            }
+            4 => {
+                rect(&mut mask, bx, by, bw, bh, 127); // not a hole
+                rect(&mut mask, bx / 2, by / 2, 2, 2, 128);
+            }
+            _ if case == 5 => {} // no hole at all
+            _ => rect(&mut mask, 0, 0, w, h, 255),
+        }
+        let fit = [FitMode::Auto, FitMode::Whole, FitMode::Crop][case % 3];
+        compare(
+            &image,
+            &mask,
+            size,
+            fit,
+            &mut rng,
+            &format!("case {case}: {w}x{h} {fit:?}"),
+        );
+    }
+}
+
+#[test]
+fn a_camera_frame_with_a_face_sized_hole_is_bit_identical() {
+    // What examples/camera_loop.rs runs: 1920x1080, one hole of a sixth by a seventh of the frame,
+    // at the model's real size.
+    let mut rng = Rng(7);
+    let (w, h) = (1920, 1080);
+    let image = RgbImage::from_fn(w, h, |x, y| {
+        Rgb([(x * 255 / w) as u8, (y * 255 / h) as u8, (x + y) as u8])
+    });
+    let mut mask = GrayImage::new(w, h);
+    rect(&mut mask, 391, 275, 324, 158, 255);
+    for fit in [FitMode::Auto, FitMode::Crop] {
+        compare(&image, &mask, 128, fit, &mut rng, &format!("1920x1080 {fit:?}"));
+    }
+}
+
+#[test]
+fn other_colour_types_through_their_rgb8_view_are_bit_identical() {
+    // The CLI hands the pipeline `composite::network_view` of whatever it decoded.
+    let mut rng = Rng(99);
+    let (w, h) = (150, 90);
+    let mut mask = GrayImage::new(w, h);
+    rect(&mut mask, 40, 30, 25, 20, 255);
+    let images = [
+        DynamicImage::ImageLuma8(GrayImage::from_fn(w, h, |x, y| Luma([(x * 3 + y) as u8]))),
+        DynamicImage::ImageRgba8(image::RgbaImage::from_fn(w, h, |x, y| {
+            Rgba([x as u8, y as u8, (x ^ y) as u8, (x * 7) as u8])
+        })),
+        DynamicImage::ImageRgb16(image::ImageBuffer::from_fn(w, h, |x, y| {
+            Rgb([(x * 400) as u16, (y * 700) as u16, ((x + y) * 123) as u16])
+        })),
+    ];
+    for img in images {
+        let view = composite::network_view(&img);
+        compare(&view, &mask, 32, FitMode::Auto, &mut rng, &format!("{:?}", img.color()));
+    }
+}
