@@ -2,27 +2,14 @@
 //! crates/facerecon-runtime/tests/data (identity.onnx: every zeroed hole pixel comes back as RGB
 //! (26, 77, 128)). They need ONNX Runtime: `make test` sets ORT_DYLIB_PATH.
 
-use std::{
-    path::Path,
-    process::{Command, Output},
-};
+use std::{path::Path, process::Command};
 
 use image::{GrayImage, Luma, Rgb, RgbImage};
 
-use facerecon_testutil::{box_mask, bright_noise as noise, identity_model, ort_library, stderr, HOLE_COLOUR};
+use facerecon_testutil::{box_mask, bright_noise as noise, identity_model, stderr, HOLE_COLOUR};
 
-/// Run the binary with `args` (strings or paths).
-fn infer<I, S>(args: I) -> Output
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<std::ffi::OsStr>,
-{
-    Command::new(env!("CARGO_BIN_EXE_facerecon-infer"))
-        .args(args)
-        .env("ORT_DYLIB_PATH", ort_library())
-        .output()
-        .expect("running facerecon-infer")
-}
+mod common;
+use common::infer;
 
 fn paint_black(img: &mut RgbImage, x0: u32, y0: u32, w: u32, h: u32) {
     for y in y0..y0 + h {

@@ -5,25 +5,13 @@
 //! aspect ratio are refused, and the default hole detection leaves real photos alone.
 //! They need ONNX Runtime: `make test` sets ORT_DYLIB_PATH.
 
-use std::{
-    path::{Path, PathBuf},
-    process::{Command, Output},
-};
+use std::path::{Path, PathBuf};
 
-use facerecon_testutil::{box_mask, identity_model, ort_library, stderr};
+use facerecon_testutil::{box_mask, identity_model, stderr};
 use image::{ColorType, DynamicImage, GenericImageView, GrayImage, ImageBuffer, Luma, Rgb, RgbImage};
 
-fn infer<I, S>(args: I) -> Output
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<std::ffi::OsStr>,
-{
-    Command::new(env!("CARGO_BIN_EXE_facerecon-infer"))
-        .args(args)
-        .env("ORT_DYLIB_PATH", ort_library())
-        .output()
-        .expect("running facerecon-infer")
-}
+mod common;
+use common::infer;
 
 /// A xorshift stream of u16 values.
 struct Noise(u32);
