@@ -41,7 +41,7 @@ else
 fi
 
 nv=$($PY -c 'import nvidia, os; print(nvidia.__path__[0])' 2>/dev/null || true)
-for d in "$nv"/cu13/lib "$nv"/*/lib; do [ -d "$d" ] && LD_LIBRARY_PATH=$d:${LD_LIBRARY_PATH:-}; done
+[ -n "$nv" ] && for d in "$nv"/cu13/lib "$nv"/*/lib; do [ -d "$d" ] && LD_LIBRARY_PATH=$d:${LD_LIBRARY_PATH:-}; done
 export LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}
 if [ -z "${ORT_DYLIB_PATH:-}" ]; then
   ORT_DYLIB_PATH=$($PY -c 'import onnxruntime, os, glob; print(sorted(glob.glob(os.path.join(os.path.dirname(onnxruntime.__file__), "capi", "libonnxruntime.so*")))[0])' 2>/dev/null || true)
