@@ -305,6 +305,12 @@ pub fn finish_in_place(
         let mask_row = &raw_mask[y * mw + window.x as usize..][..window.width as usize];
         let dst_row = &mut dst[(y * ow + window.x as usize) * 3..][..window.width as usize * 3];
         let src_row = &src[py * window.width as usize * 3..][..window.width as usize * 3];
+        // A row of the window that is hole from end to end (every row of a rectangular hole) is
+        // one copy.
+        if mask_row.iter().all(|&m| is_hole(m)) {
+            dst_row.copy_from_slice(src_row);
+            continue;
+        }
         for ((&m, d), s) in mask_row
             .iter()
             .zip(dst_row.chunks_exact_mut(3))

@@ -292,10 +292,32 @@ pub(crate) fn box_reduce(img: &RgbImage, source: (u32, u32, u32, u32), (kx, ky):
     let mut sums = vec![0u16; line_len];
     let mut result = RgbImage::new(ow, oh);
     for (oy, out_row) in result.chunks_exact_mut(ow as usize * 3).enumerate() {
-        sums.fill(0);
+        // Blocks of LANES columns, all `ky` rows at once: the sums stay in registers, and the `ky`
+        // row streams are read side by side (a camera frame comes from memory after the network
+        // ran, and one row at a time left the loads waiting on it).
+        const LANES: usize = 32;
+        let first = (sy as usize + oy * ky as usize) * stride + sx as usize * 3;
+        let mut block = 0;
+        while block + LANES <= line_len {
+            let mut acc = [0u16; LANES];
+            for dy in 0..ky as usize {
+                let px: &[u8; LANES] = src[first + dy * stride + block..][..LANES]
+                    .try_into()
+                    .expect("LANES bytes");
+                for (a, &p) in acc.iter_mut().zip(px) {
+                    *a += p as u16;
+                }
+            }
+            sums[block..block + LANES].copy_from_slice(&acc);
+            block += LANES;
+        }
+        sums[block..].fill(0);
         for dy in 0..ky as usize {
-            let start = (sy as usize + oy * ky as usize + dy) * stride + sx as usize * 3;
-            for (s, &p) in sums.iter_mut().zip(&src[start..start + line_len]) {
+            let start = first + dy * stride + block;
+            for (s, &p) in sums[block..]
+                .iter_mut()
+                .zip(&src[start..first + dy * stride + line_len])
+            {
                 *s += p as u16;
             }
         }
