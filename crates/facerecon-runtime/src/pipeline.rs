@@ -134,13 +134,25 @@ pub const LARGE_FRAME: u32 = 4;
 /// area averaging at a fraction of the cost of a wide Triangle. Smaller regions are resized in one
 /// Triangle pass, as before 0.2.
 pub fn prepare(image: &RgbImage, mask: &GrayImage, size: u32, fit: FitMode) -> Result<Prepared, RuntimeError> {
+    prepare_found(image, mask, size, fit).map(|(prepared, _)| prepared)
+}
+
+/// [`prepare`], plus the bounding box of the mask's holes it found (`None` without a hole), which
+/// [`finish_in_place_found`] can take instead of scanning the mask again.
+pub(crate) fn prepare_found(
+    image: &RgbImage,
+    mask: &GrayImage,
+    size: u32,
+    fit: FitMode,
+) -> Result<(Prepared, Option<Region>), RuntimeError> {
     check_mask_size(image, mask)?;
     let Some(hole) = hole_bbox(mask) else {
-        return Ok(Prepared {
+        let none = Prepared {
             region: None,
             image: Vec::new(),
             mask: Vec::new(),
-        });
+        };
+        return Ok((none, None));
     };
     let region = choose_region(image.width(), image.height(), hole, size, fit);
     let source = (region.x, region.y, region.width, region.height);
@@ -168,11 +180,12 @@ pub fn prepare(image: &RgbImage, mask: &GrayImage, size: u32, fit: FitMode) -> R
             }
         }
     }
-    Ok(Prepared {
+    let prepared = Prepared {
         region: Some(region),
         image: chw,
         mask: small_mask,
-    })
+    };
+    Ok((prepared, Some(hole)))
 }
 
 /// Resize the `region` of `mask` to `size x size` so that an output pixel is a hole when ANY source
@@ -266,6 +279,21 @@ pub fn finish_in_place(
     size: u32,
     feather: u32,
 ) -> Result<(), RuntimeError> {
+    finish_in_place_found(image, mask, prepared, reconstruction, size, feather, None)
+}
+
+/// [`finish_in_place`]; `found` is the holes' bounding box in the whole mask when the caller has it
+/// from [`prepare_found`] on this same mask (the region `prepare` chose contains it, so it is the
+/// bounding box within the region too), `None` to look for it.
+pub(crate) fn finish_in_place_found(
+    image: &mut RgbImage,
+    mask: &GrayImage,
+    prepared: &Prepared,
+    reconstruction: &[f32],
+    size: u32,
+    feather: u32,
+    found: Option<Region>,
+) -> Result<(), RuntimeError> {
     check_mask_size(image, mask)?;
     check_reconstruction(prepared, reconstruction, size)?;
     let Some(region) = prepared.region else {
@@ -274,7 +302,11 @@ pub fn finish_in_place(
     // Only the hole pixels inside the region change (plus, with a seam, the hole pixels up to
     // `feather` away from a known pixel, whose error is read up to one more pixel out): the
     // reconstruction is upsampled over that window alone.
-    let Some(hole) = hole_bbox_in(mask, region) else {
+    let hole = match found {
+        Some(hole) => hole.intersect(&region),
+        None => hole_bbox_in(mask, region),
+    };
+    let Some(hole) = hole else {
         return Ok(());
     };
     let reach = if feather > 0 { feather + 1 } else { 0 };

@@ -277,16 +277,11 @@ impl Runtime {
     /// not written. What camera software wants (the frame buffer is updated, no 6 MB copy of a
     /// 1920x1080 frame per call). On an error `image` is unchanged.
     pub fn reconstruct_in_place(&self, image: &mut RgbImage, mask: &GrayImage) -> Result<(), RuntimeError> {
-        let prepared = self.prepare(image, mask)?;
+        let size = self.info.image_size;
+        // The holes' bounding box found by `prepare` saves `finish` a second pass over the mask.
+        let (prepared, hole) = pipeline::prepare_found(image, mask, size, self.options.fit)?;
         let rec = self.infer(&[&prepared])?;
-        pipeline::finish_in_place(
-            image,
-            mask,
-            &prepared,
-            &rec[0],
-            self.info.image_size,
-            self.options.feather,
-        )
+        pipeline::finish_in_place_found(image, mask, &prepared, &rec[0], size, self.options.feather, hole)
     }
 
     /// [`Self::reconstruct`] for many images: pre-processing runs in parallel (rayon), one batch ahead
