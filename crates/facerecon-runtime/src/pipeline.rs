@@ -31,8 +31,8 @@ pub enum FitMode {
     /// [`FitMode::Crop`] when the hole is small in a large photo (its bounding box with a 50% margin
     /// on every side fits in a square at most half the image's shorter side), or when the image is
     /// a large frame (its shorter side at least 4x the model size, e.g. a 1920x1080 camera frame
-    /// for a 128 model) and the hole fits in a square crop; else [`FitMode::Whole`]. (Before 0.2 a
-    /// large frame with a hole of more than a quarter of its shorter side was resized whole:
+    /// for a 128 model) and the hole fits in a square crop; else [`FitMode::Whole`]. (Earlier versions
+    /// resized a large frame with a hole of more than a quarter of its shorter side whole:
     /// [`FitMode::Whole`] still does that.)
     #[default]
     Auto,
@@ -132,7 +132,7 @@ pub const LARGE_FRAME: u32 = 4;
 /// averaging), `k` the largest divisor of the region's extent up to the reduction, so that the
 /// Triangle only finishes the last step (from 162 to 128 for a 648-pixel crop): the antialiasing of
 /// area averaging at a fraction of the cost of a wide Triangle. Smaller regions are resized in one
-/// Triangle pass, as before 0.2.
+/// Triangle pass, as in earlier versions.
 pub fn prepare(image: &RgbImage, mask: &GrayImage, size: u32, fit: FitMode) -> Result<Prepared, RuntimeError> {
     prepare_found(image, mask, size, fit).map(|(prepared, _)| prepared)
 }

@@ -2,7 +2,7 @@
 //! windowed resizes, box pre-reduction, hole-bbox-only upsampling) against a straightforward
 //! `image`-crate version, kept here as the oracle: every tensor and every pixel must be
 //! bit-identical, on many sizes, aspect ratios, hole placements, fit modes, seam widths and source
-//! colour types. The oracle is the version the fast path replaced, plus (since 0.2) the box
+//! colour types. The oracle is the version the fast path replaced, plus (since the camera-frame work) the box
 //! pre-reduction of regions at least 4x the model size, written as plain loops.
 
 use facerecon_imaging::{composite, layout};
@@ -278,7 +278,7 @@ fn other_colour_types_through_their_rgb8_view_are_bit_identical() {
 
 #[test]
 fn box_pre_reduction_stays_close_to_the_plain_triangle_resize() {
-    // The box pass is a behaviour change (0.2) for regions of at least 4x the model size; on
+    // The box pass is a behaviour change (unreleased) for regions of at least 4x the model size; on
     // smooth content it must give what the single Triangle pass gave, within a couple of levels.
     let (w, h) = (1920, 1080);
     let image = RgbImage::from_fn(w, h, |x, y| {

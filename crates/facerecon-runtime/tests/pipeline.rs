@@ -88,7 +88,7 @@ fn region_choice() {
         choose_region(500, 400, hole(100, 100, 120, 120), 128, FitMode::Auto),
         hole(0, 0, 500, 400)
     );
-    // ...unless the image is a large frame (shorter side >= 4x the model, since 0.2): a square
+    // ...unless the image is a large frame (shorter side >= 4x the model, a change made for camera frames): a square
     // around the hole, so that the network sees it at a usable scale and undistorted.
     assert_eq!(
         choose_region(1000, 700, hole(100, 100, 200, 200), 128, FitMode::Auto),
