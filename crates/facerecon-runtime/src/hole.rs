@@ -120,7 +120,7 @@ fn row_has_hole(row: &[u8]) -> bool {
 const TOP_BITS: u64 = 0x8080_8080_8080_8080;
 
 /// The index of the first hole byte of `row`, 8 bytes at a time.
-fn first_hole(row: &[u8]) -> Option<usize> {
+pub(crate) fn first_hole(row: &[u8]) -> Option<usize> {
     let words = row.chunks_exact(8);
     let tail = words.remainder();
     for (i, word) in words.enumerate() {
@@ -134,7 +134,7 @@ fn first_hole(row: &[u8]) -> Option<usize> {
 }
 
 /// The index of the last hole byte of `row`, 8 bytes at a time from the end.
-fn last_hole(row: &[u8]) -> Option<usize> {
+pub(crate) fn last_hole(row: &[u8]) -> Option<usize> {
     let words = row.rchunks_exact(8);
     let head = words.remainder();
     for (j, word) in words.enumerate() {

@@ -10,8 +10,9 @@
 //! frame around the hole, a region of more than 4x the model size is box-averaged by an integer
 //! factor before the Triangle resize, the resizes go through `crate::resize` (a windowed,
 //! vectorised twin of `image::imageops::resize`, bit-identical to it), the mask is max-pooled only
-//! where the hole is, [`finish`] upsamples only the hole's bounding box (plus the seam's reach)
-//! instead of the whole region, and [`finish_in_place`] writes into the caller's frame.
+//! where the hole is, [`finish`] upsamples only the hole pixels' stretch of each row (with a seam:
+//! the hole's bounding box plus the seam's reach) instead of the whole region, and
+//! [`finish_in_place`] writes into the caller's frame.
 //! `tests/fast_path.rs` checks every result bit for bit against a straightforward version built on
 //! `imageops`.
 
@@ -20,8 +21,8 @@ use image::{imageops, imageops::FilterType, GrayImage, Rgb32FImage, RgbImage};
 
 pub use crate::hole::{hole_bbox, is_hole, Region, HOLE_THRESHOLD};
 use crate::{
-    hole::hole_bbox_in,
-    resize::{box_factor, box_reduce, resize_window, round_u8, Kernel},
+    hole::{first_hole, hole_bbox_in, last_hole},
+    resize::{box_factor, box_reduce, resize_window, resize_window_spans, round_u8, Kernel},
     RuntimeError,
 };
 
@@ -323,30 +324,44 @@ pub(crate) fn finish_in_place_found(
         height: wy1 - wy,
     };
     let small = chw_to_rgb8(reconstruction, size);
-    let patch = resize_window(
+    let (ow, mw, ww) = (image.width() as usize, mask.width() as usize, window.width as usize);
+    let raw_mask = mask.as_raw();
+    let mask_row = |py: usize| &raw_mask[(window.y as usize + py) * mw + window.x as usize..][..ww];
+    // Without a seam only the hole pixels are read: per row of the window, the reconstruction is
+    // upsampled from its first to its last hole pixel (all of a round hole's box is not needed).
+    // The seam also reads the known pixels around the hole: then the whole window.
+    let spans: Option<Vec<(u32, u32)>> = (feather == 0).then(|| {
+        (0..window.height as usize)
+            .map(|py| match (first_hole(mask_row(py)), last_hole(mask_row(py))) {
+                (Some(a), Some(b)) => (a as u32, b as u32 + 1),
+                _ => (0, 0),
+            })
+            .collect()
+    });
+    let patch = resize_window_spans(
         &small,
         (0, 0, size, size),
         (region.width, region.height),
         Kernel::CatmullRom,
         (window.x - region.x, window.y - region.y, window.width, window.height),
+        spans.as_deref(),
     );
-    let (ow, mw) = (image.width() as usize, mask.width() as usize);
-    let (dst, raw_mask, src) = (&mut **image, mask.as_raw(), patch.as_raw());
+    let (dst, src) = (&mut **image, patch.as_raw());
     for py in 0..window.height as usize {
         let y = window.y as usize + py;
-        let mask_row = &raw_mask[y * mw + window.x as usize..][..window.width as usize];
-        let dst_row = &mut dst[(y * ow + window.x as usize) * 3..][..window.width as usize * 3];
-        let src_row = &src[py * window.width as usize * 3..][..window.width as usize * 3];
-        // A row of the window that is hole from end to end (every row of a rectangular hole) is
-        // one copy.
-        if mask_row.iter().all(|&m| is_hole(m)) {
-            dst_row.copy_from_slice(src_row);
+        let (a, b) = spans.as_ref().map_or((0, ww), |s| (s[py].0 as usize, s[py].1 as usize));
+        let mask_seg = &mask_row(py)[a..b];
+        let dst_seg = &mut dst[(y * ow + window.x as usize) * 3..][3 * a..3 * b];
+        let src_seg = &src[py * ww * 3..][3 * a..3 * b];
+        // A stretch that is hole from end to end (every row of a rectangular hole) is one copy.
+        if mask_seg.iter().all(|&m| is_hole(m)) {
+            dst_seg.copy_from_slice(src_seg);
             continue;
         }
-        for ((&m, d), s) in mask_row
+        for ((&m, d), s) in mask_seg
             .iter()
-            .zip(dst_row.chunks_exact_mut(3))
-            .zip(src_row.chunks_exact(3))
+            .zip(dst_seg.chunks_exact_mut(3))
+            .zip(src_seg.chunks_exact(3))
         {
             if is_hole(m) {
                 d.copy_from_slice(s);

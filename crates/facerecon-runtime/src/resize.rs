@@ -101,16 +101,17 @@ const PAD: usize = 1;
 /// The horizontal pass of [`resize_window`]: `tmp` holds the lines of the vertical pass (`line_len`
 /// values each, source column `cx0` first, then `PAD` values), `dst` the output rows. Each value
 /// sums its taps in `image`'s order, then [`round_u8`].
-fn horizontal(tmp: &[f32], line_len: usize, xtaps: &[Taps], cx0: u32, dst: &mut [u8]) {
+fn horizontal(tmp: &[f32], line_len: usize, xtaps: &[Taps], cx0: u32, dst: &mut [u8], spans: Option<&[(u32, u32)]>) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: SSE2 is part of the x86_64 baseline: every x86_64 CPU has it.
     unsafe {
-        horizontal_sse2(tmp, line_len, xtaps, cx0, dst)
+        horizontal_sse2(tmp, line_len, xtaps, cx0, dst, spans)
     }
     #[cfg(not(target_arch = "x86_64"))]
     for (row, out_row) in dst.chunks_exact_mut(xtaps.len() * 3).enumerate() {
         let line = &tmp[row * line_len..(row + 1) * line_len];
-        for (t, out) in xtaps.iter().zip(out_row.chunks_exact_mut(3)) {
+        let (a, b) = span(spans, row, xtaps.len());
+        for (t, out) in xtaps[a..b].iter().zip(out_row[3 * a..3 * b].chunks_exact_mut(3)) {
             let first = (t.left - cx0) as usize * 3;
             let mut acc = [0f32; 3];
             for (k, &wt) in t.weights.iter().enumerate() {
@@ -125,17 +126,30 @@ fn horizontal(tmp: &[f32], line_len: usize, xtaps: &[Taps], cx0: u32, dst: &mut 
     }
 }
 
+/// The columns of row `row` to compute: its span, or the whole row of `width`.
+fn span(spans: Option<&[(u32, u32)]>, row: usize, width: usize) -> (usize, usize) {
+    spans.map_or((0, width), |s| (s[row].0 as usize, s[row].1 as usize))
+}
+
 /// [`horizontal`] in SSE2: a pixel's three sums run as the first lanes of one 4-lane vector (the
 /// fourth lane reads the next value, or the padding after the last line, and is thrown away): the
 /// same operations per channel in the same order, a third of the instructions; [`round_u8`] on all
 /// lanes at once.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "sse2")]
-fn horizontal_sse2(tmp: &[f32], line_len: usize, xtaps: &[Taps], cx0: u32, dst: &mut [u8]) {
+fn horizontal_sse2(
+    tmp: &[f32],
+    line_len: usize,
+    xtaps: &[Taps],
+    cx0: u32,
+    dst: &mut [u8],
+    spans: Option<&[(u32, u32)]>,
+) {
     use std::arch::x86_64::*;
     for (row, out_row) in dst.chunks_exact_mut(xtaps.len() * 3).enumerate() {
         let line = &tmp[row * line_len..(row + 1) * line_len + PAD];
-        for (t, out) in xtaps.iter().zip(out_row.chunks_exact_mut(3)) {
+        let (a, b) = span(spans, row, xtaps.len());
+        for (t, out) in xtaps[a..b].iter().zip(out_row[3 * a..3 * b].chunks_exact_mut(3)) {
             let first = (t.left - cx0) as usize * 3;
             let mut acc = _mm_setzero_ps();
             for (k, &wt) in t.weights.iter().enumerate() {
@@ -162,9 +176,24 @@ fn horizontal_sse2(tmp: &[f32], line_len: usize, xtaps: &[Taps], cx0: u32, dst: 
 pub(crate) fn resize_window(
     img: &RgbImage,
     source: (u32, u32, u32, u32),
+    new: (u32, u32),
+    kernel: Kernel,
+    window: (u32, u32, u32, u32),
+) -> RgbImage {
+    resize_window_spans(img, source, new, kernel, window, None)
+}
+
+/// [`resize_window`] computing, in row `r` of the window, only the columns `spans[r].0..spans[r].1`
+/// (relative to the window; `(0, 0)` for none): the pixels outside them stay 0. `None`: every pixel.
+/// Compositing needs the upsampled reconstruction at the hole pixels only, which for a round hole
+/// are a fraction of its bounding box.
+pub(crate) fn resize_window_spans(
+    img: &RgbImage,
+    source: (u32, u32, u32, u32),
     (new_w, new_h): (u32, u32),
     kernel: Kernel,
     window: (u32, u32, u32, u32),
+    spans: Option<&[(u32, u32)]>,
 ) -> RgbImage {
     let (sx, sy, sw, sh) = source;
     let (x0, y0, w, h) = window;
@@ -187,8 +216,9 @@ pub(crate) fn resize_window(
         // imageops::resize copies in this case.
         let dst = &mut *result;
         for row in 0..h as usize {
+            let (a, b) = span(spans, row, w as usize);
             let from = (sy + y0) as usize * stride + row * stride + (sx + x0) as usize * 3;
-            dst[row * w as usize * 3..(row + 1) * w as usize * 3].copy_from_slice(&src[from..from + w as usize * 3]);
+            dst[row * w as usize * 3..][3 * a..3 * b].copy_from_slice(&src[from..][3 * a..3 * b]);
         }
         return result;
     }
@@ -234,7 +264,13 @@ pub(crate) fn resize_window(
     }
 
     // Horizontal pass.
-    horizontal(&tmp, line_len, &xtaps, cx0, &mut result);
+    if let Some(spans) = spans {
+        assert!(
+            spans.len() == h as usize && spans.iter().all(|&(a, b)| a <= b && b <= w),
+            "resize_window: spans outside the window"
+        );
+    }
+    horizontal(&tmp, line_len, &xtaps, cx0, &mut result, spans);
     result
 }
 
@@ -476,6 +512,23 @@ mod tests {
                             expected,
                             "{source:?} -> {nw}x{nh} {kernel:?}, window {x},{y},{w},{h}"
                         );
+                        // Row spans: the pixels inside them as above, the rest 0.
+                        let spans: Vec<(u32, u32)> = (0..h)
+                            .map(|_| {
+                                let a = rng.below(w + 1);
+                                (a, a + rng.below(w - a + 1))
+                            })
+                            .collect();
+                        let part = resize_window_spans(&img, source, (nw, nh), kernel, (x, y, w, h), Some(&spans));
+                        for (px, py, p) in part.enumerate_pixels() {
+                            let (a, b) = spans[py as usize];
+                            let want = if (a..b).contains(&px) {
+                                *expected.get_pixel(px, py)
+                            } else {
+                                image::Rgb([0, 0, 0])
+                            };
+                            assert_eq!(*p, want, "{source:?} -> {nw}x{nh} {kernel:?}, spans, at {px},{py}");
+                        }
                     }
                 }
             }

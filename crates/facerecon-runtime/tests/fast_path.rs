@@ -252,6 +252,12 @@ fn a_camera_frame_with_a_face_sized_hole_is_bit_identical() {
     for fit in [FitMode::Auto, FitMode::Crop, FitMode::Whole] {
         compare(&image, &mask, 128, fit, &mut rng, &format!("1920x1080 {fit:?}"));
     }
+    // A face-shaped (elliptic) hole: without a seam only its pixels are upsampled, row by row.
+    let oval = GrayImage::from_fn(w, h, |x, y| {
+        let (dx, dy) = ((x as f32 - 900.5) / 150.0, (y as f32 - 500.5) / 190.0);
+        Luma([if dx * dx + dy * dy <= 1.0 { 255 } else { 0 }])
+    });
+    compare(&image, &oval, 128, FitMode::Auto, &mut rng, "1920x1080 oval");
 }
 
 #[test]
