@@ -83,7 +83,9 @@ typedef enum facerecon_status {
 
 /* How a frame is fitted to the model's square input (see facerecon_runtime::FitMode). */
 typedef enum facerecon_fit {
-    /* A square crop around the hole when the hole is small in a large frame, else the whole frame. */
+    /* A square crop around the hole (50% margin) when the hole is small in a large frame, or when the
+     * frame's shorter side is at least 4x the model size (a camera frame) and the hole fits in a square;
+     * else the whole frame. */
     FACERECON_FIT_AUTO = 0,
     /* The whole frame, resized to the model size. */
     FACERECON_FIT_WHOLE = 1,

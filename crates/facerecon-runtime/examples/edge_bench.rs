@@ -13,7 +13,8 @@
 //!
 //! - `session`: `Runtime::infer` on an already prepared face (`session.run` plus one copy).
 //! - `face`: `Runtime::reconstruct` of a 128x128 face with a 28x28 hole.
-//! - `frame`: `Runtime::reconstruct` of a 1920x1080 frame with a 324x158 hole (camera_loop's frame).
+//! - `frame`: `Runtime::reconstruct_in_place` of a 1920x1080 frame with a 324x158 hole (camera_loop's
+//!   frame, written into its own buffer as camera software would).
 //! - `frame over session`: what the library's camera path adds to the network: (frame p50 - session
 //!   p50) / session p50 in wall time, and the same for the mean CPU time of the process (all its
 //!   threads, from `/proc/self/task/*/schedstat`), which a loaded machine disturbs far less.
@@ -28,29 +29,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use facerecon_runtime::{pipeline, Runtime, RuntimeOptions};
-use image::{GrayImage, Luma, Rgb, RgbImage};
+use common::frame;
+use facerecon_runtime::{pipeline, GrayImage, Luma, Rgb, RgbImage, Runtime, RuntimeOptions};
 
-/// camera_loop's frame `n`: a drifting gradient with a black 324x158 hole (at 1920x1080) that moves.
-fn frame(n: u32, width: u32, height: u32) -> (RgbImage, GrayImage) {
-    let (hw, hh) = (width / 6 + 4, height / 7 + 4);
-    let hx = (width / 5 + 7 * n) % (width - hw);
-    let hy = (height / 4 + 5 * n) % (height - hh);
-    let hole = |x: u32, y: u32| x >= hx && x < hx + hw && y >= hy && y < hy + hh;
-    let mask = GrayImage::from_fn(width, height, |x, y| Luma([if hole(x, y) { 255 } else { 0 }]));
-    let image = RgbImage::from_fn(width, height, |x, y| {
-        if hole(x, y) {
-            Rgb([0, 0, 0])
-        } else {
-            Rgb([
-                (x * 255 / width + n) as u8,
-                (y * 255 / height) as u8,
-                (x + y + 3 * n) as u8,
-            ])
-        }
-    });
-    (image, mask)
-}
+mod common;
 
 /// A face-sized test image at the model size with a centred 28x28 hole.
 fn face(size: u32) -> (RgbImage, GrayImage) {
@@ -133,7 +115,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         return Err("usage: edge_bench [--rounds R] [--iters N] [--threads 1,2] MODEL.onnx...".into());
     }
     let (width, height) = (1920, 1080);
-    let frames: Vec<(RgbImage, GrayImage)> = (0..4).map(|n| frame(n, width, height)).collect();
+    let mut frames: Vec<(RgbImage, GrayImage)> = (0..4).map(|n| frame(n, width, height)).collect();
     let load_before = loadavg();
 
     // ONNX Runtime's library is loaded (once per process) by a throwaway load, so that each pair's
@@ -159,7 +141,8 @@ fn main() -> Result<(), Box<dyn Error>> {
             }
             let start = Instant::now();
             let rt = Runtime::load(path, &options)?;
-            rt.reconstruct(&frames[0].0, &frames[0].1)?;
+            let (image, mask) = &mut frames[0];
+            rt.reconstruct_in_place(image, mask)?;
             let cold = start.elapsed();
             pairs.push(Pair {
                 model: model.clone(),
@@ -194,9 +177,11 @@ fn main() -> Result<(), Box<dyn Error>> {
             }
             let cpu = cpu_ns();
             for k in 0..iters {
-                let (img, mask) = &frames[k % frames.len()];
+                // The frames are reused: a reconstructed hole is reconstructed again, the same work.
+                let n = frames.len();
+                let (img, mask) = &mut frames[k % n];
                 let t = Instant::now();
-                p.rt.reconstruct(img, mask)?;
+                p.rt.reconstruct_in_place(img, mask)?;
                 p.frame.push(t.elapsed());
             }
             p.frame_cpu += cpu_ns() - cpu;
@@ -241,5 +226,43 @@ fn main() -> Result<(), Box<dyn Error>> {
     for model in skipped {
         println!("| {model} | missing: skipped | | | | | | | | |");
     }
+    if let Some(p) = pairs.first() {
+        let (size, opts) = (p.rt.info().image_size, p.rt.options());
+        let [hole, prepare, finish] = frame_steps(&mut frames, size, opts.fit, opts.feather, rounds * iters)?;
+        println!(
+            "\nThe frame path alone (no network; {width}x{height}, 324x158 hole, model {size}, {:?}), p50 of {} calls: \
+             find the hole {hole:.3} ms, prepare {prepare:.3} ms (finding the hole included), \
+             finish_in_place {finish:.3} ms.",
+            opts.fit,
+            rounds * iters
+        );
+    }
     Ok(())
+}
+
+/// p50 milliseconds of the library's per-frame steps around the network, on `frames` in turn:
+/// `[hole_bbox, prepare, finish_in_place]` (a constant grey reconstruction).
+fn frame_steps(
+    frames: &mut [(RgbImage, GrayImage)],
+    size: u32,
+    fit: pipeline::FitMode,
+    feather: u32,
+    runs: usize,
+) -> Result<[f64; 3], Box<dyn Error>> {
+    let rec = vec![0.5f32; 3 * (size * size) as usize];
+    let mut times: [Vec<Duration>; 3] = Default::default();
+    for k in 0..runs {
+        let n = frames.len();
+        let (image, mask) = &mut frames[k % n];
+        let t = Instant::now();
+        std::hint::black_box(pipeline::hole_bbox(mask));
+        times[0].push(t.elapsed());
+        let t = Instant::now();
+        let prepared = pipeline::prepare(image, mask, size, fit)?;
+        times[1].push(t.elapsed());
+        let t = Instant::now();
+        pipeline::finish_in_place(image, mask, &prepared, &rec, size, feather)?;
+        times[2].push(t.elapsed());
+    }
+    Ok(times.map(|mut t| ms(&mut t, 0.5)))
 }

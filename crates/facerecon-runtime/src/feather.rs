@@ -46,6 +46,35 @@ pub fn feather_holes(
     }
 }
 
+/// [`feather_holes`] where `out` is also the original: it reads the original's colours at the known
+/// pixels, which `out` holds unchanged (only hole pixels were replaced), so no copy of the frame is
+/// needed.
+pub(crate) fn feather_in_place(
+    out: &mut RgbImage,
+    mask: &GrayImage,
+    patch: &RgbImage,
+    at: Region,
+    region: Region,
+    feather: u32,
+) {
+    let updates = {
+        let known = &*out;
+        let error = |x: u32, y: u32| -> [f64; 3] {
+            let (o, p) = (known.get_pixel(x, y).0, patch.get_pixel(x - at.x, y - at.y).0);
+            std::array::from_fn(|c| o[c] as f64 - p[c] as f64)
+        };
+        seam(mask, region, feather, error)
+    };
+    for (x, y, weight, s) in updates {
+        let base = patch.get_pixel(x - at.x, y - at.y).0;
+        let px = out.get_pixel_mut(x, y);
+        for c in 0..3 {
+            let offset = s[c] as f32 / s[3] as f32;
+            px.0[c] = (base[c] as f32 + weight * offset).round().clamp(0.0, 255.0) as u8;
+        }
+    }
+}
+
 /// [`feather_holes`] in floating point for images of more than 8 bits: `patch` (the reconstruction
 /// resized to `region`, values in `[0,1]`, holes already final) gets the seam at its hole pixels;
 /// `known(x, y)` is the original's colour in `[0,1]` at a known pixel.

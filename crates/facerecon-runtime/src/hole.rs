@@ -83,12 +83,12 @@ pub fn hole_bbox_in(mask: &GrayImage, area: Region) -> Option<Region> {
     let (mut x0, mut y0, mut x1, mut y1) = (usize::MAX, usize::MAX, 0, 0);
     for y in area.y as usize..(area.y + area.height) as usize {
         let row = &raw[y * stride + ax..y * stride + ax + aw];
-        // Most rows of a camera frame hold no hole: one branch-free pass decides that.
-        if !row.iter().fold(false, |any, &v| any | is_hole(v)) {
+        // Most rows of a camera frame hold no hole: one branch-free pass, 8 bytes at a time, decides that.
+        if !row_has_hole(row) {
             continue;
         }
-        let first = row.iter().position(|&v| is_hole(v)).expect("the row has a hole");
-        let last = row.iter().rposition(|&v| is_hole(v)).expect("the row has a hole");
+        let first = first_hole(row).expect("the row has a hole");
+        let last = last_hole(row).expect("the row has a hole");
         (x0, x1) = (x0.min(first), x1.max(last));
         y0 = y0.min(y);
         y1 = y;
@@ -99,4 +99,85 @@ pub fn hole_bbox_in(mask: &GrayImage, area: Region) -> Option<Region> {
         width: (x1 - x0 + 1) as u32,
         height: (y1 - y0 + 1) as u32,
     })
+}
+
+// `row_has_hole` tests the top bit of each byte: that is `is_hole` only while the threshold is 128.
+const _: () = assert!(HOLE_THRESHOLD == 128, "row_has_hole assumes the hole threshold 128");
+
+/// Whether any byte of `row` is a hole (>= 128, i.e. has its top bit set): the bytes are OR-ed
+/// together 8 at a time (a loop the compiler vectorises), and the top bits tested once. About ten
+/// times fewer operations than a per-byte test on the 2 M bytes of a 1920x1080 mask.
+fn row_has_hole(row: &[u8]) -> bool {
+    let words = row.chunks_exact(8);
+    let mut acc = words.remainder().iter().fold(0u64, |acc, &v| acc | v as u64);
+    for word in words {
+        acc |= u64::from_ne_bytes(word.try_into().expect("8 bytes"));
+    }
+    acc & TOP_BITS != 0
+}
+
+/// The top bits of the bytes of an 8-byte word read little-endian, as by [`row_has_hole`].
+const TOP_BITS: u64 = 0x8080_8080_8080_8080;
+
+/// The index of the first hole byte of `row`, 8 bytes at a time.
+pub(crate) fn first_hole(row: &[u8]) -> Option<usize> {
+    let words = row.chunks_exact(8);
+    let tail = words.remainder();
+    for (i, word) in words.enumerate() {
+        let top = u64::from_le_bytes(word.try_into().expect("8 bytes")) & TOP_BITS;
+        if top != 0 {
+            return Some(i * 8 + top.trailing_zeros() as usize / 8);
+        }
+    }
+    let start = row.len() - tail.len();
+    tail.iter().position(|&v| is_hole(v)).map(|i| start + i)
+}
+
+/// The index of the last hole byte of `row`, 8 bytes at a time from the end.
+pub(crate) fn last_hole(row: &[u8]) -> Option<usize> {
+    let words = row.rchunks_exact(8);
+    let head = words.remainder();
+    for (j, word) in words.enumerate() {
+        let top = u64::from_le_bytes(word.try_into().expect("8 bytes")) & TOP_BITS;
+        if top != 0 {
+            return Some(row.len() - (j + 1) * 8 + 7 - top.leading_zeros() as usize / 8);
+        }
+    }
+    head.iter().rposition(|&v| is_hole(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn row_test_agrees_with_is_hole_at_every_position_and_value() {
+        // Every length up to three words (remainder handling), every position, the values around
+        // the threshold and the extremes.
+        for len in 1..=24 {
+            for pos in 0..len {
+                for value in [0u8, 1, 127, 128, 129, 200, 255] {
+                    let mut row = vec![127u8; len];
+                    row[pos] = value;
+                    assert_eq!(row_has_hole(&row), is_hole(value), "len {len} pos {pos} value {value}");
+                    // A second hole byte before or after it must not confuse the first/last search.
+                    let hole = is_hole(value).then_some(pos);
+                    assert_eq!(first_hole(&row), hole, "first: len {len} pos {pos} value {value}");
+                    assert_eq!(last_hole(&row), hole, "last: len {len} pos {pos} value {value}");
+                    for other in 0..len {
+                        let mut two = row.clone();
+                        two[other] = 200;
+                        let (lo, hi) = match hole {
+                            Some(p) => (p.min(other), p.max(other)),
+                            None => (other, other),
+                        };
+                        assert_eq!(first_hole(&two), Some(lo), "first: {two:?}");
+                        assert_eq!(last_hole(&two), Some(hi), "last: {two:?}");
+                    }
+                }
+            }
+            assert!(!row_has_hole(&vec![127u8; len]));
+        }
+        assert!(!row_has_hole(&[]));
+    }
 }

@@ -6,19 +6,23 @@
 //! replaces the hole pixels of the original, and only those: known pixels leave bit-identical.
 //!
 //! This is the one implementation the CLI, the C ABI and [`crate::Runtime`] share. It is built for
-//! camera frames: no pass over the frame copies or converts it, the resizes go through
-//! `crate::resize` (a windowed, vectorised twin of `image::imageops::resize`, bit-identical to it),
-//! the mask is max-pooled only where the hole is, and [`finish`] upsamples only the hole's bounding
-//! box (plus the seam's reach) instead of the whole region. `tests/fast_path.rs` checks every result
-//! bit for bit against the straightforward `imageops` version.
+//! camera frames: no pass over the frame copies or converts it, [`FitMode::Auto`] crops a large
+//! frame around the hole, a region of more than 4x the model size is box-averaged by an integer
+//! factor before the Triangle resize, the resizes go through `crate::resize` (a windowed,
+//! vectorised twin of `image::imageops::resize`, bit-identical to it), the mask is max-pooled only
+//! where the hole is, [`finish`] upsamples only the hole pixels' stretch of each row (with a seam:
+//! the hole's bounding box plus the seam's reach) instead of the whole region, and
+//! [`finish_in_place`] writes into the caller's frame.
+//! `tests/fast_path.rs` checks every result bit for bit against a straightforward version built on
+//! `imageops`.
 
 use facerecon_imaging::layout;
 use image::{imageops, imageops::FilterType, GrayImage, Rgb32FImage, RgbImage};
 
 pub use crate::hole::{hole_bbox, is_hole, Region, HOLE_THRESHOLD};
 use crate::{
-    hole::hole_bbox_in,
-    resize::{resize_window, Kernel},
+    hole::{first_hole, hole_bbox_in, last_hole},
+    resize::{box_factor, box_reduce, resize_window, resize_window_spans, round_u8, Kernel},
     RuntimeError,
 };
 
@@ -26,7 +30,11 @@ use crate::{
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum FitMode {
     /// [`FitMode::Crop`] when the hole is small in a large photo (its bounding box with a 50% margin
-    /// on every side fits in a square at most half the image's shorter side), else [`FitMode::Whole`].
+    /// on every side fits in a square at most half the image's shorter side), or when the image is
+    /// a large frame (its shorter side at least 4x the model size, e.g. a 1920x1080 camera frame
+    /// for a 128 model) and the hole fits in a square crop; else [`FitMode::Whole`]. (Earlier versions
+    /// resized a large frame with a hole of more than a quarter of its shorter side whole:
+    /// [`FitMode::Whole`] still does that.)
     #[default]
     Auto,
     /// Resize the whole image to the model size, ignoring the aspect ratio (nothing is lost, and the
@@ -66,6 +74,10 @@ impl Prepared {
 /// // A square of more than half the shorter side would not be worth it: the whole image.
 /// let whole = Region { x: 0, y: 0, width: 200, height: 150 };
 /// assert_eq!(choose_region(200, 150, square(70, 50, 40), 128, FitMode::Auto), whole);
+/// // ...unless the image is a large frame: squashed whole into 128x128, a face would be a few
+/// // pixels (and distorted to the model's square); a square around the hole keeps it usable.
+/// let hole = Region { x: 391, y: 275, width: 324, height: 158 };
+/// assert_eq!(choose_region(1920, 1080, hole, 128, FitMode::Auto), square(229, 30, 648));
 /// assert_eq!(choose_region(1000, 700, square(600, 300, 20), 128, FitMode::Whole).width, 1000);
 /// ```
 pub fn choose_region(width: u32, height: u32, hole: Region, size: u32, fit: FitMode) -> Region {
@@ -82,7 +94,10 @@ pub fn choose_region(width: u32, height: u32, hole: Region, size: u32, fit: FitM
     let crop = match fit {
         FitMode::Whole => false,
         FitMode::Crop => true,
-        FitMode::Auto => side * 2 <= short,
+        // A large frame resized whole would show the network its content at a tiny scale (a face
+        // of a sixth of a 1920x1080 frame becomes ~20 pixels of a 128 model) and squashed to a
+        // square; a crop also costs a fraction of the whole frame's resize.
+        FitMode::Auto => side * 2 <= short || short >= LARGE_FRAME * size,
     };
     if !crop {
         return whole;
@@ -107,19 +122,55 @@ pub fn choose_region(width: u32, height: u32, hole: Region, size: u32, fit: FitM
     }
 }
 
+/// [`FitMode::Auto`] crops around the hole in images whose shorter side is at least this many times
+/// the model size.
+pub const LARGE_FRAME: u32 = 4;
+
 /// Fit `image` and its `mask` (same size; 255 = hole) to the network's `size x size` input.
+///
+/// The region is resized with a Triangle (bilinear, antialiased) filter. When it is at least 4x the
+/// model size on an axis, it is first averaged over blocks of `k` pixels along that axis (area
+/// averaging), `k` the largest divisor of the region's extent up to the reduction, so that the
+/// Triangle only finishes the last step (from 162 to 128 for a 648-pixel crop): the antialiasing of
+/// area averaging at a fraction of the cost of a wide Triangle. Smaller regions are resized in one
+/// Triangle pass, as in earlier versions.
 pub fn prepare(image: &RgbImage, mask: &GrayImage, size: u32, fit: FitMode) -> Result<Prepared, RuntimeError> {
+    prepare_found(image, mask, size, fit).map(|(prepared, _)| prepared)
+}
+
+/// [`prepare`], plus the bounding box of the mask's holes it found (`None` without a hole), which
+/// [`finish_in_place_found`] can take instead of scanning the mask again.
+pub(crate) fn prepare_found(
+    image: &RgbImage,
+    mask: &GrayImage,
+    size: u32,
+    fit: FitMode,
+) -> Result<(Prepared, Option<Region>), RuntimeError> {
     check_mask_size(image, mask)?;
     let Some(hole) = hole_bbox(mask) else {
-        return Ok(Prepared {
+        let none = Prepared {
             region: None,
             image: Vec::new(),
             mask: Vec::new(),
-        });
+        };
+        return Ok((none, None));
     };
     let region = choose_region(image.width(), image.height(), hole, size, fit);
     let source = (region.x, region.y, region.width, region.height);
-    let fitted = resize_window(image, source, (size, size), Kernel::Triangle, (0, 0, size, size));
+    let (kx, ky) = (box_factor(region.width, size), box_factor(region.height, size));
+    let fitted = if kx * ky > 1 {
+        let reduced = box_reduce(image, source, (kx, ky));
+        let (rw, rh) = reduced.dimensions();
+        resize_window(
+            &reduced,
+            (0, 0, rw, rh),
+            (size, size),
+            Kernel::Triangle,
+            (0, 0, size, size),
+        )
+    } else {
+        resize_window(image, source, (size, size), Kernel::Triangle, (0, 0, size, size))
+    };
     let small_mask = downscale_mask_in(mask, region, size, hole);
     let mut chw = layout::to_chw(&fitted);
     let plane = (size * size) as usize;
@@ -130,11 +181,12 @@ pub fn prepare(image: &RgbImage, mask: &GrayImage, size: u32, fit: FitMode) -> R
             }
         }
     }
-    Ok(Prepared {
+    let prepared = Prepared {
         region: Some(region),
         image: chw,
         mask: small_mask,
-    })
+    };
+    Ok((prepared, Some(hole)))
 }
 
 /// Resize the `region` of `mask` to `size x size` so that an output pixel is a hole when ANY source
@@ -211,22 +263,52 @@ pub fn finish_feathered(
     feather: u32,
 ) -> Result<RgbImage, RuntimeError> {
     check_mask_size(original, mask)?;
-    let Some(region) = prepared.region else {
-        return Ok(original.clone());
-    };
-    let expected = 3 * (size * size) as usize;
-    if reconstruction.len() != expected {
-        return Err(RuntimeError::Inference(format!(
-            "reconstruction has {} values, expected {expected} (3x{size}x{size})",
-            reconstruction.len()
-        )));
-    }
+    check_reconstruction(prepared, reconstruction, size)?;
     let mut out = original.clone();
+    finish_in_place(&mut out, mask, prepared, reconstruction, size, feather)?;
+    Ok(out)
+}
+
+/// [`finish_feathered`] into `image` itself: its hole pixels get the reconstruction (and the seam),
+/// its known pixels are not written. The result is the one [`finish_feathered`] returns, without
+/// the copy of the frame (6 MB at 1920x1080). On an error `image` is unchanged.
+pub fn finish_in_place(
+    image: &mut RgbImage,
+    mask: &GrayImage,
+    prepared: &Prepared,
+    reconstruction: &[f32],
+    size: u32,
+    feather: u32,
+) -> Result<(), RuntimeError> {
+    finish_in_place_found(image, mask, prepared, reconstruction, size, feather, None)
+}
+
+/// [`finish_in_place`]; `found` is the holes' bounding box in the whole mask when the caller has it
+/// from [`prepare_found`] on this same mask (the region `prepare` chose contains it, so it is the
+/// bounding box within the region too), `None` to look for it.
+pub(crate) fn finish_in_place_found(
+    image: &mut RgbImage,
+    mask: &GrayImage,
+    prepared: &Prepared,
+    reconstruction: &[f32],
+    size: u32,
+    feather: u32,
+    found: Option<Region>,
+) -> Result<(), RuntimeError> {
+    check_mask_size(image, mask)?;
+    check_reconstruction(prepared, reconstruction, size)?;
+    let Some(region) = prepared.region else {
+        return Ok(());
+    };
     // Only the hole pixels inside the region change (plus, with a seam, the hole pixels up to
     // `feather` away from a known pixel, whose error is read up to one more pixel out): the
     // reconstruction is upsampled over that window alone.
-    let Some(hole) = hole_bbox_in(mask, region) else {
-        return Ok(out);
+    let hole = match found {
+        Some(hole) => hole.intersect(&region),
+        None => hole_bbox_in(mask, region),
+    };
+    let Some(hole) = hole else {
+        return Ok(());
     };
     let reach = if feather > 0 { feather + 1 } else { 0 };
     let (wx, wy) = (
@@ -241,33 +323,80 @@ pub fn finish_feathered(
         width: wx1 - wx,
         height: wy1 - wy,
     };
-    let small = layout::from_chw(reconstruction, size, size);
-    let patch = resize_window(
+    let small = chw_to_rgb8(reconstruction, size);
+    let (ow, mw, ww) = (image.width() as usize, mask.width() as usize, window.width as usize);
+    let raw_mask = mask.as_raw();
+    let mask_row = |py: usize| &raw_mask[(window.y as usize + py) * mw + window.x as usize..][..ww];
+    // Without a seam only the hole pixels are read: per row of the window, the reconstruction is
+    // upsampled from its first to its last hole pixel (all of a round hole's box is not needed).
+    // The seam also reads the known pixels around the hole: then the whole window.
+    let spans: Option<Vec<(u32, u32)>> = (feather == 0).then(|| {
+        (0..window.height as usize)
+            .map(|py| match (first_hole(mask_row(py)), last_hole(mask_row(py))) {
+                (Some(a), Some(b)) => (a as u32, b as u32 + 1),
+                _ => (0, 0),
+            })
+            .collect()
+    });
+    let patch = resize_window_spans(
         &small,
         (0, 0, size, size),
         (region.width, region.height),
         Kernel::CatmullRom,
         (window.x - region.x, window.y - region.y, window.width, window.height),
+        spans.as_deref(),
     );
-    let (ow, mw) = (original.width() as usize, mask.width() as usize);
-    let (dst, raw_mask, src) = (&mut *out, mask.as_raw(), patch.as_raw());
+    let (dst, src) = (&mut **image, patch.as_raw());
     for py in 0..window.height as usize {
         let y = window.y as usize + py;
-        let mask_row = &raw_mask[y * mw + window.x as usize..][..window.width as usize];
-        let dst_row = &mut dst[(y * ow + window.x as usize) * 3..][..window.width as usize * 3];
-        let src_row = &src[py * window.width as usize * 3..][..window.width as usize * 3];
-        for ((&m, d), s) in mask_row
+        let (a, b) = spans.as_ref().map_or((0, ww), |s| (s[py].0 as usize, s[py].1 as usize));
+        let mask_seg = &mask_row(py)[a..b];
+        let dst_seg = &mut dst[(y * ow + window.x as usize) * 3..][3 * a..3 * b];
+        let src_seg = &src[py * ww * 3..][3 * a..3 * b];
+        // A stretch that is hole from end to end (every row of a rectangular hole) is one copy.
+        if mask_seg.iter().all(|&m| is_hole(m)) {
+            dst_seg.copy_from_slice(src_seg);
+            continue;
+        }
+        for ((&m, d), s) in mask_seg
             .iter()
-            .zip(dst_row.chunks_exact_mut(3))
-            .zip(src_row.chunks_exact(3))
+            .zip(dst_seg.chunks_exact_mut(3))
+            .zip(src_seg.chunks_exact(3))
         {
             if is_hole(m) {
                 d.copy_from_slice(s);
             }
         }
     }
-    crate::feather::feather_holes(&mut out, original, mask, &patch, window, region, feather);
-    Ok(out)
+    // The seam reads the original only at known pixels, which `image` still holds unchanged.
+    crate::feather::feather_in_place(image, mask, &patch, window, region, feather);
+    Ok(())
+}
+
+/// `facerecon_imaging::layout::from_chw` (`[0,1]` to 8 bits, clamped, rounded half away from
+/// zero, NaN to 0) with the rounding of `crate::resize` instead of a `roundf` call per value: the
+/// same bytes (`tests/fast_path.rs` compares them), a fraction of the time.
+fn chw_to_rgb8(chw: &[f32], size: u32) -> RgbImage {
+    let plane = (size * size) as usize;
+    let (r, g, b) = (&chw[..plane], &chw[plane..2 * plane], &chw[2 * plane..3 * plane]);
+    let mut out = RgbImage::new(size, size);
+    let unit = |v: f32| round_u8(v.clamp(0.0, 1.0) * 255.0);
+    for (((px, &r), &g), &b) in out.chunks_exact_mut(3).zip(r).zip(g).zip(b) {
+        px.copy_from_slice(&[unit(r), unit(g), unit(b)]);
+    }
+    out
+}
+
+/// A reconstruction of the right length for `prepared` (none needed without a hole).
+fn check_reconstruction(prepared: &Prepared, reconstruction: &[f32], size: u32) -> Result<(), RuntimeError> {
+    let expected = 3 * (size * size) as usize;
+    if prepared.region.is_some() && reconstruction.len() != expected {
+        return Err(RuntimeError::Inference(format!(
+            "reconstruction has {} values, expected {expected} (3x{size}x{size})",
+            reconstruction.len()
+        )));
+    }
+    Ok(())
 }
 
 /// [`finish_feathered`] in floating point, for originals of more than 8 bits per sample (the

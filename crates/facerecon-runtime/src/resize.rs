@@ -88,10 +88,85 @@ fn taps(src: u32, dst: u32, kernel: Kernel, out: u32) -> Taps {
 }
 
 /// Round half away from zero for `t` in `[0, 255]`, exactly as `f32::round`, without a libm call.
-fn round_u8(t: f32) -> u8 {
+/// (NaN gives 0.)
+pub(crate) fn round_u8(t: f32) -> u8 {
     let t = t.clamp(0.0, 255.0);
     let i = t as u32; // truncation; exact for these values
     (if t - i as f32 >= 0.5 { i + 1 } else { i }) as u8
+}
+
+/// Values after the vertical pass's last line that the horizontal pass reads: the fourth lane.
+const PAD: usize = 1;
+
+/// The horizontal pass of [`resize_window`]: `tmp` holds the lines of the vertical pass (`line_len`
+/// values each, source column `cx0` first, then `PAD` values), `dst` the output rows. Each value
+/// sums its taps in `image`'s order, then [`round_u8`].
+fn horizontal(tmp: &[f32], line_len: usize, xtaps: &[Taps], cx0: u32, dst: &mut [u8], spans: Option<&[(u32, u32)]>) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: SSE2 is part of the x86_64 baseline: every x86_64 CPU has it.
+    unsafe {
+        horizontal_sse2(tmp, line_len, xtaps, cx0, dst, spans)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    for (row, out_row) in dst.chunks_exact_mut(xtaps.len() * 3).enumerate() {
+        let line = &tmp[row * line_len..(row + 1) * line_len];
+        let (a, b) = span(spans, row, xtaps.len());
+        for (t, out) in xtaps[a..b].iter().zip(out_row[3 * a..3 * b].chunks_exact_mut(3)) {
+            let first = (t.left - cx0) as usize * 3;
+            let mut acc = [0f32; 3];
+            for (k, &wt) in t.weights.iter().enumerate() {
+                for (a, &v) in acc.iter_mut().zip(&line[first + 3 * k..first + 3 * k + 3]) {
+                    *a += v * wt;
+                }
+            }
+            for (o, &a) in out.iter_mut().zip(&acc) {
+                *o = round_u8(a);
+            }
+        }
+    }
+}
+
+/// The columns of row `row` to compute: its span, or the whole row of `width`.
+fn span(spans: Option<&[(u32, u32)]>, row: usize, width: usize) -> (usize, usize) {
+    spans.map_or((0, width), |s| (s[row].0 as usize, s[row].1 as usize))
+}
+
+/// [`horizontal`] in SSE2: a pixel's three sums run as the first lanes of one 4-lane vector (the
+/// fourth lane reads the next value, or the padding after the last line, and is thrown away): the
+/// same operations per channel in the same order, a third of the instructions; [`round_u8`] on all
+/// lanes at once.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse2")]
+fn horizontal_sse2(
+    tmp: &[f32],
+    line_len: usize,
+    xtaps: &[Taps],
+    cx0: u32,
+    dst: &mut [u8],
+    spans: Option<&[(u32, u32)]>,
+) {
+    use std::arch::x86_64::*;
+    for (row, out_row) in dst.chunks_exact_mut(xtaps.len() * 3).enumerate() {
+        let line = &tmp[row * line_len..(row + 1) * line_len + PAD];
+        let (a, b) = span(spans, row, xtaps.len());
+        for (t, out) in xtaps[a..b].iter().zip(out_row[3 * a..3 * b].chunks_exact_mut(3)) {
+            let first = (t.left - cx0) as usize * 3;
+            let mut acc = _mm_setzero_ps();
+            for (k, &wt) in t.weights.iter().enumerate() {
+                let p = &line[first + 3 * k..first + 3 * k + 4];
+                let v = _mm_setr_ps(p[0], p[1], p[2], p[3]);
+                acc = _mm_add_ps(acc, _mm_mul_ps(v, _mm_set1_ps(wt)));
+            }
+            // round_u8 on four lanes: clamp, truncate (exact in [0, 255]), +1 where the fraction
+            // is >= 0.5 (the comparison's lanes are -1 there), then narrow to bytes.
+            let t = _mm_min_ps(_mm_max_ps(acc, _mm_setzero_ps()), _mm_set1_ps(255.0));
+            let i = _mm_cvttps_epi32(t);
+            let up = _mm_cmpge_ps(_mm_sub_ps(t, _mm_cvtepi32_ps(i)), _mm_set1_ps(0.5));
+            let i = _mm_sub_epi32(i, _mm_castps_si128(up));
+            let bytes = _mm_packus_epi16(_mm_packs_epi32(i, i), _mm_setzero_si128());
+            out.copy_from_slice(&(_mm_cvtsi128_si32(bytes) as u32).to_le_bytes()[..3]);
+        }
+    }
 }
 
 /// The `(x, y, w, h)` window of `imageops::resize(&crop, new_w, new_h, kernel)`, where `crop` is the
@@ -101,9 +176,24 @@ fn round_u8(t: f32) -> u8 {
 pub(crate) fn resize_window(
     img: &RgbImage,
     source: (u32, u32, u32, u32),
+    new: (u32, u32),
+    kernel: Kernel,
+    window: (u32, u32, u32, u32),
+) -> RgbImage {
+    resize_window_spans(img, source, new, kernel, window, None)
+}
+
+/// [`resize_window`] computing, in row `r` of the window, only the columns `spans[r].0..spans[r].1`
+/// (relative to the window; `(0, 0)` for none): the pixels outside them stay 0. `None`: every pixel.
+/// Compositing needs the upsampled reconstruction at the hole pixels only, which for a round hole
+/// are a fraction of its bounding box.
+pub(crate) fn resize_window_spans(
+    img: &RgbImage,
+    source: (u32, u32, u32, u32),
     (new_w, new_h): (u32, u32),
     kernel: Kernel,
     window: (u32, u32, u32, u32),
+    spans: Option<&[(u32, u32)]>,
 ) -> RgbImage {
     let (sx, sy, sw, sh) = source;
     let (x0, y0, w, h) = window;
@@ -126,8 +216,9 @@ pub(crate) fn resize_window(
         // imageops::resize copies in this case.
         let dst = &mut *result;
         for row in 0..h as usize {
+            let (a, b) = span(spans, row, w as usize);
             let from = (sy + y0) as usize * stride + row * stride + (sx + x0) as usize * 3;
-            dst[row * w as usize * 3..(row + 1) * w as usize * 3].copy_from_slice(&src[from..from + w as usize * 3]);
+            dst[row * w as usize * 3..][3 * a..3 * b].copy_from_slice(&src[from..][3 * a..3 * b]);
         }
         return result;
     }
@@ -142,7 +233,8 @@ pub(crate) fn resize_window(
 
     // Vertical pass: rows y0..y0+h of the (new_h x sw) intermediate, columns cx0..cx1, in f32. Each
     // value is `0.0 + p[0]*w[0] + p[1]*w[1] + ...` in tap order, as in `image`.
-    let mut tmp = vec![0f32; h as usize * line_len];
+    // (Plus the padding the horizontal pass reads past the last line, see there.)
+    let mut tmp = vec![0f32; h as usize * line_len + PAD];
     // Single-threaded on purpose: the caller's threads are ONNX Runtime's (`RuntimeOptions::threads`),
     // and the CLI already prepares whole images in parallel.
     // Columns go in blocks of LANES values whose sums stay in registers over all the taps.
@@ -172,20 +264,109 @@ pub(crate) fn resize_window(
     }
 
     // Horizontal pass.
-    let dst = &mut *result;
-    for (row, line) in tmp.chunks(line_len).enumerate() {
-        let out_row = &mut dst[row * w as usize * 3..(row + 1) * w as usize * 3];
-        for (t, out) in xtaps.iter().zip(out_row.chunks_exact_mut(3)) {
-            let first = (t.left - cx0) as usize;
-            let (mut r, mut g, mut b) = (0.0f32, 0.0f32, 0.0f32);
-            for (p, &wt) in line[first * 3..].chunks_exact(3).zip(&t.weights) {
-                r += p[0] * wt;
-                g += p[1] * wt;
-                b += p[2] * wt;
+    if let Some(spans) = spans {
+        assert!(
+            spans.len() == h as usize && spans.iter().all(|&(a, b)| a <= b && b <= w),
+            "resize_window: spans outside the window"
+        );
+    }
+    horizontal(&tmp, line_len, &xtaps, cx0, &mut result, spans);
+    result
+}
+
+/// The integer factor by which an axis of `extent` source pixels is box-averaged before the Triangle
+/// resize to `size` ([`box_reduce`]): 1 (no box pass) below a [`BOX_FROM`]x reduction, so images
+/// up to that many times the model size resize exactly as before; else the largest divisor of
+/// `extent` that is at most the reduction (`extent / size`), capped at [`MAX_BOX`], so that the
+/// Triangle after it still reduces (or at least keeps) the size. Dividing the extent exactly keeps
+/// the geometry exact: the reduced pixel `i` covers source pixels `[i*k, (i+1)*k)`, and the
+/// region maps onto the model's grid as without the box pass.
+pub(crate) fn box_factor(extent: u32, size: u32) -> u32 {
+    let ratio = extent / size.max(1);
+    if ratio < BOX_FROM {
+        return 1;
+    }
+    (1..=ratio.min(MAX_BOX))
+        .rev()
+        .find(|&k| extent.is_multiple_of(k))
+        .unwrap_or(1)
+}
+
+/// The reduction (region extent / model size) from which [`box_factor`] averages blocks first.
+pub(crate) const BOX_FROM: u32 = 4;
+
+/// The largest box factor per axis: keeps `kx * ky` (at most 63 * 63) small enough for the exact
+/// reciprocal division in [`box_reduce`].
+pub(crate) const MAX_BOX: u32 = 63;
+
+/// The `source` rectangle `(sx, sy, sw, sh)` of `img` averaged over `kx x ky` blocks (`kx` divides
+/// `sw`, `ky` divides `sh`): `(sum + n/2) / n` per channel, `n = kx * ky`, in integers (so the
+/// result is exact, whatever the summation order). The vertical sums run over whole rows (a loop
+/// the compiler vectorises); the division is a multiplication by a rounded-up reciprocal, exact for
+/// these sums (see below).
+pub(crate) fn box_reduce(img: &RgbImage, source: (u32, u32, u32, u32), (kx, ky): (u32, u32)) -> RgbImage {
+    let (sx, sy, sw, sh) = source;
+    assert!(
+        kx >= 1 && ky >= 1 && kx <= MAX_BOX && ky <= MAX_BOX && sw.is_multiple_of(kx) && sh.is_multiple_of(ky),
+        "box_reduce: factors must divide the source"
+    );
+    assert!(
+        sx + sw <= img.width() && sy + sh <= img.height(),
+        "box_reduce: source outside the image"
+    );
+    let (ow, oh) = (sw / kx, sh / ky);
+    let n = (kx * ky) as u64;
+    // floor(x / n) == (x * m) >> 32 with m = ceil(2^32 / n) whenever x * n < 2^32: the error term
+    // x * (m - 2^32/n) / 2^32 < x / 2^32 < 1/n is smaller than the distance from x/n to the next
+    // integer. Here x <= 255 * n + n / 2 < 256 * n, and n <= 63 * 63, so x * n < 2^28.
+    let m = (1u64 << 32).div_ceil(n);
+    let half = n / 2;
+    let stride = img.width() as usize * 3;
+    let src = img.as_raw();
+    let line_len = sw as usize * 3;
+    // Column sums of `ky` rows fit 16 bits (63 * 255 < 2^16): twice the lanes of 32-bit sums.
+    let mut sums = vec![0u16; line_len];
+    let mut result = RgbImage::new(ow, oh);
+    for (oy, out_row) in result.chunks_exact_mut(ow as usize * 3).enumerate() {
+        // Blocks of LANES columns, all `ky` rows at once: the sums stay in registers, and the `ky`
+        // row streams are read side by side (a camera frame comes from memory after the network
+        // ran, and one row at a time left the loads waiting on it).
+        const LANES: usize = 32;
+        let first = (sy as usize + oy * ky as usize) * stride + sx as usize * 3;
+        let mut block = 0;
+        while block + LANES <= line_len {
+            let mut acc = [0u16; LANES];
+            for dy in 0..ky as usize {
+                let px: &[u8; LANES] = src[first + dy * stride + block..][..LANES]
+                    .try_into()
+                    .expect("LANES bytes");
+                for (a, &p) in acc.iter_mut().zip(px) {
+                    *a += p as u16;
+                }
             }
-            out[0] = round_u8(r);
-            out[1] = round_u8(g);
-            out[2] = round_u8(b);
+            sums[block..block + LANES].copy_from_slice(&acc);
+            block += LANES;
+        }
+        sums[block..].fill(0);
+        for dy in 0..ky as usize {
+            let start = first + dy * stride + block;
+            for (s, &p) in sums[block..]
+                .iter_mut()
+                .zip(&src[start..first + dy * stride + line_len])
+            {
+                *s += p as u16;
+            }
+        }
+        for (out, block) in out_row.chunks_exact_mut(3).zip(sums.chunks_exact(kx as usize * 3)) {
+            let mut total = [0u32; 3];
+            for px in block.chunks_exact(3) {
+                total[0] += px[0] as u32;
+                total[1] += px[1] as u32;
+                total[2] += px[2] as u32;
+            }
+            for (o, t) in out.iter_mut().zip(total) {
+                *o = (((t as u64 + half) * m) >> 32) as u8;
+            }
         }
     }
     result
@@ -239,6 +420,62 @@ mod tests {
     }
 
     #[test]
+    fn box_factor_divides_and_never_reduces_below_the_model() {
+        assert_eq!(box_factor(128, 128), 1);
+        assert_eq!(box_factor(511, 128), 1); // below 4x: unchanged
+        assert_eq!(box_factor(512, 128), 4);
+        assert_eq!(box_factor(648, 128), 4); // camera_loop's crop around its hole: 162 -> 128
+        assert_eq!(box_factor(1920, 128), 15);
+        assert_eq!(box_factor(1080, 128), 8);
+        assert_eq!(box_factor(1031, 128), 1); // a prime: no exact block size
+        assert_eq!(box_factor(100_000, 128), 50);
+        assert_eq!(box_factor(1 << 20, 128), 32); // capped at MAX_BOX, a power of two below it
+        for extent in 1..3000 {
+            let k = box_factor(extent, 128);
+            assert!(
+                extent.is_multiple_of(k) && (k == 1 || (extent >= 512 && extent / k >= 128)),
+                "{extent}: {k}"
+            );
+        }
+    }
+
+    #[test]
+    fn box_reduce_is_the_rounded_block_mean() {
+        let mut rng = Noise(0x1234_5678);
+        for (iw, ih, kx, ky) in [
+            (12, 10, 3, 2),
+            (7, 7, 7, 7),
+            (64, 63, 1, 63),
+            (126, 4, 63, 1),
+            (30, 20, 2, 5),
+        ] {
+            let img = RgbImage::from_fn(iw + 3, ih + 2, |_, _| {
+                image::Rgb([(rng.next() >> 24) as u8, 255, if rng.below(2) == 0 { 0 } else { 255 }])
+            });
+            let got = box_reduce(&img, (2, 1, iw, ih), (kx, ky));
+            assert_eq!(got.dimensions(), (iw / kx, ih / ky));
+            for (x, y, p) in got.enumerate_pixels() {
+                for c in 0..3 {
+                    let mut sum = 0u32;
+                    for dy in 0..ky {
+                        for dx in 0..kx {
+                            sum += img.get_pixel(2 + x * kx + dx, 1 + y * ky + dy).0[c] as u32;
+                        }
+                    }
+                    let n = kx * ky;
+                    assert_eq!(p.0[c] as u32, (sum + n / 2) / n, "{iw}x{ih} /{kx}x{ky} at {x},{y}");
+                }
+            }
+        }
+        // The exactness bound of the reciprocal: every sum for the largest block.
+        let n = (MAX_BOX * MAX_BOX) as u64;
+        let m = (1u64 << 32).div_ceil(n);
+        for t in 0..=255 * n {
+            assert_eq!(((t + n / 2) * m) >> 32, (t + n / 2) / n);
+        }
+    }
+
+    #[test]
     fn windows_of_crops_are_bit_identical_to_imageops_resize() {
         let mut rng = Noise(0x9e37_79b9);
         let cases = [
@@ -275,6 +512,23 @@ mod tests {
                             expected,
                             "{source:?} -> {nw}x{nh} {kernel:?}, window {x},{y},{w},{h}"
                         );
+                        // Row spans: the pixels inside them as above, the rest 0.
+                        let spans: Vec<(u32, u32)> = (0..h)
+                            .map(|_| {
+                                let a = rng.below(w + 1);
+                                (a, a + rng.below(w - a + 1))
+                            })
+                            .collect();
+                        let part = resize_window_spans(&img, source, (nw, nh), kernel, (x, y, w, h), Some(&spans));
+                        for (px, py, p) in part.enumerate_pixels() {
+                            let (a, b) = spans[py as usize];
+                            let want = if (a..b).contains(&px) {
+                                *expected.get_pixel(px, py)
+                            } else {
+                                image::Rgb([0, 0, 0])
+                            };
+                            assert_eq!(*p, want, "{source:?} -> {nw}x{nh} {kernel:?}, spans, at {px},{py}");
+                        }
                     }
                 }
             }

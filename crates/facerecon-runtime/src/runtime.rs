@@ -268,9 +268,20 @@ impl Runtime {
     /// Reconstruct the holes of one image (mask at the image's size, 255 = hole). The result has the
     /// image's size; pixels outside the hole are bit-identical to the input.
     pub fn reconstruct(&self, image: &RgbImage, mask: &GrayImage) -> Result<RgbImage, RuntimeError> {
-        let prepared = self.prepare(image, mask)?;
+        let mut out = image.clone();
+        self.reconstruct_in_place(&mut out, mask)?;
+        Ok(out)
+    }
+
+    /// [`Self::reconstruct`] into `image` itself: its hole pixels are replaced, its known pixels are
+    /// not written. What camera software wants (the frame buffer is updated, no 6 MB copy of a
+    /// 1920x1080 frame per call). On an error `image` is unchanged.
+    pub fn reconstruct_in_place(&self, image: &mut RgbImage, mask: &GrayImage) -> Result<(), RuntimeError> {
+        let size = self.info.image_size;
+        // The holes' bounding box found by `prepare` saves `finish` a second pass over the mask.
+        let (prepared, hole) = pipeline::prepare_found(image, mask, size, self.options.fit)?;
         let rec = self.infer(&[&prepared])?;
-        self.finish(image, mask, &prepared, &rec[0])
+        pipeline::finish_in_place_found(image, mask, &prepared, &rec[0], size, self.options.feather, hole)
     }
 
     /// [`Self::reconstruct`] for many images: pre-processing runs in parallel (rayon), one batch ahead

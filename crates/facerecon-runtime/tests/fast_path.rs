@@ -1,7 +1,9 @@
-//! The library's pre/post-processing (`pipeline::prepare` / `finish_feathered`: windowed resizes,
-//! hole-bbox-only upsampling) against the straightforward `image`-crate version it replaced, kept
-//! here as the oracle: every tensor and every pixel must be bit-identical, on many sizes, aspect
-//! ratios, hole placements, fit modes, seam widths and source colour types.
+//! The library's pre/post-processing (`pipeline::prepare` / `finish_feathered` / `finish_in_place`:
+//! windowed resizes, box pre-reduction, hole-bbox-only upsampling) against a straightforward
+//! `image`-crate version, kept here as the oracle: every tensor and every pixel must be
+//! bit-identical, on many sizes, aspect ratios, hole placements, fit modes, seam widths and source
+//! colour types. The oracle is the version the fast path replaced, plus (since the camera-frame work) the box
+//! pre-reduction of regions at least 4x the model size, written as plain loops.
 
 use facerecon_imaging::{composite, layout};
 use facerecon_runtime::feather::feather_holes;
@@ -28,6 +30,7 @@ fn oracle_prepare(image: &RgbImage, mask: &GrayImage, size: u32, fit: FitMode) -
     };
     let region = choose_region(image.width(), image.height(), hole, size, fit);
     let cut = imageops::crop_imm(image, region.x, region.y, region.width, region.height).to_image();
+    let cut = oracle_box_reduce(&cut, size);
     let fitted = if (region.width, region.height) == (size, size) {
         cut
     } else {
@@ -62,6 +65,32 @@ fn oracle_prepare(image: &RgbImage, mask: &GrayImage, size: u32, fit: FitMode) -
         image: chw,
         mask: small_mask,
     }
+}
+
+/// The box pre-reduction: on an axis of at least 4x the model size, the mean (rounded half up) of
+/// blocks of `k` pixels, `k` the largest divisor of the extent up to extent / size (at most 63).
+fn oracle_box_reduce(cut: &RgbImage, size: u32) -> RgbImage {
+    let factor = |extent: u32| -> u32 {
+        if extent / size < 4 {
+            return 1;
+        }
+        (1..=(extent / size).min(63))
+            .filter(|&k| extent.is_multiple_of(k))
+            .max()
+            .unwrap()
+    };
+    let (kx, ky) = (factor(cut.width()), factor(cut.height()));
+    RgbImage::from_fn(cut.width() / kx, cut.height() / ky, |x, y| {
+        Rgb(std::array::from_fn(|c| {
+            let mut sum = 0u32;
+            for dy in 0..ky {
+                for dx in 0..kx {
+                    sum += cut.get_pixel(x * kx + dx, y * ky + dy).0[c] as u32;
+                }
+            }
+            ((sum + kx * ky / 2) / (kx * ky)) as u8
+        }))
+    })
 }
 
 fn oracle_hole_bbox(mask: &GrayImage, area: Region) -> Option<Region> {
@@ -153,6 +182,9 @@ fn compare(image: &RgbImage, mask: &GrayImage, size: u32, fit: FitMode, rng: &mu
             "{what}: finished pixels differ (feather {feather}, region {:?})",
             fast.region
         );
+        let mut frame = image.clone();
+        pipeline::finish_in_place(&mut frame, mask, &fast, &rec, size, feather).unwrap();
+        assert!(frame == want, "{what}: finish_in_place differs (feather {feather})");
     }
 }
 
@@ -217,9 +249,15 @@ fn a_camera_frame_with_a_face_sized_hole_is_bit_identical() {
     });
     let mut mask = GrayImage::new(w, h);
     rect(&mut mask, 391, 275, 324, 158, 255);
-    for fit in [FitMode::Auto, FitMode::Crop] {
+    for fit in [FitMode::Auto, FitMode::Crop, FitMode::Whole] {
         compare(&image, &mask, 128, fit, &mut rng, &format!("1920x1080 {fit:?}"));
     }
+    // A face-shaped (elliptic) hole: without a seam only its pixels are upsampled, row by row.
+    let oval = GrayImage::from_fn(w, h, |x, y| {
+        let (dx, dy) = ((x as f32 - 900.5) / 150.0, (y as f32 - 500.5) / 190.0);
+        Luma([if dx * dx + dy * dy <= 1.0 { 255 } else { 0 }])
+    });
+    compare(&image, &oval, 128, FitMode::Auto, &mut rng, "1920x1080 oval");
 }
 
 #[test]
@@ -241,5 +279,37 @@ fn other_colour_types_through_their_rgb8_view_are_bit_identical() {
     for img in images {
         let view = composite::network_view(&img);
         compare(&view, &mask, 32, FitMode::Auto, &mut rng, &format!("{:?}", img.color()));
+    }
+}
+
+#[test]
+fn box_pre_reduction_stays_close_to_the_plain_triangle_resize() {
+    // The box pass is a behaviour change (unreleased) for regions of at least 4x the model size; on
+    // smooth content it must give what the single Triangle pass gave, within a couple of levels.
+    let (w, h) = (1920, 1080);
+    let image = RgbImage::from_fn(w, h, |x, y| {
+        let (fx, fy) = (x as f32 / w as f32, y as f32 / h as f32);
+        Rgb([
+            (255.0 * fx) as u8,
+            (127.5 + 127.0 * (6.0 * fx + 4.0 * fy).sin()) as u8,
+            (255.0 * fy * fy) as u8,
+        ])
+    });
+    let mut mask = GrayImage::new(w, h);
+    rect(&mut mask, 391, 275, 324, 158, 255);
+    for fit in [FitMode::Auto, FitMode::Whole] {
+        let p = pipeline::prepare(&image, &mask, 128, fit).unwrap();
+        let r = p.region.unwrap();
+        let cut = imageops::crop_imm(&image, r.x, r.y, r.width, r.height).to_image();
+        let plain = layout::to_chw(&imageops::resize(&cut, 128, 128, FilterType::Triangle));
+        let worst = p
+            .image
+            .iter()
+            .zip(&plain)
+            .zip(p.mask.iter().cycle())
+            .filter(|(_, &m)| m == 0.0)
+            .map(|((a, b), _)| (a - b).abs() * 255.0)
+            .fold(0.0f32, f32::max);
+        assert!(worst <= 2.5, "{fit:?}: {worst} levels from the plain Triangle resize");
     }
 }

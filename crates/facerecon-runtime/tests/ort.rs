@@ -216,3 +216,30 @@ fn infer_matches_run_tensors_and_checks_lengths() {
     let err = rt.infer(&[&short]).unwrap_err();
     assert!(err.to_string().contains("the model needs"), "{err}");
 }
+
+#[test]
+fn reconstruct_in_place_writes_what_prepare_infer_finish_return() {
+    // Camera software updates its own frame buffer: the result must be the composed steps' image,
+    // with and without a seam, and a failed call must leave the buffer as it was.
+    for feather in [0, 3] {
+        let rt = Runtime::load(fixture("identity.onnx"), &RuntimeOptions { feather, ..options() }).unwrap();
+        for (w, h) in [(90, 70), (700, 560)] {
+            let (img, mask) = (noise(w, h, 5), box_mask(w, h, w / 3, h / 4, w / 5, h / 6));
+            let prepared = rt.prepare(&img, &mask).unwrap();
+            let rec = rt.infer(&[&prepared]).unwrap();
+            let want = rt.finish(&img, &mask, &prepared, &rec[0]).unwrap();
+            let mut frame = img.clone();
+            rt.reconstruct_in_place(&mut frame, &mask).unwrap();
+            assert!(frame == want, "{w}x{h}, feather {feather}");
+            assert!(frame != img, "{w}x{h}: nothing reconstructed");
+        }
+    }
+    let rt = Runtime::load(fixture("identity.onnx"), &options()).unwrap();
+    let mut frame = noise(20, 20, 1);
+    let before = frame.clone();
+    assert!(matches!(
+        rt.reconstruct_in_place(&mut frame, &GrayImage::new(19, 20)),
+        Err(RuntimeError::MaskSize { .. })
+    ));
+    assert!(frame == before);
+}

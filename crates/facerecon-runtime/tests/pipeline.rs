@@ -83,10 +83,30 @@ fn region_choice() {
     // Near a corner the square slides back inside the image.
     let r = choose_region(1000, 700, hole(990, 0, 10, 10), 128, FitMode::Auto);
     assert_eq!(r, hole(872, 0, 128, 128));
-    // A hole too big for a crop "much smaller" than the image -> whole image.
+    // A hole too big for a crop "much smaller" than the image -> whole image...
+    assert_eq!(
+        choose_region(500, 400, hole(100, 100, 120, 120), 128, FitMode::Auto),
+        hole(0, 0, 500, 400)
+    );
+    // ...unless the image is a large frame (shorter side >= 4x the model, a change made for camera frames): a square
+    // around the hole, so that the network sees it at a usable scale and undistorted.
     assert_eq!(
         choose_region(1000, 700, hole(100, 100, 200, 200), 128, FitMode::Auto),
+        hole(0, 0, 400, 400)
+    );
+    assert_eq!(
+        choose_region(1000, 700, hole(100, 100, 200, 200), 256, FitMode::Auto),
         hole(0, 0, 1000, 700)
+    );
+    // camera_loop's 1920x1080 frame: a 648x648 crop instead of the whole frame squashed to 128x128.
+    assert_eq!(
+        choose_region(1920, 1080, hole(384, 270, 324, 158), 128, FitMode::Auto),
+        hole(222, 25, 648, 648)
+    );
+    // A hole that fits no square crop stays a whole-image fit, large frame or not.
+    assert_eq!(
+        choose_region(1920, 1080, hole(0, 0, 1500, 10), 128, FitMode::Auto),
+        hole(0, 0, 1920, 1080)
     );
     // Forced modes.
     assert_eq!(
@@ -234,7 +254,7 @@ fn check_finish(fit: FitMode, hole: Region) -> Region {
 #[test]
 fn finish_whole_image_changes_only_holes() {
     let region = check_finish(
-        FitMode::Auto,
+        FitMode::Whole,
         Region {
             x: 300,
             y: 200,
