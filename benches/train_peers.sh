@@ -18,7 +18,9 @@
 # Variables: THREADS (2), ROUNDS (5; TRAIN_ROUNDS overrides it for this section alone), FT_STEPS (15: 3 warm-up + 12 timed), PEER_STEPS (8), UNET_BATCHES
 # ("16 32"), SEED_BATCHES ("64"; empty skips the seed), FACES_DIR (../shared/data/utkface), CHECK (1),
 # KERAS_EXACT (0: Keras' own padding="same", see keras_peer.py; 1: facerecon's pixel alignment via pad/crop
-# layers), TORCH_CL (0; 1: channels_last), BENCH_PY (see scripts/bench-venv.sh), ORT_DYLIB_PATH (for the
+# layers), TORCH_CL (0; 1: channels_last), TORCH_OMP_WAIT (PASSIVE: PyTorch's OpenMP threads sleep at
+# barriers instead of spinning; empty: the default; on this shared 2-core machine that made the PyTorch peer 1.6-2x faster at a load
+# of 7-8, and on idle cores it costs a wake-up per barrier), BENCH_PY (see scripts/bench-venv.sh), ORT_DYLIB_PATH (for the
 # exporter in the check). Output: markdown on stdout and in .cache/bench/train/results.md; raw RESULT lines
 # in .cache/bench/train/results.jsonl, logs in .cache/bench/train/raw/.
 set -euo pipefail
@@ -33,6 +35,7 @@ FACES_DIR=${FACES_DIR:-../shared/data/utkface}
 CHECK=${CHECK:-1}
 KERAS_EXACT=${KERAS_EXACT:-0}
 TORCH_CL=${TORCH_CL:-0}
+TORCH_OMP_WAIT=${TORCH_OMP_WAIT-PASSIVE}
 OUT=.cache/bench/train
 BIN=target/release
 export RAYON_NUM_THREADS=$THREADS TF_CPP_MIN_LOG_LEVEL=2
@@ -71,8 +74,8 @@ nets=()
 [ -n "$SEED_BATCHES" ] && nets+=(seed)
 batches() { [ "$1" = unet ] && echo "$UNET_BATCHES" || echo "$SEED_BATCHES"; }
 
-printf '{"source": "meta", "round": 0, "threads": %s, "rounds": %s, "ft_steps": %s, "peer_steps": %s, "faces": "%s", "keras_exact": %s, "torch_cl": %s, "load_start": "%s", "cpu": "%s"}\n' \
-  "$THREADS" "$ROUNDS" "$FT_STEPS" "$PEER_STEPS" "$FACES_DIR" "$KERAS_EXACT" "$TORCH_CL" "$(loadavg)" \
+printf '{"source": "meta", "round": 0, "threads": %s, "rounds": %s, "ft_steps": %s, "peer_steps": %s, "faces": "%s", "keras_exact": %s, "torch_cl": %s, "torch_omp_wait": "%s", "load_start": "%s", "cpu": "%s"}\n' \
+  "$THREADS" "$ROUNDS" "$FT_STEPS" "$PEER_STEPS" "$FACES_DIR" "$KERAS_EXACT" "$TORCH_CL" "$TORCH_OMP_WAIT" "$(loadavg)" \
   "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)" >> "$results"
 
 if [ "$CHECK" = 1 ]; then
@@ -99,7 +102,7 @@ for r in $(seq 1 "$ROUNDS"); do
         --threads "$THREADS" --exact "$KERAS_EXACT") >"$OUT/raw/keras-$net-b$b.r$r.out" 2>"$OUT/raw/keras-$net-b$b.r$r.log" \
         || { echo "train_peers: Keras failed; see $OUT/raw/keras-$net-b$b.r$r.log" >&2; exit 1; }
       collect keras "$net" "$r" "$b" "$OUT/raw/keras-$net-b$b.r$r.out"
-      (cd benches && "$PY" torch_peer.py --config "../configs/$net.yaml" --batches "$b" --steps "$PEER_STEPS" \
+      (cd benches && env ${TORCH_OMP_WAIT:+OMP_WAIT_POLICY=$TORCH_OMP_WAIT} "$PY" torch_peer.py --config "../configs/$net.yaml" --batches "$b" --steps "$PEER_STEPS" \
         --threads "$THREADS" --channels-last "$TORCH_CL") >"$OUT/raw/torch-$net-b$b.r$r.out" 2>"$OUT/raw/torch-$net-b$b.r$r.log" \
         || { echo "train_peers: PyTorch failed; see $OUT/raw/torch-$net-b$b.r$r.log" >&2; exit 1; }
       collect pytorch "$net" "$r" "$b" "$OUT/raw/torch-$net-b$b.r$r.out"

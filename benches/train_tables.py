@@ -104,7 +104,7 @@ out.append("facerecon-train: steady state (images over the wall time of the step
            "decoding, resizing, masks and flips on the same cores, loss, backward, Adam. Peers: img/s of the "
            f"median of {meta.get('peer_steps', '?')} steps after 3 warm-up steps on one constant in-memory batch "
            f"(no data pipeline; Keras --exact {meta.get('keras_exact', '?')}, PyTorch channels_last "
-           f"{meta.get('torch_cl', '?')}). GFLOP/s counts a training step as 3x the forward pass.")
+           f"{meta.get('torch_cl', '?')}, OMP_WAIT_POLICY={meta.get('torch_omp_wait') or 'default'}). GFLOP/s counts a training step as 3x the forward pass.")
 out.append("")
 out.extend(summary)
 print("\n".join(out))
