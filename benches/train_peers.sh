@@ -15,14 +15,15 @@
 # Adam); its number is the steady state after 3 warm-up steps (RESULT img_per_s). Peers: one constant
 # in-memory batch, img/s of the median of PEER_STEPS steps after 3 warm-up steps (favours the peers).
 #
-# Variables: THREADS (2), ROUNDS (5; TRAIN_ROUNDS overrides it for this section alone), FT_STEPS (15: 3 warm-up + 12 timed), PEER_STEPS (8), UNET_BATCHES
-# ("16 32"), SEED_BATCHES ("64"; empty skips the seed), FACES_DIR (../shared/data/utkface), CHECK (1),
-# KERAS_EXACT (0: Keras' own padding="same", see keras_peer.py; 1: facerecon's pixel alignment via pad/crop
-# layers), TORCH_CL (0; 1: channels_last), TORCH_OMP_WAIT (PASSIVE: PyTorch's OpenMP threads sleep at
-# barriers instead of spinning; empty: the default; on this shared 2-core machine that made the PyTorch peer 1.6-2x faster at a load
-# of 7-8, and on idle cores it costs a wake-up per barrier), BENCH_PY (see scripts/bench-venv.sh), ORT_DYLIB_PATH (for the
-# exporter in the check). Output: markdown on stdout and in .cache/bench/train/results.md; raw RESULT lines
-# in .cache/bench/train/results.jsonl, logs in .cache/bench/train/raw/.
+# Variables: THREADS (2), ROUNDS (5; TRAIN_ROUNDS overrides it for this section alone), FT_STEPS (15: 3 warm-up
+# + 12 timed), PEER_STEPS (8), UNET_BATCHES ("16 32"), SEED_BATCHES ("64"; empty skips the seed), FACES_DIR
+# (../shared/data/utkface), CHECK (1), KERAS_EXACT (0: Keras' own padding="same", see keras_peer.py; 1:
+# facerecon's pixel alignment via pad / crop layers), TORCH_CL (0; 1: channels_last), TORCH_OMP_WAIT (PASSIVE:
+# PyTorch's OpenMP threads sleep at barriers instead of spinning, which made the PyTorch peer 1.6-2x faster on
+# this shared 2-core machine at a load of 7-8 and costs a wake-up per barrier on idle cores; empty: OpenMP's
+# default), BENCH_PY (see scripts/bench-venv.sh), ORT_DYLIB_PATH (for the exporter in the check).
+# Output: markdown on stdout and in .cache/bench/train/results.md; raw RESULT lines in
+# .cache/bench/train/results.jsonl, logs in .cache/bench/train/raw/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 THREADS=${THREADS:-2}

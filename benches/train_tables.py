@@ -3,9 +3,11 @@
 Usage: python benches/train_tables.py .cache/bench/train/results.jsonl > results.md
 Per network and batch size: the median img/s over the interleaved rounds (per-round values beside it), the
 ratio facerecon / faster peer from the medians and, as a paired cross-check, the median of the per-round
-ratios (each round's facerecon run against the same round's faster peer). Standard library only.
+ratios (each round's facerecon run against the same round's faster peer). Needs benches/peer_spec.py (numpy,
+pyyaml) for the networks' FLOPs when the results have no check lines (CHECK=0).
 """
 import json
+import os
 import sys
 from statistics import median
 
@@ -64,6 +66,10 @@ if checks:
 summary = []
 for net in dict.fromkeys(r["net"] for r in rows if r.get("net") and r["source"] != "check"):
     batches = sorted({r["batch_size"] for r in rows if r.get("net") == net and r["source"] == "facerecon"})
+    if net not in FLOPS and os.path.exists(f"configs/{net}.yaml"):
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import peer_spec
+        FLOPS[net] = 2 * peer_spec.counts(peer_spec.resolve(peer_spec.load(f"configs/{net}.yaml")["model"]))[1]
     flops = FLOPS.get(net)
     out.append(f"### {net} (configs/{net}.yaml)" + (f": {flops / 1e6:.1f} MFLOP per image forward" if flops else ""))
     out.append("")
