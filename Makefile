@@ -26,7 +26,7 @@ train_args = --config $(CONFIG) --out runs/$(NAME) --device $(DEVICE) \
   $(if $(MAX_IMAGES),--max-images $(MAX_IMAGES)) $(if $(THREADS),--threads $(THREADS)) $(if $(RESUME),--resume) \
   $(if $(INIT),--init-from $(INIT))
 
-.PHONY: help setup setup-gpu deps build build-cuda train resume unet export infer demo test lint lint-tools fuzz crash-test bench bench-parity bench-edge check-onnx clean-runs
+.PHONY: help setup setup-gpu deps build build-cuda train resume unet export infer demo test lint lint-tools fuzz crash-test bench bench-train bench-parity bench-edge check-onnx clean-runs
 
 help:
 	@sed -n '1,3p' Makefile; echo; grep -E '^[a-z-]+:.*##' Makefile | sed 's/:.*##/\t/'
@@ -104,11 +104,15 @@ fuzz: setup                 ## property/fuzz tests with FUZZ_CASES cases, each t
 crash-test:                 ## a training run SIGKILLed KILLS (50) times and resumed equals an uninterrupted one
 	KILLS=$${KILLS:-50} scripts/crash-test.sh
 
+# BENCH_ONLY=train: only the training-speed section (the same as `make bench-train`).
 bench: build setup          ## side-by-side benchmark tables (see benches/README.md)
 	ORT_DYLIB_PATH=$(ORT_LIB) benches/run.sh
-	scripts/py-venv.sh >/dev/null
-	ORT_DYLIB_PATH=$(ORT_LIB) MODEL=$${MODEL:-.cache/bench/seed.onnx} benches/e2e_infer.sh
-	ORT_DYLIB_PATH=$(ORT_LIB) scripts/bench-edge.sh
+	@[ -n "$$BENCH_ONLY" ] || scripts/py-venv.sh >/dev/null
+	[ -n "$$BENCH_ONLY" ] || ORT_DYLIB_PATH=$(ORT_LIB) MODEL=$${MODEL:-.cache/bench/seed.onnx} benches/e2e_infer.sh
+	[ -n "$$BENCH_ONLY" ] || ORT_DYLIB_PATH=$(ORT_LIB) scripts/bench-edge.sh
+
+bench-train: build setup    ## training speed only: facerecon-train vs Keras and PyTorch on the same networks (ROUNDS=5)
+	ORT_DYLIB_PATH=$(ORT_LIB) benches/train_peers.sh
 
 bench-edge: setup           ## edge table: unet/edge x fp32/int8, threads 1 and 2, face and 1920x1080 frame (docs/edge.md)
 	ORT_DYLIB_PATH=$(ORT_LIB) scripts/bench-edge.sh

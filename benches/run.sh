@@ -9,6 +9,9 @@
 #      file, Keras predict_on_batch / tf.function.
 #   (BREAKDOWN=1: the bare network's training step and per-layer times, fast kernels vs plain candle.)
 #   3. Loss-curve agreement of the fast kernels with --reference-ops (benches/loss_parity.sh; PARITY=0 skips).
+#   4. Training speed on the identical network (benches/train_peers.sh; TRAIN_PEERS=0 skips): facerecon-train
+#      end to end on the JPEG faces vs Keras and PyTorch peers of configs/unet.yaml and configs/seed.yaml.
+#      BENCH_ONLY=train (or `make bench-train`) runs this section alone.
 #
 # The configurations run ROUNDS times, interleaved (each round runs every configuration once), so that a
 # change of machine load hits all of them; tables show medians. Output: markdown on stdout and in
@@ -16,12 +19,17 @@
 #
 # Variables: THREADS (2), ROUNDS (3), TRAIN_STEPS (15: 3 warm-up + 12 timed), REF_STEPS (6: 3 + 3),
 # KERAS_STEPS (8 timed, after 3 warm-up), INFER_STEPS (10 timed runs at b64), INFER_STEPS1 (50 at b1),
-# PARITY (1), PARITY_STEPS (150), BREAKDOWN (0; 1 adds the train_bench example's per-layer table),
+# PARITY (1), PARITY_STEPS (150), TRAIN_PEERS (1), BENCH_ONLY (train: section 4 only; its variables are in
+# benches/train_peers.sh), BREAKDOWN (0; 1 adds the train_bench example's per-layer table),
 # MODEL (the ONNX file; default .cache/bench/seed.onnx, exported when missing), BENCH_PY (a Python with
 # tensorflow + onnxruntime; else scripts/bench-venv.sh makes one), ORT_DYLIB_PATH (default: scripts/setup-ort.sh cpu).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 THREADS=${THREADS:-2}
+if [ "${BENCH_ONLY:-}" = train ]; then
+  THREADS=$THREADS exec benches/train_peers.sh
+fi
+[ -z "${BENCH_ONLY:-}" ] || { echo "bench: BENCH_ONLY=${BENCH_ONLY} is not a section (train)" >&2; exit 2; }
 ROUNDS=${ROUNDS:-3}
 TRAIN_STEPS=${TRAIN_STEPS:-15}
 REF_STEPS=${REF_STEPS:-6}
@@ -123,6 +131,11 @@ status=0
 if [ "$PARITY" = 1 ]; then
   benches/loss_parity.sh > "$OUT/parity.md" || status=$?
   { echo; cat "$OUT/parity.md"; } >> "$OUT/results.md"
+fi
+if [ "${TRAIN_PEERS:-1}" = 1 ]; then
+  echo "bench: training speed on the identical network (benches/train_peers.sh)" >&2
+  THREADS=$THREADS benches/train_peers.sh > "$OUT/train-peers.md" || status=$?
+  { echo; cat "$OUT/train-peers.md"; } >> "$OUT/results.md"
 fi
 cat "$OUT/results.md"
 echo >&2

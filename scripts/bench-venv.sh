@@ -1,19 +1,24 @@
 #!/usr/bin/env bash
-# Prints the Python that benches/run.sh uses for its peers (Keras 3 on TensorFlow-CPU, Python onnxruntime),
-# creating it if needed: $BENCH_PY if set (it must import tensorflow, keras, onnxruntime and numpy), else
-# .cache/bench-venv, made here with pip on first use (tensorflow-cpu is a ~250 MB download).
+# Prints the Python that benches/run.sh uses for its peers (Keras 3 on TensorFlow-CPU, PyTorch, Python
+# onnxruntime, PyYAML for the peers' config reader), creating it if needed: $BENCH_PY if set (it must import
+# all of them and numpy), else .cache/bench-venv, made here with pip on first use; a venv made before
+# PyTorch joined gets the missing packages added.
+# PyTorch: PyPI's Linux x86_64 wheel is the CUDA build and imports only with its nvidia-* / cuda-toolkit
+# wheels present (libtorch links libcudart, libcublas, libcudnn, ...), so the least that works is the plain
+# `pip install torch`: ~3 GB of downloads, ~5 GB installed, two or three minutes. It runs on the CPU here.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd); venv=$root/.cache/bench-venv
-check='import tensorflow, keras, onnxruntime, numpy'
+check='import tensorflow, keras, onnxruntime, numpy, torch, yaml'
 if [ -n "${BENCH_PY:-}" ]; then
   "$BENCH_PY" -c "$check" 2>/dev/null \
-    || { echo "bench-venv: BENCH_PY=$BENCH_PY cannot import tensorflow, keras, onnxruntime and numpy" >&2; exit 2; }
+    || { echo "bench-venv: BENCH_PY=$BENCH_PY cannot import tensorflow, keras, onnxruntime, numpy, torch and yaml" >&2; exit 2; }
   echo "$BENCH_PY"; exit 0
 fi
 if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "$check" 2>/dev/null; then
-  echo "bench-venv: installing tensorflow-cpu and onnxruntime into $venv (once; a few minutes)" >&2
-  python3 -m venv "$venv"
+  echo "bench-venv: installing tensorflow-cpu, torch and onnxruntime into $venv (once; a few minutes)" >&2
+  [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
   "$venv/bin/pip" install -q --upgrade pip >&2
-  "$venv/bin/pip" install -q "tensorflow-cpu==2.21.*" "onnxruntime==${ORT_VERSION:-1.32.0}" "numpy<3" >&2
+  "$venv/bin/pip" install -q "tensorflow-cpu==2.21.*" "torch==2.15.*" "onnxruntime==${ORT_VERSION:-1.32.0}" "numpy<3" \
+    "pyyaml" >&2
 fi
 echo "$venv/bin/python"
