@@ -1,7 +1,8 @@
 //! facerecon-train: trains the face-inpainting autoencoder described by a config.
 //!
 //! * [`config`] — the run configuration (`configs/*.yaml`), defaults and validation.
-//! * [`data`] — deterministic split, streamed batches decoded in the background, validation set.
+//! * [`data`] — deterministic split, streamed batches decoded in the background (or read from the
+//!   decoded-sample cache, [`data::cache`]), validation set.
 //! * [`init`] — initial weights seeded by the run's seed (candle's own are not).
 //! * [`loss`] — MSE / BCE / L1 with a heavier weight inside the holes.
 //! * [`optim`] — Adam, SGD, RMSprop (Keras semantics) with checkpointable state; lr schedules.

@@ -59,6 +59,11 @@ struct Cli {
     /// benchmarks and cross-checks of the kernels (benches/), not for real training.
     #[arg(long)]
     reference_ops: bool,
+    /// Decode the training images once into a cache file in DIR (named after the model size and the
+    /// files' paths, sizes and modification times; rebuilt when any changes) and read them from there:
+    /// saves the decoding's CPU time on every later draw and run
+    #[arg(long, value_name = "DIR")]
+    decoded_cache: Option<PathBuf>,
     /// Print a machine-readable `RESULT {json}` line (steady-state images/s, steps) on stdout at the end.
     #[arg(long, hide = true)]
     bench_json: bool,
@@ -90,6 +95,7 @@ fn main() -> Result<()> {
         init_from: cli.init_from,
         device: cli.device,
         allow_changes: cli.allow_changes,
+        decoded_cache: cli.decoded_cache,
     };
     let summary = facerecon_train::run(&opts)?;
     eprintln!("{summary}");

@@ -53,6 +53,9 @@ pub struct TrainOptions {
     /// Let a mid-epoch `--resume` change the seed, batch size, `--max-images` or the data (the rest
     /// of the epoch is then not the replay of an uninterrupted run).
     pub allow_changes: bool,
+    /// Directory of the decoded-sample cache ([`crate::data::cache`]): the training images are decoded
+    /// once into a file there and read from it afterwards; `None` decodes every draw.
+    pub decoded_cache: Option<PathBuf>,
 }
 
 /// A run ready to train.
@@ -406,6 +409,13 @@ pub fn setup(opts: &TrainOptions) -> Result<Session> {
     let sampler = MaskSampler::new(&config.masks).context("masks")?;
     let val = ValidationSet::load(&split.val, &sampler, size, &skipped);
     check_validation_readable(&data_dir, split.val.len(), val.len, &skipped)?;
+    let cache = match &opts.decoded_cache {
+        Some(dir) => Some(
+            crate::data::cache::DecodedCache::open_or_build(dir, &split.train, size)
+                .map_err(|e| anyhow::anyhow!("decoded cache: {e}"))?,
+        ),
+        None => None,
+    };
     let train = TrainData::new(
         split.train,
         sampler,
@@ -415,6 +425,13 @@ pub fn setup(opts: &TrainOptions) -> Result<Session> {
         t.flip,
         skipped.clone(),
     );
+    let train = match cache {
+        Some(c) => {
+            eprintln!("data: decoded images read from {}", c.path().display());
+            train.with_cache(c)
+        }
+        None => train,
+    };
 
     let varmap = VarMap::new();
     // Initial weights from the run's seed (replaced below when resuming or fine-tuning).

@@ -5,6 +5,7 @@
 //! conv_transpose2d's output is. Both store the weight as `[small_c, big_c * kh * kw]` row-major
 //! (candle's `[c_out, c_in, kh, kw]` for conv2d, `[c_in, c_out, kh, kw]` for the transpose), so one
 //! set of kernels serves both ops and their gradients.
+use super::simd::multiversion;
 use std::mem::MaybeUninit;
 
 /// Shapes of one convolution, per image (the batch is handled by the callers).
@@ -72,7 +73,7 @@ impl Geom {
     /// Calls `f(col_row, small_y, big_row_offset, x_lo, x_hi, x_off)` for every (row of the column
     /// matrix, small row in `[o0, o1)`) pair whose big row is inside the image; `x_off` is the big x of
     /// small x 0.
-    #[inline]
+    #[inline(always)]
     fn for_each_row(&self, o0: usize, o1: usize, mut f: impl FnMut(usize, usize, usize, usize, usize, isize)) {
         for c in 0..self.big_c {
             for ky in 0..self.kh {
@@ -101,6 +102,11 @@ impl Geom {
     /// The columns of small rows `[o0, o1)` only: `col` is `[col_rows, (o1 - o0) * small_w]`, the
     /// columns of [`Geom::im2col`] from `o0 * small_w` on (one image split across threads).
     pub fn im2col_rows(&self, big: &[f32], col: &mut [f32], o0: usize, o1: usize) {
+        im2col_rows_mv(self, big, col, o0, o1)
+    }
+
+    #[inline(always)]
+    fn im2col_rows_body(&self, big: &[f32], col: &mut [f32], o0: usize, o1: usize) {
         debug_assert_eq!(big.len(), self.big_len());
         debug_assert!(o0 <= o1 && o1 <= self.small_h);
         debug_assert_eq!(col.len(), self.col_rows() * (o1 - o0) * self.small_w);
@@ -147,6 +153,11 @@ impl Geom {
     /// The adjoint of [`Geom::im2col_rows`]: adds the columns of small rows `[o0, o1)` (laid out as
     /// there) into their big-image pixels.
     pub fn col2im_add_rows(&self, col: &[f32], big: &mut [f32], o0: usize, o1: usize) {
+        col2im_add_rows_mv(self, col, big, o0, o1)
+    }
+
+    #[inline(always)]
+    fn col2im_add_rows_body(&self, col: &[f32], big: &mut [f32], o0: usize, o1: usize) {
         debug_assert_eq!(big.len(), self.big_len());
         debug_assert!(o0 <= o1 && o1 <= self.small_h);
         debug_assert_eq!(col.len(), self.col_rows() * (o1 - o0) * self.small_w);
@@ -168,6 +179,27 @@ impl Geom {
             }
         });
     }
+}
+
+multiversion! {
+    /// [`Geom::im2col_rows`] compiled for the CPU's widest vectors: its row copies are most of its time,
+    /// and the baseline build copies 16 bytes at a time.
+    fn im2col_rows_mv(g: &Geom, big: &[f32], col: &mut [f32], o0: usize, o1: usize) = im2col_rows_mv_body
+}
+
+#[inline(always)]
+fn im2col_rows_mv_body<const FMA: bool>(g: &Geom, big: &[f32], col: &mut [f32], o0: usize, o1: usize) {
+    g.im2col_rows_body(big, col, o0, o1)
+}
+
+multiversion! {
+    /// [`Geom::col2im_add_rows`] compiled for the CPU's widest vectors (its row additions).
+    fn col2im_add_rows_mv(g: &Geom, col: &[f32], big: &mut [f32], o0: usize, o1: usize) = col2im_add_rows_mv_body
+}
+
+#[inline(always)]
+fn col2im_add_rows_mv_body<const FMA: bool>(g: &Geom, col: &[f32], big: &mut [f32], o0: usize, o1: usize) {
+    g.col2im_add_rows_body(col, big, o0, o1)
 }
 
 /// Strided convolutions: a big row is split once into `stride` phases (`phase[r][j] = row[j * s + r]`), so
@@ -229,7 +261,7 @@ impl Geom {
 
     /// Calls `f(col_row, small_y, phase, x_lo, x_hi, start)` for each kernel tap in `taps` that reads
     /// big row `by` of channel `c`: small x `x_lo + i` (up to `x_hi`) reads `phase[start + i]`.
-    #[inline]
+    #[inline(always)]
     fn taps_of_row(
         &self,
         taps: &Taps,
@@ -246,6 +278,7 @@ impl Geom {
         }
     }
 
+    #[inline(always)]
     fn im2col_strided(&self, big: &[f32], col: &mut [f32], o0: usize, o1: usize) {
         let (sw, cw, s, pw) = (self.small_w, (o1 - o0) * self.small_w, self.stride, self.phase_width());
         // Zeros for the small rows whose window row leaves the image (and the rare taps whose window
@@ -284,6 +317,7 @@ impl Geom {
         }
     }
 
+    #[inline(always)]
     fn col2im_add_strided(&self, col: &[f32], big: &mut [f32], o0: usize, o1: usize) {
         let (sw, cw, s, pw) = (self.small_w, (o1 - o0) * self.small_w, self.stride, self.phase_width());
         let mut phases = vec![0f32; s * pw];
@@ -422,6 +456,7 @@ fn zero_short(dst: &mut [f32]) {
 }
 
 /// `phases[r * pw + j] = row[j * s + r]`.
+#[inline(always)]
 fn deinterleave(row: &[f32], s: usize, pw: usize, phases: &mut [f32]) {
     if s == 2 {
         let (even, odd) = phases.split_at_mut(pw);
@@ -440,6 +475,7 @@ fn deinterleave(row: &[f32], s: usize, pw: usize, phases: &mut [f32]) {
 }
 
 /// `row[j * s + r] += phases[r * pw + j]`.
+#[inline(always)]
 fn interleave_add(phases: &[f32], s: usize, pw: usize, row: &mut [f32]) {
     if s == 2 {
         let (even, odd) = phases.split_at(pw);

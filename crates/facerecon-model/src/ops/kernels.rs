@@ -144,6 +144,29 @@ fn with_col<R>(g: &Geom, big: &[f32], f: impl FnOnce(&[f32]) -> R) -> R {
     })
 }
 
+/// Floats of one column-matrix chunk (512 KiB): a layer whose column matrix is larger makes it a band of
+/// small rows at a time, each consumed by its GEMM while it is still in L2 (2 MiB per core here). Whole,
+/// the unet's column matrices reach 11 MB per image: written by im2col and read back by the GEMM's packing
+/// from L3/DRAM, they made im2col 17 % and col2im 8 % of a unet step (perf, batch 32, 2 threads).
+const COL_CHUNK: usize = 1 << 17;
+
+/// Whether `g`'s column matrix is made in bands of [`chunk_rows`] small rows (see [`COL_CHUNK`]).
+pub(super) fn chunked(g: &Geom) -> bool {
+    !g.is_pointwise() && g.col_len() > COL_CHUNK
+}
+
+/// Small rows per column band of `g` (at least one).
+pub(super) fn chunk_rows(g: &Geom) -> usize {
+    (COL_CHUNK / (g.col_rows() * g.small_w).max(1)).max(1)
+}
+
+/// `[o0, o1)` cut into consecutive bands of at most `step` rows.
+fn bands(o0: usize, o1: usize, step: usize) -> impl Iterator<Item = (usize, usize)> {
+    (o0..o1)
+        .step_by(step.max(1))
+        .map(move |a| (a, (a + step.max(1)).min(o1)))
+}
+
 pub(super) fn threads() -> usize {
     rayon::current_num_threads().max(1)
 }
@@ -267,7 +290,7 @@ pub(crate) fn big_to_small(
             ptr: slot.as_mut_ptr().cast::<f32>(),
             len: slot.len(),
         };
-        if parts == 1 {
+        if parts == 1 && !chunked(g) {
             with_col(g, xb, |col| {
                 // SAFETY: `out` is this image's slot, used by nothing else during the call; the GEMM
                 // (accumulate = false) writes all small_c x shw elements without reading them.
@@ -293,10 +316,10 @@ pub(crate) fn big_to_small(
             }
             return;
         }
-        // Pieces of output rows [o0, o1): each makes its own columns and writes output columns
-        // [o0 * small_w, o1 * small_w) of every channel, which no other piece touches.
-        (0..parts).into_par_iter().for_each(|k| {
-            let (o0, o1) = part_range(g.small_h, parts, k);
+        // Pieces of output rows [o0, o1): each makes its own columns (band by band when they are large)
+        // and writes output columns [o0 * small_w, o1 * small_w) of every channel, which no other piece
+        // touches.
+        let band = |o0: usize, o1: usize| {
             let (p0, pixels) = (o0 * g.small_w, (o1 - o0) * g.small_w);
             with_scratch(&SCRATCH_A, rows * pixels, |col| {
                 g.im2col_rows(xb, col, o0, o1);
@@ -325,7 +348,19 @@ pub(crate) fn big_to_small(
                     bias_act(unsafe { std::slice::from_raw_parts_mut(seg, pixels) }, bias_of(c), act);
                 }
             });
-        });
+        };
+        let piece = |k: usize| {
+            let (r0, r1) = part_range(g.small_h, parts, k);
+            let step = if chunked(g) { chunk_rows(g) } else { r1 - r0 };
+            for (o0, o1) in bands(r0, r1, step) {
+                band(o0, o1);
+            }
+        };
+        if parts == 1 {
+            piece(0);
+        } else {
+            (0..parts).into_par_iter().for_each(piece);
+        }
     })
 }
 
@@ -449,6 +484,32 @@ fn col2im_of_wt_set<'a>(
 ) -> &'a mut [f32] {
     let (shw, rows) = (g.small_hw(), g.col_rows());
     let post = |c: usize, row: &mut [f32]| bias_act(row, bias.map_or(0.0, |b| b[c]), act);
+    if chunked(g) {
+        // Band by band (see [`COL_CHUNK`]): the band's columns, added into the zeroed image while they are
+        // in cache; bias and activation per channel plane at the end.
+        let big = init(big, g.big_hw(), None);
+        for (o0, o1) in bands(0, g.small_h, chunk_rows(g)) {
+            let (p0, pixels) = (o0 * g.small_w, (o1 - o0) * g.small_w);
+            with_scratch(&SCRATCH_B, rows * pixels, |col| {
+                sgemm(
+                    (rows, pixels, g.small_c),
+                    col,
+                    rm(pixels),
+                    false,
+                    w,
+                    tr(w_rs),
+                    &small[p0..],
+                    rm(shw),
+                    par,
+                );
+                g.col2im_add_rows(col, big, o0, o1);
+            });
+        }
+        for (c, plane) in big.chunks_mut(g.big_hw().max(1)).enumerate() {
+            post(c, plane);
+        }
+        return big;
+    }
     if g.is_pointwise() {
         let big = init(big, g.big_hw(), None);
         sgemm(
@@ -590,7 +651,7 @@ pub(crate) fn backward(
             // This image's input gradient slot, uninitialised: written whole by the small side's GEMM
             // (which does not read it) or by col2im (big side).
             let mut slot = dinput.as_deref_mut().map(|d| &mut d[i * in_len..][..in_len]);
-            let mut dx = match want.input {
+            let dx = match want.input {
                 Some(Side::Small) => slot.take().map(|d| SharedOut {
                     ptr: d.as_mut_ptr().cast::<f32>(),
                     len: d.len(),
@@ -602,40 +663,56 @@ pub(crate) fn backward(
                 if want.weight && !transposed {
                     transpose(sb, g.small_c, shw, &mut dy_t);
                 }
-                with_col(g, bb, |col| {
-                    if want.weight {
-                        sgemm(
-                            (g.small_c, rows, shw),
-                            &mut dw,
-                            tr(g.small_c),
-                            true,
-                            &dy_t,
-                            tr(g.small_c),
-                            col,
-                            tr(shw),
-                            par,
-                        );
-                    }
-                    if let Some(dx) = dx.take() {
-                        // (Only the small side's gradient is made here.) SAFETY: `dx` is this image's slot,
-                        // used by nothing else; the GEMM (accumulate = false) writes all small_c x shw
-                        // elements of it without reading them.
-                        unsafe {
-                            sgemm_raw(
-                                (g.small_c, shw, rows),
-                                dx.ptr,
-                                dx.len,
-                                rm(shw),
-                                false,
-                                w,
-                                rm(rows),
+                // The whole column matrix at once, or band by band when it is large (see [`COL_CHUNK`]):
+                // dW sums over pixels, so the bands' products accumulate; dx's bands are its columns.
+                let step = if chunked(g) { chunk_rows(g) } else { g.small_h };
+                for (o0, o1) in bands(0, g.small_h, step) {
+                    let (p0, pixels) = (o0 * g.small_w, (o1 - o0) * g.small_w);
+                    let mut products = |col: &[f32]| {
+                        if want.weight {
+                            sgemm(
+                                (g.small_c, rows, pixels),
+                                &mut dw,
+                                tr(g.small_c),
+                                true,
+                                &dy_t[p0 * g.small_c..],
+                                tr(g.small_c),
                                 col,
-                                rm(shw),
+                                tr(pixels),
                                 par,
-                            )
-                        };
+                            );
+                        }
+                        if let Some(dx) = dx {
+                            let (dst, len) = dx.at(p0);
+                            // (Only the small side's gradient is made here.) SAFETY: `dx` is this image's
+                            // slot, used by nothing else; the GEMM (accumulate = false) writes its
+                            // small_c x pixels elements from column p0 on (inside it: checked by
+                            // `sgemm_raw`) without reading them, and the bands cover every column once.
+                            unsafe {
+                                sgemm_raw(
+                                    (g.small_c, pixels, rows),
+                                    dst,
+                                    len,
+                                    rm(shw),
+                                    false,
+                                    w,
+                                    rm(rows),
+                                    col,
+                                    rm(pixels),
+                                    par,
+                                )
+                            };
+                        }
+                    };
+                    if chunked(g) {
+                        with_scratch(&SCRATCH_A, rows * pixels, |col| {
+                            g.im2col_rows(bb, col, o0, o1);
+                            products(col)
+                        });
+                    } else {
+                        with_col(g, bb, products);
                     }
-                });
+                }
             }
             if want.input == Some(Side::Big) {
                 let slot = slot.expect("dinput allocated");
