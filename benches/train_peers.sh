@@ -29,6 +29,8 @@ cd "$(dirname "$0")/.."
 THREADS=${THREADS:-2}
 ROUNDS=${TRAIN_ROUNDS:-${ROUNDS:-5}}
 FT_STEPS=${FT_STEPS:-15}
+# facerecon-train's --decoded-cache: the faces decoded once (first round) and read back, as a user training for
+# more than one epoch would run it (issue 13 allows it); FT_CACHE= (empty) decodes the JPEGs in every step.
 PEER_STEPS=${PEER_STEPS:-8}
 UNET_BATCHES=${UNET_BATCHES-16 32}
 SEED_BATCHES=${SEED_BATCHES-64}
@@ -38,6 +40,7 @@ KERAS_EXACT=${KERAS_EXACT:-0}
 TORCH_CL=${TORCH_CL:-0}
 TORCH_OMP_WAIT=${TORCH_OMP_WAIT-PASSIVE}
 OUT=.cache/bench/train
+FT_CACHE=${FT_CACHE-$OUT/decoded-cache}
 BIN=target/release
 export RAYON_NUM_THREADS=$THREADS TF_CPP_MIN_LOG_LEVEL=2
 
@@ -66,6 +69,7 @@ ft() {
   local n=$(( b * (steps + 2) * 11 / 10 + 20 ))
   "$BIN/facerecon-train" --config "configs/$net.yaml" --data "$FACES_DIR" --max-images "$n" --batch-size "$b" \
     --out "$OUT/run-${name%.r*}" --force --max-steps "$steps" --threads "$THREADS" --seed 1 --bench-json \
+    ${FT_CACHE:+--decoded-cache "$FT_CACHE"} \
     >"$OUT/raw/$name.out" 2>"$OUT/raw/$name.log" \
     || { echo "train_peers: facerecon-train ($name) failed; see $OUT/raw/$name.log" >&2; exit 1; }
 }
