@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
-# Side-by-side quality on held-out real faces: exported models vs OpenCV Telea and the border-mean fill, on the
-# very same seeded holes (one 28x28 box; one box of side 32-64), metrics as in ../shared/DESIGN.md.
+# Side-by-side quality on held-out real faces: exported models vs the classical fills of benches/telea_eval.py
+# (OpenCV Telea, scikit-image biharmonic, OpenCV-contrib FSR-fast, the border-mean fill), on the very same seeded
+# holes (one 28x28 box; one box of side 32-64), metrics as in ../shared/DESIGN.md.
 #
 #   scripts/compare.sh VAL_LIST MODEL.onnx...      # e.g. runs/unet/val_files.txt exported/unet.onnx /tmp/seed.onnx
 #
 # Writes docs/quality/<model>_<holes>.png (the first 8 faces: corrupted | reconstructed | original) and prints
-# one markdown table per hole kind. Needs ORT_DYLIB_PATH (make setup) and, for Telea, a Python with numpy,
-# pillow, opencv-python-headless and scikit-image (PY=..., default: the bench venv).
+# one markdown table per hole kind. Needs ORT_DYLIB_PATH (make setup) and, for the classical rows, a Python with
+# numpy, pillow, scikit-image and opencv-contrib-python-headless (PY=..., default: the bench venv, made or
+# completed by scripts/bench-venv.sh). FSR-fast is slow (~7 / ~3 img/s): ~1.5 / ~3 min for 500 faces with
+# 28x28 / 32-64 boxes; METHODS=telea,biharmonic,fsr,mean (the default) picks the classical rows.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 val_list=$1; shift
-PY=${PY:-.cache/bench-venv/bin/python}
+PY=${PY:-$(scripts/bench-venv.sh)}
+METHODS=${METHODS:-telea,biharmonic,fsr,mean}
 : "${ORT_DYLIB_PATH:?set ORT_DYLIB_PATH (make setup prints it)}"
 mapfile -t val < "$val_list"
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
@@ -32,6 +36,6 @@ print(f"| {sys.argv[2]} | {m['psnr_hole']:.2f} | {m['psnr_full']:.2f} | {m['ssim
 PY
     first=0
   done
-  "$PY" benches/telea_eval.py --masks "$work/masks-$holes" "${val[@]}" 2>/dev/null | tail -n 2 \
+  "$PY" benches/telea_eval.py --masks "$work/masks-$holes" --methods "$METHODS" "${val[@]}" 2>/dev/null | tail -n +3 \
     | awk -F'|' '{printf "|%s|%s|%s|%s|%s|\n", $2, $4, $5, $6, $7}'
 done
