@@ -139,12 +139,7 @@ fn cuda_device(_index: usize, s: &str) -> Result<Device> {
 /// Returns the directory and whether it is synthetic.
 pub fn prepare_data(data: Option<&Path>, synthetic: Option<usize>, image_size: u32) -> Result<(PathBuf, bool)> {
     if let (Some(dir), None) = (data, synthetic) {
-        if dir.exists() && !dir.is_dir() {
-            bail!("--data {} is a file, expected a directory of images", dir.display());
-        }
-        if !dir.is_dir() {
-            bail!("--data {}: the data directory does not exist", dir.display());
-        }
+        check_data_dir(dir)?;
         return Ok((dir.to_path_buf(), dir.join(SYNTHETIC_MARKER).exists()));
     }
     let dir = data
@@ -188,6 +183,33 @@ fn clear_run(out: &Path) -> Result<()> {
                 std::fs::remove_file(e.path()).with_context(|| format!("cannot remove {}", e.path().display()))?;
             }
         }
+    }
+    Ok(())
+}
+
+/// The checks that need nothing written, made before the lock creates --out: a run refused for a
+/// typo in its YAML or a wrong --data leaves no empty run directory behind. resolve_config and
+/// prepare_data repeat them later (with the checkpoint's settings and the CLI overrides).
+fn check_arguments(opts: &TrainOptions) -> Result<()> {
+    match &opts.config {
+        Some(path) => {
+            Config::load(path)?;
+        }
+        None if !checkpoint::exists(&opts.out) => bail!("--config is required (except when resuming a run)"),
+        None => {}
+    }
+    if let (Some(dir), None) = (&opts.data, opts.synthetic) {
+        check_data_dir(dir)?;
+    }
+    Ok(())
+}
+
+fn check_data_dir(dir: &Path) -> Result<()> {
+    if dir.exists() && !dir.is_dir() {
+        bail!("--data {} is a file, expected a directory of images", dir.display());
+    }
+    if !dir.is_dir() {
+        bail!("--data {}: the data directory does not exist", dir.display());
     }
     Ok(())
 }
@@ -376,6 +398,7 @@ pub fn setup(opts: &TrainOptions) -> Result<Session> {
     }
     // Before the lock (it creates --out) and before resolve_config (with --force it removes files from --out).
     check_run_paths(opts)?;
+    check_arguments(opts)?;
     let lock = lock_run(&opts.out)?;
     // Held by us: what an interrupted save left behind is no one's.
     checkpoint::remove_stale(&opts.out)?;

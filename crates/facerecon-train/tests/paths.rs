@@ -135,3 +135,47 @@ fn path_messages_say_what_is_wrong() {
     );
     assert_eq!(std::fs::read(&file).unwrap(), b"x");
 }
+
+/// A run that fails on its arguments leaves no trace: before this test the run lock created --out
+/// (and its `train.lock`) before the config was read, so a typo in the YAML left an empty run
+/// directory behind that a later `--resume` or a directory listing would mistake for a run.
+#[test]
+fn a_run_refused_for_its_config_or_data_creates_no_run_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("faces");
+    common::write_images(&data, 4, 32, 32);
+    let bad_yaml = tmp.path().join("bad.yaml");
+    std::fs::write(&bad_yaml, "model: [unclosed\n").unwrap();
+    let invalid = tmp.path().join("invalid.yaml");
+    let text = std::fs::read_to_string(common::tiny_config()).unwrap();
+    std::fs::write(&invalid, text.replace("batch_size:", "batch_size: 0 #")).unwrap();
+    let run = |config: Option<&Path>, data: &Path, out: &Path| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_facerecon-train"));
+        if let Some(config) = config {
+            cmd.args(["--config", config.to_str().unwrap()]);
+        }
+        cmd.args(["--data", data.to_str().unwrap(), "--out", out.to_str().unwrap()])
+            .args(["--threads", "1", "--max-steps", "1"])
+            .output()
+            .unwrap()
+    };
+    let (tiny, missing, nope) = (
+        common::tiny_config(),
+        tmp.path().join("missing"),
+        tmp.path().join("nope.yaml"),
+    );
+    let cases: [(Option<&Path>, &Path, &str); 5] = [
+        (Some(&bad_yaml), &data, "bad.yaml"),
+        (Some(&invalid), &data, "batch_size"),
+        (Some(&nope), &data, "nope.yaml"),
+        (None, &data, "--config is required"),
+        (Some(&tiny), &missing, "missing"),
+    ];
+    for (i, (config, data, says)) in cases.into_iter().enumerate() {
+        let out = tmp.path().join(format!("run{i}"));
+        let o = run(config, data, &out);
+        assert!(!o.status.success(), "case {i}");
+        assert!(stderr(&o).contains(says), "case {i}: {}", stderr(&o));
+        assert!(!out.exists(), "case {i}: {} was created: {}", out.display(), stderr(&o));
+    }
+}
