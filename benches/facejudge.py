@@ -3,7 +3,7 @@
 tests can run them with the small test venv (scripts/py-venv.sh):
 
     facejudge.py sharpness --masks MASK_DIR TRIPTYCH_DIR     # JSON: pooled and per-image sharpness (+ energies)
-    facejudge.py loose --out DIR [--fill 0.7] [--size 128] IMAGES...   # the looser-crop set
+    facejudge.py loose --out DIR [--fill 0.8] [--size 128] IMAGES...   # the looser-crop set
 
 Triptychs: what `facerecon-infer --eval --out DIR` writes per image (and `benches/telea_eval.py --out` for the
 classical fills): corrupted | result (composited) | original, tiles of the model size side by side with a
@@ -17,12 +17,14 @@ energy(original); a set: summed energies of the results / summed energies of the
 weighted by the originals' energies, so a hole over a flat cheek cannot swing the mean).
 
 Looser crop: each image is centre-cropped to a square of side s (UTKFace: 200), padded by reflection to side
-round(s / fill) (fill 0.7: 200 -> 286, 43 px a side) so the original frame (UTKFace's tight face crop) fills
-`fill` of the new frame's width, then resized to `size` with Pillow's bicubic filter. Reflection rather than edge
+s + 2 round(s (1 / fill - 1) / 2) (fill 0.8: 200 -> 250, 25 px a side) so the original frame fills `fill` of the
+new frame's width, then resized to `size` with Pillow's bicubic filter. On UTKFace's tight crops the face's jaw
+line (dlib's 68-point landmarks 0-16) spans 87 % of the frame width on average, so fill 0.8 makes the face fill
+~70 % of the frame (measured: benches/identity_eval.py's face_width; docs/quality/identity.md). Reflection rather than edge
 replication: the padding keeps the photo's own texture, noise and colours (what a looser real crop shows around a
 face is hair, neck, background, not constant streaks), and a streak-filled band would be trivially easy for the
 diffusion fills (Telea, biharmonic) that continue isophotes, flattering them wherever a hole falls on it. The face
-itself never gets mirrored: the reflected bands are 43 px of the frame's edges (hair, ears, chin, background).
+itself is not mirrored: the reflected bands are the frame's outer 25 px (hair, ears, chin, background).
 Deterministic: no randomness, PNG output; <stem>.png sorts like the inputs, so the seeded holes of
 `facerecon-infer --eval` (drawn per index of the sorted list) are the same boxes as on the normal set.
 """
@@ -99,7 +101,7 @@ def triptych_pairs(masks_dir, tri_dir, limit=None):
         yield n, hole, result, original
 
 
-def loose_crop(img, fill=0.7, size=128):
+def loose_crop(img, fill=0.8, size=128):
     """PIL RGB image -> the looser-framed size x size PIL image (module docs)."""
     w, h = img.size
     s = min(w, h)
@@ -119,7 +121,7 @@ def main(argv=None):
     sp.add_argument("triptychs")
     lp = sub.add_parser("loose", help="write the looser-crop set")
     lp.add_argument("--out", required=True)
-    lp.add_argument("--fill", type=float, default=0.7)
+    lp.add_argument("--fill", type=float, default=0.8)
     lp.add_argument("--size", type=int, default=128)
     lp.add_argument("images", nargs="+")
     a = p.parse_args(argv)

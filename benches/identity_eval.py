@@ -21,6 +21,8 @@ itself.
                   lie inside the hole dilated by 2 px (5x5), in % of the original's inter-ocular distance (eye
                   centres); images whose hole holds no landmark are left out (lm_n says how many count)
   sharpness       benches/facejudge.py's ratio (luma gradient energy inside the hole, result / original, pooled)
+  face_width      (framing, not quality) mean width of the original's jaw line (68-point landmarks 0-16) as a
+                  fraction of the frame width
 The original's detection, descriptor and landmarks are computed once per distinct original image and reused
 across the NAME=DIR arguments (the models' triptychs share their originals).
 
@@ -92,7 +94,7 @@ class Judge:
         return self.cache[key]
 
     def score(self, hole, result, gt):
-        """-> (id_dist, lm_err or None, face found)."""
+        """-> (id_dist, lm_err or None, face found, face width / frame width)."""
         box, found, dg, lg = self.original(gt)
         O = self.up(result)
         dist = float(np.linalg.norm(dg - self.desc(O, box)))
@@ -105,15 +107,16 @@ class Judge:
         lm = None
         if inside and io > 1:
             lm = float(np.mean(np.linalg.norm(lg[inside] - lo[inside], axis=1)) / io * 100)
-        return dist, lm, found
+        return dist, lm, found, float(np.ptp(lg[0:17, 0]) / (2 * s))
 
 
 def evaluate(judge, masks, name, tri_dir, limit=None):
     t = time.perf_counter()
-    d, lm, found, energies = [], [], 0, []
+    d, lm, found, energies, widths = [], [], 0, [], []
     for _, hole, result, original in facejudge.triptych_pairs(masks, tri_dir, limit):
-        dist, l, f = judge.score(hole, result, original)
+        dist, l, f, w = judge.score(hole, result, original)
         d.append(dist)
+        widths.append(w)
         found += f
         if l is not None:
             lm.append(l)
@@ -125,7 +128,7 @@ def evaluate(judge, masks, name, tri_dir, limit=None):
     s = facejudge.pooled(energies)
     return {"method": name, "n": len(d), "id_dist": float(d.mean()), "id_0.4": float((d >= 0.4).mean()),
             "id_0.6": float((d >= 0.6).mean()), "lm_err": float(np.mean(lm)) if lm else None, "lm_n": len(lm),
-            "sharpness": None if np.isnan(s) else s, "faces_detected": found,
+            "sharpness": None if np.isnan(s) else s, "faces_detected": found, "face_width": float(np.mean(widths)),
             "seconds": time.perf_counter() - t}
 
 

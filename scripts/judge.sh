@@ -5,7 +5,8 @@
 #   scripts/judge.sh MODEL.onnx...          # e.g. scripts/judge.sh exported/unet.onnx exported/unet-sharp.onnx
 #
 # Per set (normal: the held-out files as they are; loose: each padded by reflection so the original frame fills
-# FILL of the new one, then 128x128, benches/facejudge.py), every MODEL runs `facerecon-infer --eval --holes HOLES
+# FILL of the new one, then 128x128, benches/facejudge.py: the face's jaw line then spans ~70 % of the frame
+# width instead of UTKFace's 87 %), every MODEL runs `facerecon-infer --eval --holes HOLES
 # --eval-seed SEED` (the same seeded box per image for every method and both sets), the classical METHODS fill
 # the very same holes (benches/telea_eval.py), and benches/identity_eval.py judges every result with dlib's
 # face models. Prints one markdown table per set: psnr_hole (dB), id_dist (dlib descriptor distance, < 0.6 = same
@@ -15,19 +16,22 @@
 #
 # Variables: VAL (the list of held-out images; default: the 500 that `facerecon-train --config exported/unet.yaml
 # --data DATA --max-steps 1` writes to val_files.txt, made in a temp dir), DATA (../shared/data/utkface),
-# METHODS (telea,biharmonic,fsr; empty: models only), SETS ("normal loose"), FILL (0.7), HOLES (box32-64),
+# METHODS (telea,biharmonic,fsr; empty: models only), SETS ("normal loose"), FILL (0.8), HOLES (box32-64),
 # SEED (0), LIMIT (only the first N images of VAL), THREADS (2), JSON (write all figures there), KEEP (a
 # directory to keep the triptychs, masks, loose images and reports in; default: a temp dir, removed), PY (default:
-# the bench venv of scripts/bench-venv.sh, which has dlib), ORT_DYLIB_PATH (default: scripts/setup-ort.sh cpu).
+# the bench venv of scripts/bench-venv.sh, which has dlib), ORT_DYLIB_PATH (default: scripts/setup-ort.sh cpu),
+# REPORT_ONLY=1 (with KEEP: print the tables of an earlier run kept there, computing nothing).
 # Load on the 2-core machine: ~1 min per model per set for inference + judging, FSR ~2-3 min per set;
 # all of unet, unet-edge and the three classical fills on both sets: see docs/quality/identity.md.
 set -euo pipefail
+# The whole script is one function, read before anything runs: editing this file during a run cannot derail it.
+main() {
 cd "$(dirname "$0")/.."
 [ $# -ge 1 ] || { echo "usage: scripts/judge.sh MODEL.onnx... (see the header of this script)" >&2; exit 2; }
 DATA=${DATA:-../shared/data/utkface}
 METHODS=${METHODS-telea,biharmonic,fsr}
 SETS=${SETS:-normal loose}
-FILL=${FILL:-0.7}
+FILL=${FILL:-0.8}
 HOLES=${HOLES:-box32-64}
 SEED=${SEED:-0}
 THREADS=${THREADS:-2}
@@ -44,46 +48,49 @@ for m in "$@"; do
   [ -z "${seen[$n]:-}" ] || { echo "judge: two models named $n" >&2; exit 2; }
   seen[$n]=1
 done
+[ -z "${REPORT_ONLY:-}" ] || [ -n "${KEEP:-}" ] || { echo "judge: REPORT_ONLY needs KEEP" >&2; exit 2; }
 if [ -n "${KEEP:-}" ]; then work=$KEEP; mkdir -p "$work"; else work=$(mktemp -d); trap 'rm -rf "$work"' EXIT; fi
 start=$(date +%s)
 
-if [ -z "${VAL:-}" ]; then
-  target/release/facerecon-train --config exported/unet.yaml --data "$DATA" --out "$work/valrun" --max-steps 1 \
-    >"$work/valrun.log" 2>&1 || { cat "$work/valrun.log" >&2; exit 1; }
-  VAL=$work/valrun/val_files.txt
-fi
-mapfile -t val < <(LC_ALL=C sort "$VAL" | head -n "${LIMIT:-1000000}")
-[ ${#val[@]} -gt 0 ] || { echo "judge: $VAL lists no image" >&2; exit 2; }
-
-for set in $SETS; do
-  t0=$(date +%s)
-  dir=$work/$set; mkdir -p "$dir"
-  case $set in
-    normal) inputs=("${val[@]}") ;;
-    loose)
-      rm -rf "$dir/images"
-      "$PY" benches/facejudge.py loose --out "$dir/images" --fill "$FILL" --size 128 "${val[@]}" 2>/dev/null
-      mapfile -t inputs < <(printf '%s\n' "$dir"/images/*.png | LC_ALL=C sort) ;;
-    *) echo "judge: unknown set $set (normal, loose)" >&2; exit 2 ;;
-  esac
-  runs=(); first=1
-  for m in "$@"; do
-    n=$(basename "$m" .onnx)
-    extra=(); [ $first = 1 ] && extra=(--save-masks "$dir/masks")
-    target/release/facerecon-infer --model "$m" --eval --holes "$HOLES" --eval-seed "$SEED" --threads "$THREADS" \
-      --overwrite --out "$dir/$n" --report "$dir/$n.json" "${extra[@]}" "${inputs[@]}" >/dev/null 2>"$dir/$n.log" \
-      || { cat "$dir/$n.log" >&2; exit 1; }
-    runs+=("$n=$dir/$n"); first=0
-  done
-  : >"$dir/peers.log"
-  if [ -n "$METHODS" ]; then
-    "$PY" benches/telea_eval.py --masks "$dir/masks" --methods "$METHODS" --out "$dir/peers" "${inputs[@]}" \
-      >/dev/null 2>"$dir/peers.log" || { cat "$dir/peers.log" >&2; exit 1; }
-    for p in "$dir"/peers/*/; do p=${p%/}; runs+=("$(basename "$p")=$p"); done
+if [ -z "${REPORT_ONLY:-}" ]; then
+  if [ -z "${VAL:-}" ]; then
+    target/release/facerecon-train --config exported/unet.yaml --data "$DATA" --out "$work/valrun" --max-steps 1 \
+      >"$work/valrun.log" 2>&1 || { cat "$work/valrun.log" >&2; exit 1; }
+    VAL=$work/valrun/val_files.txt
   fi
-  "$PY" benches/identity_eval.py --masks "$dir/masks" --json "$dir/identity.json" "${runs[@]}" >/dev/null
-  echo "$(( $(date +%s) - t0 ))" >"$dir/seconds"
-done
+  mapfile -t val < <(LC_ALL=C sort "$VAL" | head -n "${LIMIT:-1000000}")
+  [ ${#val[@]} -gt 0 ] || { echo "judge: $VAL lists no image" >&2; exit 2; }
+
+  for set in $SETS; do
+    t0=$(date +%s)
+    dir=$work/$set; mkdir -p "$dir"
+    case $set in
+      normal) inputs=("${val[@]}") ;;
+      loose)
+        rm -rf "$dir/images"
+        "$PY" benches/facejudge.py loose --out "$dir/images" --fill "$FILL" --size 128 "${val[@]}" 2>/dev/null
+        mapfile -t inputs < <(printf '%s\n' "$dir"/images/*.png | LC_ALL=C sort) ;;
+      *) echo "judge: unknown set $set (normal, loose)" >&2; exit 2 ;;
+    esac
+    runs=(); first=1
+    for m in "$@"; do
+      n=$(basename "$m" .onnx)
+      extra=(); [ $first = 1 ] && extra=(--save-masks "$dir/masks")
+      target/release/facerecon-infer --model "$m" --eval --holes "$HOLES" --eval-seed "$SEED" --threads "$THREADS" \
+        --overwrite --out "$dir/$n" --report "$dir/$n.json" "${extra[@]}" "${inputs[@]}" >/dev/null 2>"$dir/$n.log" \
+        || { cat "$dir/$n.log" >&2; exit 1; }
+      runs+=("$n=$dir/$n"); first=0
+    done
+    : >"$dir/peers.log"; rm -rf "$dir/peers"
+    if [ -n "$METHODS" ]; then
+      "$PY" benches/telea_eval.py --masks "$dir/masks" --methods "$METHODS" --out "$dir/peers" "${inputs[@]}" \
+        >/dev/null 2>"$dir/peers.log" || { cat "$dir/peers.log" >&2; exit 1; }
+      for p in "$dir"/peers/*/; do p=${p%/}; runs+=("$(basename "$p")=$p"); done
+    fi
+    "$PY" benches/identity_eval.py --masks "$dir/masks" --json "$dir/identity.json" "${runs[@]}" >/dev/null
+    echo "$(( $(date +%s) - t0 ))" >"$dir/seconds"
+  done
+fi
 
 "$PY" - "$work" "${JSON:-}" "$HOLES" "$SEED" "$FILL" "$SETS" "$@" <<'PY'
 import json, math, os, sys
@@ -105,15 +112,17 @@ for s in sets:
             r = json.loads(line[7:])
             rows[r["method"]] = {"psnr_hole": r["psnr_hole"]}
     for n, r in rows.items():
-        r.update({k: ids[n][k] for k in ("n", "id_dist", "id_0.4", "id_0.6", "lm_err", "lm_n", "sharpness",
-                                          "faces_detected")})
+        r.update({k: ids[n].get(k) for k in ("n", "id_dist", "id_0.4", "id_0.6", "lm_err", "lm_n", "sharpness",
+                                              "faces_detected", "face_width")})
         sr = r.pop("sharpness_rust", None)
         if sr is not None and r["sharpness"] is not None and abs(sr - r["sharpness"]) > 1e-6 * max(1, abs(sr)):
             print(f"judge: {n}: sharpness {sr} (facerecon-infer) vs {r['sharpness']} (facejudge.py)", file=sys.stderr)
     secs = int(open(os.path.join(d, "seconds")).read())
     n_img = max(r["n"] for r in rows.values())
+    fw = next(iter(ids.values())).get("face_width")
     what = "held-out faces as they are" if s == "normal" else f"looser crop (original frame = {fill} of the width)"
-    print(f"\n### {s}: {n_img} {what}, one {holes} hole (seed {seed}); {secs} s\n")
+    fw = "" if fw is None else f"; jaw line {100 * fw:.0f} % of the frame width"
+    print(f"\n### {s}: {n_img} {what}{fw}, one {holes} hole (seed {seed}); {secs} s\n")
     print("| method | psnr_hole | id_dist | id >= 0.4 | id >= 0.6 | lm_err (% iod) | sharpness | faces found |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for n in sorted(rows, key=lambda k: order.index(k) if k in order else len(order)):
@@ -126,3 +135,5 @@ if out:
     json.dump(alltabs, open(out, "w"), indent=1)
 PY
 echo "judge: $(( $(date +%s) - start )) s in all" >&2
+}
+main "$@"
