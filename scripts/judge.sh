@@ -12,7 +12,9 @@
 # face models. Prints one markdown table per set: psnr_hole (dB), id_dist (dlib descriptor distance, < 0.6 = same
 # person), the fractions at or beyond 0.4 and 0.6, lm_err (in-hole 68-landmark error, % of the inter-ocular
 # distance), sharpness (luma gradient energy in the hole, result / original; flat fill 0, original 1), and how
-# many originals dlib found a face in.
+# many originals dlib found a face in. With two or more models, a last table checks issue 14's targets for each
+# model after the first (the baseline): identity distance, fraction >= 0.4, landmark error, sharpness, psnr_hole
+# against the first model on the normal set, identity distance against Telea on the loose set.
 #
 # Variables: VAL (the list of held-out images; default: the 500 that `facerecon-train --config exported/unet.yaml
 # --data DATA --max-steps 1` writes to val_files.txt, made in a temp dir), DATA (../shared/data/utkface),
@@ -131,6 +133,35 @@ for s in sets:
               f"| {100 * r['id_0.6']:.1f} % | {f(r['lm_err'], '.2f')} | {f(r['sharpness'], '.3f')} "
               f"| {r['faces_detected']}/{r['n']} |")
     alltabs[s] = {"seconds": secs, "methods": rows}
+# Issue 14's "Done means", for every model after the first (the baseline, e.g. unet) against it and Telea.
+base = names[0]
+norm, loose = alltabs.get("normal", {}).get("methods", {}), alltabs.get("loose", {}).get("methods", {})
+checks = []
+for n in names[1:]:
+    def get(tab, m, k):
+        v = tab.get(m, {}).get(k)
+        return None if v is None or (isinstance(v, float) and math.isnan(v)) else v
+    def check(what, got, want, ok, tfmt, gfmt):
+        verdict = "-" if got is None or want is None else ("yes" if ok(got, want) else "NO")
+        checks.append((n, what, "-" if want is None else format(want, tfmt), f(got, gfmt), verdict))
+    b = lambda k: get(norm, base, k)
+    scaled = lambda v, x: None if v is None else v * x
+    check(f"id_dist <= 0.8 x {base}", get(norm, n, "id_dist"), scaled(b("id_dist"), 0.8), lambda g, w: g <= w, ".4f", ".4f")
+    check(f"id >= 0.4 (%) <= 0.5 x {base}", scaled(get(norm, n, "id_0.4"), 100), scaled(b("id_0.4"), 50),
+          lambda g, w: g <= w, ".1f", ".1f")
+    check(f"lm_err <= 0.85 x {base}", get(norm, n, "lm_err"), scaled(b("lm_err"), 0.85), lambda g, w: g <= w, ".2f", ".2f")
+    check("sharpness >= 0.7", get(norm, n, "sharpness"), 0.7, lambda g, w: g >= w, ".1f", ".3f")
+    check(f"psnr_hole >= {base} - 1 dB", get(norm, n, "psnr_hole"), None if b("psnr_hole") is None else b("psnr_hole") - 1,
+          lambda g, w: g >= w, ".2f", ".2f")
+    check("loose: id_dist <= 0.85 x Telea", get(loose, n, "id_dist"), scaled(get(loose, "telea", "id_dist"), 0.85),
+          lambda g, w: g <= w, ".4f", ".4f")
+if checks:
+    print(f"\n### issue 14 targets (against {base} on the normal set, Telea on the loose set)\n")
+    print("| model | target | wanted | measured | met |")
+    print("|---|---|---:|---:|---|")
+    for c in checks:
+        print("| " + " | ".join(c) + " |")
+    alltabs["targets"] = [dict(zip(("model", "target", "wanted", "measured", "met"), c)) for c in checks]
 if out:
     json.dump(alltabs, open(out, "w"), indent=1)
 PY
