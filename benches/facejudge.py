@@ -23,8 +23,10 @@ line (dlib's 68-point landmarks 0-16) spans 87 % of the frame width on average, 
 ~70 % of the frame (measured: benches/identity_eval.py's face_width; docs/quality/identity.md). Reflection rather than edge
 replication: the padding keeps the photo's own texture, noise and colours (what a looser real crop shows around a
 face is hair, neck, background, not constant streaks), and a streak-filled band would be trivially easy for the
-diffusion fills (Telea, biharmonic) that continue isophotes, flattering them wherever a hole falls on it. The face
-itself is not mirrored: the reflected bands are the frame's outer 25 px (hair, ears, chin, background).
+diffusion fills (Telea, biharmonic) that continue isophotes, flattering them wherever a hole falls on it. The
+price: the reflected bands are the frame's outer 25 px, so where UTKFace's crop cuts close under the mouth the
+bottom band holds a mirrored chin (and lip edge) below the real one; the same for every method, and dlib's face
+box (the largest detection) stays on the real face.
 Deterministic: no randomness, PNG output; <stem>.png sorts like the inputs, so the seeded holes of
 `facerecon-infer --eval` (drawn per index of the sorted list) are the same boxes as on the normal set.
 """
