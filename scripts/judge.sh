@@ -167,4 +167,4 @@ if out:
 PY
 echo "judge: $(( $(date +%s) - start )) s in all" >&2
 }
-main "$@"
+main "$@"; exit
