@@ -89,18 +89,26 @@ def write_triptych(path, corrupted, result, original):
     Image.fromarray(out).save(path)
 
 
+def pair_names(masks_dir, tri_dir, limit=None):
+    """The names of the masks that have a triptych, sorted (the first `limit`)."""
+    names = sorted(n for n in os.listdir(masks_dir) if n.endswith(".png"))
+    return [n for n in names if os.path.exists(os.path.join(tri_dir, n))][:limit]
+
+
+def read_pair(masks_dir, tri_dir, name):
+    """-> (hole, composited result, original) of one image."""
+    hole = read_mask(os.path.join(masks_dir, name))
+    _, result, original = read_triptych(os.path.join(tri_dir, name))
+    if hole.shape != original.shape[:2]:
+        raise ValueError(f"{name}: mask {hole.shape} vs image {original.shape[:2]}")
+    # Composite (a triptych's result already is; a raw network output would not be).
+    return hole, np.where(hole[..., None], result, original).astype(np.uint8), original
+
+
 def triptych_pairs(masks_dir, tri_dir, limit=None):
     """(name, mask, result, original) for every mask that has a triptych, in sorted order."""
-    names = sorted(n for n in os.listdir(masks_dir) if n.endswith(".png"))
-    names = [n for n in names if os.path.exists(os.path.join(tri_dir, n))][:limit]
-    for n in names:
-        hole = read_mask(os.path.join(masks_dir, n))
-        _, result, original = read_triptych(os.path.join(tri_dir, n))
-        if hole.shape != original.shape[:2]:
-            raise ValueError(f"{n}: mask {hole.shape} vs image {original.shape[:2]}")
-        # Composite (a triptych's result already is; a raw network output would not be).
-        result = np.where(hole[..., None], result, original).astype(np.uint8)
-        yield n, hole, result, original
+    for n in pair_names(masks_dir, tri_dir, limit):
+        yield (n, *read_pair(masks_dir, tri_dir, n))
 
 
 def loose_crop(img, fill=0.8, size=128):

