@@ -2,12 +2,15 @@
 """Classical inpainting baselines scored on the very same holes as `facerecon-infer --eval`.
 
     facerecon-infer --model M.onnx --eval --holes box28 --save-masks /tmp/masks IMAGES...
-    python3 benches/telea_eval.py --masks /tmp/masks [--methods telea,biharmonic,fsr,mean] IMAGES...
+    python3 benches/telea_eval.py --masks /tmp/masks [--methods telea,biharmonic,fsr,mean] [--out DIR] IMAGES...
 
 Each image is fitted to the mask size like facerecon does (centre square crop, bicubic/Catmull-Rom resize),
 its hole (mask >= 128) is zeroed and filled by each method, the known pixels are put back (composited), and
 the result is scored with the metrics of ../shared/DESIGN.md: psnr_full, psnr_hole, ssim (Gaussian 11x11,
-sigma 1.5, K1 0.01, K2 0.03, mean over RGB), l1_hole (x100). Methods (--methods, default all, in this order):
+sigma 1.5, K1 0.01, K2 0.03, mean over RGB), l1_hole (x100), and the sharpness ratio of `--eval` (luma gradient
+energy inside the hole, result / original, pooled over the set: benches/facejudge.py). --out DIR writes
+DIR/<method>/<stem>.png triptychs (corrupted | result | original, facerecon's layout) for benches/identity_eval.py.
+Methods (--methods, default all, in this order):
 
     telea       OpenCV Telea, cv2.inpaint(img, hole, 3, cv2.INPAINT_TELEA)
     biharmonic  skimage.restoration.inpaint_biharmonic(img, hole, channel_axis=-1)
@@ -26,6 +29,8 @@ import argparse, json, sys, time
 import numpy as np
 from PIL import Image
 import cv2
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import facejudge  # noqa: E402
 from skimage.metrics import structural_similarity
 from skimage.restoration import inpaint_biharmonic
 
@@ -35,6 +40,7 @@ p = argparse.ArgumentParser()
 p.add_argument("--masks", required=True, help="directory of <stem>.png masks written by --save-masks")
 p.add_argument("--methods", default="telea,biharmonic,fsr,mean",
                help="comma-separated: telea, biharmonic, fsr, mean (default: all)")
+p.add_argument("--out", help="write <method>/<stem>.png triptychs here")
 p.add_argument("images", nargs="+")
 a = p.parse_args()
 methods = []
@@ -84,7 +90,11 @@ def fill(method, corrupted, mask):
     raise ValueError(method)
 
 
+if a.out:
+    for m in methods:
+        os.makedirs(os.path.join(a.out, m), exist_ok=True)
 rows = {m: [] for m in methods}
+energy = {m: [] for m in methods}
 secs = {m: 0.0 for m in methods}
 for path in a.images:
     stem = os.path.splitext(os.path.basename(path))[0]
@@ -102,14 +112,18 @@ for path in a.images:
         secs[m] += time.perf_counter() - t
         res[~mask] = orig[~mask]
         rows[m].append(metrics(res, orig, mask))
+        energy[m].append(facejudge.sharpness(res, orig, mask)[1:])
+        if a.out:
+            facejudge.write_triptych(os.path.join(a.out, m, stem + ".png"), corrupted, res, orig)
 
-print("| method | images | psnr_hole | psnr_full | ssim | l1_hole | img/s |")
-print("|---|---|---|---|---|---|---|")
+print("| method | images | psnr_hole | psnr_full | ssim | l1_hole | sharpness | img/s |")
+print("|---|---|---|---|---|---|---|---|")
 for name, rs in rows.items():
     if not rs:
         continue
     m = {k: float(np.mean([r[k] for r in rs])) for k in rs[0]}
+    m["sharpness"] = facejudge.pooled(energy[name])
     ips = len(rs) / secs[name] if secs[name] > 0 else float("inf")
     print(f"| {name} | {len(rs)} | {m['psnr_hole']:.2f} | {m['psnr_full']:.2f} | {m['ssim']:.4f} | {m['l1_hole']:.2f}"
-          f" | {ips:.1f} |")
+          f" | {m['sharpness']:.3f} | {ips:.1f} |")
     print("RESULT " + json.dumps({"method": name, "images": len(rs), **m, "img_per_s": ips}), file=sys.stderr)

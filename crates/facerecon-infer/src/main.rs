@@ -64,8 +64,9 @@ Scoring a model (--eval): every image (sorted list, index i) is fitted to the mo
 trainer does (center square crop, Catmull-Rom resize), gets a hole (--masks, else the seeded
 --holes kind drawn for (--eval-seed, i): the same image and seed always get the same hole), is
 reconstructed and composited (known pixels exact), and is scored against the fitted original:
-psnr_full, psnr_hole (dB), ssim, l1_hole (mean |error| over hole pixels x 100). A markdown table of
-the means goes to stdout; --report writes per-image metrics; --out writes per image a triptych
+psnr_full, psnr_hole (dB), ssim, l1_hole (mean |error| over hole pixels x 100), and sharpness
+(luma gradient energy inside the hole over the original's: a flat fill 0, the original 1; a set's is
+its summed energies' ratio). A markdown table of the means goes to stdout; --report writes per-image metrics; --out writes per image a triptych
 (corrupted | reconstructed | original) and grid.png (the first 8); --save-masks DIR writes the masks
 (255 = hole, model size) for scoring other tools on the very same holes (--masks DIR reads them back).
 

@@ -77,6 +77,7 @@ fn metrics_match_a_composite_computed_by_hand() {
     let files = json["files"].as_array().unwrap();
     assert_eq!(files.len(), 4);
     let mut by_hand = Vec::new();
+    let mut sharp_by_hand = Vec::new();
     for (i, f) in files.iter().enumerate() {
         let name = format!("f{i}");
         assert_eq!(f["index"], i);
@@ -103,6 +104,21 @@ fn metrics_match_a_composite_computed_by_hand() {
         close(&f["ssim"], m.ssim, "ssim");
         close(&f["l1_hole"], m.l1_hole, "l1_hole");
         close(&f["hole_fraction"], 49.0 / 1024.0, "hole_fraction");
+        // A one-colour fill has no gradient inside the hole: sharpness 0 against a textured original.
+        let s = metrics::sharpness(&expected, &fitted, &mask);
+        assert_eq!(s.grad_energy_hole, 0.0);
+        assert!(
+            s.grad_energy_hole_original > 0.0,
+            "{name}: the synthetic face is flat in its hole"
+        );
+        close(&f["sharpness"], 0.0, "sharpness");
+        close(&f["grad_energy_hole"], 0.0, "grad_energy_hole");
+        close(
+            &f["grad_energy_hole_original"],
+            s.grad_energy_hole_original,
+            "grad_energy_hole_original",
+        );
+        sharp_by_hand.push(s);
         // Triptych: corrupted | reconstructed | original.
         let tri = image::open(out.join(format!("{name}.png"))).unwrap().to_rgb8();
         let expected_tri =
@@ -116,6 +132,11 @@ fn metrics_match_a_composite_computed_by_hand() {
     assert_eq!(sets[0]["images"], 4);
     close(&sets[0]["mean"]["psnr_hole"], mean.psnr_hole, "mean psnr_hole");
     close(&sets[0]["mean"]["ssim"], mean.ssim, "mean ssim");
+    close(
+        &sets[0]["sharpness"],
+        metrics::pooled_sharpness(&sharp_by_hand),
+        "set sharpness",
+    );
     assert_eq!(
         (json["holes"].as_str(), json["seed"].as_u64()),
         (Some("box28"), Some(0))

@@ -5,7 +5,9 @@
 //! zeroed, the network run in batches, the reconstruction composited into the fitted image (known
 //! pixels exact), and `metrics::evaluate` of the 8-bit composite against the fitted original: the
 //! picture a user gets, and the numbers any other tool scored on the same fitted images and
-//! `--save-masks` masks can be compared with.
+//! `--save-masks` masks can be compared with. Beside the PSNR family, the sharpness ratio
+//! (`metrics::sharpness`: hole gradient energy of the composite over the original's) says whether a
+//! fill is as detailed as a face, or a smooth blob.
 
 pub mod holes;
 pub mod report;
@@ -387,6 +389,7 @@ fn score_chunk(
                 error: None,
                 hole_fraction: None,
                 metrics: None,
+                sharpness: None,
             };
             let triptych = match l.and_then(|(l, rec)| finish(item, &l, &rec, size, opts, &mut result)) {
                 Ok(t) => t,
@@ -394,6 +397,7 @@ fn score_chunk(
                     progress.fail(&item.job, &e);
                     result.error = Some(e);
                     result.metrics = None;
+                    result.sharpness = None;
                     result.status = "failed";
                     None
                 }
@@ -416,6 +420,7 @@ fn finish(
     let reconstruction = layout::from_chw(rec, size, size);
     let composited = composite::composite(&l.fitted, &reconstruction, &l.mask);
     result.metrics = Some(metrics::evaluate(&composited, &l.fitted, &l.mask));
+    result.sharpness = Some(metrics::sharpness(&composited, &l.fitted, &l.mask));
     result.hole_fraction = Some(facerecon_imaging::masks::hole_fraction(&l.mask));
     result.status = "ok";
     if let Some(dir) = &opts.save_masks {

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use facerecon_imaging::metrics::{self, Metrics};
+use facerecon_imaging::metrics::{self, Metrics, Sharpness};
 use serde::Serialize;
 
 /// The outcome of one image.
@@ -26,6 +26,10 @@ pub struct ImageResult {
     /// The metrics of the composited result against the fitted original (NaN is written as null).
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub metrics: Option<Metrics>,
+    /// Gradient energy inside the hole of the composite and of the original, and their ratio
+    /// (`metrics::sharpness`; a NaN ratio is written as null).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub sharpness: Option<Sharpness>,
 }
 
 /// Means over one INPUT argument (or over everything).
@@ -39,6 +43,9 @@ pub struct SetSummary {
     pub failed: usize,
     /// Field-by-field means over the scored images (NaN fields skipped, see `metrics::mean`).
     pub mean: Metrics,
+    /// The set's sharpness ratio: summed hole gradient energy of the results over the originals'
+    /// (`metrics::pooled_sharpness`).
+    pub sharpness: f64,
 }
 
 /// Per-set summaries: one per INPUT (in argument order), then `all` when there are several.
@@ -46,11 +53,13 @@ pub fn summarise(results: &[ImageResult], set_names: &[String]) -> Vec<SetSummar
     let summary = |name: String, filter: &dyn Fn(&ImageResult) -> bool| {
         let picked: Vec<&ImageResult> = results.iter().filter(|r| filter(r)).collect();
         let ms: Vec<Metrics> = picked.iter().filter_map(|r| r.metrics).collect();
+        let sharp: Vec<Sharpness> = picked.iter().filter_map(|r| r.sharpness).collect();
         SetSummary {
             set: name,
             images: ms.len(),
             failed: picked.len() - ms.len(),
             mean: metrics::mean(&ms),
+            sharpness: metrics::pooled_sharpness(&sharp),
         }
     };
     let mut sets: Vec<SetSummary> = set_names
@@ -68,13 +77,13 @@ pub fn summarise(results: &[ImageResult], set_names: &[String]) -> Vec<SetSummar
 pub fn table(sets: &[SetSummary], holes: &str, seed: Option<u64>) -> String {
     let seed = seed.map_or("-".to_string(), |s| s.to_string());
     let mut out = String::from(
-        "| set | images | failed | holes | seed | psnr_full (dB) | psnr_hole (dB) | ssim | l1_hole |\n\
-         |---|---:|---:|---|---:|---:|---:|---:|---:|\n",
+        "| set | images | failed | holes | seed | psnr_full (dB) | psnr_hole (dB) | ssim | l1_hole | sharpness |\n\
+         |---|---:|---:|---|---:|---:|---:|---:|---:|---:|\n",
     );
     for s in sets {
         out.push_str(&format!(
-            "| {} | {} | {} | {holes} | {seed} | {:.2} | {:.2} | {:.4} | {:.3} |\n",
-            s.set, s.images, s.failed, s.mean.psnr_full, s.mean.psnr_hole, s.mean.ssim, s.mean.l1_hole
+            "| {} | {} | {} | {holes} | {seed} | {:.2} | {:.2} | {:.4} | {:.3} | {:.3} |\n",
+            s.set, s.images, s.failed, s.mean.psnr_full, s.mean.psnr_hole, s.mean.ssim, s.mean.l1_hole, s.sharpness
         ));
     }
     out
@@ -120,6 +129,7 @@ mod tests {
     use super::*;
 
     fn result(set: usize, psnr: Option<f64>) -> ImageResult {
+        // Per image: result energy 1, original energy psnr / 10 (ratios 1/3, 1/2, 1/4).
         ImageResult {
             index: 0,
             input: "x.png".into(),
@@ -132,6 +142,11 @@ mod tests {
                 psnr_hole: p - 13.0,
                 ssim: 0.9,
                 l1_hole: 1.0,
+            }),
+            sharpness: psnr.map(|p| Sharpness {
+                sharpness: 10.0 / p,
+                grad_energy_hole: 1.0,
+                grad_energy_hole_original: p / 10.0,
             }),
         }
     }
@@ -150,9 +165,12 @@ mod tests {
         assert_eq!((sets[1].images, sets[1].failed, sets[1].mean.psnr_full), (1, 1, 40.0));
         assert_eq!((sets[2].set.as_str(), sets[2].images, sets[2].failed), ("all", 3, 1));
         assert!((sets[2].mean.psnr_full - 30.0).abs() < 1e-12);
+        // Sharpness is pooled, not averaged: (1 + 1) / (3 + 2) for set a, (1 + 1 + 1) / 9 for all.
+        assert!((sets[0].sharpness - 0.4).abs() < 1e-12, "{}", sets[0].sharpness);
+        assert!((sets[2].sharpness - 3.0 / 9.0).abs() < 1e-12, "{}", sets[2].sharpness);
         let t = table(&sets, "box28", Some(5));
         assert!(
-            t.contains("| a | 2 | 0 | box28 | 5 | 25.00 | 12.00 | 0.9000 | 1.000 |"),
+            t.contains("| a | 2 | 0 | box28 | 5 | 25.00 | 12.00 | 0.9000 | 1.000 | 0.400 |"),
             "{t}"
         );
         assert_eq!(summarise(&rs[..2], &["a".into()]).len(), 1);
