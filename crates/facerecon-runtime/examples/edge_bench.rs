@@ -102,9 +102,11 @@ fn loadavg() -> String {
 fn main() -> Result<(), Box<dyn Error>> {
     let mut args = std::env::args().skip(1);
     let (mut rounds, mut iters, mut threads, mut models) = (10usize, 10usize, vec![1usize, 2], Vec::new());
+    let mut steps_only = false;
     while let Some(a) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{a} needs a value"));
         match a.as_str() {
+            "--steps-only" => steps_only = true,
             "--rounds" => rounds = value()?.parse()?,
             "--iters" => iters = value()?.parse()?,
             "--threads" => threads = value()?.split(',').map(str::parse).collect::<Result<_, _>>()?,
@@ -136,8 +138,15 @@ fn main() -> Result<(), Box<dyn Error>> {
                 ..Default::default()
             };
             if first {
-                Runtime::load(path, &options)?;
+                let rt = Runtime::load(path, &options)?;
                 first = false;
+                if steps_only {
+                    // Only the library's frame steps (for a profiler): no network run at all.
+                    let (size, fit) = (rt.info().image_size, rt.options().fit);
+                    let steps = frame_steps(&mut frames, size, fit, 0, rounds * iters)?;
+                    println!("{steps:.3?}");
+                    return Ok(());
+                }
             }
             let start = Instant::now();
             let rt = Runtime::load(path, &options)?;

@@ -22,7 +22,7 @@ use image::{imageops, imageops::FilterType, GrayImage, Rgb32FImage, RgbImage};
 pub use crate::hole::{hole_bbox, is_hole, Region, HOLE_THRESHOLD};
 use crate::{
     hole::{first_hole, hole_bbox_in, last_hole},
-    resize::{box_factor, box_reduce, resize_window, resize_window_spans, round_u8, Kernel},
+    resize::{box_factor, box_reduce, resize_window, resize_window_spans, unit_to_u8, Kernel},
     RuntimeError,
 };
 
@@ -378,11 +378,16 @@ pub(crate) fn finish_in_place_found(
 /// same bytes (`tests/fast_path.rs` compares them), a fraction of the time.
 fn chw_to_rgb8(chw: &[f32], size: u32) -> RgbImage {
     let plane = (size * size) as usize;
-    let (r, g, b) = (&chw[..plane], &chw[plane..2 * plane], &chw[2 * plane..3 * plane]);
+    // Each plane to bytes in vectors, then interleaved.
+    let mut bytes = vec![0u8; 3 * plane];
+    for (src, dst) in chw[..3 * plane].chunks_exact(plane).zip(bytes.chunks_exact_mut(plane)) {
+        unit_to_u8(src, dst);
+    }
+    let (r, rest) = bytes.split_at(plane);
+    let (g, b) = rest.split_at(plane);
     let mut out = RgbImage::new(size, size);
-    let unit = |v: f32| round_u8(v.clamp(0.0, 1.0) * 255.0);
     for (((px, &r), &g), &b) in out.chunks_exact_mut(3).zip(r).zip(g).zip(b) {
-        px.copy_from_slice(&[unit(r), unit(g), unit(b)]);
+        px.copy_from_slice(&[r, g, b]);
     }
     out
 }

@@ -95,35 +95,86 @@ pub(crate) fn round_u8(t: f32) -> u8 {
     (if t - i as f32 >= 0.5 { i + 1 } else { i }) as u8
 }
 
-/// Values after the vertical pass's last line that the horizontal pass reads: the fourth lane.
-const PAD: usize = 1;
+/// The taps of every output of an axis in flat tables, each padded with zero weights after its own
+/// taps to the longest count `n`: every output then runs the same straight-line code (no loop
+/// whose length changes from one pixel to the next, which the branch predictor misses). A padded
+/// tap adds `v * 0.0 = ±0.0` to a finite sum, which leaves it unchanged (up to the sign of a zero
+/// sum, which rounds to the same byte), so the results stay the same bytes.
+struct TapTable {
+    /// Per output: its first source index.
+    left: Vec<u32>,
+    /// Per output, `n` weights, each repeated over 4 lanes (one aligned load per tap).
+    weights: Vec<[f32; 4]>,
+    /// Taps per output.
+    n: usize,
+}
 
-/// The horizontal pass of [`resize_window`]: `tmp` holds the lines of the vertical pass (`line_len`
-/// values each, source column `cx0` first, then `PAD` values), `dst` the output rows. Each value
-/// sums its taps in `image`'s order, then [`round_u8`].
-fn horizontal(tmp: &[f32], line_len: usize, xtaps: &[Taps], cx0: u32, dst: &mut [u8], spans: Option<&[(u32, u32)]>) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: SSE2 is part of the x86_64 baseline: every x86_64 CPU has it.
-    unsafe {
-        horizontal_sse2(tmp, line_len, xtaps, cx0, dst, spans)
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    for (row, out_row) in dst.chunks_exact_mut(xtaps.len() * 3).enumerate() {
-        let line = &tmp[row * line_len..(row + 1) * line_len];
-        let (a, b) = span(spans, row, xtaps.len());
-        for (t, out) in xtaps[a..b].iter().zip(out_row[3 * a..3 * b].chunks_exact_mut(3)) {
-            let first = (t.left - cx0) as usize * 3;
-            let mut acc = [0f32; 3];
-            for (k, &wt) in t.weights.iter().enumerate() {
-                for (a, &v) in acc.iter_mut().zip(&line[first + 3 * k..first + 3 * k + 3]) {
-                    *a += v * wt;
-                }
-            }
-            for (o, &a) in out.iter_mut().zip(&acc) {
-                *o = round_u8(a);
-            }
+impl TapTable {
+    fn new(taps: &[Taps]) -> TapTable {
+        let n = taps.iter().map(|t| t.weights.len()).max().unwrap_or(0);
+        let mut weights = Vec::with_capacity(taps.len() * n);
+        for t in taps {
+            weights.extend(t.weights.iter().map(|&w| [w; 4]));
+            weights.extend(std::iter::repeat_n([0.0f32; 4], n - t.weights.len()));
+        }
+        TapTable {
+            left: taps.iter().map(|t| t.left).collect(),
+            weights,
+            n,
         }
     }
+}
+
+/// The horizontal pass of [`resize_window`]: `tmp` holds the lines of the vertical pass (`line_len`
+/// values each, source column `cx0` first, then at least [`h_pad`] values after the last line),
+/// `dst` the output rows. Each value sums its taps in `image`'s order (then the zero-weight padding
+/// of [`TapTable`]), then [`round_u8`].
+fn horizontal(tmp: &[f32], line_len: usize, xtaps: &TapTable, cx0: u32, dst: &mut [u8], spans: Option<&[(u32, u32)]>) {
+    let width = xtaps.left.len();
+    if width == 0 {
+        return;
+    }
+    // Every read below stays inside `tmp`: the last line's farthest tap (padding included) plus the
+    // fourth lane.
+    let reach = xtaps.left.iter().map(|&l| (l - cx0) as usize * 3).max().unwrap_or(0) + h_pad(xtaps.n);
+    let rows = dst.len() / (width * 3);
+    assert!(
+        rows == 0 || (rows - 1) * line_len + reach <= tmp.len(),
+        "horizontal: the vertical pass's lines are too short"
+    );
+    // One output row in f32 (three values per pixel plus the fourth lane of the last), then rounded
+    // as a whole: the rounding runs on full vectors instead of once per pixel.
+    let mut sums = vec![0f32; width * 3 + 1];
+    for (row, out_row) in dst.chunks_exact_mut(width * 3).enumerate() {
+        let line = &tmp[row * line_len..];
+        let (a, b) = span(spans, row, width);
+        if a == b {
+            continue;
+        }
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: SSE2 is part of the x86_64 baseline; `line` holds every value read (the assert
+        // above), and `sums` the 4 values written at each pixel `x < width`.
+        unsafe {
+            match xtaps.n {
+                1 => sums_sse2::<1>(line, xtaps, cx0, &mut sums, a, b),
+                2 => sums_sse2::<2>(line, xtaps, cx0, &mut sums, a, b),
+                3 => sums_sse2::<3>(line, xtaps, cx0, &mut sums, a, b),
+                4 => sums_sse2::<4>(line, xtaps, cx0, &mut sums, a, b),
+                5 => sums_sse2::<5>(line, xtaps, cx0, &mut sums, a, b),
+                6 => sums_sse2::<6>(line, xtaps, cx0, &mut sums, a, b),
+                _ => sums_any(line, xtaps, cx0, &mut sums, a, b),
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        sums_any(line, xtaps, cx0, &mut sums, a, b);
+        round_row(&sums[3 * a..3 * b], &mut out_row[3 * a..3 * b]);
+    }
+}
+
+/// Values after the vertical pass's last line that [`horizontal`] may read with `n` taps per
+/// output: the padded taps and the fourth lane.
+fn h_pad(n: usize) -> usize {
+    3 * n.max(1) + 1
 }
 
 /// The columns of row `row` to compute: its span, or the whole row of `width`.
@@ -131,41 +182,132 @@ fn span(spans: Option<&[(u32, u32)]>, row: usize, width: usize) -> (usize, usize
     spans.map_or((0, width), |s| (s[row].0 as usize, s[row].1 as usize))
 }
 
-/// [`horizontal`] in SSE2: a pixel's three sums run as the first lanes of one 4-lane vector (the
-/// fourth lane reads the next value, or the padding after the last line, and is thrown away): the
-/// same operations per channel in the same order, a third of the instructions; [`round_u8`] on all
-/// lanes at once.
+/// The three sums of each pixel `a..b` of one row into `sums[3x..3x+3]`, any tap count.
+fn sums_any(line: &[f32], xtaps: &TapTable, cx0: u32, sums: &mut [f32], a: usize, b: usize) {
+    let n = xtaps.n;
+    for x in a..b {
+        let first = (xtaps.left[x] - cx0) as usize * 3;
+        let mut acc = [0f32; 3];
+        for (k, w) in xtaps.weights[x * n..(x + 1) * n].iter().enumerate() {
+            for (c, a) in acc.iter_mut().enumerate() {
+                *a += line[first + 3 * k + c] * w[0];
+            }
+        }
+        sums[3 * x..3 * x + 3].copy_from_slice(&acc);
+    }
+}
+
+/// [`sums_any`] for exactly `N` taps in SSE2: a pixel's three sums run as the first lanes of one
+/// 4-lane vector (the fourth lane reads the next value and is overwritten by the next pixel's
+/// store): the same operations per channel in the same order.
+///
+/// # Safety
+/// `line` holds the values up to `3 * (left - cx0) + 3 * N + 1` for every pixel `a..b`, and
+/// `sums` has `3 * b + 1` values.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "sse2")]
-fn horizontal_sse2(
-    tmp: &[f32],
-    line_len: usize,
-    xtaps: &[Taps],
-    cx0: u32,
-    dst: &mut [u8],
-    spans: Option<&[(u32, u32)]>,
-) {
+unsafe fn sums_sse2<const N: usize>(line: &[f32], xtaps: &TapTable, cx0: u32, sums: &mut [f32], a: usize, b: usize) {
     use std::arch::x86_64::*;
-    for (row, out_row) in dst.chunks_exact_mut(xtaps.len() * 3).enumerate() {
-        let line = &tmp[row * line_len..(row + 1) * line_len + PAD];
-        let (a, b) = span(spans, row, xtaps.len());
-        for (t, out) in xtaps[a..b].iter().zip(out_row[3 * a..3 * b].chunks_exact_mut(3)) {
-            let first = (t.left - cx0) as usize * 3;
-            let mut acc = _mm_setzero_ps();
-            for (k, &wt) in t.weights.iter().enumerate() {
-                let p = &line[first + 3 * k..first + 3 * k + 4];
-                let v = _mm_setr_ps(p[0], p[1], p[2], p[3]);
-                acc = _mm_add_ps(acc, _mm_mul_ps(v, _mm_set1_ps(wt)));
+    debug_assert!(xtaps.n == N && sums.len() > 3 * b);
+    let (src, out) = (line.as_ptr(), sums.as_mut_ptr());
+    let weights = xtaps.weights.as_ptr();
+    for x in a..b {
+        let first = (xtaps.left[x] - cx0) as usize * 3;
+        let mut acc = _mm_setzero_ps();
+        for k in 0..N {
+            // SAFETY: `first + 3k + 4 <= 3 * (left - cx0) + 3N + 1` values lie in `line` (the
+            // caller's contract); tap `x * N + k` lies in the table (N per output).
+            unsafe {
+                let v = _mm_loadu_ps(src.add(first + 3 * k));
+                let w = _mm_loadu_ps(weights.add(x * N + k).cast::<f32>());
+                acc = _mm_add_ps(acc, _mm_mul_ps(v, w));
             }
-            // round_u8 on four lanes: clamp, truncate (exact in [0, 255]), +1 where the fraction
-            // is >= 0.5 (the comparison's lanes are -1 there), then narrow to bytes.
-            let t = _mm_min_ps(_mm_max_ps(acc, _mm_setzero_ps()), _mm_set1_ps(255.0));
-            let i = _mm_cvttps_epi32(t);
-            let up = _mm_cmpge_ps(_mm_sub_ps(t, _mm_cvtepi32_ps(i)), _mm_set1_ps(0.5));
-            let i = _mm_sub_epi32(i, _mm_castps_si128(up));
-            let bytes = _mm_packus_epi16(_mm_packs_epi32(i, i), _mm_setzero_si128());
-            out.copy_from_slice(&(_mm_cvtsi128_si32(bytes) as u32).to_le_bytes()[..3]);
         }
+        // SAFETY: `3x + 4 <= 3b + 1 <= sums.len()`.
+        unsafe { _mm_storeu_ps(out.add(3 * x), acc) };
+    }
+}
+
+/// [`round_u8`] of every value of `sums` into `out` (same length): 16 at a time in SSE2 on x86_64.
+fn round_row(sums: &[f32], out: &mut [u8]) {
+    debug_assert_eq!(sums.len(), out.len());
+    #[cfg(target_arch = "x86_64")]
+    let done = {
+        let done = sums.len() / 16 * 16;
+        // SAFETY: SSE2 is part of the x86_64 baseline; `done <= len` of both slices.
+        unsafe { round_sse2(&sums[..done], &mut out[..done]) };
+        done
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let done = 0;
+    for (o, &v) in out[done..].iter_mut().zip(&sums[done..]) {
+        *o = round_u8(v);
+    }
+}
+
+/// [`round_u8`] on four lanes: clamp to `[0, 255]` (NaN to 0: `max` returns its second operand
+/// then), truncate (exact in that range), +1 where the fraction is >= 0.5 (the comparison's lanes
+/// are -1 there). The result is in 32-bit lanes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse2")]
+fn round_lanes(v: std::arch::x86_64::__m128) -> std::arch::x86_64::__m128i {
+    use std::arch::x86_64::*;
+    let t = _mm_min_ps(_mm_max_ps(v, _mm_setzero_ps()), _mm_set1_ps(255.0));
+    let i = _mm_cvttps_epi32(t);
+    let up = _mm_cmpge_ps(_mm_sub_ps(t, _mm_cvtepi32_ps(i)), _mm_set1_ps(0.5));
+    _mm_sub_epi32(i, _mm_castps_si128(up))
+}
+
+/// [`round_row`] for a multiple of 16 values.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse2")]
+fn round_sse2(sums: &[f32], out: &mut [u8]) {
+    use std::arch::x86_64::*;
+    for (s, o) in sums.chunks_exact(16).zip(out.chunks_exact_mut(16)) {
+        let s: &[f32; 16] = s.try_into().expect("16 values");
+        // SAFETY: each load reads 4 of the 16 values of `s`.
+        let [q0, q1, q2, q3] = std::array::from_fn(|k| round_lanes(unsafe { _mm_loadu_ps(s.as_ptr().add(4 * k)) }));
+        let bytes = _mm_packus_epi16(_mm_packs_epi32(q0, q1), _mm_packs_epi32(q2, q3));
+        // SAFETY: `o` has 16 bytes.
+        unsafe { _mm_storeu_si128(o.as_mut_ptr().cast(), bytes) };
+    }
+}
+
+/// `round_u8(v.clamp(0.0, 1.0) * 255.0)` of every value of `src` into `out` (same length): the
+/// conversion of a `[0,1]` plane to bytes, 16 at a time in SSE2 on x86_64 (`min`/`max` give what
+/// `clamp` gives, NaN becoming 0 either way).
+pub(crate) fn unit_to_u8(src: &[f32], out: &mut [u8]) {
+    debug_assert_eq!(src.len(), out.len());
+    #[cfg(target_arch = "x86_64")]
+    let done = {
+        let done = src.len() / 16 * 16;
+        // SAFETY: SSE2 is part of the x86_64 baseline; `done <= len` of both slices.
+        unsafe { unit_sse2(&src[..done], &mut out[..done]) };
+        done
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let done = 0;
+    for (o, &v) in out[done..].iter_mut().zip(&src[done..]) {
+        *o = round_u8(v.clamp(0.0, 1.0) * 255.0);
+    }
+}
+
+/// [`unit_to_u8`] for a multiple of 16 values.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse2")]
+fn unit_sse2(src: &[f32], out: &mut [u8]) {
+    use std::arch::x86_64::*;
+    for (s, o) in src.chunks_exact(16).zip(out.chunks_exact_mut(16)) {
+        let s: &[f32; 16] = s.try_into().expect("16 values");
+        let [q0, q1, q2, q3] = std::array::from_fn(|k| {
+            // SAFETY: each load reads 4 of the 16 values of `s`.
+            let v = unsafe { _mm_loadu_ps(s.as_ptr().add(4 * k)) };
+            let unit = _mm_min_ps(_mm_max_ps(v, _mm_setzero_ps()), _mm_set1_ps(1.0));
+            round_lanes(_mm_mul_ps(unit, _mm_set1_ps(255.0)))
+        });
+        let bytes = _mm_packus_epi16(_mm_packs_epi32(q0, q1), _mm_packs_epi32(q2, q3));
+        // SAFETY: `o` has 16 bytes.
+        unsafe { _mm_storeu_si128(o.as_mut_ptr().cast(), bytes) };
     }
 }
 
@@ -227,6 +369,7 @@ pub(crate) fn resize_window_spans(
     // Source columns (of the crop) the horizontal pass reads.
     let cx0 = xtaps.iter().map(|t| t.left).min().unwrap_or(0);
     let cx1 = xtaps.iter().map(|t| t.left + t.weights.len() as u32).max().unwrap_or(0);
+    let xtaps = TapTable::new(&xtaps);
     let cols = (cx1 - cx0) as usize;
     let line_len = cols * 3;
     let first_byte = (sx + cx0) as usize * 3;
@@ -234,7 +377,7 @@ pub(crate) fn resize_window_spans(
     // Vertical pass: rows y0..y0+h of the (new_h x sw) intermediate, columns cx0..cx1, in f32. Each
     // value is `0.0 + p[0]*w[0] + p[1]*w[1] + ...` in tap order, as in `image`.
     // (Plus the padding the horizontal pass reads past the last line, see there.)
-    let mut tmp = vec![0f32; h as usize * line_len + PAD];
+    let mut tmp = vec![0f32; h as usize * line_len + h_pad(xtaps.n)];
     // Single-threaded on purpose: the caller's threads are ONNX Runtime's (`RuntimeOptions::threads`),
     // and the CLI already prepares whole images in parallel.
     // Columns go in blocks of LANES values whose sums stay in registers over all the taps.
