@@ -22,7 +22,7 @@ use image::{imageops, imageops::FilterType, GrayImage, Rgb32FImage, RgbImage};
 pub use crate::hole::{hole_bbox, is_hole, Region, HOLE_THRESHOLD};
 use crate::{
     hole::{first_hole, hole_bbox_in, last_hole},
-    resize::{box_factor, box_reduce, resize_window, resize_window_spans, unit_to_u8, Kernel},
+    resize::{box_factor, box_reduce, BOX_FROM, resize_window, resize_window_spans, unit_to_u8, Kernel},
     RuntimeError,
 };
 
@@ -40,7 +40,10 @@ pub enum FitMode {
     /// Resize the whole image to the model size, ignoring the aspect ratio (nothing is lost, and the
     /// mapping back is exact).
     Whole,
-    /// A square around the hole (with a 50% margin), at least the model size when the image allows.
+    /// A square around the hole (with a 50% margin), at least the model size when the image allows;
+    /// a side of 4x the model size or more is rounded to the nearest multiple of it (the box
+    /// pre-reduction of [`prepare`] then lands exactly on the model size). (Earlier versions kept
+    /// twice the hole's longer side exactly.)
     Crop,
 }
 
@@ -77,7 +80,8 @@ impl Prepared {
 /// // ...unless the image is a large frame: squashed whole into 128x128, a face would be a few
 /// // pixels (and distorted to the model's square); a square around the hole keeps it usable.
 /// let hole = Region { x: 391, y: 275, width: 324, height: 158 };
-/// assert_eq!(choose_region(1920, 1080, hole, 128, FitMode::Auto), square(229, 30, 648));
+/// // From 4x the model size on, the side is a multiple of it: 2 x 324 = 648 becomes 640 = 5 x 128.
+/// assert_eq!(choose_region(1920, 1080, hole, 128, FitMode::Auto), square(233, 34, 640));
 /// assert_eq!(choose_region(1000, 700, square(600, 300, 20), 128, FitMode::Whole).width, 1000);
 /// ```
 pub fn choose_region(width: u32, height: u32, hole: Region, size: u32, fit: FitMode) -> Region {
@@ -90,7 +94,19 @@ pub fn choose_region(width: u32, height: u32, hole: Region, size: u32, fit: FitM
     let short = width.min(height);
     // 50% margin on each side: the square's side is twice the hole's longer side, and never smaller
     // than the model (upscaling a tiny patch would only blur it).
-    let side = (2 * hole.width.max(hole.height)).max(size).min(short);
+    let long = hole.width.max(hole.height);
+    let mut side = (2 * long).max(size).min(short);
+    // From BOX_FROM x the model size the crop is box-averaged by an integer factor before the
+    // Triangle resize. A side that is a multiple of the model size (the nearest one that still fits
+    // the image and holds the hole) makes that factor the whole reduction, with no Triangle pass,
+    // and the upsampling back an exact integer factor: 648 -> 640 = 5 x 128 for camera_loop's hole.
+    if side >= BOX_FROM * size {
+        let nearest = (side + size / 2) / size * size;
+        let fitting = if nearest > short { short / size * size } else { nearest };
+        if fitting >= long {
+            side = fitting;
+        }
+    }
     let crop = match fit {
         FitMode::Whole => false,
         FitMode::Crop => true,
@@ -131,9 +147,10 @@ pub const LARGE_FRAME: u32 = 4;
 /// The region is resized with a Triangle (bilinear, antialiased) filter. When it is at least 4x the
 /// model size on an axis, it is first averaged over blocks of `k` pixels along that axis (area
 /// averaging), `k` the largest divisor of the region's extent up to the reduction, so that the
-/// Triangle only finishes the last step (from 162 to 128 for a 648-pixel crop): the antialiasing of
-/// area averaging at a fraction of the cost of a wide Triangle. Smaller regions are resized in one
-/// Triangle pass, as in earlier versions.
+/// Triangle only finishes the last step (none at all for a crop whose side is a multiple of the
+/// model size, as [`choose_region`] makes large crops: 640 -> 128 is one 5x5 box pass): the
+/// antialiasing of area averaging at a fraction of the cost of a wide Triangle. Smaller regions are
+/// resized in one Triangle pass, as in earlier versions.
 pub fn prepare(image: &RgbImage, mask: &GrayImage, size: u32, fit: FitMode) -> Result<Prepared, RuntimeError> {
     prepare_found(image, mask, size, fit).map(|(prepared, _)| prepared)
 }

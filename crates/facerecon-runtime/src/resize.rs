@@ -567,7 +567,8 @@ mod tests {
         assert_eq!(box_factor(128, 128), 1);
         assert_eq!(box_factor(511, 128), 1); // below 4x: unchanged
         assert_eq!(box_factor(512, 128), 4);
-        assert_eq!(box_factor(648, 128), 4); // camera_loop's crop around its hole: 162 -> 128
+        assert_eq!(box_factor(648, 128), 4); // 162 -> 128 by the Triangle
+        assert_eq!(box_factor(640, 128), 5); // camera_loop's crop around its hole: straight to 128
         assert_eq!(box_factor(1920, 128), 15);
         assert_eq!(box_factor(1080, 128), 8);
         assert_eq!(box_factor(1031, 128), 1); // a prime: no exact block size
