@@ -21,8 +21,8 @@ use image::{imageops, imageops::FilterType, GrayImage, Rgb32FImage, RgbImage};
 
 pub use crate::hole::{hole_bbox, is_hole, Region, HOLE_THRESHOLD};
 use crate::{
-    hole::{first_hole, hole_bbox_in, last_hole},
-    resize::{box_factor, box_reduce, BOX_FROM, resize_window, resize_window_spans, unit_to_u8, Kernel},
+    hole::{first_hole, hole_bbox_in, last_hole, row_has_hole},
+    resize::{box_factor, box_reduce, resize_window, resize_window_spans, unit_to_u8, Kernel, BOX_FROM},
     RuntimeError,
 };
 
@@ -152,19 +152,119 @@ pub const LARGE_FRAME: u32 = 4;
 /// antialiasing of area averaging at a fraction of the cost of a wide Triangle. Smaller regions are
 /// resized in one Triangle pass, as in earlier versions.
 pub fn prepare(image: &RgbImage, mask: &GrayImage, size: u32, fit: FitMode) -> Result<Prepared, RuntimeError> {
-    prepare_found(image, mask, size, fit).map(|(prepared, _)| prepared)
+    prepare_found(image, mask, size, fit, None).map(|(prepared, _)| prepared)
 }
 
-/// [`prepare`], plus the bounding box of the mask's holes it found (`None` without a hole), which
-/// [`finish_in_place_found`] can take instead of scanning the mask again.
+/// [`prepare`] when the caller knows where the hole is (a face detector's box, the area the app
+/// blanked): `hole_box` is a rectangle of the image that holds every hole pixel of `mask`, with or
+/// without a margin. The mask is read only inside it and on the one-pixel ring around it, instead
+/// of all of it (2 MB at 1920x1080); the result is the one [`prepare`] returns for the same mask.
+/// See [`check_hole_box`] for what is checked.
+pub fn prepare_in_box(
+    image: &RgbImage,
+    mask: &GrayImage,
+    hole_box: Region,
+    size: u32,
+    fit: FitMode,
+) -> Result<Prepared, RuntimeError> {
+    prepare_found(image, mask, size, fit, Some(hole_box)).map(|(prepared, _)| prepared)
+}
+
+/// The bounding box of the hole pixels inside the caller's `hole_box` (`None`: no hole in it),
+/// after checking the box: it must be non-empty and inside the mask
+/// ([`RuntimeError::HoleBox`] otherwise), and no hole pixel may lie on the ring of pixels just
+/// outside it (a hole that continues past the box: [`RuntimeError::HoleBox`], instead of a hole cut
+/// at the box's edge). Hole pixels farther from the box are not looked at: the caller states that
+/// there are none (they would stay as they are). Reads the box and its ring only.
+///
+/// ```
+/// use facerecon_runtime::{pipeline::check_hole_box, GrayImage, Luma, Region};
+/// let mut mask = GrayImage::new(100, 80);
+/// for (x, y) in [(30, 20), (40, 25)] {
+///     mask.put_pixel(x, y, Luma([255]));
+/// }
+/// let hole = Region { x: 30, y: 20, width: 11, height: 6 };
+/// // The tight box, or one with a margin: the same hole.
+/// assert_eq!(check_hole_box(&mask, hole).unwrap(), Some(hole));
+/// assert_eq!(check_hole_box(&mask, Region { x: 10, y: 10, width: 50, height: 40 }).unwrap(), Some(hole));
+/// // A box that cuts the hole: its ring has a hole pixel.
+/// assert!(check_hole_box(&mask, Region { x: 31, y: 20, width: 10, height: 6 }).is_err());
+/// // Outside the image, or empty.
+/// assert!(check_hole_box(&mask, Region { x: 90, y: 0, width: 20, height: 10 }).is_err());
+/// assert!(check_hole_box(&mask, Region { x: 0, y: 0, width: 0, height: 10 }).is_err());
+/// ```
+pub fn check_hole_box(mask: &GrayImage, hole_box: Region) -> Result<Option<Region>, RuntimeError> {
+    let (w, h) = mask.dimensions();
+    let b = hole_box;
+    if b.width == 0 || b.height == 0 {
+        return Err(RuntimeError::HoleBox(format!(
+            "{}x{} at ({}, {}) is empty",
+            b.width, b.height, b.x, b.y
+        )));
+    }
+    if b.x as u64 + b.width as u64 > w as u64 || b.y as u64 + b.height as u64 > h as u64 {
+        return Err(RuntimeError::HoleBox(format!(
+            "{}x{} at ({}, {}) is not inside the {w}x{h} image",
+            b.width, b.height, b.x, b.y
+        )));
+    }
+    // The ring: the rows above and below the box and the columns left and right of it, corners
+    // included, where they lie inside the image.
+    let (x0, x1) = (b.x.saturating_sub(1) as usize, (b.x + b.width).min(w - 1) as usize);
+    let stride = w as usize;
+    let raw = mask.as_raw();
+    let mut rows = Vec::with_capacity(2);
+    if b.y > 0 {
+        rows.push(b.y - 1);
+    }
+    if b.y + b.height < h {
+        rows.push(b.y + b.height);
+    }
+    let mut cols = Vec::with_capacity(2);
+    if b.x > 0 {
+        cols.push(b.x - 1);
+    }
+    if b.x + b.width < w {
+        cols.push(b.x + b.width);
+    }
+    let outside = rows
+        .iter()
+        .find_map(|&y| {
+            let row = &raw[y as usize * stride + x0..=y as usize * stride + x1];
+            row_has_hole(row).then(|| (x0 + first_hole(row).expect("a hole"), y as usize))
+        })
+        .or_else(|| {
+            (b.y..b.y + b.height).find_map(|y| {
+                cols.iter()
+                    .find(|&&x| is_hole(raw[y as usize * stride + x as usize]))
+                    .map(|&x| (x as usize, y as usize))
+            })
+        });
+    if let Some((x, y)) = outside {
+        return Err(RuntimeError::HoleBox(format!(
+            "the hole continues past the box {}x{} at ({}, {}): hole pixel at ({x}, {y}) just outside it; pass a box that holds every hole pixel",
+            b.width, b.height, b.x, b.y
+        )));
+    }
+    Ok(hole_bbox_in(mask, b))
+}
+
+/// [`prepare`] (`hole_box` `None`: the mask is scanned) or [`prepare_in_box`], plus the bounding box
+/// of the mask's holes it found (`None` without a hole), which [`finish_in_place_found`] can take
+/// instead of scanning the mask again.
 pub(crate) fn prepare_found(
     image: &RgbImage,
     mask: &GrayImage,
     size: u32,
     fit: FitMode,
+    hole_box: Option<Region>,
 ) -> Result<(Prepared, Option<Region>), RuntimeError> {
     check_mask_size(image, mask)?;
-    let Some(hole) = hole_bbox(mask) else {
+    let hole = match hole_box {
+        None => hole_bbox(mask),
+        Some(hole_box) => check_hole_box(mask, hole_box)?,
+    };
+    let Some(hole) = hole else {
         let none = Prepared {
             region: None,
             image: Vec::new(),
@@ -297,12 +397,45 @@ pub fn finish_in_place(
     size: u32,
     feather: u32,
 ) -> Result<(), RuntimeError> {
-    finish_in_place_found(image, mask, prepared, reconstruction, size, feather, None)
+    finish_in_place_found(image, mask, prepared, reconstruction, size, feather, HoleSearch::Scan)
 }
 
-/// [`finish_in_place`]; `found` is the holes' bounding box in the whole mask when the caller has it
-/// from [`prepare_found`] on this same mask (the region `prepare` chose contains it, so it is the
-/// bounding box within the region too), `None` to look for it.
+/// [`finish_in_place`] after [`prepare_in_box`]: the same `hole_box` ([`check_hole_box`]), so that
+/// the mask is read only inside it (and, with a seam, up to `feather + 1` pixels around the holes).
+/// The result is the one [`finish_in_place`] gives.
+pub fn finish_in_place_in_box(
+    image: &mut RgbImage,
+    mask: &GrayImage,
+    prepared: &Prepared,
+    reconstruction: &[f32],
+    size: u32,
+    feather: u32,
+    hole_box: Region,
+) -> Result<(), RuntimeError> {
+    check_mask_size(image, mask)?;
+    let hole = check_hole_box(mask, hole_box)?;
+    finish_in_place_found(
+        image,
+        mask,
+        prepared,
+        reconstruction,
+        size,
+        feather,
+        HoleSearch::Known(hole),
+    )
+}
+
+/// How [`finish_in_place_found`] gets the holes' bounding box.
+pub(crate) enum HoleSearch {
+    /// Scan the mask inside the prepared region.
+    Scan,
+    /// The bounding box of the mask's holes (`None`: no hole), from [`prepare_found`] or
+    /// [`check_hole_box`] on this same mask: the region `prepare` chose contains it, so it is the
+    /// bounding box within the region too.
+    Known(Option<Region>),
+}
+
+/// [`finish_in_place`] with the holes' bounding box found as `search` says.
 pub(crate) fn finish_in_place_found(
     image: &mut RgbImage,
     mask: &GrayImage,
@@ -310,7 +443,7 @@ pub(crate) fn finish_in_place_found(
     reconstruction: &[f32],
     size: u32,
     feather: u32,
-    found: Option<Region>,
+    search: HoleSearch,
 ) -> Result<(), RuntimeError> {
     check_mask_size(image, mask)?;
     check_reconstruction(prepared, reconstruction, size)?;
@@ -320,9 +453,9 @@ pub(crate) fn finish_in_place_found(
     // Only the hole pixels inside the region change (plus, with a seam, the hole pixels up to
     // `feather` away from a known pixel, whose error is read up to one more pixel out): the
     // reconstruction is upsampled over that window alone.
-    let hole = match found {
-        Some(hole) => hole.intersect(&region),
-        None => hole_bbox_in(mask, region),
+    let hole = match search {
+        HoleSearch::Known(hole) => hole.and_then(|hole| hole.intersect(&region)),
+        HoleSearch::Scan => hole_bbox_in(mask, region),
     };
     let Some(hole) = hole else {
         return Ok(());
@@ -386,7 +519,9 @@ pub(crate) fn finish_in_place_found(
         }
     }
     // The seam reads the original only at known pixels, which `image` still holds unchanged.
-    crate::feather::feather_in_place(image, mask, &patch, window, region, feather);
+    // The seam's work area is this same window (the holes' box grown by its reach, clipped to the
+    // region): handing it the window instead of the region spares it a scan of the region's mask.
+    crate::feather::feather_in_place(image, mask, &patch, window, window, feather);
     Ok(())
 }
 

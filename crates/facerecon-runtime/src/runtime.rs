@@ -277,11 +277,39 @@ impl Runtime {
     /// not written. What camera software wants (the frame buffer is updated, no 6 MB copy of a
     /// 1920x1080 frame per call). On an error `image` is unchanged.
     pub fn reconstruct_in_place(&self, image: &mut RgbImage, mask: &GrayImage) -> Result<(), RuntimeError> {
+        self.reconstruct_found(image, mask, None)
+    }
+
+    /// [`Self::reconstruct_in_place`] when the caller knows where the hole is (a face detector's
+    /// box, the area the app blanked): `hole_box` is a rectangle of the image that holds every hole
+    /// pixel of `mask`, tight or with a margin. The mask is then read only inside the box and on the
+    /// one-pixel ring around it (not all 2 MB of a 1920x1080 mask); the result is the one
+    /// [`Self::reconstruct_in_place`] writes. A box that is empty or not inside the image, or that
+    /// cuts the hole (a hole pixel on its ring), is a [`RuntimeError::HoleBox`] and leaves `image`
+    /// unchanged; hole pixels farther out are not looked at and stay as they are
+    /// ([`pipeline::check_hole_box`]).
+    pub fn reconstruct_in_place_in_box(
+        &self,
+        image: &mut RgbImage,
+        mask: &GrayImage,
+        hole_box: pipeline::Region,
+    ) -> Result<(), RuntimeError> {
+        self.reconstruct_found(image, mask, Some(hole_box))
+    }
+
+    /// [`Self::reconstruct_in_place`] (`hole_box` `None`) or [`Self::reconstruct_in_place_in_box`].
+    fn reconstruct_found(
+        &self,
+        image: &mut RgbImage,
+        mask: &GrayImage,
+        hole_box: Option<pipeline::Region>,
+    ) -> Result<(), RuntimeError> {
         let size = self.info.image_size;
         // The holes' bounding box found by `prepare` saves `finish` a second pass over the mask.
-        let (prepared, hole) = pipeline::prepare_found(image, mask, size, self.options.fit)?;
+        let (prepared, hole) = pipeline::prepare_found(image, mask, size, self.options.fit, hole_box)?;
         let rec = self.infer(&[&prepared])?;
-        pipeline::finish_in_place_found(image, mask, &prepared, &rec[0], size, self.options.feather, hole)
+        let search = pipeline::HoleSearch::Known(hole);
+        pipeline::finish_in_place_found(image, mask, &prepared, &rec[0], size, self.options.feather, search)
     }
 
     /// [`Self::reconstruct`] for many images: pre-processing runs in parallel (rayon), one batch ahead

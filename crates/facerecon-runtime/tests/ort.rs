@@ -243,3 +243,51 @@ fn reconstruct_in_place_writes_what_prepare_infer_finish_return() {
     ));
     assert!(frame == before);
 }
+
+#[test]
+fn reconstruct_in_place_in_box_equals_the_scan_and_refuses_bad_boxes() {
+    // Camera software that knows where the hole is (a face detector's box) passes it: the mask is
+    // then read only there, and the frame must come out exactly as with the whole-mask scan.
+    use facerecon_runtime::Region;
+    for feather in [0, 3] {
+        let rt = Runtime::load(fixture("identity.onnx"), &RuntimeOptions { feather, ..options() }).unwrap();
+        for (w, h) in [(90, 70), (700, 560)] {
+            let hole = Region {
+                x: w / 3,
+                y: h / 4,
+                width: w / 5,
+                height: h / 6,
+            };
+            let (img, mask) = (noise(w, h, 5), box_mask(w, h, hole.x, hole.y, hole.width, hole.height));
+            let mut want = img.clone();
+            rt.reconstruct_in_place(&mut want, &mask).unwrap();
+            let margin = Region {
+                x: hole.x - 5,
+                y: hole.y - 3,
+                width: hole.width + 20,
+                height: hole.height + 7,
+            };
+            let whole = Region {
+                x: 0,
+                y: 0,
+                width: w,
+                height: h,
+            };
+            for hole_box in [hole, margin, whole] {
+                let mut frame = img.clone();
+                rt.reconstruct_in_place_in_box(&mut frame, &mask, hole_box).unwrap();
+                assert!(frame == want, "{w}x{h}, feather {feather}, box {hole_box:?}");
+            }
+            // A box that cuts the hole: an error, and the frame untouched.
+            let cut = Region {
+                width: hole.width - 1,
+                ..hole
+            };
+            let mut frame = img.clone();
+            let err = rt.reconstruct_in_place_in_box(&mut frame, &mask, cut).unwrap_err();
+            assert!(matches!(err, RuntimeError::HoleBox(_)), "{err}");
+            assert!(err.to_string().contains("continues past the box"), "{err}");
+            assert!(frame == img);
+        }
+    }
+}

@@ -106,7 +106,15 @@ fn region_choice() {
     );
     // From 4x the model size on, the side is the nearest multiple of it that fits the image and holds
     // the hole; below that, exactly twice the hole's longer side.
-    for (long, side) in [(255, 510), (256, 512), (300, 640), (319, 640), (320, 640), (352, 768), (540, 1024)] {
+    for (long, side) in [
+        (255, 510),
+        (256, 512),
+        (300, 640),
+        (319, 640),
+        (320, 640),
+        (352, 768),
+        (540, 1024),
+    ] {
         let r = choose_region(1920, 1080, hole(100, 20, long, 10), 128, FitMode::Crop);
         assert_eq!((r.width, r.height), (side, side), "hole {long}");
     }
