@@ -566,15 +566,10 @@ pub unsafe extern "C" fn facerecon_reconstruct_batch(model: *mut Model, frames: 
         }
         // Every input is copied before any output is written (outputs may alias their inputs).
         // SAFETY: every frame passed `check`; the caller guarantees its buffers.
-        let items: Vec<_> = frames.iter().map(|f| unsafe { f.read() }).collect();
-        let results = model.runtime.reconstruct_batch(&items)?;
-        if results.len() != frames.len() {
-            return Err(Failure {
-                status: Status::Internal,
-                message: format!("{} results for {} frames", results.len(), frames.len()),
-            });
-        }
-        for (f, image) in frames.iter().zip(&results) {
+        let mut items: Vec<_> = frames.iter().map(|f| unsafe { f.read() }).collect();
+        // Into our copies: no second image per frame.
+        model.runtime.reconstruct_batch_in_place(&mut items)?;
+        for (f, (image, _)) in frames.iter().zip(&items) {
             // SAFETY: as for `read`; all inputs were copied before this first write.
             unsafe { f.write(image) };
         }

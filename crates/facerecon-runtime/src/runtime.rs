@@ -265,6 +265,26 @@ impl Runtime {
         )
     }
 
+    /// [`Self::finish`] into `original` itself ([`pipeline::finish_in_place`] with the options'
+    /// `feather`): its hole pixels are replaced, nothing is copied. On an error `original` is
+    /// unchanged.
+    pub fn finish_in_place(
+        &self,
+        original: &mut RgbImage,
+        mask: &GrayImage,
+        prepared: &Prepared,
+        reconstruction: &[f32],
+    ) -> Result<(), RuntimeError> {
+        pipeline::finish_in_place(
+            original,
+            mask,
+            prepared,
+            reconstruction,
+            self.info.image_size,
+            self.options.feather,
+        )
+    }
+
     /// Reconstruct the holes of one image (mask at the image's size, 255 = hole). The result has the
     /// image's size; pixels outside the hole are bit-identical to the input.
     pub fn reconstruct(&self, image: &RgbImage, mask: &GrayImage) -> Result<RgbImage, RuntimeError> {
@@ -342,6 +362,39 @@ impl Runtime {
             results.extend(finished?);
         }
         Ok(results)
+    }
+
+    /// [`Self::reconstruct_batch`] into the images themselves: their hole pixels are replaced, no
+    /// image is copied. On an error, the images of the batches before the failing one are already
+    /// reconstructed; the rest are unchanged.
+    pub fn reconstruct_batch_in_place(&self, items: &mut [(RgbImage, GrayImage)]) -> Result<(), RuntimeError> {
+        let prepare_chunk = |chunk: &[(RgbImage, GrayImage)]| -> Result<Vec<Prepared>, RuntimeError> {
+            chunk
+                .par_iter()
+                .map(|(image, mask)| self.prepare(image, mask))
+                .collect()
+        };
+        let batch = self.batch_size();
+        let mut rest = items;
+        let mut next = (!rest.is_empty()).then(|| prepare_chunk(&rest[..batch.min(rest.len())]));
+        while !rest.is_empty() {
+            let len = batch.min(rest.len());
+            let (chunk, later) = std::mem::take(&mut rest).split_at_mut(len);
+            let prepared = next.take().expect("prepared one chunk ahead")?;
+            let following = &later[..batch.min(later.len())];
+            let (ran, ahead) = rayon::join(
+                || self.infer(&prepared.iter().collect::<Vec<_>>()),
+                || (!following.is_empty()).then(|| prepare_chunk(following)),
+            );
+            next = ahead;
+            let recs = ran?;
+            chunk
+                .par_iter_mut()
+                .zip(prepared.par_iter().zip(recs.par_iter()))
+                .try_for_each(|((image, mask), (p, rec))| self.finish_in_place(image, mask, p, rec))?;
+            rest = later;
+        }
+        Ok(())
     }
 
     /// One bare pass of the network: `image` is `[n,3,S,S]`, `mask` `[n,1,S,S]`; returns

@@ -110,9 +110,20 @@ fn batches_equal_one_by_one() {
     }
     assert_eq!(batched[4], items[4].0);
     assert_ne!(batched[0], items[0].0);
+    // In place (7 items in batches of 3: a short last batch), the same images.
+    let mut in_place = items.clone();
+    rt.reconstruct_batch_in_place(&mut in_place).unwrap();
+    for (i, ((img, mask), want)) in in_place.iter().zip(&batched).enumerate() {
+        assert_eq!(img, want, "in place, item {i}");
+        assert_eq!(mask, &items[i].1);
+    }
+    rt.reconstruct_batch_in_place(&mut []).unwrap();
     // A mask of the wrong size fails the call, naming both sizes.
     let bad = vec![(noise(10, 10, 1), GrayImage::new(9, 10))];
     let err = rt.reconstruct_batch(&bad).unwrap_err();
+    assert!(err.to_string().contains("9x10"), "{err}");
+    let mut bad = bad;
+    let err = rt.reconstruct_batch_in_place(&mut bad).unwrap_err();
     assert!(err.to_string().contains("9x10"), "{err}");
 }
 
