@@ -22,7 +22,7 @@ use image::{imageops, imageops::FilterType, GrayImage, Rgb32FImage, RgbImage};
 pub use crate::hole::{hole_bbox, is_hole, Region, HOLE_THRESHOLD};
 use crate::{
     hole::{first_hole, hole_bbox_in, last_hole, row_has_hole},
-    resize::{box_factor, box_reduce, resize_window, resize_window_spans, unit_to_u8, Kernel, BOX_FROM},
+    resize::{box_factor, box_reduce, resize_rows, resize_window, resize_window_spans, unit_to_u8, Kernel, BOX_FROM},
     RuntimeError,
 };
 
@@ -488,25 +488,15 @@ pub(crate) fn finish_in_place_found(
             })
             .collect()
     });
-    let patch = resize_window_spans(
-        &small,
-        (0, 0, size, size),
-        (region.width, region.height),
-        Kernel::CatmullRom,
-        (window.x - region.x, window.y - region.y, window.width, window.height),
-        spans.as_deref(),
-    );
-    let (dst, src) = (&mut **image, patch.as_raw());
-    for py in 0..window.height as usize {
-        let y = window.y as usize + py;
-        let (a, b) = spans.as_ref().map_or((0, ww), |s| (s[py].0 as usize, s[py].1 as usize));
-        let mask_seg = &mask_row(py)[a..b];
-        let dst_seg = &mut dst[(y * ow + window.x as usize) * 3..][3 * a..3 * b];
-        let src_seg = &src[py * ww * 3..][3 * a..3 * b];
-        // A stretch that is hole from end to end (every row of a rectangular hole) is one copy.
+    let source = (0, 0, size, size);
+    let target = (region.width, region.height);
+    let at = (window.x - region.x, window.y - region.y, window.width, window.height);
+    // Hole pixels of a stretch of `mask_seg` get `src_seg`, the others are not written. A stretch
+    // that is hole from end to end (every row of a rectangular hole) is one copy.
+    let paste = |mask_seg: &[u8], dst_seg: &mut [u8], src_seg: &[u8]| {
         if mask_seg.iter().all(|&m| is_hole(m)) {
             dst_seg.copy_from_slice(src_seg);
-            continue;
+            return;
         }
         for ((&m, d), s) in mask_seg
             .iter()
@@ -517,11 +507,45 @@ pub(crate) fn finish_in_place_found(
                 d.copy_from_slice(s);
             }
         }
-    }
-    // The seam reads the original only at known pixels, which `image` still holds unchanged.
-    // The seam's work area is this same window (the holes' box grown by its reach, clipped to the
-    // region): handing it the window instead of the region spares it a scan of the region's mask.
-    crate::feather::feather_in_place(image, mask, &patch, window, window, feather);
+    };
+    let Some(spans) = spans else {
+        // The seam reads the upsampled window at known pixels too: it is made whole first.
+        let patch = resize_window_spans(&small, source, target, Kernel::CatmullRom, at, None);
+        let (dst, src) = (&mut **image, patch.as_raw());
+        for py in 0..window.height as usize {
+            let y = window.y as usize + py;
+            paste(
+                mask_row(py),
+                &mut dst[(y * ow + window.x as usize) * 3..][..3 * ww],
+                &src[py * ww * 3..][..3 * ww],
+            );
+        }
+        // The seam reads the original only at known pixels, which `image` still holds unchanged.
+        // Its work area is this same window (the holes' box grown by its reach, clipped to the
+        // region): handing it the window instead of the region spares it a scan of the region's mask.
+        crate::feather::feather_in_place(image, mask, &patch, window, window, feather);
+        return Ok(());
+    };
+    // Without a seam each row's stretch goes straight from the resize into the frame: no window-sized
+    // patch in between.
+    let dst = &mut **image;
+    resize_rows(
+        &small,
+        source,
+        target,
+        Kernel::CatmullRom,
+        at,
+        Some(&spans),
+        |py, a, bytes| {
+            let y = window.y as usize + py;
+            let n = bytes.len() / 3;
+            paste(
+                &mask_row(py)[a..a + n],
+                &mut dst[(y * ow + window.x as usize + a) * 3..][..3 * n],
+                bytes,
+            );
+        },
+    );
     Ok(())
 }
 

@@ -125,54 +125,45 @@ impl TapTable {
     }
 }
 
-/// The horizontal pass of [`resize_window`]: `tmp` holds the lines of the vertical pass (`line_len`
-/// values each, source column `cx0` first, then at least [`h_pad`] values after the last line),
-/// `dst` the output rows. Each value sums its taps in `image`'s order (then the zero-weight padding
-/// of [`TapTable`]), then [`round_u8`].
-fn horizontal(tmp: &[f32], line_len: usize, xtaps: &TapTable, cx0: u32, dst: &mut [u8], spans: Option<&[(u32, u32)]>) {
-    let width = xtaps.left.len();
-    if width == 0 {
-        return;
-    }
-    // Every read below stays inside `tmp`: the last line's farthest tap (padding included) plus the
-    // fourth lane.
-    let reach = xtaps.left.iter().map(|&l| (l - cx0) as usize * 3).max().unwrap_or(0) + h_pad(xtaps.n);
-    let rows = dst.len() / (width * 3);
+/// The horizontal pass of [`resize_rows`] for one output row: `line` holds the row's vertical pass
+/// (source column `cx0` first, then at least [`h_pad`] values of padding), `out` receives the
+/// pixels `a..b` of the row, 3 bytes each. Each value sums its taps in `image`'s order (then the
+/// zero-weight padding of [`TapTable`]), then [`round_u8`]. `sums` is scratch (`3 * width + 1`).
+#[allow(clippy::too_many_arguments)]
+fn horizontal_row(line: &[f32], xtaps: &TapTable, cx0: u32, sums: &mut [f32], a: usize, b: usize, out: &mut [u8]) {
+    // Every read below stays inside `line`: the farthest tap of pixels `a..b` (padding included)
+    // plus the fourth lane.
+    let reach = xtaps.left[a..b]
+        .iter()
+        .map(|&l| (l - cx0) as usize * 3)
+        .max()
+        .unwrap_or(0)
+        + h_pad(xtaps.n);
     assert!(
-        rows == 0 || (rows - 1) * line_len + reach <= tmp.len(),
-        "horizontal: the vertical pass's lines are too short"
+        reach <= line.len() && sums.len() > 3 * b,
+        "horizontal: line or sums too short"
     );
-    // One output row in f32 (three values per pixel plus the fourth lane of the last), then rounded
-    // as a whole: the rounding runs on full vectors instead of once per pixel.
-    let mut sums = vec![0f32; width * 3 + 1];
-    for (row, out_row) in dst.chunks_exact_mut(width * 3).enumerate() {
-        let line = &tmp[row * line_len..];
-        let (a, b) = span(spans, row, width);
-        if a == b {
-            continue;
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: SSE2 is part of the x86_64 baseline; `line` holds every value read (the assert above),
+    // and `sums` the 4 values written at each pixel `x < b`.
+    unsafe {
+        match xtaps.n {
+            1 => sums_sse2::<1>(line, xtaps, cx0, sums, a, b),
+            2 => sums_sse2::<2>(line, xtaps, cx0, sums, a, b),
+            3 => sums_sse2::<3>(line, xtaps, cx0, sums, a, b),
+            4 => sums_sse2::<4>(line, xtaps, cx0, sums, a, b),
+            5 => sums_sse2::<5>(line, xtaps, cx0, sums, a, b),
+            6 => sums_sse2::<6>(line, xtaps, cx0, sums, a, b),
+            _ => sums_any(line, xtaps, cx0, sums, a, b),
         }
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: SSE2 is part of the x86_64 baseline; `line` holds every value read (the assert
-        // above), and `sums` the 4 values written at each pixel `x < width`.
-        unsafe {
-            match xtaps.n {
-                1 => sums_sse2::<1>(line, xtaps, cx0, &mut sums, a, b),
-                2 => sums_sse2::<2>(line, xtaps, cx0, &mut sums, a, b),
-                3 => sums_sse2::<3>(line, xtaps, cx0, &mut sums, a, b),
-                4 => sums_sse2::<4>(line, xtaps, cx0, &mut sums, a, b),
-                5 => sums_sse2::<5>(line, xtaps, cx0, &mut sums, a, b),
-                6 => sums_sse2::<6>(line, xtaps, cx0, &mut sums, a, b),
-                _ => sums_any(line, xtaps, cx0, &mut sums, a, b),
-            }
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        sums_any(line, xtaps, cx0, &mut sums, a, b);
-        round_row(&sums[3 * a..3 * b], &mut out_row[3 * a..3 * b]);
     }
+    #[cfg(not(target_arch = "x86_64"))]
+    sums_any(line, xtaps, cx0, sums, a, b);
+    round_row(&sums[3 * a..3 * b], out);
 }
 
-/// Values after the vertical pass's last line that [`horizontal`] may read with `n` taps per
-/// output: the padded taps and the fourth lane.
+/// Values after the vertical pass's line that [`horizontal_row`] may read with `n` taps per output:
+/// the padded taps and the fourth lane.
 fn h_pad(n: usize) -> usize {
     3 * n.max(1) + 1
 }
@@ -332,11 +323,35 @@ pub(crate) fn resize_window(
 pub(crate) fn resize_window_spans(
     img: &RgbImage,
     source: (u32, u32, u32, u32),
-    (new_w, new_h): (u32, u32),
+    new: (u32, u32),
     kernel: Kernel,
     window: (u32, u32, u32, u32),
     spans: Option<&[(u32, u32)]>,
 ) -> RgbImage {
+    let (w, h) = (window.2, window.3);
+    let mut result = RgbImage::new(w, h);
+    let row_len = w as usize * 3;
+    let dst = &mut *result;
+    resize_rows(img, source, new, kernel, window, spans, |row, a, bytes| {
+        dst[row * row_len + 3 * a..][..bytes.len()].copy_from_slice(bytes);
+    });
+    result
+}
+
+/// [`resize_window_spans`] row by row, without the window's image: `sink(row, a, bytes)` receives
+/// the pixels `a..b` of each row `row` of the window (its span; the rows with an empty span are
+/// skipped), 3 bytes each, in order. The vertical pass runs one row at a time into a line buffer,
+/// so the working memory is a few rows, not the window (the same operations per value as over the
+/// whole window, so the same bytes).
+pub(crate) fn resize_rows(
+    img: &RgbImage,
+    source: (u32, u32, u32, u32),
+    (new_w, new_h): (u32, u32),
+    kernel: Kernel,
+    window: (u32, u32, u32, u32),
+    spans: Option<&[(u32, u32)]>,
+    mut sink: impl FnMut(usize, usize, &[u8]),
+) {
     let (sx, sy, sw, sh) = source;
     let (x0, y0, w, h) = window;
     assert!(
@@ -348,42 +363,53 @@ pub(crate) fn resize_window_spans(
         sx + sw <= img.width() && sy + sh <= img.height(),
         "resize_window: source outside the image"
     );
+    if let Some(spans) = spans {
+        assert!(
+            spans.len() == h as usize && spans.iter().all(|&(a, b)| a <= b && b <= w),
+            "resize_window: spans outside the window"
+        );
+    }
     let src = img.as_raw();
     let stride = img.width() as usize * 3;
-    let mut result = RgbImage::new(w, h);
     if w == 0 || h == 0 {
-        return result;
+        return;
     }
     if (new_w, new_h) == (sw, sh) {
         // imageops::resize copies in this case.
-        let dst = &mut *result;
         for row in 0..h as usize {
             let (a, b) = span(spans, row, w as usize);
-            let from = (sy + y0) as usize * stride + row * stride + (sx + x0) as usize * 3;
-            dst[row * w as usize * 3..][3 * a..3 * b].copy_from_slice(&src[from..][3 * a..3 * b]);
+            if a < b {
+                let from = (sy + y0) as usize * stride + row * stride + (sx + x0) as usize * 3;
+                sink(row, a, &src[from..][3 * a..3 * b]);
+            }
         }
-        return result;
+        return;
     }
     let xtaps: Vec<Taps> = (x0..x0 + w).map(|x| taps(sw, new_w, kernel, x)).collect();
-    let ytaps: Vec<Taps> = (y0..y0 + h).map(|y| taps(sh, new_h, kernel, y)).collect();
     // Source columns (of the crop) the horizontal pass reads.
     let cx0 = xtaps.iter().map(|t| t.left).min().unwrap_or(0);
     let cx1 = xtaps.iter().map(|t| t.left + t.weights.len() as u32).max().unwrap_or(0);
     let xtaps = TapTable::new(&xtaps);
-    let cols = (cx1 - cx0) as usize;
-    let line_len = cols * 3;
+    let line_len = (cx1 - cx0) as usize * 3;
     let first_byte = (sx + cx0) as usize * 3;
-
-    // Vertical pass: rows y0..y0+h of the (new_h x sw) intermediate, columns cx0..cx1, in f32. Each
-    // value is `0.0 + p[0]*w[0] + p[1]*w[1] + ...` in tap order, as in `image`.
-    // (Plus the padding the horizontal pass reads past the last line, see there.)
-    let mut tmp = vec![0f32; h as usize * line_len + h_pad(xtaps.n)];
+    // One row of the vertical pass (plus the padding the horizontal pass reads past it), the
+    // horizontal pass's sums and its bytes: reused for every row.
+    let mut line = vec![0f32; line_len + h_pad(xtaps.n)];
+    let mut sums = vec![0f32; w as usize * 3 + 1];
+    let mut bytes = vec![0u8; w as usize * 3];
     // Single-threaded on purpose: the caller's threads are ONNX Runtime's (`RuntimeOptions::threads`),
     // and the CLI already prepares whole images in parallel.
-    // Columns go in blocks of LANES values whose sums stay in registers over all the taps.
-    const LANES: usize = 32;
-    for (line, t) in tmp.chunks_mut(line_len).zip(&ytaps) {
+    for row in 0..h as usize {
+        let (a, b) = span(spans, row, w as usize);
+        if a == b {
+            continue;
+        }
+        // Vertical pass: row y0+row of the (new_h x sw) intermediate, columns cx0..cx1, in f32.
+        // Each value is `0.0 + p[0]*w[0] + p[1]*w[1] + ...` in tap order, as in `image`. Columns
+        // go in blocks of LANES values whose sums stay in registers over all the taps.
+        let t = taps(sh, new_h, kernel, y0 + row as u32);
         let row0 = (sy + t.left) as usize * stride + first_byte;
+        const LANES: usize = 32;
         let mut block = 0;
         while block + LANES <= line_len {
             let mut acc = [0f32; LANES];
@@ -398,23 +424,20 @@ pub(crate) fn resize_window_spans(
             line[block..block + LANES].copy_from_slice(&acc);
             block += LANES;
         }
+        line[block..line_len].fill(0.0);
         for (k, &wt) in t.weights.iter().enumerate() {
             let start = row0 + k * stride + block;
-            for (acc, &p) in line[block..].iter_mut().zip(&src[start..start + line_len - block]) {
+            for (acc, &p) in line[block..line_len]
+                .iter_mut()
+                .zip(&src[start..start + line_len - block])
+            {
                 *acc += p as f32 * wt;
             }
         }
+        // Horizontal pass.
+        horizontal_row(&line, &xtaps, cx0, &mut sums, a, b, &mut bytes[3 * a..3 * b]);
+        sink(row, a, &bytes[3 * a..3 * b]);
     }
-
-    // Horizontal pass.
-    if let Some(spans) = spans {
-        assert!(
-            spans.len() == h as usize && spans.iter().all(|&(a, b)| a <= b && b <= w),
-            "resize_window: spans outside the window"
-        );
-    }
-    horizontal(&tmp, line_len, &xtaps, cx0, &mut result, spans);
-    result
 }
 
 /// The integer factor by which an axis of `extent` source pixels is box-averaged before the Triangle
