@@ -107,6 +107,8 @@ struct TapTable {
     weights: Vec<[f32; 4]>,
     /// Taps per output.
     n: usize,
+    /// The largest `left`.
+    max_left: u32,
 }
 
 impl TapTable {
@@ -121,6 +123,7 @@ impl TapTable {
             left: taps.iter().map(|t| t.left).collect(),
             weights,
             n,
+            max_left: taps.iter().map(|t| t.left).max().unwrap_or(0),
         }
     }
 }
@@ -129,32 +132,36 @@ impl TapTable {
 /// (source column `cx0` first, then at least [`h_pad`] values of padding), `out` receives the
 /// pixels `a..b` of the row, 3 bytes each. Each value sums its taps in `image`'s order (then the
 /// zero-weight padding of [`TapTable`]), then [`round_u8`]. `sums` is scratch (`3 * width + 1`).
-#[allow(clippy::too_many_arguments)]
 fn horizontal_row(line: &[f32], xtaps: &TapTable, cx0: u32, sums: &mut [f32], a: usize, b: usize, out: &mut [u8]) {
-    // Every read below stays inside `line`: the farthest tap of pixels `a..b` (padding included)
-    // plus the fourth lane.
-    let reach = xtaps.left[a..b]
-        .iter()
-        .map(|&l| (l - cx0) as usize * 3)
-        .max()
-        .unwrap_or(0)
-        + h_pad(xtaps.n);
+    // Every read below stays inside `line`: the farthest tap of any pixel (padding included) plus
+    // the fourth lane.
+    let reach = (xtaps.max_left - cx0) as usize * 3 + h_pad(xtaps.n);
     assert!(
         reach <= line.len() && sums.len() > 3 * b,
         "horizontal: line or sums too short"
     );
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: SSE2 is part of the x86_64 baseline; `line` holds every value read (the assert above),
-    // and `sums` the 4 values written at each pixel `x < b`.
-    unsafe {
-        match xtaps.n {
-            1 => sums_sse2::<1>(line, xtaps, cx0, sums, a, b),
-            2 => sums_sse2::<2>(line, xtaps, cx0, sums, a, b),
-            3 => sums_sse2::<3>(line, xtaps, cx0, sums, a, b),
-            4 => sums_sse2::<4>(line, xtaps, cx0, sums, a, b),
-            5 => sums_sse2::<5>(line, xtaps, cx0, sums, a, b),
-            6 => sums_sse2::<6>(line, xtaps, cx0, sums, a, b),
-            _ => sums_any(line, xtaps, cx0, sums, a, b),
+    {
+        macro_rules! taps_of {
+            ($f:ident) => {
+                match xtaps.n {
+                    1 => $f::<1>(line, xtaps, cx0, sums, a, b),
+                    2 => $f::<2>(line, xtaps, cx0, sums, a, b),
+                    3 => $f::<3>(line, xtaps, cx0, sums, a, b),
+                    4 => $f::<4>(line, xtaps, cx0, sums, a, b),
+                    5 => $f::<5>(line, xtaps, cx0, sums, a, b),
+                    6 => $f::<6>(line, xtaps, cx0, sums, a, b),
+                    _ => sums_any(line, xtaps, cx0, sums, a, b),
+                }
+            };
+        }
+        if std::arch::is_x86_feature_detected!("avx") {
+            // SAFETY: AVX is present (checked above); `line` holds every value read (the assert
+            // above), and `sums` the 4 values written at each pixel `x < b`.
+            unsafe { taps_of!(sums_avx) }
+        } else {
+            // SAFETY: SSE2 is part of the x86_64 baseline; as above.
+            unsafe { taps_of!(sums_sse2) }
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -204,18 +211,68 @@ unsafe fn sums_sse2<const N: usize>(line: &[f32], xtaps: &TapTable, cx0: u32, su
     let weights = xtaps.weights.as_ptr();
     for x in a..b {
         let first = (xtaps.left[x] - cx0) as usize * 3;
-        let mut acc = _mm_setzero_ps();
-        for k in 0..N {
-            // SAFETY: `first + 3k + 4 <= 3 * (left - cx0) + 3N + 1` values lie in `line` (the
-            // caller's contract); tap `x * N + k` lies in the table (N per output).
-            unsafe {
-                let v = _mm_loadu_ps(src.add(first + 3 * k));
-                let w = _mm_loadu_ps(weights.add(x * N + k).cast::<f32>());
-                acc = _mm_add_ps(acc, _mm_mul_ps(v, w));
-            }
+        // SAFETY: `first + 3k + 4 <= 3 * (left - cx0) + 3N + 1` values lie in `line` (the caller's
+        // contract); tap `x * N + k` lies in the table (N per output).
+        let tap = |k: usize| unsafe {
+            _mm_mul_ps(
+                _mm_loadu_ps(src.add(first + 3 * k)),
+                _mm_loadu_ps(weights.add(x * N + k).cast::<f32>()),
+            )
+        };
+        // `image` starts each sum at 0.0: `0.0 + t` is `t` (a zero's sign aside, which rounds to the
+        // same byte), so the first product starts it here, one addition shorter.
+        let mut acc = tap(0);
+        for k in 1..N {
+            acc = _mm_add_ps(acc, tap(k));
         }
         // SAFETY: `3x + 4 <= 3b + 1 <= sums.len()`.
         unsafe { _mm_storeu_ps(out.add(3 * x), acc) };
+    }
+}
+
+/// [`sums_sse2`] two pixels at a time in AVX: pixel `x` in the low 4 lanes, `x + 1` in the high 4,
+/// each lane the same operations in the same order as there.
+///
+/// # Safety
+/// AVX is available, and the contract of [`sums_sse2`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+unsafe fn sums_avx<const N: usize>(line: &[f32], xtaps: &TapTable, cx0: u32, sums: &mut [f32], a: usize, b: usize) {
+    use std::arch::x86_64::*;
+    debug_assert!(xtaps.n == N && sums.len() > 3 * b);
+    let (src, out) = (line.as_ptr(), sums.as_mut_ptr());
+    let weights = xtaps.weights.as_ptr();
+    let mut x = a;
+    while x + 2 <= b {
+        let (f0, f1) = (
+            (xtaps.left[x] - cx0) as usize * 3,
+            (xtaps.left[x + 1] - cx0) as usize * 3,
+        );
+        // SAFETY: as in `sums_sse2`, for pixels `x` and `x + 1` (both below `b`).
+        let tap = |k: usize| unsafe {
+            _mm256_mul_ps(
+                _mm256_loadu2_m128(src.add(f1 + 3 * k), src.add(f0 + 3 * k)),
+                _mm256_loadu2_m128(
+                    weights.add((x + 1) * N + k).cast::<f32>(),
+                    weights.add(x * N + k).cast::<f32>(),
+                ),
+            )
+        };
+        let mut acc = tap(0);
+        for k in 1..N {
+            acc = _mm256_add_ps(acc, tap(k));
+        }
+        // Pixel x, then x + 1 over x's fourth lane.
+        // SAFETY: `3(x + 1) + 4 <= 3b + 1 <= sums.len()`.
+        unsafe {
+            _mm_storeu_ps(out.add(3 * x), _mm256_castps256_ps128(acc));
+            _mm_storeu_ps(out.add(3 * x + 3), _mm256_extractf128_ps::<1>(acc));
+        }
+        x += 2;
+    }
+    if x < b {
+        // SAFETY: SSE2 is part of AVX; the same contract for the last pixel.
+        unsafe { sums_sse2::<N>(line, xtaps, cx0, sums, x, b) };
     }
 }
 
