@@ -131,6 +131,14 @@ typedef struct facerecon_frame {
     uint32_t out_stride;
 } facerecon_frame;
 
+/* A rectangle of a frame, in pixels: facerecon_reconstruct_in_box's hole box. */
+typedef struct facerecon_box {
+    uint32_t x;
+    uint32_t y;
+    uint32_t width;
+    uint32_t height;
+} facerecon_box;
+
 /* An opened, validated model. Opaque. */
 typedef struct facerecon_model facerecon_model;
 
@@ -175,6 +183,22 @@ int facerecon_reconstruct(facerecon_model *model, const uint8_t *rgb, uint32_t w
                           uint32_t height, uint32_t stride_bytes, const uint8_t *mask,
                           uint32_t mask_stride, uint8_t *out_rgb, uint32_t out_stride);
 
+/* facerecon_reconstruct when the caller knows where the hole is (a face detector's box, the area it
+ * blanked itself): *hole_box is a rectangle of the frame that holds every hole pixel of mask, tight
+ * or with a margin. The mask is then read only inside the box, on the one-pixel ring around it and
+ * where the network's view of the frame is pooled next to the hole; only that view of rgb is read,
+ * and, in place (out_rgb == rgb, out_stride == stride_bytes), only the holes' bounding box of
+ * out_rgb is written: on a 1920x1080 frame with a face-sized hole a fraction of what
+ * facerecon_reconstruct copies. The result is facerecon_reconstruct's. Hole pixels elsewhere, not
+ * touching the box, are not searched for (they may stay as they are).
+ * FACERECON_INVALID_ARGUMENT (out_rgb untouched) when hole_box is NULL, empty or not inside the
+ * frame, or when a hole pixel lies on the ring just outside it (the box cuts the hole). The model
+ * keeps frame-sized buffers between calls (freed by facerecon_close). */
+int facerecon_reconstruct_in_box(facerecon_model *model, const uint8_t *rgb, uint32_t width,
+                                 uint32_t height, uint32_t stride_bytes, const uint8_t *mask,
+                                 uint32_t mask_stride, uint8_t *out_rgb, uint32_t out_stride,
+                                 const facerecon_box *hole_box);
+
 /* facerecon_reconstruct for `count` frames (sizes may differ), grouped into network runs of
  * facerecon_batch_size frames: faster than one call per frame on a GPU. Each out_rgb may be its own
  * frame's rgb; output buffers must not overlap each other or another frame's input. Every frame is
@@ -183,8 +207,9 @@ int facerecon_reconstruct(facerecon_model *model, const uint8_t *rgb, uint32_t w
 int facerecon_reconstruct_batch(facerecon_model *model, const facerecon_frame *frames, size_t count);
 
 /* The message of the last facerecon_open / facerecon_close / facerecon_reconstruct /
- * facerecon_reconstruct_batch call on this thread ("" when it succeeded). Owned by the library; valid
- * until this thread's next call to one of those four. Never NULL. */
+ * facerecon_reconstruct_in_box / facerecon_reconstruct_batch call on this thread ("" when it
+ * succeeded). Owned by the library; valid until this thread's next call to one of those five.
+ * Never NULL. */
 const char *facerecon_last_error(void);
 
 /* The facerecon_status of that same call (FACERECON_OK when it succeeded). */

@@ -3,7 +3,9 @@
 # network, of a 128x128 face and of a 1920x1080 camera frame with one face-sized hole end to end through
 # facerecon-runtime (as examples/camera_loop.rs does), at ONNX Runtime threads 1 and 2, rounds
 # interleaved over every (model, threads) pair; with each file's size, held-out psnr_hole (its model card)
-# and cold start. Model files that do not exist (yet) are listed as skipped.
+# and cold start. Model files that do not exist (yet) are listed as skipped. The frame is timed twice:
+# `frame, box` (Runtime::reconstruct_in_place_in_box, the hole's box known: THE camera path; its "over
+# session" ratio in bold) and `frame, scan` (Runtime::reconstruct_in_place, the whole mask searched).
 #
 # Variables: MODELS (default: exported/unet.onnx exported/unet-int8.onnx exported/unet-edge.onnx
 # exported/unet-edge-int8.onnx), THREADS (1,2), ROUNDS (10), ITERS (10 runs per cell per round),

@@ -4,7 +4,7 @@
 //! row with raw copies, never through a `&mut [u8]` that could alias an input: this is what makes
 //! `out_rgb == rgb` (in-place) sound.
 
-use facerecon_runtime::{GrayImage, RgbImage};
+use facerecon_runtime::{GrayImage, Region, RgbImage};
 
 use crate::status::Failure;
 
@@ -109,6 +109,99 @@ impl Frame {
             // SAFETY: `check` passed and the caller guarantees `height` writable rows of `out_stride`
             // bytes that nothing else touches during the call, so row `y`'s `row` bytes are ours to write.
             unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.out_rgb.add(y * self.out_stride as usize), row) };
+        }
+    }
+}
+
+/// `facerecon_box` of include/facerecon.h: a rectangle of a frame, in pixels.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HoleBox {
+    /// Left edge.
+    pub x: u32,
+    /// Top edge.
+    pub y: u32,
+    /// Width.
+    pub width: u32,
+    /// Height.
+    pub height: u32,
+}
+
+impl From<HoleBox> for Region {
+    fn from(b: HoleBox) -> Region {
+        Region {
+            x: b.x,
+            y: b.y,
+            width: b.width,
+            height: b.height,
+        }
+    }
+}
+
+impl Frame {
+    /// Copy the `rect` of the caller's mask (and, if `rgb`, of its pixels) into `mask` / `image`,
+    /// images of the frame's size; the rest of them is left as it is.
+    ///
+    /// # Safety
+    /// [`Self::check`] passed, `rgb` / `mask` point to `height` readable rows as described, `rect`
+    /// lies inside the frame, and `image` / `mask` have the frame's size.
+    pub unsafe fn read_rect(&self, image: &mut RgbImage, mask: &mut GrayImage, rect: Region, rgb: bool) {
+        debug_assert_eq!(image.dimensions(), (self.width, self.height));
+        debug_assert_eq!(mask.dimensions(), (self.width, self.height));
+        debug_assert!(rect.x + rect.width <= self.width && rect.y + rect.height <= self.height);
+        let (w, x, rw) = (self.width as usize, rect.x as usize, rect.width as usize);
+        for y in rect.y as usize..(rect.y + rect.height) as usize {
+            // SAFETY: `check` passed and the caller guarantees `height` readable rows of `mask_stride`
+            // bytes; row `y`'s bytes `x..x + rw` lie inside its first `width`.
+            let src = unsafe { std::slice::from_raw_parts(self.mask.add(y * self.mask_stride as usize + x), rw) };
+            mask.as_mut()[y * w + x..][..rw].copy_from_slice(src);
+            if rgb {
+                // SAFETY: as above, for the RGB rows of `stride_bytes` bytes, 3 bytes per pixel.
+                let src =
+                    unsafe { std::slice::from_raw_parts(self.rgb.add(y * self.stride_bytes as usize + 3 * x), 3 * rw) };
+                image.as_mut()[3 * (y * w + x)..][..3 * rw].copy_from_slice(src);
+            }
+        }
+    }
+
+    /// Write the `rect` of `image` (the frame's size) to `out_rgb`; when `out_rgb` is not the
+    /// input in place (`rgb` with the same stride), every other pixel of the output is first copied
+    /// from the input.
+    ///
+    /// # Safety
+    /// [`Self::check`] passed, `rgb` / `out_rgb` point to `height` readable / writable rows as
+    /// described, nothing else writes them during the call, and `rect` lies inside the frame.
+    pub unsafe fn write_rect(&self, image: &RgbImage, rect: Region) {
+        debug_assert_eq!(image.dimensions(), (self.width, self.height));
+        let in_place = self.out_rgb.cast_const() == self.rgb && self.out_stride == self.stride_bytes;
+        let row = 3 * self.width as usize;
+        if !in_place {
+            for y in 0..self.height as usize {
+                // `copy`, not `copy_nonoverlapping`: a caller may pass overlapping rows by mistake.
+                // SAFETY: `check` passed; the caller guarantees `height` readable rows of `rgb` and
+                // writable rows of `out_rgb`, `row` bytes each.
+                unsafe {
+                    std::ptr::copy(
+                        self.rgb.add(y * self.stride_bytes as usize),
+                        self.out_rgb.add(y * self.out_stride as usize),
+                        row,
+                    )
+                };
+            }
+        }
+        let (x, rw) = (rect.x as usize, rect.width as usize);
+        for y in rect.y as usize..(rect.y + rect.height) as usize {
+            let src = &image.as_raw()[y * row + 3 * x..][..3 * rw];
+            // `src` is ours, so it cannot overlap the caller's buffer.
+            // SAFETY: `check` passed, `rect` lies inside the frame, and the caller guarantees row `y`
+            // of `out_rgb` is ours to write during the call.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    src.as_ptr(),
+                    self.out_rgb.add(y * self.out_stride as usize + 3 * x),
+                    3 * rw,
+                )
+            };
         }
     }
 }

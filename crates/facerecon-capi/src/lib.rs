@@ -13,12 +13,12 @@ use std::{
     ptr,
 };
 
-use facerecon_runtime::{Device, FitMode, Runtime, RuntimeOptions};
+use facerecon_runtime::{pipeline, Device, FitMode, GrayImage, Region, RgbImage, Runtime, RuntimeOptions};
 
 pub mod frame;
 pub mod status;
 
-pub use frame::Frame;
+pub use frame::{Frame, HoleBox};
 pub use status::Status;
 use status::{guard, guard_status, Failure};
 
@@ -133,12 +133,69 @@ pub struct Model {
 #[derive(Debug)]
 pub struct OpenModel {
     runtime: Runtime,
+    /// A frame and a mask of the last size seen, reused by [`facerecon_reconstruct_in_box`]: only
+    /// the part the network sees is copied in per call (not a fresh 8 MB per 1920x1080 frame).
+    scratch: std::sync::Mutex<Option<(RgbImage, GrayImage)>>,
 }
 
 impl OpenModel {
     /// The runtime behind the handle.
     pub fn runtime(&self) -> &Runtime {
         &self.runtime
+    }
+
+    /// [`facerecon_reconstruct_in_box`] on a checked frame.
+    ///
+    /// # Safety
+    /// [`Frame::check`] passed and the frame's buffers are as the header describes.
+    unsafe fn reconstruct_in_box(&self, frame: &Frame, hole_box: Region) -> Result<(), Failure> {
+        let (w, h) = (frame.width, frame.height);
+        // One call at a time uses the kept buffers; a concurrent call on the same model gets its own.
+        let mut kept = self.scratch.try_lock().ok();
+        let mut own = None;
+        let slot = match kept.as_deref_mut() {
+            Some(slot) => slot,
+            None => &mut own,
+        };
+        if slot.as_ref().map(|(image, _)| image.dimensions()) != Some((w, h)) {
+            *slot = Some((RgbImage::new(w, h), GrayImage::new(w, h)));
+        }
+        let (image, mask) = slot.as_mut().expect("just filled");
+        // What the runtime reads of the mask: the box and its ring (for `check_hole_box`), then
+        // the region the network sees (where the mask is pooled and pasted), and of the pixels,
+        // that region; everything else in the buffers is stale and never read.
+        let b = hole_box;
+        let inside = b.width > 0
+            && b.height > 0
+            && b.x as u64 + b.width as u64 <= w as u64
+            && b.y as u64 + b.height as u64 <= h as u64;
+        if inside {
+            let (x0, y0) = (b.x.saturating_sub(1), b.y.saturating_sub(1));
+            let ring = Region {
+                x: x0,
+                y: y0,
+                width: (b.x + b.width + 1).min(w) - x0,
+                height: (b.y + b.height + 1).min(h) - y0,
+            };
+            // SAFETY: the caller's contract; `ring` lies inside the frame.
+            unsafe { frame.read_rect(image, mask, ring, false) };
+        }
+        // A box that is empty, outside the frame or cuts the hole fails here, before any output.
+        let Some(hole) = pipeline::check_hole_box(mask, b)? else {
+            // No hole: the output is the input.
+            // SAFETY: the caller's contract; an empty rectangle writes nothing of ours.
+            unsafe { frame.write_rect(image, Region { width: 0, ..b }) };
+            return Ok(());
+        };
+        let rt = &self.runtime;
+        let region = pipeline::choose_region(w, h, hole, rt.info().image_size, rt.options().fit);
+        // SAFETY: the caller's contract; `region` lies inside the frame.
+        unsafe { frame.read_rect(image, mask, region, true) };
+        rt.reconstruct_in_place_in_box(image, mask, b)?;
+        // Only hole pixels changed, and they all lie in the holes' bounding box.
+        // SAFETY: the caller's contract; `hole` lies inside the frame.
+        unsafe { frame.write_rect(image, hole) };
+        Ok(())
     }
 }
 
@@ -352,7 +409,10 @@ pub unsafe extern "C" fn facerecon_open(model_path: *const c_char, opts: *const 
         // SAFETY: `opts.ort_library` is NULL or the caller's NUL-terminated string, as `runtime_options` requires.
         let options = unsafe { runtime_options(&opts) }?;
         let runtime = Runtime::load(&path, &options)?;
-        Ok(registry::insert(OpenModel { runtime }))
+        Ok(registry::insert(OpenModel {
+            runtime,
+            scratch: Default::default(),
+        }))
     })
     .unwrap_or(ptr::null_mut())
 }
@@ -438,6 +498,52 @@ pub unsafe extern "C" fn facerecon_reconstruct(
     })
 }
 
+/// `int facerecon_reconstruct_in_box(...)`: [`facerecon_reconstruct`] when the caller knows where
+/// the hole is ([`Runtime::reconstruct_in_place_in_box`]); see include/facerecon.h.
+///
+/// Only the part of the frame the network sees is copied in (into buffers the model keeps between
+/// calls), and only the holes' bounding box written out when `out_rgb` is `rgb` itself.
+///
+/// # Safety
+/// `model` may be anything (it is looked up, never dereferenced); the buffers and `hole_box` are NULL
+/// or as described in the header.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)] // the C signature
+pub unsafe extern "C" fn facerecon_reconstruct_in_box(
+    model: *mut Model,
+    rgb: *const u8,
+    width: u32,
+    height: u32,
+    stride_bytes: u32,
+    mask: *const u8,
+    mask_stride: u32,
+    out_rgb: *mut u8,
+    out_stride: u32,
+    hole_box: *const HoleBox,
+) -> c_int {
+    guard_status(|| {
+        let model = model_ref(model)?;
+        let frame = Frame {
+            rgb,
+            width,
+            height,
+            stride_bytes,
+            mask,
+            mask_stride,
+            out_rgb,
+            out_stride,
+        };
+        frame.check("frame")?;
+        if hole_box.is_null() {
+            return Err(Failure::invalid("hole_box is NULL"));
+        }
+        // SAFETY: non-null, and the caller guarantees a readable facerecon_box (any alignment).
+        let hole_box = unsafe { hole_box.read_unaligned() };
+        // SAFETY: `check` passed and the caller guarantees the buffers are as the header describes.
+        unsafe { model.reconstruct_in_box(&frame, hole_box.into()) }
+    })
+}
+
 /// `int facerecon_reconstruct_batch(facerecon_model*, const facerecon_frame*, size_t count)`.
 ///
 /// # Safety
@@ -460,15 +566,10 @@ pub unsafe extern "C" fn facerecon_reconstruct_batch(model: *mut Model, frames: 
         }
         // Every input is copied before any output is written (outputs may alias their inputs).
         // SAFETY: every frame passed `check`; the caller guarantees its buffers.
-        let items: Vec<_> = frames.iter().map(|f| unsafe { f.read() }).collect();
-        let results = model.runtime.reconstruct_batch(&items)?;
-        if results.len() != frames.len() {
-            return Err(Failure {
-                status: Status::Internal,
-                message: format!("{} results for {} frames", results.len(), frames.len()),
-            });
-        }
-        for (f, image) in frames.iter().zip(&results) {
+        let mut items: Vec<_> = frames.iter().map(|f| unsafe { f.read() }).collect();
+        // Into our copies: no second image per frame.
+        model.runtime.reconstruct_batch_in_place(&mut items)?;
+        for (f, (image, _)) in frames.iter().zip(&items) {
             // SAFETY: as for `read`; all inputs were copied before this first write.
             unsafe { f.write(image) };
         }

@@ -61,7 +61,7 @@ impl From<RuntimeError> for Failure {
             RuntimeError::InvalidModel { .. } => Status::Model,
             RuntimeError::Provider { .. } => Status::Provider,
             RuntimeError::Ort { .. } | RuntimeError::Inference(_) => Status::Inference,
-            RuntimeError::MaskSize { .. } => Status::InvalidArgument,
+            RuntimeError::MaskSize { .. } | RuntimeError::HoleBox(_) => Status::InvalidArgument,
             // `RuntimeError` is `#[non_exhaustive]`: a kind added to the runtime but not mapped here
             // is this library's omission, reported as such (the message still says what happened).
             _ => Status::Internal,
@@ -193,6 +193,11 @@ mod tests {
                 },
                 Status::InvalidArgument,
                 "mask is 2x3",
+            ),
+            (
+                RuntimeError::HoleBox("0x4 at (1, 2) is empty".into()),
+                Status::InvalidArgument,
+                "hole box: 0x4",
             ),
         ];
         for (error, status, text) in cases {

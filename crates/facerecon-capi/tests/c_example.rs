@@ -89,6 +89,7 @@ fn camera_example_compiles_runs_and_passes_its_checks() {
         "options reach the runtime",
         "every frame: known pixels unchanged, hole pixels filled",
         "in-place reconstruction equals out-of-place, padding untouched",
+        "a known hole box gives the same frame; a box that cuts the hole is refused",
         "batch results equal one-by-one results",
         "a bad frame in a batch is named",
         "the model closes",

@@ -213,3 +213,120 @@ fn matches_the_rust_runtime_and_works_in_place() {
     // SAFETY: a handle is looked up in the library's table, never dereferenced: any value is allowed.
     unsafe { facerecon_close(model) };
 }
+
+#[test]
+fn reconstruct_in_box_matches_reconstruct_and_refuses_bad_boxes() {
+    // facerecon_reconstruct_in_box copies in only the part the network sees and, in place, writes
+    // back only the hole's box: the output must still be facerecon_reconstruct's, in place and into
+    // another padded buffer, over several calls of different sizes (the model's kept buffers hold the
+    // previous frame's pixels, which must never leak into the result).
+    let (mut opts, _lib) = ort_options();
+    opts.feather = 2;
+    let path = fixture();
+    // SAFETY: the path is a NUL-terminated CString and the options a valid struct, both alive for the call.
+    let model = unsafe { facerecon_open(path.as_ptr(), &opts) };
+    assert!(!model.is_null(), "{}", last_error());
+    let cases = [
+        (90u32, 70u32, (30u32, 20u32, 20u32, 20u32), (25u32, 15u32, 40u32, 30u32)),
+        (90, 70, (60, 40, 12, 9), (60, 40, 12, 9)), // a tight box
+        // 300x200 is a large frame for the 32 model: the network sees a crop around the hole.
+        (300, 200, (10, 150, 50, 50), (0, 140, 80, 60)), // at the frame's edge
+        (300, 200, (200, 30, 30, 25), (190, 20, 60, 50)), // the kept buffers hold the last frame
+        (90, 70, (0, 0, 5, 5), (0, 0, 90, 70)),          // the whole frame as the box
+    ];
+    for (k, &(w, h, (hx, hy, hw, hh), (bx, by, bw, bh))) in cases.iter().enumerate() {
+        let image = RgbImage::from_fn(w, h, |x, y| {
+            Rgb([(x * 2 + k as u32) as u8, (y * 3) as u8, (x ^ y) as u8])
+        });
+        let in_hole = |x: u32, y: u32| (hx..hx + hw).contains(&x) && (hy..hy + hh).contains(&y);
+        let mask = GrayImage::from_fn(w, h, |x, y| Luma([if in_hole(x, y) { 255 } else { 0 }]));
+        let hole_box = HoleBox {
+            x: bx,
+            y: by,
+            width: bw,
+            height: bh,
+        };
+        let stride = 3 * w + 4;
+        let padded = |img: &RgbImage| -> Vec<u8> {
+            let mut buf = vec![9u8; (stride * h) as usize];
+            for (y, row) in img.as_raw().chunks_exact(3 * w as usize).enumerate() {
+                buf[y * stride as usize..][..row.len()].copy_from_slice(row);
+            }
+            buf
+        };
+        let mut want = padded(&image);
+        let p = want.as_mut_ptr();
+        // SAFETY: the buffers hold `h` rows at the strides passed and outlive the call; handles are only looked up.
+        let rc = unsafe { facerecon_reconstruct(model, p, w, h, stride, mask.as_ptr(), w, p, stride) };
+        assert_eq!(rc, 0, "{}", last_error());
+        // In place.
+        let mut got = padded(&image);
+        let p = got.as_mut_ptr();
+        // SAFETY: as above, and `hole_box` is a live facerecon_box.
+        let rc =
+            unsafe { facerecon_reconstruct_in_box(model, p, w, h, stride, mask.as_ptr(), w, p, stride, &hole_box) };
+        assert_eq!(rc, 0, "case {k}: {}", last_error());
+        assert!(got == want, "case {k}: in place");
+        // Into another buffer (its padding untouched).
+        let input = padded(&image);
+        let mut out = vec![9u8; (stride * h) as usize];
+        // SAFETY: as above; `input` and `out` do not overlap.
+        let rc = unsafe {
+            facerecon_reconstruct_in_box(
+                model,
+                input.as_ptr(),
+                w,
+                h,
+                stride,
+                mask.as_ptr(),
+                w,
+                out.as_mut_ptr(),
+                stride,
+                &hole_box,
+            )
+        };
+        assert_eq!(rc, 0, "case {k}: {}", last_error());
+        assert!(out == want, "case {k}: out of place");
+    }
+
+    // Bad boxes: FACERECON_INVALID_ARGUMENT, a message, the output untouched.
+    let (w, h) = (90u32, 70u32);
+    let image = RgbImage::from_pixel(w, h, Rgb([10, 20, 30]));
+    let mask = GrayImage::from_fn(w, h, |x, y| {
+        Luma([if (30..50).contains(&x) && (20..40).contains(&y) {
+            255
+        } else {
+            0
+        }])
+    });
+    let b = |x, y, width, height| HoleBox { x, y, width, height };
+    for (bad, want) in [
+        (Some(b(31, 20, 19, 20)), "continues past the box"),
+        (Some(b(30, 20, 20, 0)), "is empty"),
+        (Some(b(80, 20, 20, 20)), "not inside"),
+        (None, "hole_box is NULL"),
+    ] {
+        let mut out = vec![1u8; (3 * w * h) as usize];
+        let ptr = bad.as_ref().map_or(ptr::null(), |b| b as *const HoleBox);
+        // SAFETY: the buffers hold `h` rows at the strides passed; `ptr` is NULL or a live facerecon_box.
+        let rc = unsafe {
+            facerecon_reconstruct_in_box(
+                model,
+                image.as_ptr(),
+                w,
+                h,
+                3 * w,
+                mask.as_ptr(),
+                w,
+                out.as_mut_ptr(),
+                3 * w,
+                ptr,
+            )
+        };
+        assert_eq!(rc, Status::InvalidArgument as i32, "{bad:?}");
+        assert!(last_error().contains(want), "{bad:?}: {}", last_error());
+        assert!(out.iter().all(|&v| v == 1), "{bad:?}: output written");
+    }
+    // SAFETY: the handle came from facerecon_open and is closed once.
+    assert_eq!(unsafe { facerecon_close(model) }, 0);
+}

@@ -20,7 +20,7 @@ use std::{
 
 use facerecon::{
     facerecon_abi_version, facerecon_batch_size, facerecon_close, facerecon_last_error, facerecon_last_error_code,
-    facerecon_open, Fit, Frame, Options, Status, ABI_VERSION,
+    facerecon_open, Fit, Frame, HoleBox, Options, Status, ABI_VERSION,
 };
 
 /// A `#[repr(C)]` struct as Rust lays it out.
@@ -81,6 +81,7 @@ fn structs() -> Vec<StructLayout> {
                 out_stride,
             }
         ),
+        layout!("facerecon_box", HoleBox { x, y, width, height }),
     ]
 }
 

@@ -319,10 +319,13 @@ fn write_one(
         };
         let finished = match l.original {
             Some(original) => finish_typed(rt, original, &l.mask, &l.prepared, &rec),
-            // RGB8: the library's finish (with the seam of `--feather`, if any).
-            None => rt
-                .finish(&l.image, &l.mask, &l.prepared, &rec)
-                .map(DynamicImage::ImageRgb8),
+            // RGB8: the library's finish (with the seam of `--feather`, if any), into the decoded
+            // image itself (no copy of it).
+            None => {
+                let mut image = l.image;
+                rt.finish_in_place(&mut image, &l.mask, &l.prepared, &rec)
+                    .map(|()| DynamicImage::ImageRgb8(image))
+            }
         };
         match finished {
             Ok(img) => (img, Status::Ok),

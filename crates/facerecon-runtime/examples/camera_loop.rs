@@ -1,5 +1,6 @@
 //! How camera software embeds the runtime: load the model once, then reconstruct frames from memory
-//! in a loop (one at a time, then in batches), and report latency.
+//! in a loop (one at a time, with and without the hole's box known, then in batches), and report
+//! latency.
 //!
 //! ```text
 //! ORT_DYLIB_PATH=$(scripts/setup-ort.sh) cargo run --release -p facerecon-runtime --example camera_loop -- \
@@ -15,7 +16,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::frame;
+use common::{frame, hole_box};
 use facerecon_runtime::{GrayImage, RgbImage, Runtime, RuntimeOptions};
 
 mod common;
@@ -95,7 +96,20 @@ fn main() -> Result<(), Box<dyn Error>> {
         times.push(start.elapsed());
         check(n, &input, &mask, &image)?;
     }
-    report("reconstruct_in_place", &mut times, 1);
+    report("reconstruct_in_place (the mask searched for the hole)", &mut times, 1);
+
+    // The same when the app knows where the hole is (it blanked that box, or a face detector found
+    // it): the library reads the mask only there. What camera software should call.
+    let mut times = Vec::with_capacity(frames as usize);
+    for n in 0..frames {
+        let (mut image, mask) = frame(n, width, height);
+        let input = image.clone();
+        let start = Instant::now();
+        rt.reconstruct_in_place_in_box(&mut image, &mask, hole_box(n, width, height))?;
+        times.push(start.elapsed());
+        check(n, &input, &mask, &image)?;
+    }
+    report("reconstruct_in_place_in_box (the hole's box known)", &mut times, 1);
 
     // Batches: the throughput of a burst or of post-processing a clip.
     let mut times = Vec::new();

@@ -4,8 +4,11 @@
 //! `camera_loop` does), with the file's size, its held-out psnr_hole and its cold start.
 //!
 //! ```text
-//! edge_bench [--rounds R] [--iters N] [--threads 1,2] MODEL.onnx...
+//! edge_bench [--rounds R] [--iters N] [--threads 1,2] [--steps-only] MODEL.onnx...
 //! ```
+//!
+//! `--steps-only`: time only the library's frame steps (the last line below), without running any
+//! network: a loop to put under a profiler (`perf record`).
 //!
 //! Every (model, threads) pair is loaded first; then each of `R` rounds runs every pair `N` times
 //! per measurement, so that a change of machine load hits all of them alike. Missing model files are
@@ -13,10 +16,13 @@
 //!
 //! - `session`: `Runtime::infer` on an already prepared face (`session.run` plus one copy).
 //! - `face`: `Runtime::reconstruct` of a 128x128 face with a 28x28 hole.
-//! - `frame`: `Runtime::reconstruct_in_place` of a 1920x1080 frame with a 324x158 hole (camera_loop's
-//!   frame, written into its own buffer as camera software would).
-//! - `frame over session`: what the library's camera path adds to the network: (frame p50 - session
-//!   p50) / session p50 in wall time, and the same for the mean CPU time of the process (all its
+//! - `frame, box`: `Runtime::reconstruct_in_place_in_box` of a 1920x1080 frame with a 324x158 hole
+//!   (camera_loop's frame, written into its own buffer as camera software would), the hole's box
+//!   given by the caller (a face detector's box, the area the app blanked): THE camera path.
+//! - `frame, scan`: the same through `Runtime::reconstruct_in_place`, which scans the whole mask for
+//!   the hole (a caller that has only the mask).
+//! - `over session`: what the library's camera path adds to the network: (frame p50 - session p50)
+//!   / session p50 in wall time, and the same for the mean CPU time of the process (all its
 //!   threads, from `/proc/self/task/*/schedstat`), which a loaded machine disturbs far less.
 //! - `cold start`: from `Runtime::load` to the first frame's result, this process's first load of
 //!   the file (ONNX Runtime itself is loaded before the first measurement).
@@ -29,8 +35,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::frame;
-use facerecon_runtime::{pipeline, GrayImage, Luma, Rgb, RgbImage, Runtime, RuntimeOptions};
+use common::{frame, hole_box};
+use facerecon_runtime::{pipeline, GrayImage, Luma, Region, Rgb, RgbImage, Runtime, RuntimeOptions};
 
 mod common;
 
@@ -69,9 +75,11 @@ struct Pair {
     session: Vec<Duration>,
     face: Vec<Duration>,
     frame: Vec<Duration>,
+    frame_box: Vec<Duration>,
     /// Total CPU nanoseconds of the session and frame measurements.
     session_cpu: u64,
     frame_cpu: u64,
+    frame_box_cpu: u64,
 }
 
 /// CPU time of this process so far (all threads), in nanoseconds; 0 where Linux's schedstat is
@@ -102,9 +110,11 @@ fn loadavg() -> String {
 fn main() -> Result<(), Box<dyn Error>> {
     let mut args = std::env::args().skip(1);
     let (mut rounds, mut iters, mut threads, mut models) = (10usize, 10usize, vec![1usize, 2], Vec::new());
+    let mut steps_only = false;
     while let Some(a) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{a} needs a value"));
         match a.as_str() {
+            "--steps-only" => steps_only = true,
             "--rounds" => rounds = value()?.parse()?,
             "--iters" => iters = value()?.parse()?,
             "--threads" => threads = value()?.split(',').map(str::parse).collect::<Result<_, _>>()?,
@@ -112,10 +122,15 @@ fn main() -> Result<(), Box<dyn Error>> {
         }
     }
     if models.is_empty() || rounds == 0 || iters == 0 || threads.contains(&0) {
-        return Err("usage: edge_bench [--rounds R] [--iters N] [--threads 1,2] MODEL.onnx...".into());
+        return Err("usage: edge_bench [--rounds R] [--iters N] [--threads 1,2] [--steps-only] MODEL.onnx...".into());
     }
     let (width, height) = (1920, 1080);
-    let mut frames: Vec<(RgbImage, GrayImage)> = (0..4).map(|n| frame(n, width, height)).collect();
+    let mut frames: Vec<(RgbImage, GrayImage, Region)> = (0..4)
+        .map(|n| {
+            let (image, mask) = frame(n, width, height);
+            (image, mask, hole_box(n, width, height))
+        })
+        .collect();
     let load_before = loadavg();
 
     // ONNX Runtime's library is loaded (once per process) by a throwaway load, so that each pair's
@@ -136,13 +151,20 @@ fn main() -> Result<(), Box<dyn Error>> {
                 ..Default::default()
             };
             if first {
-                Runtime::load(path, &options)?;
+                let rt = Runtime::load(path, &options)?;
                 first = false;
+                if steps_only {
+                    // Only the library's frame steps (for a profiler): no network run at all.
+                    let (size, fit) = (rt.info().image_size, rt.options().fit);
+                    let steps = frame_steps(&mut frames, size, fit, 0, rounds * iters)?;
+                    println!("{}", steps_line(&steps));
+                    return Ok(());
+                }
             }
             let start = Instant::now();
             let rt = Runtime::load(path, &options)?;
-            let (image, mask) = &mut frames[0];
-            rt.reconstruct_in_place(image, mask)?;
+            let (image, mask, hole) = &mut frames[0];
+            rt.reconstruct_in_place_in_box(image, mask, *hole)?;
             let cold = start.elapsed();
             pairs.push(Pair {
                 model: model.clone(),
@@ -152,8 +174,10 @@ fn main() -> Result<(), Box<dyn Error>> {
                 session: Vec::new(),
                 face: Vec::new(),
                 frame: Vec::new(),
+                frame_box: Vec::new(),
                 session_cpu: 0,
                 frame_cpu: 0,
+                frame_box_cpu: 0,
             });
         }
     }
@@ -175,16 +199,25 @@ fn main() -> Result<(), Box<dyn Error>> {
                 p.rt.reconstruct(&fimg, &fmask)?;
                 p.face.push(t.elapsed());
             }
+            // The frames are reused: a reconstructed hole is reconstructed again, the same work.
             let cpu = cpu_ns();
             for k in 0..iters {
-                // The frames are reused: a reconstructed hole is reconstructed again, the same work.
                 let n = frames.len();
-                let (img, mask) = &mut frames[k % n];
+                let (img, mask, _) = &mut frames[k % n];
                 let t = Instant::now();
                 p.rt.reconstruct_in_place(img, mask)?;
                 p.frame.push(t.elapsed());
             }
             p.frame_cpu += cpu_ns() - cpu;
+            let cpu = cpu_ns();
+            for k in 0..iters {
+                let n = frames.len();
+                let (img, mask, hole) = &mut frames[k % n];
+                let t = Instant::now();
+                p.rt.reconstruct_in_place_in_box(img, mask, *hole)?;
+                p.frame_box.push(t.elapsed());
+            }
+            p.frame_box_cpu += cpu_ns() - cpu;
         }
     }
 
@@ -194,9 +227,9 @@ fn main() -> Result<(), Box<dyn Error>> {
         loadavg()
     );
     println!(
-        "| model | file size | held-out psnr_hole (28x28) | threads | session p50 / p99 | 128x128 face p50 / p99 | 1920x1080 frame p50 / p99 | frame over session: wall / CPU | CPU ms per session / frame | cold start |"
+        "| model | file size | held-out psnr_hole (28x28) | threads | session p50 / p99 | 128x128 face p50 / p99 | 1920x1080 frame, box p50 / p99 | frame, box over session: wall / CPU | frame, scan p50 / p99 | frame, scan over session: wall / CPU | CPU ms per session / frame box / frame scan | cold start |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for p in &mut pairs {
         let path = Path::new(&p.model);
         let bytes = std::fs::metadata(path)?.len();
@@ -211,49 +244,67 @@ fn main() -> Result<(), Box<dyn Error>> {
         let (s50, s99) = (ms(&mut p.session, 0.5), ms(&mut p.session, 0.99));
         let (f50, f99) = (ms(&mut p.face, 0.5), ms(&mut p.face, 0.99));
         let (c50, c99) = (ms(&mut p.frame, 0.5), ms(&mut p.frame, 0.99));
+        let (b50, b99) = (ms(&mut p.frame_box, 0.5), ms(&mut p.frame_box, 0.99));
         let runs = (rounds * iters) as f64;
-        let (cpu_s, cpu_f) = (p.session_cpu as f64 / runs / 1e6, p.frame_cpu as f64 / runs / 1e6);
+        let cpu = |ns: u64| ns as f64 / runs / 1e6;
+        let (cpu_s, cpu_f, cpu_b) = (cpu(p.session_cpu), cpu(p.frame_cpu), cpu(p.frame_box_cpu));
+        let over = |v: f64, base: f64| (v - base) / base * 100.0;
         println!(
-            "| {} | {:.2} MB | {psnr} | {} | {s50:.2} / {s99:.2} | {f50:.2} / {f99:.2} | {c50:.2} / {c99:.2} | {:+.1} % / {:+.1} % | {cpu_s:.2} / {cpu_f:.2} | {:.0} ms |",
+            "| {} | {:.2} MB | {psnr} | {} | {s50:.2} / {s99:.2} | {f50:.2} / {f99:.2} | {b50:.2} / {b99:.2} | **{:+.1} %** / {:+.1} % | {c50:.2} / {c99:.2} | {:+.1} % / {:+.1} % | {cpu_s:.2} / {cpu_b:.2} / {cpu_f:.2} | {:.0} ms |",
             p.model,
             bytes as f64 / 1e6,
             p.threads,
-            (c50 - s50) / s50 * 100.0,
-            (cpu_f - cpu_s) / cpu_s * 100.0,
+            over(b50, s50),
+            over(cpu_b, cpu_s),
+            over(c50, s50),
+            over(cpu_f, cpu_s),
             p.cold.as_secs_f64() * 1e3
         );
     }
     for model in skipped {
-        println!("| {model} | missing: skipped | | | | | | | | |");
+        println!("| {model} | missing: skipped | | | | | | | | | | |");
     }
     if let Some(p) = pairs.first() {
         let (size, opts) = (p.rt.info().image_size, p.rt.options());
-        let [hole, prepare, finish] = frame_steps(&mut frames, size, opts.fit, opts.feather, rounds * iters)?;
+        let steps = frame_steps(&mut frames, size, opts.fit, opts.feather, rounds * iters)?;
         println!(
-            "\nThe frame path alone (no network; {width}x{height}, 324x158 hole, model {size}, {:?}), p50 of {} calls: \
-             find the hole {hole:.3} ms, prepare {prepare:.3} ms (finding the hole included), \
-             finish_in_place {finish:.3} ms.",
+            "\nThe frame path alone (no network; {width}x{height}, 324x158 hole, model {size}, {:?}), p50 of {} calls: {}.",
             opts.fit,
-            rounds * iters
+            rounds * iters,
+            steps_line(&steps)
         );
     }
     Ok(())
 }
 
+/// The names of [`frame_steps`]'s p50s.
+const STEPS: [&str; 5] = [
+    "find the hole (hole_bbox)",
+    "prepare (its hole search included)",
+    "finish_in_place",
+    "prepare_in_box",
+    "finish_in_place_in_box",
+];
+
+fn steps_line(steps: &[f64; 5]) -> String {
+    let parts: Vec<String> = STEPS.iter().zip(steps).map(|(n, v)| format!("{n} {v:.3} ms")).collect();
+    parts.join(", ")
+}
+
 /// p50 milliseconds of the library's per-frame steps around the network, on `frames` in turn:
-/// `[hole_bbox, prepare, finish_in_place]` (a constant grey reconstruction).
+/// [`STEPS`] (a constant grey reconstruction).
 fn frame_steps(
-    frames: &mut [(RgbImage, GrayImage)],
+    frames: &mut [(RgbImage, GrayImage, Region)],
     size: u32,
     fit: pipeline::FitMode,
     feather: u32,
     runs: usize,
-) -> Result<[f64; 3], Box<dyn Error>> {
+) -> Result<[f64; 5], Box<dyn Error>> {
     let rec = vec![0.5f32; 3 * (size * size) as usize];
-    let mut times: [Vec<Duration>; 3] = Default::default();
+    let mut times: [Vec<Duration>; 5] = Default::default();
     for k in 0..runs {
         let n = frames.len();
-        let (image, mask) = &mut frames[k % n];
+        let (image, mask, hole) = &mut frames[k % n];
         let t = Instant::now();
         std::hint::black_box(pipeline::hole_bbox(mask));
         times[0].push(t.elapsed());
@@ -263,6 +314,12 @@ fn frame_steps(
         let t = Instant::now();
         pipeline::finish_in_place(image, mask, &prepared, &rec, size, feather)?;
         times[2].push(t.elapsed());
+        let t = Instant::now();
+        let prepared = pipeline::prepare_in_box(image, mask, *hole, size, fit)?;
+        times[3].push(t.elapsed());
+        let t = Instant::now();
+        pipeline::finish_in_place_in_box(image, mask, &prepared, &rec, size, feather, *hole)?;
+        times[4].push(t.elapsed());
     }
     Ok(times.map(|mut t| ms(&mut t, 0.5)))
 }

@@ -47,6 +47,10 @@ pub enum RuntimeError {
     /// missing output, values that are not finite.
     #[error("inference failed: {0}")]
     Inference(String),
+    /// A hole box passed with the mask (e.g. to [`crate::Runtime::reconstruct_in_place_in_box`]) is
+    /// empty, not inside the image, or does not hold the hole: hole pixels touch it from outside.
+    #[error("hole box: {0}")]
+    HoleBox(String),
     /// The mask does not have the image's size.
     #[error("mask is {mask_width}x{mask_height} but the image is {width}x{height}")]
     MaskSize {

@@ -107,7 +107,7 @@ const _: () = assert!(HOLE_THRESHOLD == 128, "row_has_hole assumes the hole thre
 /// Whether any byte of `row` is a hole (>= 128, i.e. has its top bit set): the bytes are OR-ed
 /// together 8 at a time (a loop the compiler vectorises), and the top bits tested once. About ten
 /// times fewer operations than a per-byte test on the 2 M bytes of a 1920x1080 mask.
-fn row_has_hole(row: &[u8]) -> bool {
+pub(crate) fn row_has_hole(row: &[u8]) -> bool {
     let words = row.chunks_exact(8);
     let mut acc = words.remainder().iter().fold(0u64, |acc, &v| acc | v as u64);
     for word in words {

@@ -21,8 +21,8 @@ use image::{imageops, imageops::FilterType, GrayImage, Rgb32FImage, RgbImage};
 
 pub use crate::hole::{hole_bbox, is_hole, Region, HOLE_THRESHOLD};
 use crate::{
-    hole::{first_hole, hole_bbox_in, last_hole},
-    resize::{box_factor, box_reduce, resize_window, resize_window_spans, round_u8, Kernel},
+    hole::{first_hole, hole_bbox_in, last_hole, row_has_hole},
+    resize::{box_factor, box_reduce, resize_rows, resize_window, resize_window_spans, unit_to_u8, Kernel, BOX_FROM},
     RuntimeError,
 };
 
@@ -40,7 +40,10 @@ pub enum FitMode {
     /// Resize the whole image to the model size, ignoring the aspect ratio (nothing is lost, and the
     /// mapping back is exact).
     Whole,
-    /// A square around the hole (with a 50% margin), at least the model size when the image allows.
+    /// A square around the hole (with a 50% margin), at least the model size when the image allows;
+    /// a side of 4x the model size or more is rounded to the nearest multiple of it (the box
+    /// pre-reduction of [`prepare`] then lands exactly on the model size). (Earlier versions kept
+    /// twice the hole's longer side exactly.)
     Crop,
 }
 
@@ -77,7 +80,8 @@ impl Prepared {
 /// // ...unless the image is a large frame: squashed whole into 128x128, a face would be a few
 /// // pixels (and distorted to the model's square); a square around the hole keeps it usable.
 /// let hole = Region { x: 391, y: 275, width: 324, height: 158 };
-/// assert_eq!(choose_region(1920, 1080, hole, 128, FitMode::Auto), square(229, 30, 648));
+/// // From 4x the model size on, the side is a multiple of it: 2 x 324 = 648 becomes 640 = 5 x 128.
+/// assert_eq!(choose_region(1920, 1080, hole, 128, FitMode::Auto), square(233, 34, 640));
 /// assert_eq!(choose_region(1000, 700, square(600, 300, 20), 128, FitMode::Whole).width, 1000);
 /// ```
 pub fn choose_region(width: u32, height: u32, hole: Region, size: u32, fit: FitMode) -> Region {
@@ -90,7 +94,19 @@ pub fn choose_region(width: u32, height: u32, hole: Region, size: u32, fit: FitM
     let short = width.min(height);
     // 50% margin on each side: the square's side is twice the hole's longer side, and never smaller
     // than the model (upscaling a tiny patch would only blur it).
-    let side = (2 * hole.width.max(hole.height)).max(size).min(short);
+    let long = hole.width.max(hole.height);
+    let mut side = (2 * long).max(size).min(short);
+    // From BOX_FROM x the model size the crop is box-averaged by an integer factor before the
+    // Triangle resize. A side that is a multiple of the model size (the nearest one that still fits
+    // the image and holds the hole) makes that factor the whole reduction, with no Triangle pass,
+    // and the upsampling back an exact integer factor: 648 -> 640 = 5 x 128 for camera_loop's hole.
+    if side >= BOX_FROM * size {
+        let nearest = (side + size / 2) / size * size;
+        let fitting = if nearest > short { short / size * size } else { nearest };
+        if fitting >= long {
+            side = fitting;
+        }
+    }
     let crop = match fit {
         FitMode::Whole => false,
         FitMode::Crop => true,
@@ -131,23 +147,124 @@ pub const LARGE_FRAME: u32 = 4;
 /// The region is resized with a Triangle (bilinear, antialiased) filter. When it is at least 4x the
 /// model size on an axis, it is first averaged over blocks of `k` pixels along that axis (area
 /// averaging), `k` the largest divisor of the region's extent up to the reduction, so that the
-/// Triangle only finishes the last step (from 162 to 128 for a 648-pixel crop): the antialiasing of
-/// area averaging at a fraction of the cost of a wide Triangle. Smaller regions are resized in one
-/// Triangle pass, as in earlier versions.
+/// Triangle only finishes the last step (none at all for a crop whose side is a multiple of the
+/// model size, as [`choose_region`] makes large crops: 640 -> 128 is one 5x5 box pass): the
+/// antialiasing of area averaging at a fraction of the cost of a wide Triangle. Smaller regions are
+/// resized in one Triangle pass, as in earlier versions.
 pub fn prepare(image: &RgbImage, mask: &GrayImage, size: u32, fit: FitMode) -> Result<Prepared, RuntimeError> {
-    prepare_found(image, mask, size, fit).map(|(prepared, _)| prepared)
+    prepare_found(image, mask, size, fit, None).map(|(prepared, _)| prepared)
 }
 
-/// [`prepare`], plus the bounding box of the mask's holes it found (`None` without a hole), which
-/// [`finish_in_place_found`] can take instead of scanning the mask again.
+/// [`prepare`] when the caller knows where the hole is (a face detector's box, the area the app
+/// blanked): `hole_box` is a rectangle of the image that holds every hole pixel of `mask`, with or
+/// without a margin. The mask is read only inside it and on the one-pixel ring around it, instead
+/// of all of it (2 MB at 1920x1080); the result is the one [`prepare`] returns for the same mask.
+/// See [`check_hole_box`] for what is checked.
+pub fn prepare_in_box(
+    image: &RgbImage,
+    mask: &GrayImage,
+    hole_box: Region,
+    size: u32,
+    fit: FitMode,
+) -> Result<Prepared, RuntimeError> {
+    prepare_found(image, mask, size, fit, Some(hole_box)).map(|(prepared, _)| prepared)
+}
+
+/// The bounding box of the hole pixels inside the caller's `hole_box` (`None`: no hole in it),
+/// after checking the box: it must be non-empty and inside the mask
+/// ([`RuntimeError::HoleBox`] otherwise), and no hole pixel may lie on the ring of pixels just
+/// outside it (a hole that continues past the box: [`RuntimeError::HoleBox`], instead of a hole cut
+/// at the box's edge). Hole pixels farther from the box are not looked at: the caller states that
+/// there are none (they would stay as they are). Reads the box and its ring only.
+///
+/// ```
+/// use facerecon_runtime::{pipeline::check_hole_box, GrayImage, Luma, Region};
+/// let mut mask = GrayImage::new(100, 80);
+/// for (x, y) in [(30, 20), (40, 25)] {
+///     mask.put_pixel(x, y, Luma([255]));
+/// }
+/// let hole = Region { x: 30, y: 20, width: 11, height: 6 };
+/// // The tight box, or one with a margin: the same hole.
+/// assert_eq!(check_hole_box(&mask, hole).unwrap(), Some(hole));
+/// assert_eq!(check_hole_box(&mask, Region { x: 10, y: 10, width: 50, height: 40 }).unwrap(), Some(hole));
+/// // A box that cuts the hole: its ring has a hole pixel.
+/// assert!(check_hole_box(&mask, Region { x: 31, y: 20, width: 10, height: 6 }).is_err());
+/// // Outside the image, or empty.
+/// assert!(check_hole_box(&mask, Region { x: 90, y: 0, width: 20, height: 10 }).is_err());
+/// assert!(check_hole_box(&mask, Region { x: 0, y: 0, width: 0, height: 10 }).is_err());
+/// ```
+pub fn check_hole_box(mask: &GrayImage, hole_box: Region) -> Result<Option<Region>, RuntimeError> {
+    let (w, h) = mask.dimensions();
+    let b = hole_box;
+    if b.width == 0 || b.height == 0 {
+        return Err(RuntimeError::HoleBox(format!(
+            "{}x{} at ({}, {}) is empty",
+            b.width, b.height, b.x, b.y
+        )));
+    }
+    if b.x as u64 + b.width as u64 > w as u64 || b.y as u64 + b.height as u64 > h as u64 {
+        return Err(RuntimeError::HoleBox(format!(
+            "{}x{} at ({}, {}) is not inside the {w}x{h} image",
+            b.width, b.height, b.x, b.y
+        )));
+    }
+    // The ring: the rows above and below the box and the columns left and right of it, corners
+    // included, where they lie inside the image.
+    let (x0, x1) = (b.x.saturating_sub(1) as usize, (b.x + b.width).min(w - 1) as usize);
+    let stride = w as usize;
+    let raw = mask.as_raw();
+    let mut rows = Vec::with_capacity(2);
+    if b.y > 0 {
+        rows.push(b.y - 1);
+    }
+    if b.y + b.height < h {
+        rows.push(b.y + b.height);
+    }
+    let mut cols = Vec::with_capacity(2);
+    if b.x > 0 {
+        cols.push(b.x - 1);
+    }
+    if b.x + b.width < w {
+        cols.push(b.x + b.width);
+    }
+    let outside = rows
+        .iter()
+        .find_map(|&y| {
+            let row = &raw[y as usize * stride + x0..=y as usize * stride + x1];
+            row_has_hole(row).then(|| (x0 + first_hole(row).expect("a hole"), y as usize))
+        })
+        .or_else(|| {
+            (b.y..b.y + b.height).find_map(|y| {
+                cols.iter()
+                    .find(|&&x| is_hole(raw[y as usize * stride + x as usize]))
+                    .map(|&x| (x as usize, y as usize))
+            })
+        });
+    if let Some((x, y)) = outside {
+        return Err(RuntimeError::HoleBox(format!(
+            "the hole continues past the box {}x{} at ({}, {}): hole pixel at ({x}, {y}) just outside it; pass a box that holds every hole pixel",
+            b.width, b.height, b.x, b.y
+        )));
+    }
+    Ok(hole_bbox_in(mask, b))
+}
+
+/// [`prepare`] (`hole_box` `None`: the mask is scanned) or [`prepare_in_box`], plus the bounding box
+/// of the mask's holes it found (`None` without a hole), which [`finish_in_place_found`] can take
+/// instead of scanning the mask again.
 pub(crate) fn prepare_found(
     image: &RgbImage,
     mask: &GrayImage,
     size: u32,
     fit: FitMode,
+    hole_box: Option<Region>,
 ) -> Result<(Prepared, Option<Region>), RuntimeError> {
     check_mask_size(image, mask)?;
-    let Some(hole) = hole_bbox(mask) else {
+    let hole = match hole_box {
+        None => hole_bbox(mask),
+        Some(hole_box) => check_hole_box(mask, hole_box)?,
+    };
+    let Some(hole) = hole else {
         let none = Prepared {
             region: None,
             image: Vec::new(),
@@ -280,12 +397,45 @@ pub fn finish_in_place(
     size: u32,
     feather: u32,
 ) -> Result<(), RuntimeError> {
-    finish_in_place_found(image, mask, prepared, reconstruction, size, feather, None)
+    finish_in_place_found(image, mask, prepared, reconstruction, size, feather, HoleSearch::Scan)
 }
 
-/// [`finish_in_place`]; `found` is the holes' bounding box in the whole mask when the caller has it
-/// from [`prepare_found`] on this same mask (the region `prepare` chose contains it, so it is the
-/// bounding box within the region too), `None` to look for it.
+/// [`finish_in_place`] after [`prepare_in_box`]: the same `hole_box` ([`check_hole_box`]), so that
+/// the mask is read only inside it (and, with a seam, up to `feather + 1` pixels around the holes).
+/// The result is the one [`finish_in_place`] gives.
+pub fn finish_in_place_in_box(
+    image: &mut RgbImage,
+    mask: &GrayImage,
+    prepared: &Prepared,
+    reconstruction: &[f32],
+    size: u32,
+    feather: u32,
+    hole_box: Region,
+) -> Result<(), RuntimeError> {
+    check_mask_size(image, mask)?;
+    let hole = check_hole_box(mask, hole_box)?;
+    finish_in_place_found(
+        image,
+        mask,
+        prepared,
+        reconstruction,
+        size,
+        feather,
+        HoleSearch::Known(hole),
+    )
+}
+
+/// How [`finish_in_place_found`] gets the holes' bounding box.
+pub(crate) enum HoleSearch {
+    /// Scan the mask inside the prepared region.
+    Scan,
+    /// The bounding box of the mask's holes (`None`: no hole), from [`prepare_found`] or
+    /// [`check_hole_box`] on this same mask: the region `prepare` chose contains it, so it is the
+    /// bounding box within the region too.
+    Known(Option<Region>),
+}
+
+/// [`finish_in_place`] with the holes' bounding box found as `search` says.
 pub(crate) fn finish_in_place_found(
     image: &mut RgbImage,
     mask: &GrayImage,
@@ -293,7 +443,7 @@ pub(crate) fn finish_in_place_found(
     reconstruction: &[f32],
     size: u32,
     feather: u32,
-    found: Option<Region>,
+    search: HoleSearch,
 ) -> Result<(), RuntimeError> {
     check_mask_size(image, mask)?;
     check_reconstruction(prepared, reconstruction, size)?;
@@ -303,9 +453,9 @@ pub(crate) fn finish_in_place_found(
     // Only the hole pixels inside the region change (plus, with a seam, the hole pixels up to
     // `feather` away from a known pixel, whose error is read up to one more pixel out): the
     // reconstruction is upsampled over that window alone.
-    let hole = match found {
-        Some(hole) => hole.intersect(&region),
-        None => hole_bbox_in(mask, region),
+    let hole = match search {
+        HoleSearch::Known(hole) => hole.and_then(|hole| hole.intersect(&region)),
+        HoleSearch::Scan => hole_bbox_in(mask, region),
     };
     let Some(hole) = hole else {
         return Ok(());
@@ -338,25 +488,15 @@ pub(crate) fn finish_in_place_found(
             })
             .collect()
     });
-    let patch = resize_window_spans(
-        &small,
-        (0, 0, size, size),
-        (region.width, region.height),
-        Kernel::CatmullRom,
-        (window.x - region.x, window.y - region.y, window.width, window.height),
-        spans.as_deref(),
-    );
-    let (dst, src) = (&mut **image, patch.as_raw());
-    for py in 0..window.height as usize {
-        let y = window.y as usize + py;
-        let (a, b) = spans.as_ref().map_or((0, ww), |s| (s[py].0 as usize, s[py].1 as usize));
-        let mask_seg = &mask_row(py)[a..b];
-        let dst_seg = &mut dst[(y * ow + window.x as usize) * 3..][3 * a..3 * b];
-        let src_seg = &src[py * ww * 3..][3 * a..3 * b];
-        // A stretch that is hole from end to end (every row of a rectangular hole) is one copy.
+    let source = (0, 0, size, size);
+    let target = (region.width, region.height);
+    let at = (window.x - region.x, window.y - region.y, window.width, window.height);
+    // Hole pixels of a stretch of `mask_seg` get `src_seg`, the others are not written. A stretch
+    // that is hole from end to end (every row of a rectangular hole) is one copy.
+    let paste = |mask_seg: &[u8], dst_seg: &mut [u8], src_seg: &[u8]| {
         if mask_seg.iter().all(|&m| is_hole(m)) {
             dst_seg.copy_from_slice(src_seg);
-            continue;
+            return;
         }
         for ((&m, d), s) in mask_seg
             .iter()
@@ -367,9 +507,45 @@ pub(crate) fn finish_in_place_found(
                 d.copy_from_slice(s);
             }
         }
-    }
-    // The seam reads the original only at known pixels, which `image` still holds unchanged.
-    crate::feather::feather_in_place(image, mask, &patch, window, region, feather);
+    };
+    let Some(spans) = spans else {
+        // The seam reads the upsampled window at known pixels too: it is made whole first.
+        let patch = resize_window_spans(&small, source, target, Kernel::CatmullRom, at, None);
+        let (dst, src) = (&mut **image, patch.as_raw());
+        for py in 0..window.height as usize {
+            let y = window.y as usize + py;
+            paste(
+                mask_row(py),
+                &mut dst[(y * ow + window.x as usize) * 3..][..3 * ww],
+                &src[py * ww * 3..][..3 * ww],
+            );
+        }
+        // The seam reads the original only at known pixels, which `image` still holds unchanged.
+        // Its work area is this same window (the holes' box grown by its reach, clipped to the
+        // region): handing it the window instead of the region spares it a scan of the region's mask.
+        crate::feather::feather_in_place(image, mask, &patch, window, window, feather);
+        return Ok(());
+    };
+    // Without a seam each row's stretch goes straight from the resize into the frame: no window-sized
+    // patch in between.
+    let dst = &mut **image;
+    resize_rows(
+        &small,
+        source,
+        target,
+        Kernel::CatmullRom,
+        at,
+        Some(&spans),
+        |py, a, bytes| {
+            let y = window.y as usize + py;
+            let n = bytes.len() / 3;
+            paste(
+                &mask_row(py)[a..a + n],
+                &mut dst[(y * ow + window.x as usize + a) * 3..][..3 * n],
+                bytes,
+            );
+        },
+    );
     Ok(())
 }
 
@@ -378,11 +554,16 @@ pub(crate) fn finish_in_place_found(
 /// same bytes (`tests/fast_path.rs` compares them), a fraction of the time.
 fn chw_to_rgb8(chw: &[f32], size: u32) -> RgbImage {
     let plane = (size * size) as usize;
-    let (r, g, b) = (&chw[..plane], &chw[plane..2 * plane], &chw[2 * plane..3 * plane]);
+    // Each plane to bytes in vectors, then interleaved.
+    let mut bytes = vec![0u8; 3 * plane];
+    for (src, dst) in chw[..3 * plane].chunks_exact(plane).zip(bytes.chunks_exact_mut(plane)) {
+        unit_to_u8(src, dst);
+    }
+    let (r, rest) = bytes.split_at(plane);
+    let (g, b) = rest.split_at(plane);
     let mut out = RgbImage::new(size, size);
-    let unit = |v: f32| round_u8(v.clamp(0.0, 1.0) * 255.0);
     for (((px, &r), &g), &b) in out.chunks_exact_mut(3).zip(r).zip(g).zip(b) {
-        px.copy_from_slice(&[unit(r), unit(g), unit(b)]);
+        px.copy_from_slice(&[r, g, b]);
     }
     out
 }

@@ -95,35 +95,84 @@ pub(crate) fn round_u8(t: f32) -> u8 {
     (if t - i as f32 >= 0.5 { i + 1 } else { i }) as u8
 }
 
-/// Values after the vertical pass's last line that the horizontal pass reads: the fourth lane.
-const PAD: usize = 1;
+/// The taps of every output of an axis in flat tables, each padded with zero weights after its own
+/// taps to the longest count `n`: every output then runs the same straight-line code (no loop
+/// whose length changes from one pixel to the next, which the branch predictor misses). A padded
+/// tap adds `v * 0.0 = ±0.0` to a finite sum, which leaves it unchanged (up to the sign of a zero
+/// sum, which rounds to the same byte), so the results stay the same bytes.
+struct TapTable {
+    /// Per output: its first source index.
+    left: Vec<u32>,
+    /// Per output, `n` weights, each repeated over 4 lanes (one aligned load per tap).
+    weights: Vec<[f32; 4]>,
+    /// Taps per output.
+    n: usize,
+    /// The largest `left`.
+    max_left: u32,
+}
 
-/// The horizontal pass of [`resize_window`]: `tmp` holds the lines of the vertical pass (`line_len`
-/// values each, source column `cx0` first, then `PAD` values), `dst` the output rows. Each value
-/// sums its taps in `image`'s order, then [`round_u8`].
-fn horizontal(tmp: &[f32], line_len: usize, xtaps: &[Taps], cx0: u32, dst: &mut [u8], spans: Option<&[(u32, u32)]>) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: SSE2 is part of the x86_64 baseline: every x86_64 CPU has it.
-    unsafe {
-        horizontal_sse2(tmp, line_len, xtaps, cx0, dst, spans)
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    for (row, out_row) in dst.chunks_exact_mut(xtaps.len() * 3).enumerate() {
-        let line = &tmp[row * line_len..(row + 1) * line_len];
-        let (a, b) = span(spans, row, xtaps.len());
-        for (t, out) in xtaps[a..b].iter().zip(out_row[3 * a..3 * b].chunks_exact_mut(3)) {
-            let first = (t.left - cx0) as usize * 3;
-            let mut acc = [0f32; 3];
-            for (k, &wt) in t.weights.iter().enumerate() {
-                for (a, &v) in acc.iter_mut().zip(&line[first + 3 * k..first + 3 * k + 3]) {
-                    *a += v * wt;
-                }
-            }
-            for (o, &a) in out.iter_mut().zip(&acc) {
-                *o = round_u8(a);
-            }
+impl TapTable {
+    fn new(taps: &[Taps]) -> TapTable {
+        let n = taps.iter().map(|t| t.weights.len()).max().unwrap_or(0);
+        let mut weights = Vec::with_capacity(taps.len() * n);
+        for t in taps {
+            weights.extend(t.weights.iter().map(|&w| [w; 4]));
+            weights.extend(std::iter::repeat_n([0.0f32; 4], n - t.weights.len()));
+        }
+        TapTable {
+            left: taps.iter().map(|t| t.left).collect(),
+            weights,
+            n,
+            max_left: taps.iter().map(|t| t.left).max().unwrap_or(0),
         }
     }
+}
+
+/// The horizontal pass of [`resize_rows`] for one output row: `line` holds the row's vertical pass
+/// (source column `cx0` first, then at least [`h_pad`] values of padding), `out` receives the
+/// pixels `a..b` of the row, 3 bytes each. Each value sums its taps in `image`'s order (then the
+/// zero-weight padding of [`TapTable`]), then [`round_u8`]. `sums` is scratch (`3 * width + 1`).
+fn horizontal_row(line: &[f32], xtaps: &TapTable, cx0: u32, sums: &mut [f32], a: usize, b: usize, out: &mut [u8]) {
+    // Every read below stays inside `line`: the farthest tap of any pixel (padding included) plus
+    // the fourth lane.
+    let reach = (xtaps.max_left - cx0) as usize * 3 + h_pad(xtaps.n);
+    assert!(
+        reach <= line.len() && sums.len() > 3 * b,
+        "horizontal: line or sums too short"
+    );
+    #[cfg(target_arch = "x86_64")]
+    {
+        macro_rules! taps_of {
+            ($f:ident) => {
+                match xtaps.n {
+                    1 => $f::<1>(line, xtaps, cx0, sums, a, b),
+                    2 => $f::<2>(line, xtaps, cx0, sums, a, b),
+                    3 => $f::<3>(line, xtaps, cx0, sums, a, b),
+                    4 => $f::<4>(line, xtaps, cx0, sums, a, b),
+                    5 => $f::<5>(line, xtaps, cx0, sums, a, b),
+                    6 => $f::<6>(line, xtaps, cx0, sums, a, b),
+                    _ => sums_any(line, xtaps, cx0, sums, a, b),
+                }
+            };
+        }
+        if std::arch::is_x86_feature_detected!("avx") {
+            // SAFETY: AVX is present (checked above); `line` holds every value read (the assert
+            // above), and `sums` the 4 values written at each pixel `x < b`.
+            unsafe { taps_of!(sums_avx) }
+        } else {
+            // SAFETY: SSE2 is part of the x86_64 baseline; as above.
+            unsafe { taps_of!(sums_sse2) }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    sums_any(line, xtaps, cx0, sums, a, b);
+    round_row(&sums[3 * a..3 * b], out);
+}
+
+/// Values after the vertical pass's line that [`horizontal_row`] may read with `n` taps per output:
+/// the padded taps and the fourth lane.
+fn h_pad(n: usize) -> usize {
+    3 * n.max(1) + 1
 }
 
 /// The columns of row `row` to compute: its span, or the whole row of `width`.
@@ -131,41 +180,182 @@ fn span(spans: Option<&[(u32, u32)]>, row: usize, width: usize) -> (usize, usize
     spans.map_or((0, width), |s| (s[row].0 as usize, s[row].1 as usize))
 }
 
-/// [`horizontal`] in SSE2: a pixel's three sums run as the first lanes of one 4-lane vector (the
-/// fourth lane reads the next value, or the padding after the last line, and is thrown away): the
-/// same operations per channel in the same order, a third of the instructions; [`round_u8`] on all
-/// lanes at once.
+/// The three sums of each pixel `a..b` of one row into `sums[3x..3x+3]`, any tap count.
+fn sums_any(line: &[f32], xtaps: &TapTable, cx0: u32, sums: &mut [f32], a: usize, b: usize) {
+    let n = xtaps.n;
+    for x in a..b {
+        let first = (xtaps.left[x] - cx0) as usize * 3;
+        let mut acc = [0f32; 3];
+        for (k, w) in xtaps.weights[x * n..(x + 1) * n].iter().enumerate() {
+            for (c, a) in acc.iter_mut().enumerate() {
+                *a += line[first + 3 * k + c] * w[0];
+            }
+        }
+        sums[3 * x..3 * x + 3].copy_from_slice(&acc);
+    }
+}
+
+/// [`sums_any`] for exactly `N` taps in SSE2: a pixel's three sums run as the first lanes of one
+/// 4-lane vector (the fourth lane reads the next value and is overwritten by the next pixel's
+/// store): the same operations per channel in the same order.
+///
+/// # Safety
+/// `line` holds the values up to `3 * (left - cx0) + 3 * N + 1` for every pixel `a..b`, and
+/// `sums` has `3 * b + 1` values.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "sse2")]
-fn horizontal_sse2(
-    tmp: &[f32],
-    line_len: usize,
-    xtaps: &[Taps],
-    cx0: u32,
-    dst: &mut [u8],
-    spans: Option<&[(u32, u32)]>,
-) {
+unsafe fn sums_sse2<const N: usize>(line: &[f32], xtaps: &TapTable, cx0: u32, sums: &mut [f32], a: usize, b: usize) {
     use std::arch::x86_64::*;
-    for (row, out_row) in dst.chunks_exact_mut(xtaps.len() * 3).enumerate() {
-        let line = &tmp[row * line_len..(row + 1) * line_len + PAD];
-        let (a, b) = span(spans, row, xtaps.len());
-        for (t, out) in xtaps[a..b].iter().zip(out_row[3 * a..3 * b].chunks_exact_mut(3)) {
-            let first = (t.left - cx0) as usize * 3;
-            let mut acc = _mm_setzero_ps();
-            for (k, &wt) in t.weights.iter().enumerate() {
-                let p = &line[first + 3 * k..first + 3 * k + 4];
-                let v = _mm_setr_ps(p[0], p[1], p[2], p[3]);
-                acc = _mm_add_ps(acc, _mm_mul_ps(v, _mm_set1_ps(wt)));
-            }
-            // round_u8 on four lanes: clamp, truncate (exact in [0, 255]), +1 where the fraction
-            // is >= 0.5 (the comparison's lanes are -1 there), then narrow to bytes.
-            let t = _mm_min_ps(_mm_max_ps(acc, _mm_setzero_ps()), _mm_set1_ps(255.0));
-            let i = _mm_cvttps_epi32(t);
-            let up = _mm_cmpge_ps(_mm_sub_ps(t, _mm_cvtepi32_ps(i)), _mm_set1_ps(0.5));
-            let i = _mm_sub_epi32(i, _mm_castps_si128(up));
-            let bytes = _mm_packus_epi16(_mm_packs_epi32(i, i), _mm_setzero_si128());
-            out.copy_from_slice(&(_mm_cvtsi128_si32(bytes) as u32).to_le_bytes()[..3]);
+    debug_assert!(xtaps.n == N && sums.len() > 3 * b);
+    let (src, out) = (line.as_ptr(), sums.as_mut_ptr());
+    let weights = xtaps.weights.as_ptr();
+    for x in a..b {
+        let first = (xtaps.left[x] - cx0) as usize * 3;
+        // SAFETY: `first + 3k + 4 <= 3 * (left - cx0) + 3N + 1` values lie in `line` (the caller's
+        // contract); tap `x * N + k` lies in the table (N per output).
+        let tap = |k: usize| unsafe {
+            _mm_mul_ps(
+                _mm_loadu_ps(src.add(first + 3 * k)),
+                _mm_loadu_ps(weights.add(x * N + k).cast::<f32>()),
+            )
+        };
+        // `image` starts each sum at 0.0: `0.0 + t` is `t` (a zero's sign aside, which rounds to the
+        // same byte), so the first product starts it here, one addition shorter.
+        let mut acc = tap(0);
+        for k in 1..N {
+            acc = _mm_add_ps(acc, tap(k));
         }
+        // SAFETY: `3x + 4 <= 3b + 1 <= sums.len()`.
+        unsafe { _mm_storeu_ps(out.add(3 * x), acc) };
+    }
+}
+
+/// [`sums_sse2`] two pixels at a time in AVX: pixel `x` in the low 4 lanes, `x + 1` in the high 4,
+/// each lane the same operations in the same order as there.
+///
+/// # Safety
+/// AVX is available, and the contract of [`sums_sse2`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+unsafe fn sums_avx<const N: usize>(line: &[f32], xtaps: &TapTable, cx0: u32, sums: &mut [f32], a: usize, b: usize) {
+    use std::arch::x86_64::*;
+    debug_assert!(xtaps.n == N && sums.len() > 3 * b);
+    let (src, out) = (line.as_ptr(), sums.as_mut_ptr());
+    let weights = xtaps.weights.as_ptr();
+    let mut x = a;
+    while x + 2 <= b {
+        let (f0, f1) = (
+            (xtaps.left[x] - cx0) as usize * 3,
+            (xtaps.left[x + 1] - cx0) as usize * 3,
+        );
+        // SAFETY: as in `sums_sse2`, for pixels `x` and `x + 1` (both below `b`).
+        let tap = |k: usize| unsafe {
+            _mm256_mul_ps(
+                _mm256_loadu2_m128(src.add(f1 + 3 * k), src.add(f0 + 3 * k)),
+                _mm256_loadu2_m128(
+                    weights.add((x + 1) * N + k).cast::<f32>(),
+                    weights.add(x * N + k).cast::<f32>(),
+                ),
+            )
+        };
+        let mut acc = tap(0);
+        for k in 1..N {
+            acc = _mm256_add_ps(acc, tap(k));
+        }
+        // Pixel x, then x + 1 over x's fourth lane.
+        // SAFETY: `3(x + 1) + 4 <= 3b + 1 <= sums.len()`.
+        unsafe {
+            _mm_storeu_ps(out.add(3 * x), _mm256_castps256_ps128(acc));
+            _mm_storeu_ps(out.add(3 * x + 3), _mm256_extractf128_ps::<1>(acc));
+        }
+        x += 2;
+    }
+    if x < b {
+        // SAFETY: SSE2 is part of AVX; the same contract for the last pixel.
+        unsafe { sums_sse2::<N>(line, xtaps, cx0, sums, x, b) };
+    }
+}
+
+/// [`round_u8`] of every value of `sums` into `out` (same length): 16 at a time in SSE2 on x86_64.
+fn round_row(sums: &[f32], out: &mut [u8]) {
+    debug_assert_eq!(sums.len(), out.len());
+    #[cfg(target_arch = "x86_64")]
+    let done = {
+        let done = sums.len() / 16 * 16;
+        // SAFETY: SSE2 is part of the x86_64 baseline; `done <= len` of both slices.
+        unsafe { round_sse2(&sums[..done], &mut out[..done]) };
+        done
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let done = 0;
+    for (o, &v) in out[done..].iter_mut().zip(&sums[done..]) {
+        *o = round_u8(v);
+    }
+}
+
+/// [`round_u8`] on four lanes: clamp to `[0, 255]` (NaN to 0: `max` returns its second operand
+/// then), truncate (exact in that range), +1 where the fraction is >= 0.5 (the comparison's lanes
+/// are -1 there). The result is in 32-bit lanes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse2")]
+fn round_lanes(v: std::arch::x86_64::__m128) -> std::arch::x86_64::__m128i {
+    use std::arch::x86_64::*;
+    let t = _mm_min_ps(_mm_max_ps(v, _mm_setzero_ps()), _mm_set1_ps(255.0));
+    let i = _mm_cvttps_epi32(t);
+    let up = _mm_cmpge_ps(_mm_sub_ps(t, _mm_cvtepi32_ps(i)), _mm_set1_ps(0.5));
+    _mm_sub_epi32(i, _mm_castps_si128(up))
+}
+
+/// [`round_row`] for a multiple of 16 values.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse2")]
+fn round_sse2(sums: &[f32], out: &mut [u8]) {
+    use std::arch::x86_64::*;
+    for (s, o) in sums.chunks_exact(16).zip(out.chunks_exact_mut(16)) {
+        let s: &[f32; 16] = s.try_into().expect("16 values");
+        // SAFETY: each load reads 4 of the 16 values of `s`.
+        let [q0, q1, q2, q3] = std::array::from_fn(|k| round_lanes(unsafe { _mm_loadu_ps(s.as_ptr().add(4 * k)) }));
+        let bytes = _mm_packus_epi16(_mm_packs_epi32(q0, q1), _mm_packs_epi32(q2, q3));
+        // SAFETY: `o` has 16 bytes.
+        unsafe { _mm_storeu_si128(o.as_mut_ptr().cast(), bytes) };
+    }
+}
+
+/// `round_u8(v.clamp(0.0, 1.0) * 255.0)` of every value of `src` into `out` (same length): the
+/// conversion of a `[0,1]` plane to bytes, 16 at a time in SSE2 on x86_64 (`min`/`max` give what
+/// `clamp` gives, NaN becoming 0 either way).
+pub(crate) fn unit_to_u8(src: &[f32], out: &mut [u8]) {
+    debug_assert_eq!(src.len(), out.len());
+    #[cfg(target_arch = "x86_64")]
+    let done = {
+        let done = src.len() / 16 * 16;
+        // SAFETY: SSE2 is part of the x86_64 baseline; `done <= len` of both slices.
+        unsafe { unit_sse2(&src[..done], &mut out[..done]) };
+        done
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let done = 0;
+    for (o, &v) in out[done..].iter_mut().zip(&src[done..]) {
+        *o = round_u8(v.clamp(0.0, 1.0) * 255.0);
+    }
+}
+
+/// [`unit_to_u8`] for a multiple of 16 values.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse2")]
+fn unit_sse2(src: &[f32], out: &mut [u8]) {
+    use std::arch::x86_64::*;
+    for (s, o) in src.chunks_exact(16).zip(out.chunks_exact_mut(16)) {
+        let s: &[f32; 16] = s.try_into().expect("16 values");
+        let [q0, q1, q2, q3] = std::array::from_fn(|k| {
+            // SAFETY: each load reads 4 of the 16 values of `s`.
+            let v = unsafe { _mm_loadu_ps(s.as_ptr().add(4 * k)) };
+            let unit = _mm_min_ps(_mm_max_ps(v, _mm_setzero_ps()), _mm_set1_ps(1.0));
+            round_lanes(_mm_mul_ps(unit, _mm_set1_ps(255.0)))
+        });
+        let bytes = _mm_packus_epi16(_mm_packs_epi32(q0, q1), _mm_packs_epi32(q2, q3));
+        // SAFETY: `o` has 16 bytes.
+        unsafe { _mm_storeu_si128(o.as_mut_ptr().cast(), bytes) };
     }
 }
 
@@ -190,11 +380,35 @@ pub(crate) fn resize_window(
 pub(crate) fn resize_window_spans(
     img: &RgbImage,
     source: (u32, u32, u32, u32),
-    (new_w, new_h): (u32, u32),
+    new: (u32, u32),
     kernel: Kernel,
     window: (u32, u32, u32, u32),
     spans: Option<&[(u32, u32)]>,
 ) -> RgbImage {
+    let (w, h) = (window.2, window.3);
+    let mut result = RgbImage::new(w, h);
+    let row_len = w as usize * 3;
+    let dst = &mut *result;
+    resize_rows(img, source, new, kernel, window, spans, |row, a, bytes| {
+        dst[row * row_len + 3 * a..][..bytes.len()].copy_from_slice(bytes);
+    });
+    result
+}
+
+/// [`resize_window_spans`] row by row, without the window's image: `sink(row, a, bytes)` receives
+/// the pixels `a..b` of each row `row` of the window (its span; the rows with an empty span are
+/// skipped), 3 bytes each, in order. The vertical pass runs one row at a time into a line buffer,
+/// so the working memory is a few rows, not the window (the same operations per value as over the
+/// whole window, so the same bytes).
+pub(crate) fn resize_rows(
+    img: &RgbImage,
+    source: (u32, u32, u32, u32),
+    (new_w, new_h): (u32, u32),
+    kernel: Kernel,
+    window: (u32, u32, u32, u32),
+    spans: Option<&[(u32, u32)]>,
+    mut sink: impl FnMut(usize, usize, &[u8]),
+) {
     let (sx, sy, sw, sh) = source;
     let (x0, y0, w, h) = window;
     assert!(
@@ -206,41 +420,53 @@ pub(crate) fn resize_window_spans(
         sx + sw <= img.width() && sy + sh <= img.height(),
         "resize_window: source outside the image"
     );
+    if let Some(spans) = spans {
+        assert!(
+            spans.len() == h as usize && spans.iter().all(|&(a, b)| a <= b && b <= w),
+            "resize_window: spans outside the window"
+        );
+    }
     let src = img.as_raw();
     let stride = img.width() as usize * 3;
-    let mut result = RgbImage::new(w, h);
     if w == 0 || h == 0 {
-        return result;
+        return;
     }
     if (new_w, new_h) == (sw, sh) {
         // imageops::resize copies in this case.
-        let dst = &mut *result;
         for row in 0..h as usize {
             let (a, b) = span(spans, row, w as usize);
-            let from = (sy + y0) as usize * stride + row * stride + (sx + x0) as usize * 3;
-            dst[row * w as usize * 3..][3 * a..3 * b].copy_from_slice(&src[from..][3 * a..3 * b]);
+            if a < b {
+                let from = (sy + y0) as usize * stride + row * stride + (sx + x0) as usize * 3;
+                sink(row, a, &src[from..][3 * a..3 * b]);
+            }
         }
-        return result;
+        return;
     }
     let xtaps: Vec<Taps> = (x0..x0 + w).map(|x| taps(sw, new_w, kernel, x)).collect();
-    let ytaps: Vec<Taps> = (y0..y0 + h).map(|y| taps(sh, new_h, kernel, y)).collect();
     // Source columns (of the crop) the horizontal pass reads.
     let cx0 = xtaps.iter().map(|t| t.left).min().unwrap_or(0);
     let cx1 = xtaps.iter().map(|t| t.left + t.weights.len() as u32).max().unwrap_or(0);
-    let cols = (cx1 - cx0) as usize;
-    let line_len = cols * 3;
+    let xtaps = TapTable::new(&xtaps);
+    let line_len = (cx1 - cx0) as usize * 3;
     let first_byte = (sx + cx0) as usize * 3;
-
-    // Vertical pass: rows y0..y0+h of the (new_h x sw) intermediate, columns cx0..cx1, in f32. Each
-    // value is `0.0 + p[0]*w[0] + p[1]*w[1] + ...` in tap order, as in `image`.
-    // (Plus the padding the horizontal pass reads past the last line, see there.)
-    let mut tmp = vec![0f32; h as usize * line_len + PAD];
+    // One row of the vertical pass (plus the padding the horizontal pass reads past it), the
+    // horizontal pass's sums and its bytes: reused for every row.
+    let mut line = vec![0f32; line_len + h_pad(xtaps.n)];
+    let mut sums = vec![0f32; w as usize * 3 + 1];
+    let mut bytes = vec![0u8; w as usize * 3];
     // Single-threaded on purpose: the caller's threads are ONNX Runtime's (`RuntimeOptions::threads`),
     // and the CLI already prepares whole images in parallel.
-    // Columns go in blocks of LANES values whose sums stay in registers over all the taps.
-    const LANES: usize = 32;
-    for (line, t) in tmp.chunks_mut(line_len).zip(&ytaps) {
+    for row in 0..h as usize {
+        let (a, b) = span(spans, row, w as usize);
+        if a == b {
+            continue;
+        }
+        // Vertical pass: row y0+row of the (new_h x sw) intermediate, columns cx0..cx1, in f32.
+        // Each value is `0.0 + p[0]*w[0] + p[1]*w[1] + ...` in tap order, as in `image`. Columns
+        // go in blocks of LANES values whose sums stay in registers over all the taps.
+        let t = taps(sh, new_h, kernel, y0 + row as u32);
         let row0 = (sy + t.left) as usize * stride + first_byte;
+        const LANES: usize = 32;
         let mut block = 0;
         while block + LANES <= line_len {
             let mut acc = [0f32; LANES];
@@ -255,23 +481,20 @@ pub(crate) fn resize_window_spans(
             line[block..block + LANES].copy_from_slice(&acc);
             block += LANES;
         }
+        line[block..line_len].fill(0.0);
         for (k, &wt) in t.weights.iter().enumerate() {
             let start = row0 + k * stride + block;
-            for (acc, &p) in line[block..].iter_mut().zip(&src[start..start + line_len - block]) {
+            for (acc, &p) in line[block..line_len]
+                .iter_mut()
+                .zip(&src[start..start + line_len - block])
+            {
                 *acc += p as f32 * wt;
             }
         }
+        // Horizontal pass.
+        horizontal_row(&line, &xtaps, cx0, &mut sums, a, b, &mut bytes[3 * a..3 * b]);
+        sink(row, a, &bytes[3 * a..3 * b]);
     }
-
-    // Horizontal pass.
-    if let Some(spans) = spans {
-        assert!(
-            spans.len() == h as usize && spans.iter().all(|&(a, b)| a <= b && b <= w),
-            "resize_window: spans outside the window"
-        );
-    }
-    horizontal(&tmp, line_len, &xtaps, cx0, &mut result, spans);
-    result
 }
 
 /// The integer factor by which an axis of `extent` source pixels is box-averaged before the Triangle
@@ -424,7 +647,8 @@ mod tests {
         assert_eq!(box_factor(128, 128), 1);
         assert_eq!(box_factor(511, 128), 1); // below 4x: unchanged
         assert_eq!(box_factor(512, 128), 4);
-        assert_eq!(box_factor(648, 128), 4); // camera_loop's crop around its hole: 162 -> 128
+        assert_eq!(box_factor(648, 128), 4); // 162 -> 128 by the Triangle
+        assert_eq!(box_factor(640, 128), 5); // camera_loop's crop around its hole: straight to 128
         assert_eq!(box_factor(1920, 128), 15);
         assert_eq!(box_factor(1080, 128), 8);
         assert_eq!(box_factor(1031, 128), 1); // a prime: no exact block size

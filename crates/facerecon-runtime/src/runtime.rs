@@ -265,6 +265,26 @@ impl Runtime {
         )
     }
 
+    /// [`Self::finish`] into `original` itself ([`pipeline::finish_in_place`] with the options'
+    /// `feather`): its hole pixels are replaced, nothing is copied. On an error `original` is
+    /// unchanged.
+    pub fn finish_in_place(
+        &self,
+        original: &mut RgbImage,
+        mask: &GrayImage,
+        prepared: &Prepared,
+        reconstruction: &[f32],
+    ) -> Result<(), RuntimeError> {
+        pipeline::finish_in_place(
+            original,
+            mask,
+            prepared,
+            reconstruction,
+            self.info.image_size,
+            self.options.feather,
+        )
+    }
+
     /// Reconstruct the holes of one image (mask at the image's size, 255 = hole). The result has the
     /// image's size; pixels outside the hole are bit-identical to the input.
     pub fn reconstruct(&self, image: &RgbImage, mask: &GrayImage) -> Result<RgbImage, RuntimeError> {
@@ -277,11 +297,39 @@ impl Runtime {
     /// not written. What camera software wants (the frame buffer is updated, no 6 MB copy of a
     /// 1920x1080 frame per call). On an error `image` is unchanged.
     pub fn reconstruct_in_place(&self, image: &mut RgbImage, mask: &GrayImage) -> Result<(), RuntimeError> {
+        self.reconstruct_found(image, mask, None)
+    }
+
+    /// [`Self::reconstruct_in_place`] when the caller knows where the hole is (a face detector's
+    /// box, the area the app blanked): `hole_box` is a rectangle of the image that holds every hole
+    /// pixel of `mask`, tight or with a margin. The mask is then read only inside the box and on the
+    /// one-pixel ring around it (not all 2 MB of a 1920x1080 mask); the result is the one
+    /// [`Self::reconstruct_in_place`] writes. A box that is empty or not inside the image, or that
+    /// cuts the hole (a hole pixel on its ring), is a [`RuntimeError::HoleBox`] and leaves `image`
+    /// unchanged; hole pixels farther out are not looked at and stay as they are
+    /// ([`pipeline::check_hole_box`]).
+    pub fn reconstruct_in_place_in_box(
+        &self,
+        image: &mut RgbImage,
+        mask: &GrayImage,
+        hole_box: pipeline::Region,
+    ) -> Result<(), RuntimeError> {
+        self.reconstruct_found(image, mask, Some(hole_box))
+    }
+
+    /// [`Self::reconstruct_in_place`] (`hole_box` `None`) or [`Self::reconstruct_in_place_in_box`].
+    fn reconstruct_found(
+        &self,
+        image: &mut RgbImage,
+        mask: &GrayImage,
+        hole_box: Option<pipeline::Region>,
+    ) -> Result<(), RuntimeError> {
         let size = self.info.image_size;
         // The holes' bounding box found by `prepare` saves `finish` a second pass over the mask.
-        let (prepared, hole) = pipeline::prepare_found(image, mask, size, self.options.fit)?;
+        let (prepared, hole) = pipeline::prepare_found(image, mask, size, self.options.fit, hole_box)?;
         let rec = self.infer(&[&prepared])?;
-        pipeline::finish_in_place_found(image, mask, &prepared, &rec[0], size, self.options.feather, hole)
+        let search = pipeline::HoleSearch::Known(hole);
+        pipeline::finish_in_place_found(image, mask, &prepared, &rec[0], size, self.options.feather, search)
     }
 
     /// [`Self::reconstruct`] for many images: pre-processing runs in parallel (rayon), one batch ahead
@@ -314,6 +362,39 @@ impl Runtime {
             results.extend(finished?);
         }
         Ok(results)
+    }
+
+    /// [`Self::reconstruct_batch`] into the images themselves: their hole pixels are replaced, no
+    /// image is copied. On an error, the images of the batches before the failing one are already
+    /// reconstructed; the rest are unchanged.
+    pub fn reconstruct_batch_in_place(&self, items: &mut [(RgbImage, GrayImage)]) -> Result<(), RuntimeError> {
+        let prepare_chunk = |chunk: &[(RgbImage, GrayImage)]| -> Result<Vec<Prepared>, RuntimeError> {
+            chunk
+                .par_iter()
+                .map(|(image, mask)| self.prepare(image, mask))
+                .collect()
+        };
+        let batch = self.batch_size();
+        let mut rest = items;
+        let mut next = (!rest.is_empty()).then(|| prepare_chunk(&rest[..batch.min(rest.len())]));
+        while !rest.is_empty() {
+            let len = batch.min(rest.len());
+            let (chunk, later) = std::mem::take(&mut rest).split_at_mut(len);
+            let prepared = next.take().expect("prepared one chunk ahead")?;
+            let following = &later[..batch.min(later.len())];
+            let (ran, ahead) = rayon::join(
+                || self.infer(&prepared.iter().collect::<Vec<_>>()),
+                || (!following.is_empty()).then(|| prepare_chunk(following)),
+            );
+            next = ahead;
+            let recs = ran?;
+            chunk
+                .par_iter_mut()
+                .zip(prepared.par_iter().zip(recs.par_iter()))
+                .try_for_each(|((image, mask), (p, rec))| self.finish_in_place(image, mask, p, rec))?;
+            rest = later;
+        }
+        Ok(())
     }
 
     /// One bare pass of the network: `image` is `[n,3,S,S]`, `mask` `[n,1,S,S]`; returns

@@ -3,7 +3,8 @@
 //! `image`-crate version, kept here as the oracle: every tensor and every pixel must be
 //! bit-identical, on many sizes, aspect ratios, hole placements, fit modes, seam widths and source
 //! colour types. The oracle is the version the fast path replaced, plus (since the camera-frame work) the box
-//! pre-reduction of regions at least 4x the model size, written as plain loops.
+//! pre-reduction of regions at least 4x the model size, written as plain loops. The known-hole-box
+//! path (`prepare_in_box` / `finish_in_place_in_box`) must give the scan path's results.
 
 use facerecon_imaging::{composite, layout};
 use facerecon_runtime::feather::feather_holes;
@@ -312,4 +313,143 @@ fn box_pre_reduction_stays_close_to_the_plain_triangle_resize() {
             .fold(0.0f32, f32::max);
         assert!(worst <= 2.5, "{fit:?}: {worst} levels from the plain Triangle resize");
     }
+}
+
+/// `hole_box` grown by `margin` on every side, clipped to a `w x h` image.
+fn grown(hole_box: Region, margin: u32, w: u32, h: u32) -> Region {
+    let (x, y) = (hole_box.x.saturating_sub(margin), hole_box.y.saturating_sub(margin));
+    Region {
+        x,
+        y,
+        width: (hole_box.x + hole_box.width + margin).min(w) - x,
+        height: (hole_box.y + hole_box.height + margin).min(h) - y,
+    }
+}
+
+#[test]
+fn a_known_hole_box_gives_the_scan_paths_result() {
+    // prepare_in_box / finish_in_place_in_box read the mask only inside the caller's box: for any box
+    // that holds every hole pixel (tight, with a margin, clipped at the image's edge, the whole
+    // image) the tensors and the frame are the scan path's, bit for bit, with or without a seam.
+    let mut rng = Rng(0x51ed_2701);
+    let size = 32;
+    let mut cases: Vec<(RgbImage, GrayImage)> = Vec::new();
+    for (w, h) in [(97, 61), (640, 360), (300, 20), (33, 31)] {
+        let noise: Vec<u8> = (0..w * h * 3).map(|_| (rng.next() >> 24) as u8).collect();
+        let image = RgbImage::from_raw(w, h, noise).unwrap();
+        for corner in [false, true] {
+            let mut mask = GrayImage::new(w, h);
+            let (bw, bh) = (rng.range(1, w.min(60)), rng.range(1, h.min(60)));
+            let (bx, by) = if corner {
+                (w - bw, 0)
+            } else {
+                (rng.range(0, w - bw), rng.range(0, h - bh))
+            };
+            rect(&mut mask, bx, by, bw, bh, 255);
+            // A stray hole pixel inside the box's bounds, and a value just below the threshold.
+            rect(&mut mask, bx + bw / 2, by + bh / 2, 1, 1, 128);
+            rect(&mut mask, (bx + bw).min(w - 1), by, 1, 1, 127);
+            cases.push((image.clone(), mask));
+        }
+    }
+    // The camera frame, rectangular and oval holes.
+    let (w, h) = (1920, 1080);
+    let frame = RgbImage::from_fn(w, h, |x, y| {
+        Rgb([(x * 255 / w) as u8, (y * 255 / h) as u8, (x + y) as u8])
+    });
+    let mut mask = GrayImage::new(w, h);
+    rect(&mut mask, 391, 275, 324, 158, 255);
+    cases.push((frame.clone(), mask));
+    let oval = GrayImage::from_fn(w, h, |x, y| {
+        let (dx, dy) = ((x as f32 - 900.5) / 150.0, (y as f32 - 500.5) / 190.0);
+        Luma([if dx * dx + dy * dy <= 1.0 { 255 } else { 0 }])
+    });
+    cases.push((frame, oval));
+
+    for (k, (image, mask)) in cases.iter().enumerate() {
+        let (w, h) = image.dimensions();
+        let tight = pipeline::hole_bbox(mask).unwrap();
+        let size = if w >= 1920 { 128 } else { size };
+        for fit in [FitMode::Auto, FitMode::Whole, FitMode::Crop] {
+            let scan = pipeline::prepare(image, mask, size, fit).unwrap();
+            let rec: Vec<f32> = (0..3 * size * size)
+                .map(|_| rng.range(0, 1000) as f32 / 1000.0)
+                .collect();
+            for margin in [0, 1, 7, 5000] {
+                let hole_box = grown(tight, margin, w, h);
+                let what = format!("case {k}: {w}x{h} {fit:?}, box {hole_box:?}");
+                assert_eq!(pipeline::check_hole_box(mask, hole_box).unwrap(), Some(tight), "{what}");
+                let boxed = pipeline::prepare_in_box(image, mask, hole_box, size, fit).unwrap();
+                assert!(boxed == scan, "{what}: prepared tensors differ");
+                for feather in [0, 2] {
+                    let mut want = image.clone();
+                    pipeline::finish_in_place(&mut want, mask, &scan, &rec, size, feather).unwrap();
+                    let mut got = image.clone();
+                    pipeline::finish_in_place_in_box(&mut got, mask, &boxed, &rec, size, feather, hole_box).unwrap();
+                    assert!(got == want, "{what}, feather {feather}: frames differ");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn bad_hole_boxes_are_errors() {
+    let (w, h) = (80, 60);
+    let image = RgbImage::from_fn(w, h, |x, y| Rgb([x as u8, y as u8, 7]));
+    let mut mask = GrayImage::new(w, h);
+    rect(&mut mask, 20, 10, 15, 12, 255); // x 20..35, y 10..22
+    let r = |x, y, width, height| Region { x, y, width, height };
+    for (bad, want) in [
+        (r(0, 0, 0, 10), "is empty"),
+        (r(0, 0, 10, 0), "is empty"),
+        (r(70, 0, 11, 10), "not inside the 80x60 image"),
+        (r(0, 55, 10, 6), "not inside"),
+        (r(u32::MAX, 0, 2, 2), "not inside"),
+        // Each side of the hole cut by one pixel: the ring of the box has hole pixels.
+        (r(21, 10, 14, 12), "continues past the box"),
+        (r(20, 11, 15, 11), "continues past the box"),
+        (r(20, 10, 14, 12), "continues past the box"),
+        (r(20, 10, 15, 11), "continues past the box"),
+        // A box inside the hole.
+        (r(25, 12, 3, 3), "continues past the box"),
+    ] {
+        let err = pipeline::check_hole_box(&mask, bad).unwrap_err();
+        assert!(err.to_string().contains(want), "{bad:?}: {err}");
+        assert!(pipeline::prepare_in_box(&image, &mask, bad, 32, FitMode::Auto).is_err());
+        let prepared = pipeline::prepare(&image, &mask, 32, FitMode::Auto).unwrap();
+        let rec = vec![0.5; 3 * 32 * 32];
+        let mut frame = image.clone();
+        assert!(pipeline::finish_in_place_in_box(&mut frame, &mask, &prepared, &rec, 32, 0, bad).is_err());
+        assert!(frame == image, "{bad:?}: the frame changed on an error");
+    }
+    // A box without any hole pixel (and none on its ring): nothing to do, as for an empty mask.
+    let empty = r(50, 30, 10, 10);
+    assert_eq!(pipeline::check_hole_box(&mask, empty).unwrap(), None);
+    let prepared = pipeline::prepare_in_box(&image, &mask, empty, 32, FitMode::Auto).unwrap();
+    assert!(!prepared.has_hole());
+    // Holes touching the image's edge: a box at the edge has no ring there.
+    let mut edge = GrayImage::new(w, h);
+    rect(&mut edge, 0, 0, 5, 4, 255);
+    rect(&mut edge, 70, 50, 10, 10, 255);
+    assert_eq!(
+        pipeline::check_hole_box(&edge, r(0, 0, 5, 4)).unwrap(),
+        Some(r(0, 0, 5, 4))
+    );
+    assert_eq!(
+        pipeline::check_hole_box(&edge, r(70, 50, 10, 10)).unwrap(),
+        Some(r(70, 50, 10, 10))
+    );
+    // The documented limit: a hole elsewhere, not touching the box, is not looked at. The result is
+    // the scan path's for a mask holding only the box's hole.
+    let (a, b) = (r(0, 0, 5, 4), r(70, 50, 10, 10));
+    let prepared = pipeline::prepare_in_box(&image, &edge, b, 32, FitMode::Crop).unwrap();
+    let mut only_b = GrayImage::new(w, h);
+    rect(&mut only_b, 70, 50, 10, 10, 255);
+    assert!(prepared == pipeline::prepare(&image, &only_b, 32, FitMode::Crop).unwrap());
+    let rec = vec![0.5; 3 * 32 * 32];
+    let mut frame = image.clone();
+    pipeline::finish_in_place_in_box(&mut frame, &edge, &prepared, &rec, 32, 0, b).unwrap();
+    assert_eq!(frame.get_pixel(a.x, a.y), image.get_pixel(a.x, a.y));
+    assert_ne!(frame.get_pixel(b.x, b.y), image.get_pixel(b.x, b.y));
 }

@@ -110,9 +110,20 @@ fn batches_equal_one_by_one() {
     }
     assert_eq!(batched[4], items[4].0);
     assert_ne!(batched[0], items[0].0);
+    // In place (7 items in batches of 3: a short last batch), the same images.
+    let mut in_place = items.clone();
+    rt.reconstruct_batch_in_place(&mut in_place).unwrap();
+    for (i, ((img, mask), want)) in in_place.iter().zip(&batched).enumerate() {
+        assert_eq!(img, want, "in place, item {i}");
+        assert_eq!(mask, &items[i].1);
+    }
+    rt.reconstruct_batch_in_place(&mut []).unwrap();
     // A mask of the wrong size fails the call, naming both sizes.
     let bad = vec![(noise(10, 10, 1), GrayImage::new(9, 10))];
     let err = rt.reconstruct_batch(&bad).unwrap_err();
+    assert!(err.to_string().contains("9x10"), "{err}");
+    let mut bad = bad;
+    let err = rt.reconstruct_batch_in_place(&mut bad).unwrap_err();
     assert!(err.to_string().contains("9x10"), "{err}");
 }
 
@@ -242,4 +253,52 @@ fn reconstruct_in_place_writes_what_prepare_infer_finish_return() {
         Err(RuntimeError::MaskSize { .. })
     ));
     assert!(frame == before);
+}
+
+#[test]
+fn reconstruct_in_place_in_box_equals_the_scan_and_refuses_bad_boxes() {
+    // Camera software that knows where the hole is (a face detector's box) passes it: the mask is
+    // then read only there, and the frame must come out exactly as with the whole-mask scan.
+    use facerecon_runtime::Region;
+    for feather in [0, 3] {
+        let rt = Runtime::load(fixture("identity.onnx"), &RuntimeOptions { feather, ..options() }).unwrap();
+        for (w, h) in [(90, 70), (700, 560)] {
+            let hole = Region {
+                x: w / 3,
+                y: h / 4,
+                width: w / 5,
+                height: h / 6,
+            };
+            let (img, mask) = (noise(w, h, 5), box_mask(w, h, hole.x, hole.y, hole.width, hole.height));
+            let mut want = img.clone();
+            rt.reconstruct_in_place(&mut want, &mask).unwrap();
+            let margin = Region {
+                x: hole.x - 5,
+                y: hole.y - 3,
+                width: hole.width + 20,
+                height: hole.height + 7,
+            };
+            let whole = Region {
+                x: 0,
+                y: 0,
+                width: w,
+                height: h,
+            };
+            for hole_box in [hole, margin, whole] {
+                let mut frame = img.clone();
+                rt.reconstruct_in_place_in_box(&mut frame, &mask, hole_box).unwrap();
+                assert!(frame == want, "{w}x{h}, feather {feather}, box {hole_box:?}");
+            }
+            // A box that cuts the hole: an error, and the frame untouched.
+            let cut = Region {
+                width: hole.width - 1,
+                ..hole
+            };
+            let mut frame = img.clone();
+            let err = rt.reconstruct_in_place_in_box(&mut frame, &mask, cut).unwrap_err();
+            assert!(matches!(err, RuntimeError::HoleBox(_)), "{err}");
+            assert!(err.to_string().contains("continues past the box"), "{err}");
+            assert!(frame == img);
+        }
+    }
 }

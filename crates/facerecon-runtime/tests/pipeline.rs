@@ -98,11 +98,32 @@ fn region_choice() {
         choose_region(1000, 700, hole(100, 100, 200, 200), 256, FitMode::Auto),
         hole(0, 0, 1000, 700)
     );
-    // camera_loop's 1920x1080 frame: a 648x648 crop instead of the whole frame squashed to 128x128.
+    // camera_loop's 1920x1080 frame: a 640x640 crop (twice the hole's 324, rounded to 5 x 128) instead
+    // of the whole frame squashed to 128x128.
     assert_eq!(
         choose_region(1920, 1080, hole(384, 270, 324, 158), 128, FitMode::Auto),
-        hole(222, 25, 648, 648)
+        hole(226, 29, 640, 640)
     );
+    // From 4x the model size on, the side is the nearest multiple of it that fits the image and holds
+    // the hole; below that, exactly twice the hole's longer side.
+    for (long, side) in [
+        (255, 510),
+        (256, 512),
+        (300, 640),
+        (319, 640),
+        (320, 640),
+        (352, 768),
+        (540, 1024),
+    ] {
+        let r = choose_region(1920, 1080, hole(100, 20, long, 10), 128, FitMode::Crop);
+        assert_eq!((r.width, r.height), (side, side), "hole {long}");
+    }
+    // Rounded down when the nearest multiple would not fit the shorter side (1000: 1024 -> 896), kept
+    // as it is when no multiple that fits holds the hole.
+    let r = choose_region(1920, 1000, hole(0, 0, 600, 10), 128, FitMode::Crop);
+    assert_eq!((r.width, r.height), (896, 896));
+    let r = choose_region(1920, 1080, hole(0, 0, 1060, 10), 128, FitMode::Crop);
+    assert_eq!((r.width, r.height), (1080, 1080));
     // A hole that fits no square crop stays a whole-image fit, large frame or not.
     assert_eq!(
         choose_region(1920, 1080, hole(0, 0, 1500, 10), 128, FitMode::Auto),
