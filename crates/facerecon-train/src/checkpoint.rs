@@ -33,6 +33,10 @@ pub use facerecon_contract::checkpoint::{
 use facerecon_contract::MetricsRecord;
 /// Sample grids per epoch (corrupted | output | original); outside the checkpoints.
 pub const SAMPLES_DIR: &str = "samples";
+/// The discriminator of an adversarial run (`train.adversarial`): weights, Adam state, spectral-norm
+/// vectors. Written into the checkpoint directory and its manifest only by such runs; never read by
+/// the exporter (a model file holds the generator alone).
+pub const DISCRIMINATOR_FILE: &str = "discriminator.safetensors";
 /// Held (`File::try_lock`) by the trainer that owns the run directory.
 pub const LOCK_FILE: &str = "train.lock";
 const MANIFEST_FORMAT: u32 = 1;
@@ -77,6 +81,10 @@ pub struct State {
     /// Running total: seconds spent waiting for data.
     #[serde(default)]
     pub epoch_wait: f64,
+    /// Running totals of an adversarial run's losses x images ([`crate::adversarial::AdvLosses::NAMES`]);
+    /// absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch_adversarial: Option<[f64; 4]>,
 }
 
 impl State {
@@ -96,6 +104,7 @@ impl State {
             epoch_unreadable: 0,
             epoch_secs: 0.0,
             epoch_wait: 0.0,
+            epoch_adversarial: None,
         }
     }
 }
@@ -285,6 +294,19 @@ pub fn load_tensors(path: &Path, device: &Device) -> Result<(HashMap<String, Ten
     Ok((out, meta.metadata().clone().unwrap_or_default()))
 }
 
+/// The model's variables, sorted by name.
+fn model_tensors_vars(varmap: &VarMap) -> Vec<(String, candle_core::Var)> {
+    let mut v: Vec<_> = varmap
+        .data()
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(k, var)| (k.clone(), var.clone()))
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
 /// The model's parameters, sorted by name.
 pub fn model_tensors(varmap: &VarMap) -> Vec<(String, Tensor)> {
     let mut v: Vec<_> = varmap
@@ -308,6 +330,20 @@ pub fn save(
     config: &Config,
     state: &State,
     metrics: &[String],
+) -> Result<()> {
+    save_with(run, varmap, opt, config, state, metrics, &[])
+}
+
+/// [`save`] with further files in the checkpoint directory (the discriminator's), written after the
+/// five and listed in the manifest, so they are switched, checked and removed with the rest.
+pub fn save_with(
+    run: &Path,
+    varmap: &VarMap,
+    opt: &Optimizer,
+    config: &Config,
+    state: &State,
+    metrics: &[String],
+    extra: &[(&str, Vec<u8>)],
 ) -> Result<()> {
     std::fs::create_dir_all(run).with_context(|| format!("cannot create directory {}", run.display()))?;
     let generation = current_target(run)
@@ -343,7 +379,7 @@ pub fn save(
         ),
     ];
     let mut entries = BTreeMap::new();
-    for (f, bytes) in &files {
+    for (f, bytes) in files.iter().chain(extra) {
         write_synced(&dir.join(f), bytes)?;
         entries.insert(f.to_string(), FileEntry::of(bytes));
         crash_point(f);
@@ -409,10 +445,12 @@ pub fn open(run: &Path) -> Result<Option<Checkpoint>> {
         let manifest: Manifest = serde_json::from_str(&text)
             .map_err(|e| bad(format!("{} is not a valid manifest: {e}", manifest_path.display())))?;
         for f in CHECKPOINT_FILES {
-            let entry = manifest
-                .files
-                .get(f)
-                .ok_or_else(|| bad(format!("{} does not list {f}", manifest_path.display())))?;
+            if !manifest.files.contains_key(f) {
+                bail!(bad(format!("{} does not list {f}", manifest_path.display())));
+            }
+        }
+        // The five, and whatever else the save listed (the discriminator's file).
+        for (f, entry) in &manifest.files {
             let path = dir.join(f);
             let bytes = std::fs::read(&path).map_err(|e| bad(format!("cannot read {}: {e}", path.display())))?;
             let found = FileEntry::of(&bytes);
@@ -490,6 +528,103 @@ pub fn load_model(run: &Path, varmap: &VarMap, device: &Device) -> Result<()> {
     load_model_file(&ck.dir.join(MODEL_FILE), varmap, device)
 }
 
+/// Load the model weights from an exported fp32 ONNX file (`facerecon-export`'s output, e.g.
+/// `exported/unet.onnx`) for `--init-from FILE.onnx`: its initializers carry the checkpoint's tensor
+/// names, so every variable of `varmap` must be there as a float32 initializer of the same shape. When the
+/// file records the config that trained it (`facerecon.config` metadata), its `model` section must be
+/// `config`'s. Errors name the file and the first mismatch. Returns the model name the file records.
+pub fn load_model_onnx(path: &Path, config: &Config, varmap: &VarMap, device: &Device) -> Result<String> {
+    let model = candle_onnx::read_file(path)
+        .with_context(|| format!("--init-from {}: cannot read it as an ONNX model", path.display()))?;
+    let meta = |key: &str| {
+        model
+            .metadata_props
+            .iter()
+            .find(|p| p.key == key)
+            .map(|p| p.value.clone())
+    };
+    if meta(facerecon_contract::keys::QUANTIZATION).is_some() {
+        bail!(
+            "--init-from {}: the model is quantized; give the fp32 export",
+            path.display()
+        );
+    }
+    let mut name = path
+        .file_stem()
+        .map_or(String::new(), |s| s.to_string_lossy().into_owned());
+    if let Some(text) = meta(facerecon_contract::keys::CONFIG) {
+        let v: serde_yaml::Value = serde_yaml::from_str(&text).with_context(|| {
+            format!(
+                "--init-from {}: its '{}' metadata is not YAML",
+                path.display(),
+                facerecon_contract::keys::CONFIG
+            )
+        })?;
+        let theirs: facerecon_model::ModelSpec = v
+            .get("model")
+            .cloned()
+            .map(serde_yaml::from_value)
+            .transpose()
+            .ok()
+            .flatten()
+            .with_context(|| {
+                format!(
+                    "--init-from {}: its recorded config has no valid 'model' section",
+                    path.display()
+                )
+            })?;
+        if theirs != config.model {
+            bail!(
+                "--init-from {}: the model it was exported from differs from this config's model",
+                path.display()
+            );
+        }
+        if let Some(n) = v.get("name").and_then(|n| n.as_str()) {
+            name = n.to_string();
+        }
+    }
+    let graph = model
+        .graph
+        .as_ref()
+        .with_context(|| format!("--init-from {}: no graph", path.display()))?;
+    let by_name: HashMap<&str, &candle_onnx::onnx::TensorProto> =
+        graph.initializer.iter().map(|t| (t.name.as_str(), t)).collect();
+    // By name, so that the error names the same (first) mismatch every time.
+    for (pname, var) in model_tensors_vars(varmap) {
+        let shape = var.dims().to_vec();
+        let t = by_name.get(pname.as_str()).with_context(|| {
+            format!(
+                "--init-from {}: no initializer '{pname}' (this config's model needs shape {shape:?})",
+                path.display()
+            )
+        })?;
+        let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
+        let float = candle_onnx::onnx::tensor_proto::DataType::Float as i32;
+        let values: Option<Vec<f32>> = (t.data_type == float).then(|| {
+            if t.raw_data.is_empty() {
+                t.float_data.clone()
+            } else {
+                t.raw_data
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect()
+            }
+        });
+        match values {
+            Some(v) if t.dims == dims && v.len() == shape.iter().product::<usize>() => {
+                var.set(&Tensor::from_vec(v, shape.as_slice(), device)?)?;
+            }
+            _ => bail!(
+                "--init-from {}: initializer '{pname}' is data type {} with dims {:?}; this config's model needs float32 {dims:?}",
+                path.display(),
+                t.data_type,
+                t.dims
+            ),
+        }
+    }
+    Ok(name)
+}
+
 fn load_model_file(path: &Path, varmap: &VarMap, device: &Device) -> Result<()> {
     let (mut tensors, _) = load_tensors(path, device)?;
     for (name, var) in varmap.data().lock().unwrap().iter() {
@@ -500,6 +635,21 @@ fn load_model_file(path: &Path, varmap: &VarMap, device: &Device) -> Result<()> 
             .with_context(|| format!("{}: tensor '{name}' does not fit the model", path.display()))?;
     }
     Ok(())
+}
+
+/// The discriminator file of checkpoint `ck`, read back (`None` when the checkpoint has none: a run
+/// that was not adversarial until now).
+#[allow(clippy::type_complexity)]
+pub fn load_discriminator(
+    ck: &Checkpoint,
+    device: &Device,
+) -> Result<Option<(HashMap<String, Tensor>, HashMap<String, String>, PathBuf)>> {
+    let path = ck.dir.join(DISCRIMINATOR_FILE);
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let (t, meta) = load_tensors(&path, device)?;
+    Ok(Some((t, meta, path)))
 }
 
 /// Load the model weights and the optimiser state of the checkpoint `ck` of the run in `run`; the

@@ -82,6 +82,89 @@ pub struct TrainConfig {
     pub checkpoint_minutes: f64,
     /// Steps between plain log lines when stderr is not a terminal.
     pub log_every: usize,
+    /// Adversarial fine-tuning (a discriminator and its losses, [`crate::adversarial`]); absent = the
+    /// pixel loss alone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub adversarial: Option<AdversarialConfig>,
+    /// Data augmentation of the training images ([`crate::data::augment`]); absent = none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub augment: Option<AugmentConfig>,
+}
+
+/// `train.adversarial`: the discriminator and the generator's extra losses (see [`crate::adversarial`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdversarialConfig {
+    /// Weight of the generator's hinge term `-mean(D(fake))`.
+    pub weight: f64,
+    /// Weight of the feature-matching term (L1 between the discriminator's hidden features of fake and real).
+    pub feature_matching: f64,
+    /// Weight of an L1 loss on image gradients (finite differences) in the crop; 0 = off.
+    pub gradient: f64,
+    /// The discriminator's Adam learning rate (scaled by the generator's schedule).
+    pub d_lr: f64,
+    /// The discriminator's Adam beta1.
+    pub d_beta1: f64,
+    /// The discriminator's Adam beta2.
+    pub d_beta2: f64,
+    /// Channels of the discriminator's first layer (doubled by each further stride-2 layer).
+    pub d_channels: usize,
+    /// Stride-2 layers (the patch logits are `crop / 2^d_layers` on a side).
+    pub d_layers: usize,
+    /// Side of the square crop around each hole that the discriminator sees.
+    pub crop: usize,
+}
+
+impl Default for AdversarialConfig {
+    fn default() -> Self {
+        AdversarialConfig {
+            weight: 0.01,
+            feature_matching: 0.1,
+            gradient: 0.0,
+            d_lr: 2e-4,
+            d_beta1: 0.5,
+            d_beta2: 0.999,
+            d_channels: 32,
+            d_layers: 3,
+            crop: 64,
+        }
+    }
+}
+
+/// `train.augment`: random framing, rotation and colour changes of each training image (before the
+/// mask is drawn), deterministic given the run's seed, the epoch and the file. Validation images are
+/// never augmented.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AugmentConfig {
+    /// Smallest zoom factor (< 1 zooms out: the face gets smaller, the border is filled by reflection).
+    pub scale_min: f64,
+    /// Largest zoom factor (> 1 zooms in).
+    pub scale_max: f64,
+    /// Largest shift, as a fraction of the image side, in each direction.
+    pub translate: f64,
+    /// Largest rotation in degrees, either way.
+    pub rotate_deg: f64,
+    /// Largest brightness change (added, fraction of full scale), either way.
+    pub brightness: f64,
+    /// Largest contrast change (relative, about the image's mean), either way.
+    pub contrast: f64,
+    /// Largest saturation change (relative, about each pixel's grey), either way.
+    pub saturation: f64,
+}
+
+impl Default for AugmentConfig {
+    fn default() -> Self {
+        AugmentConfig {
+            scale_min: 0.75,
+            scale_max: 1.15,
+            translate: 0.05,
+            rotate_deg: 10.0,
+            brightness: 0.08,
+            contrast: 0.1,
+            saturation: 0.1,
+        }
+    }
 }
 
 impl Default for TrainConfig {
@@ -98,6 +181,8 @@ impl Default for TrainConfig {
             seed: 42,
             checkpoint_minutes: 10.0,
             log_every: 50,
+            adversarial: None,
+            augment: None,
         }
     }
 }
@@ -304,6 +389,46 @@ impl Config {
         }
         if t.log_every == 0 {
             return Err("train.log_every must be > 0".into());
+        }
+        if let Some(a) = &t.adversarial {
+            let size = self.model.image_size;
+            let checks: [(bool, String); 6] = [
+                (
+                    a.weight >= 0.0 && a.feature_matching >= 0.0 && a.gradient >= 0.0,
+                    "train.adversarial: weight, feature_matching and gradient must be >= 0".into(),
+                ),
+                (a.d_lr > 0.0 && a.d_lr.is_finite(), "train.adversarial.d_lr must be > 0".into()),
+                (
+                    (0.0..1.0).contains(&a.d_beta1) && (0.0..1.0).contains(&a.d_beta2),
+                    "train.adversarial: d_beta1 and d_beta2 must be in [0, 1)".into(),
+                ),
+                ((1..=5).contains(&a.d_layers), "train.adversarial.d_layers must be 1 to 5".into()),
+                ((1..=256).contains(&a.d_channels), "train.adversarial.d_channels must be 1 to 256".into()),
+                (
+                    a.crop <= size && a.crop >= 1 << a.d_layers && a.crop.is_multiple_of(1 << a.d_layers),
+                    format!(
+                        "train.adversarial.crop {} must be at most the image size {size} and a multiple of 2^d_layers = {}",
+                        a.crop,
+                        1 << a.d_layers
+                    ),
+                ),
+            ];
+            if let Some((_, msg)) = checks.into_iter().find(|(ok, _)| !ok) {
+                return Err(msg);
+            }
+        }
+        if let Some(g) = &t.augment {
+            let ok = g.scale_min > 0.0
+                && g.scale_min <= g.scale_max
+                && g.scale_max <= 4.0
+                && (0.0..=0.5).contains(&g.translate)
+                && (0.0..=45.0).contains(&g.rotate_deg)
+                && (0.0..=1.0).contains(&g.brightness)
+                && (0.0..=1.0).contains(&g.contrast)
+                && (0.0..=1.0).contains(&g.saturation);
+            if !ok {
+                return Err("train.augment: needs 0 < scale_min <= scale_max <= 4, translate in [0, 0.5], rotate_deg in [0, 45], brightness, contrast and saturation in [0, 1]".into());
+            }
         }
         Ok(())
     }

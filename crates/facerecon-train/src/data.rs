@@ -11,6 +11,7 @@
 //! * Optionally ([`cache`], `--decoded-cache DIR`) the fitted images are decoded once into a file
 //!   and read from there on every later draw.
 
+pub mod augment;
 pub mod cache;
 
 use facerecon_imaging::masks::MaskSampler;
@@ -32,6 +33,8 @@ pub const PREFETCH_BATCHES: usize = 3;
 /// Seed of the validation masks: a constant, so every run (whatever its `--seed`) is measured on
 /// the same holes.
 const VALIDATION_MASK_SEED: u64 = 0x7a11_da7e_5eed;
+/// Mixed into the seed of each training image's augmentation draws.
+const AUGMENT_STREAM: u64 = 0xa06_3e17;
 
 /// 64-bit FNV-1a, the contract's stable hash: the split by file name must not change between runs.
 pub use facerecon_contract::fnv1a64;
@@ -195,6 +198,7 @@ pub struct TrainData {
     skipped: SkipLog,
     /// The decoded images, when a [`cache::DecodedCache`] was given: read instead of decoded.
     cache: Option<Arc<cache::DecodedCache>>,
+    augment: Option<Arc<crate::config::AugmentConfig>>,
 }
 
 impl TrainData {
@@ -218,6 +222,16 @@ impl TrainData {
             flip,
             skipped,
             cache: None,
+            augment: None,
+        }
+    }
+
+    /// Augment each training image as `cfg` says ([`augment`]), before its mask and flip are drawn;
+    /// `None` leaves the images as they are.
+    pub fn with_augment(self, cfg: Option<crate::config::AugmentConfig>) -> Self {
+        TrainData {
+            augment: cfg.map(Arc::new),
+            ..self
         }
     }
 
@@ -288,6 +302,12 @@ impl TrainData {
                 };
                 match fitted {
                     Ok(mut img) => {
+                        if let Some(cfg) = &self.augment {
+                            // Its own RNG stream: without augmentation the masks and flips are unchanged.
+                            let mut arng =
+                                StdRng::seed_from_u64(mix_seed(&[self.seed, epoch as u64, i as u64, AUGMENT_STREAM]));
+                            img = augment::augment(&img, cfg, &mut arng);
+                        }
                         let mask = self.sampler.sample(self.size, &mut rng);
                         if self.flip && rng.gen_bool(0.5) {
                             img = image::imageops::flip_horizontal(&img);
@@ -440,5 +460,43 @@ mod tests {
         // Tiny sets still get a validation image.
         let t = split_files(&root, &files[..3], 0.01, None, 10);
         assert_eq!((t.train.len(), t.val.len()), (2, 1));
+    }
+
+    /// `train.augment` changes the images of an epoch's batches, the same way for the same seed and
+    /// epoch, and leaves the masks (and so the holes' draws) as they are without it; `None` is the
+    /// unaugmented data.
+    #[test]
+    fn augmentation_is_deterministic_and_leaves_the_masks_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let files: Vec<PathBuf> = (0..6)
+            .map(|i| {
+                let p = dir.path().join(format!("f{i}.png"));
+                RgbImage::from_fn(24, 20, |x, y| image::Rgb([(x * 9 + i) as u8, (y * 11) as u8, 90]))
+                    .save(&p)
+                    .unwrap();
+                p
+            })
+            .collect();
+        let sampler = MaskSampler::new(
+            &serde_yaml::from_str::<Vec<facerecon_imaging::masks::MaskSpec>>(
+                "[{kind: box, min: 4, max: 8, weight: 1.0}]",
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let data = TrainData::new(files, sampler, 16, 3, 5, true, SkipLog::default());
+        let batches = |d: &TrainData, epoch| d.epoch(epoch, 0).collect::<Vec<_>>();
+        let plain = batches(&data, 0);
+        assert_eq!(batches(&data.clone().with_augment(None), 0)[0].images, plain[0].images);
+        let aug = data.clone().with_augment(Some(crate::config::AugmentConfig::default()));
+        let (a, b) = (batches(&aug, 0), batches(&aug, 0));
+        assert_eq!(a.len(), 2);
+        for ((x, y), p) in a.iter().zip(&b).zip(&plain) {
+            assert_eq!(x.images, y.images, "deterministic");
+            assert_eq!(x.masks, p.masks, "the masks do not depend on the augmentation");
+            assert_eq!(x.images.len(), p.images.len());
+            assert_ne!(x.images, p.images, "augmented");
+        }
+        assert_ne!(batches(&aug, 1)[0].images, a[0].images, "another epoch, other draws");
     }
 }

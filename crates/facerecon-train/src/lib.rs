@@ -6,9 +6,11 @@
 //! * [`init`] — initial weights seeded by the run's seed (candle's own are not).
 //! * [`loss`] — MSE / BCE / L1 with a heavier weight inside the holes.
 //! * [`optim`] — Adam, SGD, RMSprop (Keras semantics) with checkpointable state; lr schedules.
+//! * [`adversarial`] — the discriminator and its losses (`train.adversarial`).
 //! * [`checkpoint`] — the `runs/NAME/` directory, written atomically.
 //! * [`validate`] — validation metrics and sample grids.
 //! * [`setup`] / [`train`] — preparing a run and the training loop ([`train::run`]).
+pub mod adversarial;
 pub mod checkpoint;
 pub mod config;
 pub mod data;

@@ -33,9 +33,10 @@ struct Cli {
     /// Start over even if --out already holds a checkpoint (its outputs are removed).
     #[arg(long, conflicts_with = "resume")]
     force: bool,
-    /// Start from the model weights of another run directory (fine-tuning): new optimiser and
-    /// schedule, this config's masks and loss; the model must be the same.
-    #[arg(long, value_name = "RUN_DIR", conflicts_with = "resume")]
+    /// Start from the model weights of another run directory or of an exported fp32 ONNX file
+    /// (e.g. exported/unet.onnx; fine-tuning): new optimiser and schedule, this config's masks and
+    /// loss; the model must be the same.
+    #[arg(long, value_name = "RUN_DIR|FILE.onnx", conflicts_with = "resume")]
     init_from: Option<PathBuf>,
     /// Seed of the initial weights, shuffles, masks and flips (default: the config's train.seed).
     #[arg(long)]

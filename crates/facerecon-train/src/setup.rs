@@ -45,8 +45,9 @@ pub struct TrainOptions {
     pub resume: bool,
     /// Replace a finished or existing run in `out` (after the config is read and checked).
     pub force: bool,
-    /// Start a new run from the model weights of this run directory (fine-tuning): fresh optimiser,
-    /// step 0, this run's own config (its masks, loss, schedule); the model must be the same.
+    /// Start a new run from the model weights of this run directory or exported fp32 ONNX file
+    /// (fine-tuning): fresh optimiser, step 0, this run's own config (its masks, loss, schedule); the
+    /// model must be the same.
     pub init_from: Option<PathBuf>,
     /// `cpu` or `cuda:N`.
     pub device: String,
@@ -72,6 +73,8 @@ pub struct Session {
     pub model: Model,
     /// The optimiser, with its restored state when resuming.
     pub optimizer: Optimizer,
+    /// The discriminator of an adversarial run (`train.adversarial`), restored when resuming.
+    pub disc: Option<crate::adversarial::Discriminator>,
     /// Position in the run, written into each checkpoint.
     pub state: State,
     /// The training side of the split.
@@ -368,6 +371,15 @@ fn check_resume_settings(opts: &TrainOptions, st: &State, old: &Config, new: &Co
 
 /// Load the weights of the run in `src` into a new run's model, after checking that its model is ours.
 fn init_from(src: &Path, config: &Config, varmap: &VarMap, device: &Device) -> Result<()> {
+    if src.is_file() {
+        // An exported model (`exported/unet.onnx`): its initializers are the weights.
+        let name = checkpoint::load_model_onnx(src, config, varmap, device)?;
+        eprintln!(
+            "initialised from {} (the exported '{name}'): fine-tuning with a fresh optimiser",
+            src.display()
+        );
+        return Ok(());
+    }
     if !checkpoint::exists(src) {
         bail!("--init-from {}: no checkpoint there", src.display());
     }
@@ -448,6 +460,7 @@ pub fn setup(opts: &TrainOptions) -> Result<Session> {
         t.flip,
         skipped.clone(),
     );
+    let train = train.with_augment(t.augment.clone());
     let train = match cache {
         Some(c) => {
             eprintln!("data: decoded images read from {}", c.path().display());
@@ -468,6 +481,15 @@ pub fn setup(opts: &TrainOptions) -> Result<Session> {
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     let mut optimizer = Optimizer::new(&t.optimizer, params)?;
+    let mut disc = match &t.adversarial {
+        Some(a) => Some(crate::adversarial::Discriminator::new(
+            a,
+            config.model.channels,
+            t.seed,
+            &device,
+        )?),
+        None => None,
+    };
 
     let (state, metrics) = match resumed {
         Some(ck) if opts.init_from.is_some() => {
@@ -479,6 +501,15 @@ pub fn setup(opts: &TrainOptions) -> Result<Session> {
         }
         Some(ck) => {
             checkpoint::load_weights(&opts.out, &ck, &varmap, &mut optimizer, &device)?;
+            if let Some(d) = disc.as_mut() {
+                match checkpoint::load_discriminator(&ck, &device)? {
+                    Some((tensors, meta, path)) => d.load(tensors, &meta, &path.display().to_string())?,
+                    None => eprintln!(
+                        "note: {} has no discriminator yet: the adversarial training starts with a new one",
+                        opts.out.display()
+                    ),
+                }
+            }
             let state = ck.state;
             eprintln!(
                 "resuming {} at epoch {} (step {}, {} batches into the epoch)",
@@ -520,6 +551,7 @@ pub fn setup(opts: &TrainOptions) -> Result<Session> {
         varmap,
         model,
         optimizer,
+        disc,
         state,
         train,
         val,

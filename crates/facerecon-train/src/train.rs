@@ -176,6 +176,9 @@ pub fn run(opts: &TrainOptions) -> Result<Summary> {
             secs_before + epoch_start.elapsed().as_secs_f64(),
         );
         record.data_wait = Some(s.state.epoch_wait / epoch_secs.max(1e-9));
+        for (name, v) in adversarial_means(&s) {
+            record.extra.insert(name.to_string(), serde_json::json!(v));
+        }
         eprintln!("{}", describe(&record));
         // The record becomes part of the epoch's checkpoint (its metrics.jsonl): the run directory never
         // shows a record that its checkpoint does not cover, nor one twice.
@@ -186,8 +189,10 @@ pub fn run(opts: &TrainOptions) -> Result<Summary> {
             epoch_unreadable,
             epoch_secs,
             epoch_wait,
+            epoch_adversarial,
             ..
         } = &mut s.state;
+        *epoch_adversarial = epoch_adversarial.map(|_| [0.0; 4]);
         (
             *epoch_loss_sum,
             *epoch_images,
@@ -236,11 +241,16 @@ fn train_step(s: &mut Session, batch: Batch, lr: f64) -> Result<f64> {
         size,
         ..
     } = batch;
+    // The discriminator's crops, from the masks before they become a tensor.
+    let origins = s
+        .disc
+        .as_ref()
+        .map(|d| crate::adversarial::crop_origins(&masks, len, size, d.crop()));
     let image = Tensor::from_vec(images, (len, 3, size, size), &s.device)?;
     let mask = Tensor::from_vec(masks, (len, 1, size, size), &s.device)?;
     let input = Tensor::from_vec(inputs, image.shape(), &s.device)?;
     let reconstruction = s.model.reconstruct(&input, &mask)?;
-    let loss = crate::loss::loss(&s.config.train.loss, &reconstruction, &image, &mask)?;
+    let mut loss = crate::loss::loss(&s.config.train.loss, &reconstruction, &image, &mask)?;
     let value = loss.to_scalar::<f32>()? as f64;
     if !value.is_finite() {
         bail!(
@@ -248,13 +258,39 @@ fn train_step(s: &mut Session, batch: Batch, lr: f64) -> Result<f64> {
             s.state.step + 1
         );
     }
+    if let (Some(d), Some(origins)) = (s.disc.as_mut(), origins) {
+        // The discriminator's rate follows the generator's schedule (warm-up, decay).
+        let scale = lr / s.config.train.optimizer.lr;
+        let (adv, l) = d.step(&reconstruction, &image, &mask, &origins, scale)?;
+        loss = (loss + adv)?;
+        let sums = s.state.epoch_adversarial.get_or_insert([0.0; 4]);
+        for (sum, v) in sums.iter_mut().zip(l.values()) {
+            *sum += v * len as f64;
+        }
+    }
     s.optimizer.step(&loss.backward()?, lr)?;
     Ok(value)
 }
 
 fn save_checkpoint(s: &Session) -> Result<()> {
-    checkpoint::save(&s.out, &s.varmap, &s.optimizer, &s.config, &s.state, &s.metrics)
+    let extra = match &s.disc {
+        Some(d) => vec![(checkpoint::DISCRIMINATOR_FILE, d.to_bytes()?)],
+        None => Vec::new(),
+    };
+    checkpoint::save_with(&s.out, &s.varmap, &s.optimizer, &s.config, &s.state, &s.metrics, &extra)
         .with_context(|| format!("cannot save the checkpoint in {}", s.out.display()))
+}
+
+/// An adversarial run's mean losses over the epoch so far (`extra` of its metrics record), by name.
+fn adversarial_means(s: &Session) -> Vec<(&'static str, f64)> {
+    match s.state.epoch_adversarial {
+        Some(sums) => crate::adversarial::AdvLosses::NAMES
+            .iter()
+            .zip(sums)
+            .map(|(n, v)| (*n, v / s.state.epoch_images.max(1) as f64))
+            .collect(),
+        None => Vec::new(),
+    }
 }
 
 /// A progress bar on a terminal; hidden otherwise (plain log lines are printed instead).
@@ -272,7 +308,11 @@ fn progress_bar(len: u64, pos: u64, epoch: usize, epochs: usize) -> ProgressBar 
 }
 
 fn report_step(bar: &ProgressBar, s: &Session, loss: f64, ips: f64, lr: f64, log_every: usize) {
-    let msg = format!("loss {loss:.5} | {ips:.1} img/s | lr {lr:.2e}");
+    let adv: String = adversarial_means(s)
+        .iter()
+        .map(|(n, v)| format!(" {n} {v:.4}"))
+        .collect();
+    let msg = format!("loss {loss:.5}{adv} | {ips:.1} img/s | lr {lr:.2e}");
     if bar.is_hidden() {
         if s.state.step.is_multiple_of(log_every as u64) {
             eprintln!(
