@@ -134,6 +134,74 @@ impl Drop for Staged {
     }
 }
 
+/// Commits staged files as one: renames each into place in order and, if one rename fails, puts
+/// back the destinations already replaced (the previous file restored from a hard link taken just
+/// before, or removed where there was none), so the destinations end either all new or all as they
+/// were. The exporter's `--out` and `--reference` go through this: a model beside the reference
+/// outputs of another model would make scripts/check_onnx.py compare the wrong pair.
+/// A SIGKILL inside this function can still leave the first file new and the second old.
+pub fn commit_all(staged: Vec<Staged>) -> Result<(), ExportError> {
+    // (destination, its previous version kept under a temp name, if it had one)
+    let mut done: Vec<(PathBuf, Option<PathBuf>)> = Vec::new();
+    let mut result = Ok(());
+    for file in staged {
+        let dest = file.dest.clone();
+        let backup = match keep_previous(&dest) {
+            Ok(backup) => backup,
+            Err(source) => {
+                result = Err(ExportError::Io { path: dest, source });
+                break;
+            }
+        };
+        match file.commit() {
+            Ok(()) => done.push((dest, backup)),
+            Err(e) => {
+                if let Some(b) = backup {
+                    let _ = std::fs::remove_file(b);
+                }
+                result = Err(e);
+                break;
+            }
+        }
+    }
+    if result.is_err() {
+        for (dest, backup) in done.iter().rev() {
+            // Best effort: a failure here is reported with the original error's path in view.
+            let _ = match backup {
+                Some(b) => std::fs::rename(b, dest),
+                None => std::fs::remove_file(dest),
+            };
+        }
+    } else {
+        for (_, backup) in done {
+            if let Some(b) = backup {
+                let _ = std::fs::remove_file(b);
+            }
+        }
+    }
+    result
+}
+
+/// A copy of the regular file at `dest` under a temp name beside it (a hard link where the file
+/// system allows one, else a copy), or `None` where there is no file to keep.
+fn keep_previous(dest: &Path) -> std::io::Result<Option<PathBuf>> {
+    match std::fs::symlink_metadata(dest) {
+        Ok(m) if m.is_file() => {
+            let name = dest
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let backup = facerecon_imaging::io::temp_path(&dest.with_file_name(format!("{name}.prev")));
+            let _ = std::fs::remove_file(&backup);
+            if std::fs::hard_link(dest, &backup).is_err() {
+                std::fs::copy(dest, &backup)?;
+            }
+            Ok(Some(backup))
+        }
+        _ => Ok(None),
+    }
+}
+
 /// Encodes `model` into the temp file of `path` (fsynced), without putting it at `path` yet:
 /// check and verify [`Staged::temp`], then [`Staged::commit`].
 pub fn stage_model(path: &Path, model: &onnx::ModelProto) -> Result<Staged, ExportError> {

@@ -186,12 +186,14 @@ fn main() -> Result<()> {
     } else {
         verify_file(&args, &spec, &weights, &bytes, int8.as_ref(), fp16)?;
     }
-    if let (Some(staged), Some(path)) = (reference, &args.reference) {
-        staged.commit()?;
+    // The model and its reference outputs are replaced together or not at all.
+    let mut files = vec![staged];
+    files.extend(reference);
+    facerecon_export::commit_all(files).context("nothing written")?;
+    println!("wrote {}", args.out.display());
+    if let Some(path) = &args.reference {
         println!("wrote the candle reference outputs to {}", path.display());
     }
-    staged.commit()?;
-    println!("wrote {}", args.out.display());
     Ok(())
 }
 
