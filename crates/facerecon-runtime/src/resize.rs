@@ -80,7 +80,18 @@ fn taps_into(src: u32, dst: u32, kernel: Kernel, out: u32, weights: &mut Vec<f32
     for w in weights.iter_mut() {
         *w /= sum;
     }
-    left
+    // Zero weights at either end add `v * 0.0 = ±0.0` to a sum, which leaves it unchanged (up to
+    // the sign of a zero sum, which rounds to the same byte): they are dropped. Catmull-Rom is 0 at
+    // integer distances, so an upsampling output has a zero tap at one end or both (5 taps where
+    // 4 count, 1 where the output lands on a source pixel).
+    let lead = weights.iter().take_while(|&&w| w == 0.0).count();
+    if lead == weights.len() {
+        return left;
+    }
+    let trail = weights.iter().rev().take_while(|&&w| w == 0.0).count();
+    weights.truncate(weights.len() - trail);
+    weights.drain(..lead);
+    left + lead as u32
 }
 
 /// Ask the CPU to bring `bytes` into its caches ahead of use (a hint: no effect on results, a
