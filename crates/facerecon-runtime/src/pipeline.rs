@@ -309,15 +309,22 @@ pub(crate) fn prepare_found(
 /// `mask` is a hole (> 0.5) zeroed, in one pass per plane: the same values (`tests/fast_path.rs`
 /// compares them), without a second pass over the 196 KB tensor.
 fn to_chw_holes_zeroed(fitted: &RgbImage, mask: &[f32]) -> Vec<f32> {
-    // The 256 possible values, each computed as `to_chw` computes it.
-    let unit: [f32; 256] = std::array::from_fn(|v| v as f32 / 255.0);
     let plane = (fitted.width() * fitted.height()) as usize;
     assert_eq!(mask.len(), plane, "to_chw_holes_zeroed: mask size");
     let mut out = vec![0f32; 3 * plane];
     let raw = fitted.as_raw();
+    // A row's bytes of one channel at a time, then converted with the operations `to_chw` uses
+    // (`v as f32 / 255.0`) in a loop of contiguous values, which the compiler vectorises.
+    const ROW: usize = 256;
+    let mut bytes = [0u8; ROW];
     for (c, channel) in out.chunks_exact_mut(plane).enumerate() {
-        for ((v, px), &m) in channel.iter_mut().zip(raw.chunks_exact(3)).zip(mask) {
-            *v = if m > 0.5 { 0.0 } else { unit[px[c] as usize] };
+        for ((dst, m), px) in channel.chunks_mut(ROW).zip(mask.chunks(ROW)).zip(raw.chunks(3 * ROW)) {
+            for (b, p) in bytes.iter_mut().zip(px.chunks_exact(3)) {
+                *b = p[c];
+            }
+            for ((v, &m), &b) in dst.iter_mut().zip(m).zip(&bytes) {
+                *v = if m > 0.5 { 0.0 } else { b as f32 / 255.0 };
+            }
         }
     }
     out
@@ -706,26 +713,30 @@ mod tests {
 
     #[test]
     fn chw_with_holes_zeroed_is_to_chw_then_zeroing() {
-        // Every byte value in every channel, and a mask with holes at scattered pixels.
-        let img = RgbImage::from_fn(16, 16, |x, y| {
-            let v = (y * 16 + x) as u8;
-            image::Rgb([v, v.wrapping_mul(7), 255 - v])
-        });
-        let mask: Vec<f32> = (0..256)
-            .map(|i| if i % 5 == 0 || i % 7 == 3 { 1.0 } else { 0.0 })
-            .collect();
-        let mut want = facerecon_imaging::layout::to_chw(&img);
-        for channel in want.chunks_exact_mut(256) {
-            for (v, m) in channel.iter_mut().zip(&mask) {
-                if *m > 0.5 {
-                    *v = 0.0;
+        // Every byte value in every channel, holes at scattered pixels; sizes that are and are not
+        // a multiple of the conversion's 256-pixel rows.
+        for (w, h) in [(16, 16), (20, 13), (128, 128), (3, 1)] {
+            let img = RgbImage::from_fn(w, h, |x, y| {
+                let v = (y * w + x) as u8;
+                image::Rgb([v, v.wrapping_mul(7), 255 - v])
+            });
+            let plane = (w * h) as usize;
+            let mask: Vec<f32> = (0..plane)
+                .map(|i| if i % 5 == 0 || i % 7 == 3 { 1.0 } else { 0.0 })
+                .collect();
+            let mut want = facerecon_imaging::layout::to_chw(&img);
+            for channel in want.chunks_exact_mut(plane) {
+                for (v, m) in channel.iter_mut().zip(&mask) {
+                    if *m > 0.5 {
+                        *v = 0.0;
+                    }
                 }
             }
-        }
-        let got = to_chw_holes_zeroed(&img, &mask);
-        assert_eq!(got.len(), want.len());
-        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-            assert_eq!(g.to_bits(), w.to_bits(), "value {i}");
+            let got = to_chw_holes_zeroed(&img, &mask);
+            assert_eq!(got.len(), want.len());
+            for (i, (g, e)) in got.iter().zip(&want).enumerate() {
+                assert_eq!(g.to_bits(), e.to_bits(), "{w}x{h}: value {i}");
+            }
         }
     }
 }
