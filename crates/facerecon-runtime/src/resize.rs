@@ -606,6 +606,9 @@ pub(crate) fn box_reduce_with(
         pass == BoxPass::Portable || std::arch::is_x86_feature_detected!("avx2"),
         "box_reduce: AVX2 asked for on a CPU without it"
     );
+    // Off x86_64 there is only the portable pass.
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = pass;
     let (ow, oh) = (sw / kx, sh / ky);
     let n = (kx * ky) as u64;
     // floor(x / n) == (x * m) >> 32 with m = ceil(2^32 / n) whenever x * n < 2^32: the error term
