@@ -80,6 +80,9 @@ struct Pair {
     session_cpu: u64,
     frame_cpu: u64,
     frame_box_cpu: u64,
+    /// The box path step by step inside the frame loop (first pair only): prepare_in_box, the
+    /// network on that frame's prepared input, finish_in_place_in_box.
+    split: [Vec<Duration>; 3],
 }
 
 /// CPU time of this process so far (all threads), in nanoseconds; 0 where Linux's schedstat is
@@ -178,6 +181,7 @@ fn main() -> Result<(), Box<dyn Error>> {
                 session_cpu: 0,
                 frame_cpu: 0,
                 frame_box_cpu: 0,
+                split: Default::default(),
             });
         }
     }
@@ -218,6 +222,26 @@ fn main() -> Result<(), Box<dyn Error>> {
                 p.frame_box.push(t.elapsed());
             }
             p.frame_box_cpu += cpu_ns() - cpu;
+        }
+        // The same box path cut into its steps, on the first pair: whether the network runs slower
+        // inside the frame loop than alone (the frame work evicting its weights) or the time is
+        // the library's own.
+        if let Some(p) = pairs.first_mut() {
+            let (size, fit, feather) = (p.rt.info().image_size, p.rt.options().fit, p.rt.options().feather);
+            for k in 0..iters {
+                let n = frames.len();
+                let (img, mask, hole) = &mut frames[k % n];
+                let t = Instant::now();
+                let prepared = pipeline::prepare_in_box(img, mask, *hole, size, fit)?;
+                let t1 = Instant::now();
+                let rec = p.rt.infer(&[&prepared])?;
+                let t2 = Instant::now();
+                pipeline::finish_in_place_in_box(img, mask, &prepared, &rec[0], size, feather, *hole)?;
+                let t3 = Instant::now();
+                p.split[0].push(t1 - t);
+                p.split[1].push(t2 - t1);
+                p.split[2].push(t3 - t2);
+            }
         }
     }
 
@@ -263,6 +287,20 @@ fn main() -> Result<(), Box<dyn Error>> {
     }
     for model in skipped {
         println!("| {model} | missing: skipped | | | | | | | | | | |");
+    }
+    if let Some(p) = pairs.first_mut() {
+        let session = ms(&mut p.session, 0.5);
+        let [prep, net, fin] = &mut p.split;
+        let (prep, net, fin) = (ms(prep, 0.5), ms(net, 0.5), ms(fin, 0.5));
+        println!(
+            "\nThe box path step by step inside the frame loop ({}, threads {}), p50 of {} frames: prepare_in_box {prep:.3} ms, the network on the frame's prepared input (`Runtime::infer`) {net:.3} ms ({:+.1} % against the session's {session:.2} ms), finish_in_place_in_box {fin:.3} ms; the library's steps {:.3} ms = {:+.1} % of the session.",
+            p.model,
+            p.threads,
+            rounds * iters,
+            (net - session) / session * 100.0,
+            prep + fin,
+            (prep + fin) / session * 100.0
+        );
     }
     if let Some(p) = pairs.first() {
         let (size, opts) = (p.rt.info().image_size, p.rt.options());

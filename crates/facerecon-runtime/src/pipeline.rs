@@ -16,13 +16,14 @@
 //! `tests/fast_path.rs` checks every result bit for bit against a straightforward version built on
 //! `imageops`.
 
-use facerecon_imaging::layout;
 use image::{imageops, imageops::FilterType, GrayImage, Rgb32FImage, RgbImage};
 
 pub use crate::hole::{hole_bbox, is_hole, Region, HOLE_THRESHOLD};
 use crate::{
     hole::{first_hole, hole_bbox_in, last_hole, row_has_hole},
-    resize::{box_factor, box_reduce, resize_rows, resize_window, resize_window_spans, unit_to_u8, Kernel, BOX_FROM},
+    resize::{
+        box_factor, box_reduce, prefetch, resize_rows, resize_window, resize_window_spans, unit_to_u8, Kernel, BOX_FROM,
+    },
     RuntimeError,
 };
 
@@ -278,32 +279,55 @@ pub(crate) fn prepare_found(
     let fitted = if kx * ky > 1 {
         let reduced = box_reduce(image, source, (kx, ky));
         let (rw, rh) = reduced.dimensions();
-        resize_window(
-            &reduced,
-            (0, 0, rw, rh),
-            (size, size),
-            Kernel::Triangle,
-            (0, 0, size, size),
-        )
+        if (rw, rh) == (size, size) {
+            // The box pass landed on the model size (a crop side that is a multiple of it, as
+            // `choose_region` makes large crops): the Triangle resize would be a copy.
+            reduced
+        } else {
+            resize_window(
+                &reduced,
+                (0, 0, rw, rh),
+                (size, size),
+                Kernel::Triangle,
+                (0, 0, size, size),
+            )
+        }
     } else {
         resize_window(image, source, (size, size), Kernel::Triangle, (0, 0, size, size))
     };
     let small_mask = downscale_mask_in(mask, region, size, hole);
-    let mut chw = layout::to_chw(&fitted);
-    let plane = (size * size) as usize;
-    for channel in chw.chunks_exact_mut(plane) {
-        for (v, m) in channel.iter_mut().zip(&small_mask) {
-            if *m > 0.5 {
-                *v = 0.0;
-            }
-        }
-    }
+    let chw = to_chw_holes_zeroed(&fitted, &small_mask);
     let prepared = Prepared {
         region: Some(region),
         image: chw,
         mask: small_mask,
     };
     Ok((prepared, Some(hole)))
+}
+
+/// `facerecon_imaging::layout::to_chw(fitted)` (`[3, h, w]`, `value / 255`) with the pixels where
+/// `mask` is a hole (> 0.5) zeroed, in one pass per plane: the same values (`tests/fast_path.rs`
+/// compares them), without a second pass over the 196 KB tensor.
+fn to_chw_holes_zeroed(fitted: &RgbImage, mask: &[f32]) -> Vec<f32> {
+    let plane = (fitted.width() * fitted.height()) as usize;
+    assert_eq!(mask.len(), plane, "to_chw_holes_zeroed: mask size");
+    let mut out = vec![0f32; 3 * plane];
+    let raw = fitted.as_raw();
+    // A row's bytes of one channel at a time, then converted with the operations `to_chw` uses
+    // (`v as f32 / 255.0`) in a loop of contiguous values, which the compiler vectorises.
+    const ROW: usize = 256;
+    let mut bytes = [0u8; ROW];
+    for (c, channel) in out.chunks_exact_mut(plane).enumerate() {
+        for ((dst, m), px) in channel.chunks_mut(ROW).zip(mask.chunks(ROW)).zip(raw.chunks(3 * ROW)) {
+            for (b, p) in bytes.iter_mut().zip(px.chunks_exact(3)) {
+                *b = p[c];
+            }
+            for ((v, &m), &b) in dst.iter_mut().zip(m).zip(&bytes) {
+                *v = if m > 0.5 { 0.0 } else { b as f32 / 255.0 };
+            }
+        }
+    }
+    out
 }
 
 /// Resize the `region` of `mask` to `size x size` so that an output pixel is a hole when ANY source
@@ -473,7 +497,20 @@ pub(crate) fn finish_in_place_found(
         width: wx1 - wx,
         height: wy1 - wy,
     };
-    let small = chw_to_rgb8(reconstruction, size);
+    let small = chw_to_rgb8(
+        reconstruction,
+        size,
+        source_span(
+            size,
+            region.height,
+            window.y - region.y..window.y - region.y + window.height,
+        ),
+        source_span(
+            size,
+            region.width,
+            window.x - region.x..window.x - region.x + window.width,
+        ),
+    );
     let (ow, mw, ww) = (image.width() as usize, mask.width() as usize, window.width as usize);
     let raw_mask = mask.as_raw();
     let mask_row = |py: usize| &raw_mask[(window.y as usize + py) * mw + window.x as usize..][..ww];
@@ -537,6 +574,14 @@ pub(crate) fn finish_in_place_found(
         at,
         Some(&spans),
         |py, a, bytes| {
+            // The frame's and the mask's rows come from memory: fetch a later row's stretch
+            // while this one is written.
+            if let Some(&(pa, pb)) = spans.get(py + PREFETCH_ROWS).filter(|(pa, pb)| pa < pb) {
+                let (pa, pb) = (pa as usize, pb as usize);
+                let y = window.y as usize + py + PREFETCH_ROWS;
+                prefetch(&dst[(y * ow + window.x as usize + pa) * 3..][..3 * (pb - pa)]);
+                prefetch(&mask_row(py + PREFETCH_ROWS)[pa..pb]);
+            }
             let y = window.y as usize + py;
             let n = bytes.len() / 3;
             paste(
@@ -549,23 +594,45 @@ pub(crate) fn finish_in_place_found(
     Ok(())
 }
 
+/// How many rows ahead [`finish_in_place`] prefetches the frame and the mask.
+const PREFETCH_ROWS: usize = 2;
+
 /// `facerecon_imaging::layout::from_chw` (`[0,1]` to 8 bits, clamped, rounded half away from
 /// zero, NaN to 0) with the rounding of `crate::resize` instead of a `roundf` call per value: the
-/// same bytes (`tests/fast_path.rs` compares them), a fraction of the time.
-fn chw_to_rgb8(chw: &[f32], size: u32) -> RgbImage {
-    let plane = (size * size) as usize;
-    // Each plane to bytes in vectors, then interleaved.
-    let mut bytes = vec![0u8; 3 * plane];
-    for (src, dst) in chw[..3 * plane].chunks_exact(plane).zip(bytes.chunks_exact_mut(plane)) {
-        unit_to_u8(src, dst);
-    }
-    let (r, rest) = bytes.split_at(plane);
-    let (g, b) = rest.split_at(plane);
+/// same bytes (`tests/fast_path.rs` compares them), a fraction of the time. Only the pixels in
+/// `rows` x `cols` are converted (the rest stay 0): the resize back reads the reconstruction only
+/// around the hole's window ([`source_span`]).
+fn chw_to_rgb8(chw: &[f32], size: u32, rows: std::ops::Range<u32>, cols: std::ops::Range<u32>) -> RgbImage {
+    let (plane, side) = ((size * size) as usize, size as usize);
+    let (x0, x1) = (cols.start as usize, cols.end as usize);
     let mut out = RgbImage::new(size, size);
-    for (((px, &r), &g), &b) in out.chunks_exact_mut(3).zip(r).zip(g).zip(b) {
-        px.copy_from_slice(&[r, g, b]);
+    // Each plane's stretch of a row to bytes in vectors, then interleaved.
+    let mut bytes = vec![0u8; 3 * (x1 - x0)];
+    for y in rows.start as usize..rows.end as usize {
+        let (r, rest) = bytes.split_at_mut(x1 - x0);
+        let (g, b) = rest.split_at_mut(x1 - x0);
+        for (c, dst) in [r, g, b].into_iter().enumerate() {
+            unit_to_u8(&chw[c * plane + y * side + x0..c * plane + y * side + x1], dst);
+        }
+        let (r, rest) = bytes.split_at(x1 - x0);
+        let (g, b) = rest.split_at(x1 - x0);
+        let row = &mut (*out)[(y * side + x0) * 3..(y * side + x1) * 3];
+        for (((px, &r), &g), &b) in row.chunks_exact_mut(3).zip(r).zip(g).zip(b) {
+            px.copy_from_slice(&[r, g, b]);
+        }
     }
     out
+}
+
+/// The source pixels (of `size`) that a resize to `target` reads for the outputs `out` (a
+/// range of `target`), with a margin: a superset of the taps of `crate::resize` (support 2 for
+/// Catmull-Rom, scaled when reducing), clamped to the source.
+fn source_span(size: u32, target: u32, out: std::ops::Range<u32>) -> std::ops::Range<u32> {
+    let ratio = size as f64 / target as f64;
+    let support = 2.0 * ratio.max(1.0);
+    let lo = ((out.start as f64 + 0.5) * ratio - support).floor() - 2.0;
+    let hi = ((out.end as f64 - 0.5) * ratio + support).ceil() + 2.0;
+    (lo.max(0.0) as u32)..(hi.clamp(0.0, size as f64) as u32)
 }
 
 /// A reconstruction of the right length for `prepared` (none needed without a hole).
@@ -638,4 +705,38 @@ fn check_mask_size(image: &RgbImage, mask: &GrayImage) -> Result<(), RuntimeErro
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chw_with_holes_zeroed_is_to_chw_then_zeroing() {
+        // Every byte value in every channel, holes at scattered pixels; sizes that are and are not
+        // a multiple of the conversion's 256-pixel rows.
+        for (w, h) in [(16, 16), (20, 13), (128, 128), (3, 1)] {
+            let img = RgbImage::from_fn(w, h, |x, y| {
+                let v = (y * w + x) as u8;
+                image::Rgb([v, v.wrapping_mul(7), 255 - v])
+            });
+            let plane = (w * h) as usize;
+            let mask: Vec<f32> = (0..plane)
+                .map(|i| if i % 5 == 0 || i % 7 == 3 { 1.0 } else { 0.0 })
+                .collect();
+            let mut want = facerecon_imaging::layout::to_chw(&img);
+            for channel in want.chunks_exact_mut(plane) {
+                for (v, m) in channel.iter_mut().zip(&mask) {
+                    if *m > 0.5 {
+                        *v = 0.0;
+                    }
+                }
+            }
+            let got = to_chw_holes_zeroed(&img, &mask);
+            assert_eq!(got.len(), want.len());
+            for (i, (g, e)) in got.iter().zip(&want).enumerate() {
+                assert_eq!(g.to_bits(), e.to_bits(), "{w}x{h}: value {i}");
+            }
+        }
+    }
 }

@@ -59,14 +59,11 @@ impl Kernel {
     }
 }
 
-/// Source taps of one output index: `weights[k]` applies to source index `left + k`.
-struct Taps {
-    left: u32,
-    weights: Vec<f32>,
-}
-
-/// The taps of output index `out` when resizing an axis of `src` pixels to `dst`.
-fn taps(src: u32, dst: u32, kernel: Kernel, out: u32) -> Taps {
+/// The taps of output index `out` when resizing an axis of `src` pixels to `dst`: `weights` is
+/// cleared and receives them (`weights[k]` applies to source index `left + k`); returns `left`.
+/// Into a caller's buffer: a resize computes this for every output row and column, and an
+/// allocation each was a tenth of a frame's finish.
+fn taps_into(src: u32, dst: u32, kernel: Kernel, out: u32, weights: &mut Vec<f32>) -> u32 {
     let ratio = src as f32 / dst as f32;
     let sratio = if ratio < 1.0 { 1.0 } else { ratio };
     let src_support = kernel.support() * sratio;
@@ -74,17 +71,41 @@ fn taps(src: u32, dst: u32, kernel: Kernel, out: u32) -> Taps {
     let left = ((input - src_support).floor() as i64).clamp(0, src as i64 - 1) as u32;
     let right = ((input + src_support).ceil() as i64).clamp(left as i64 + 1, src as i64) as u32;
     let input = input - 0.5;
-    let mut weights: Vec<f32> = (left..right)
-        .map(|i| kernel.eval((i as f32 - input) / sratio))
-        .collect();
+    weights.clear();
+    weights.extend((left..right).map(|i| kernel.eval((i as f32 - input) / sratio)));
     let mut sum = 0.0;
-    for w in &weights {
+    for w in weights.iter() {
         sum += w;
     }
     for w in weights.iter_mut() {
         *w /= sum;
     }
-    Taps { left, weights }
+    // Zero weights at either end add `v * 0.0 = ±0.0` to a sum, which leaves it unchanged (up to
+    // the sign of a zero sum, which rounds to the same byte): they are dropped. Catmull-Rom is 0 at
+    // integer distances, so an upsampling output has a zero tap at one end or both (5 taps where
+    // 4 count, 1 where the output lands on a source pixel).
+    let lead = weights.iter().take_while(|&&w| w == 0.0).count();
+    if lead == weights.len() {
+        return left;
+    }
+    let trail = weights.iter().rev().take_while(|&&w| w == 0.0).count();
+    weights.truncate(weights.len() - trail);
+    weights.drain(..lead);
+    left + lead as u32
+}
+
+/// Ask the CPU to bring `bytes` into its caches ahead of use (a hint: no effect on results, a
+/// no-op off x86_64). A camera frame's rows arrive from memory, and rows of a crop are too short
+/// for the hardware prefetcher to run ahead of the reads (or writes) of the next ones.
+pub(crate) fn prefetch(bytes: &[u8]) {
+    #[cfg(target_arch = "x86_64")]
+    for line in bytes.chunks(64) {
+        // SAFETY: a prefetch reads nothing architecturally and never faults; the address is
+        // inside `bytes` anyway.
+        unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(line.as_ptr().cast()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = bytes;
 }
 
 /// Round half away from zero for `t` in `[0, 255]`, exactly as `f32::round`, without a libm call.
@@ -109,21 +130,39 @@ struct TapTable {
     n: usize,
     /// The largest `left`.
     max_left: u32,
+    /// The largest `left` + the output's own tap count: one past the last source index read.
+    max_right: u32,
 }
 
 impl TapTable {
-    fn new(taps: &[Taps]) -> TapTable {
-        let n = taps.iter().map(|t| t.weights.len()).max().unwrap_or(0);
-        let mut weights = Vec::with_capacity(taps.len() * n);
-        for t in taps {
-            weights.extend(t.weights.iter().map(|&w| [w; 4]));
-            weights.extend(std::iter::repeat_n([0.0f32; 4], n - t.weights.len()));
+    /// The taps of outputs `outs` of an axis of `src` pixels resized to `dst`.
+    fn new(src: u32, dst: u32, kernel: Kernel, outs: std::ops::Range<u32>) -> TapTable {
+        // Every output's taps back to back first (their counts differ), then padded to the longest.
+        let (mut flat, mut spans, mut left) = (Vec::new(), Vec::new(), Vec::new());
+        let mut buf = Vec::new();
+        for out in outs {
+            left.push(taps_into(src, dst, kernel, out, &mut buf));
+            spans.push(flat.len()..flat.len() + buf.len());
+            flat.extend_from_slice(&buf);
         }
+        let n = spans.iter().map(|r| r.len()).max().unwrap_or(0);
+        let mut weights = Vec::with_capacity(spans.len() * n);
+        for r in &spans {
+            weights.extend(flat[r.clone()].iter().map(|&w| [w; 4]));
+            weights.extend(std::iter::repeat_n([0.0f32; 4], n - r.len()));
+        }
+        let max_right = left
+            .iter()
+            .zip(&spans)
+            .map(|(&l, r)| l + r.len() as u32)
+            .max()
+            .unwrap_or(0);
         TapTable {
-            left: taps.iter().map(|t| t.left).collect(),
+            max_left: left.iter().copied().max().unwrap_or(0),
+            max_right,
+            left,
             weights,
             n,
-            max_left: taps.iter().map(|t| t.left).max().unwrap_or(0),
         }
     }
 }
@@ -442,11 +481,10 @@ pub(crate) fn resize_rows(
         }
         return;
     }
-    let xtaps: Vec<Taps> = (x0..x0 + w).map(|x| taps(sw, new_w, kernel, x)).collect();
+    let xtaps = TapTable::new(sw, new_w, kernel, x0..x0 + w);
     // Source columns (of the crop) the horizontal pass reads.
-    let cx0 = xtaps.iter().map(|t| t.left).min().unwrap_or(0);
-    let cx1 = xtaps.iter().map(|t| t.left + t.weights.len() as u32).max().unwrap_or(0);
-    let xtaps = TapTable::new(&xtaps);
+    let cx0 = xtaps.left.iter().copied().min().unwrap_or(0);
+    let cx1 = xtaps.max_right;
     let line_len = (cx1 - cx0) as usize * 3;
     let first_byte = (sx + cx0) as usize * 3;
     // One row of the vertical pass (plus the padding the horizontal pass reads past it), the
@@ -454,6 +492,7 @@ pub(crate) fn resize_rows(
     let mut line = vec![0f32; line_len + h_pad(xtaps.n)];
     let mut sums = vec![0f32; w as usize * 3 + 1];
     let mut bytes = vec![0u8; w as usize * 3];
+    let mut ytaps = Vec::new();
     // Single-threaded on purpose: the caller's threads are ONNX Runtime's (`RuntimeOptions::threads`),
     // and the CLI already prepares whole images in parallel.
     for row in 0..h as usize {
@@ -464,13 +503,13 @@ pub(crate) fn resize_rows(
         // Vertical pass: row y0+row of the (new_h x sw) intermediate, columns cx0..cx1, in f32.
         // Each value is `0.0 + p[0]*w[0] + p[1]*w[1] + ...` in tap order, as in `image`. Columns
         // go in blocks of LANES values whose sums stay in registers over all the taps.
-        let t = taps(sh, new_h, kernel, y0 + row as u32);
-        let row0 = (sy + t.left) as usize * stride + first_byte;
+        let left = taps_into(sh, new_h, kernel, y0 + row as u32, &mut ytaps);
+        let row0 = (sy + left) as usize * stride + first_byte;
         const LANES: usize = 32;
         let mut block = 0;
         while block + LANES <= line_len {
             let mut acc = [0f32; LANES];
-            for (k, &wt) in t.weights.iter().enumerate() {
+            for (k, &wt) in ytaps.iter().enumerate() {
                 let px: &[u8; LANES] = src[row0 + k * stride + block..][..LANES]
                     .try_into()
                     .expect("LANES bytes");
@@ -482,7 +521,7 @@ pub(crate) fn resize_rows(
             block += LANES;
         }
         line[block..line_len].fill(0.0);
-        for (k, &wt) in t.weights.iter().enumerate() {
+        for (k, &wt) in ytaps.iter().enumerate() {
             let start = row0 + k * stride + block;
             for (acc, &p) in line[block..line_len]
                 .iter_mut()
@@ -528,6 +567,31 @@ pub(crate) const MAX_BOX: u32 = 63;
 /// the compiler vectorises); the division is a multiplication by a rounded-up reciprocal, exact for
 /// these sums (see below).
 pub(crate) fn box_reduce(img: &RgbImage, source: (u32, u32, u32, u32), (kx, ky): (u32, u32)) -> RgbImage {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        return box_reduce_with(img, source, (kx, ky), BoxPass::Avx2);
+    }
+    box_reduce_with(img, source, (kx, ky), BoxPass::Portable)
+}
+
+/// Which implementation of [`box_reduce`] runs (the tests run each one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BoxPass {
+    /// Plain Rust (what the compiler vectorises for the baseline target).
+    Portable,
+    /// AVX2 (the caller has checked that the CPU has it), with software prefetch of the next
+    /// output row's source rows.
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+}
+
+/// [`box_reduce`] through the given implementation; every one gives the same bytes (integer sums).
+pub(crate) fn box_reduce_with(
+    img: &RgbImage,
+    source: (u32, u32, u32, u32),
+    (kx, ky): (u32, u32),
+    pass: BoxPass,
+) -> RgbImage {
     let (sx, sy, sw, sh) = source;
     assert!(
         kx >= 1 && ky >= 1 && kx <= MAX_BOX && ky <= MAX_BOX && sw.is_multiple_of(kx) && sh.is_multiple_of(ky),
@@ -537,6 +601,14 @@ pub(crate) fn box_reduce(img: &RgbImage, source: (u32, u32, u32, u32), (kx, ky):
         sx + sw <= img.width() && sy + sh <= img.height(),
         "box_reduce: source outside the image"
     );
+    #[cfg(target_arch = "x86_64")]
+    assert!(
+        pass == BoxPass::Portable || std::arch::is_x86_feature_detected!("avx2"),
+        "box_reduce: AVX2 asked for on a CPU without it"
+    );
+    // Off x86_64 there is only the portable pass.
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = pass;
     let (ow, oh) = (sw / kx, sh / ky);
     let n = (kx * ky) as u64;
     // floor(x / n) == (x * m) >> 32 with m = ceil(2^32 / n) whenever x * n < 2^32: the error term
@@ -544,6 +616,7 @@ pub(crate) fn box_reduce(img: &RgbImage, source: (u32, u32, u32, u32), (kx, ky):
     // integer. Here x <= 255 * n + n / 2 < 256 * n, and n <= 63 * 63, so x * n < 2^28.
     let m = (1u64 << 32).div_ceil(n);
     let half = n / 2;
+    let divide = |t: u32| (((t as u64 + half) * m) >> 32) as u8;
     let stride = img.width() as usize * 3;
     let src = img.as_raw();
     let line_len = sw as usize * 3;
@@ -551,12 +624,20 @@ pub(crate) fn box_reduce(img: &RgbImage, source: (u32, u32, u32, u32), (kx, ky):
     let mut sums = vec![0u16; line_len];
     let mut result = RgbImage::new(ow, oh);
     for (oy, out_row) in result.chunks_exact_mut(ow as usize * 3).enumerate() {
+        let first = (sy as usize + oy * ky as usize) * stride + sx as usize * 3;
+        let mut block = 0;
+        #[cfg(target_arch = "x86_64")]
+        if pass == BoxPass::Avx2 {
+            let next = (oy + 1 < oh as usize).then(|| first + ky as usize * stride);
+            // SAFETY: AVX2 is present (asserted above); `first` is the first byte of this output
+            // row's source rows and `next` (when some) of the next one's, each row of `ky` holding
+            // `line_len` bytes of `src`; `sums` holds `line_len` values.
+            block = unsafe { box_columns_avx2(src, first, next, stride, ky as usize, line_len, &mut sums) };
+        }
         // Blocks of LANES columns, all `ky` rows at once: the sums stay in registers, and the `ky`
         // row streams are read side by side (a camera frame comes from memory after the network
         // ran, and one row at a time left the loads waiting on it).
         const LANES: usize = 32;
-        let first = (sy as usize + oy * ky as usize) * stride + sx as usize * 3;
-        let mut block = 0;
         while block + LANES <= line_len {
             let mut acc = [0u16; LANES];
             for dy in 0..ky as usize {
@@ -570,29 +651,108 @@ pub(crate) fn box_reduce(img: &RgbImage, source: (u32, u32, u32, u32), (kx, ky):
             sums[block..block + LANES].copy_from_slice(&acc);
             block += LANES;
         }
-        sums[block..].fill(0);
+        sums[block..line_len].fill(0);
         for dy in 0..ky as usize {
             let start = first + dy * stride + block;
-            for (s, &p) in sums[block..]
+            for (s, &p) in sums[block..line_len]
                 .iter_mut()
                 .zip(&src[start..first + dy * stride + line_len])
             {
                 *s += p as u16;
             }
         }
-        for (out, block) in out_row.chunks_exact_mut(3).zip(sums.chunks_exact(kx as usize * 3)) {
-            let mut total = [0u32; 3];
-            for px in block.chunks_exact(3) {
-                total[0] += px[0] as u32;
-                total[1] += px[1] as u32;
-                total[2] += px[2] as u32;
-            }
-            for (o, t) in out.iter_mut().zip(total) {
-                *o = (((t as u64 + half) * m) >> 32) as u8;
+        match kx {
+            1 => block_totals::<1>(&sums, out_row, divide),
+            2 => block_totals::<2>(&sums, out_row, divide),
+            3 => block_totals::<3>(&sums, out_row, divide),
+            4 => block_totals::<4>(&sums, out_row, divide),
+            5 => block_totals::<5>(&sums, out_row, divide),
+            6 => block_totals::<6>(&sums, out_row, divide),
+            _ => {
+                for (out, block) in out_row.chunks_exact_mut(3).zip(sums.chunks_exact(kx as usize * 3)) {
+                    let mut total = [0u32; 3];
+                    for px in block.chunks_exact(3) {
+                        total[0] += px[0] as u32;
+                        total[1] += px[1] as u32;
+                        total[2] += px[2] as u32;
+                    }
+                    for (o, t) in out.iter_mut().zip(total) {
+                        *o = divide(t);
+                    }
+                }
             }
         }
     }
     result
+}
+
+/// The horizontal step of [`box_reduce`] for blocks `K` pixels wide: each output pixel's three
+/// channel totals of its `K` column sums, divided. A constant `K` unrolls the block (a loop of a
+/// few iterations per pixel otherwise costs more than its additions).
+fn block_totals<const K: usize>(sums: &[u16], out_row: &mut [u8], divide: impl Fn(u32) -> u8) {
+    for (out, block) in out_row.chunks_exact_mut(3).zip(sums.chunks_exact(3 * K)) {
+        for (c, o) in out.iter_mut().enumerate() {
+            let mut total = 0u32;
+            for j in 0..K {
+                total += block[3 * j + c] as u32;
+            }
+            *o = divide(total);
+        }
+    }
+}
+
+/// The column sums of one output row of [`box_reduce`] in AVX2, 32 bytes of each of the `ky` rows
+/// at a time, into `sums[..done]`; returns `done` (a multiple of 32; the caller sums the rest).
+/// While it reads, the next output row's rows (`next`) are prefetched a cache line per row per
+/// 64 bytes: a camera frame arrives from memory, in rows too short (1920 bytes of a 640 crop) for
+/// the hardware prefetcher to run ahead of, so without this every row starts with a miss.
+///
+/// # Safety
+/// AVX2 is available; `src` holds `line_len` bytes from `first + dy * stride` for every `dy < ky`
+/// (checked again by the slicing), and `sums` at least `line_len` values.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn box_columns_avx2(
+    src: &[u8],
+    first: usize,
+    next: Option<usize>,
+    stride: usize,
+    ky: usize,
+    line_len: usize,
+    sums: &mut [u16],
+) -> usize {
+    use std::arch::x86_64::*;
+    let mut block = 0;
+    while block + 32 <= line_len {
+        if let Some(next) = next.filter(|_| block % 64 == 0) {
+            for dy in 0..ky {
+                // A prefetch never faults; `wrapping_add` keeps the address computation defined
+                // even past the end of `src` (the next rows are inside it, as the caller states).
+                _mm_prefetch::<_MM_HINT_T0>(src.as_ptr().wrapping_add(next + dy * stride + block).cast());
+            }
+        }
+        let (mut lo, mut hi) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+        for dy in 0..ky {
+            let bytes: &[u8; 32] = src[first + dy * stride + block..][..32].try_into().expect("32 bytes");
+            // SAFETY: both loads read 16 of the 32 bytes of `bytes`.
+            let (a, b) = unsafe {
+                (
+                    _mm_loadu_si128(bytes.as_ptr().cast()),
+                    _mm_loadu_si128(bytes.as_ptr().add(16).cast()),
+                )
+            };
+            lo = _mm256_add_epi16(lo, _mm256_cvtepu8_epi16(a));
+            hi = _mm256_add_epi16(hi, _mm256_cvtepu8_epi16(b));
+        }
+        let out: &mut [u16; 32] = (&mut sums[block..block + 32]).try_into().expect("32 sums");
+        // SAFETY: each store writes 16 of the 32 values of `out`.
+        unsafe {
+            _mm256_storeu_si256(out.as_mut_ptr().cast(), lo);
+            _mm256_storeu_si256(out.as_mut_ptr().add(16).cast(), hi);
+        }
+        block += 32;
+    }
+    block
 }
 
 #[cfg(test)]
@@ -672,11 +832,27 @@ mod tests {
             (64, 63, 1, 63),
             (126, 4, 63, 1),
             (30, 20, 2, 5),
+            // The AVX2 pass: lines of several 32-byte blocks plus a tail; the largest sums (the
+            // green channel is 255 everywhere).
+            (640, 15, 5, 5),
+            (120, 8, 4, 2),
+            (600, 6, 6, 6),
+            (650, 6, 13, 3),
+            (256, 32, 16, 16),
+            (66, 126, 1, 63),
+            (120, 60, 20, 20),
+            (189, 63, 63, 63),
         ] {
             let img = RgbImage::from_fn(iw + 3, ih + 2, |_, _| {
                 image::Rgb([(rng.next() >> 24) as u8, 255, if rng.below(2) == 0 { 0 } else { 255 }])
             });
-            let got = box_reduce(&img, (2, 1, iw, ih), (kx, ky));
+            let got = box_reduce_with(&img, (2, 1, iw, ih), (kx, ky), BoxPass::Portable);
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2") {
+                let avx2 = box_reduce_with(&img, (2, 1, iw, ih), (kx, ky), BoxPass::Avx2);
+                assert_eq!(avx2, got, "AVX2 vs portable: {iw}x{ih} /{kx}x{ky}");
+            }
+            assert_eq!(box_reduce(&img, (2, 1, iw, ih), (kx, ky)), got);
             assert_eq!(got.dimensions(), (iw / kx, ih / ky));
             for (x, y, p) in got.enumerate_pixels() {
                 for c in 0..3 {
