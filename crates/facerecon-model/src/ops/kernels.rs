@@ -114,6 +114,8 @@ thread_local! {
     // fresh pages. Taken out while in use, so a re-entrant call (rayon work stealing) just allocates.
     static SCRATCH_A: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
     static SCRATCH_B: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    static SCRATCH_C: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    static SCRATCH_D: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
 type Scratch = std::thread::LocalKey<RefCell<Vec<f32>>>;
@@ -131,6 +133,561 @@ fn with_scratch<R>(key: &'static Scratch, len: usize, f: impl FnOnce(&mut [f32])
         }
     });
     r
+}
+
+/// Stride-1 convolutions without a column matrix ("shifted images"). In a copy of the big image padded to
+/// `hp x wp` (`pad` zeros left and top, zeros right and below up to the window's reach), tap `(ky, kx)` of
+/// small pixel `(oy, ox)` reads the padded pixel at flat offset `p + ky * dil * wp + kx * dil` of its
+/// channel plane, where `p = oy * wp + ox` indexes the small image laid out `wp` wide (the columns
+/// `ox >= small_w` are unused). So each tap is one GEMM over the channels whose pixel operand is the
+/// padded image itself, shifted: `small' (+)= x_pad[shift] · W_tap` (pixels × big_c times big_c ×
+/// small_c), and likewise for the gradients. Nine accumulating GEMMs replace im2col's nine copies of the
+/// image (17 % of a unet step) and col2im's adds (6 %); the price is the `wp - small_w` unused columns.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Shifted {
+    /// Padded width: the small image's pixels are `wp` apart per row.
+    wp: usize,
+    /// Padded height.
+    hp: usize,
+}
+
+impl Shifted {
+    /// The layout for `g`, or `None` where the column matrix stays the better way: strided and pointwise
+    /// convolutions, and images so narrow that the unused columns cost more than an eighth of the work
+    /// (the unet's 16-pixel dilated bottleneck: 20 and 24 wide; measured slower than its column matrix).
+    pub(super) fn of(g: &Geom) -> Option<Self> {
+        if g.stride != 1 || g.is_pointwise() || g.small_w == 0 || g.small_h == 0 {
+            return None;
+        }
+        let wp = (g.big_w + g.pad).max(g.small_w + (g.kw - 1) * g.dil);
+        let hp = (g.big_h + g.pad).max(g.small_h + (g.kh - 1) * g.dil);
+        (8 * wp <= 9 * g.small_w).then_some(Shifted { wp, hp })
+    }
+
+    fn plane(&self) -> usize {
+        self.hp * self.wp
+    }
+
+    /// Small pixels in the `wp`-wide layout.
+    fn m(&self, g: &Geom) -> usize {
+        g.small_h * self.wp
+    }
+
+    /// Length of a padded big image: the last channel's shifted reads run `(kw - 1) * dil` past its plane.
+    fn padded_len(&self, g: &Geom) -> usize {
+        g.big_c * self.plane() + (g.kw - 1) * g.dil + FWD_STEP
+    }
+
+    /// Whether the direct kernels (see [`DIRECT_MAX_C`]) serve `g`.
+    fn direct(g: &Geom) -> bool {
+        cfg!(target_arch = "x86_64")
+            && g.small_c <= DIRECT_MAX_C
+            && g.kh * g.kw == 9
+            && super::simd::level() == super::simd::Level::V4
+    }
+
+    /// The tap offsets of a 3x3 kernel.
+    fn offsets9(&self, g: &Geom) -> [usize; 9] {
+        std::array::from_fn(|t| self.offset(g, t))
+    }
+
+    /// The direct kernels' copy of the small image: channel `o`'s `wp`-wide rows from `o * ld + lead` on,
+    /// zeros around them (`lead` before, up to the next channel after), so that the transposed taps may
+    /// read `lead` elements before and a whole padded plane after. Returns (`lead`, `ld`).
+    fn small_ext(&self, g: &Geom, small: &[f32], ext: &mut [f32]) -> (usize, usize) {
+        let (lead, ld) = self.ext_dims(g);
+        ext.fill(0.0);
+        for c in 0..g.small_c {
+            for y in 0..g.small_h {
+                ext[c * ld + lead + y * self.wp..][..g.small_w]
+                    .copy_from_slice(&small[c * g.small_hw() + y * g.small_w..][..g.small_w]);
+            }
+        }
+        (lead, ld)
+    }
+
+    fn ext_dims(&self, g: &Geom) -> (usize, usize) {
+        let lead = self.offset(g, g.kh * g.kw - 1);
+        (lead, lead + self.plane().max(self.m(g)) + 2 * DX_STEP)
+    }
+
+    /// Flat offset of tap `t` (`ky * kw + kx`).
+    fn offset(&self, g: &Geom, t: usize) -> usize {
+        (t / g.kw) * g.dil * self.wp + (t % g.kw) * g.dil
+    }
+
+    /// `xp` = `big` padded (every element written).
+    fn pad(&self, g: &Geom, big: &[f32], xp: &mut [f32]) {
+        xp.fill(0.0);
+        for c in 0..g.big_c {
+            for y in 0..g.big_h {
+                let src = &big[c * g.big_hw() + y * g.big_w..][..g.big_w];
+                xp[c * self.plane() + (y + g.pad) * self.wp + g.pad..][..g.big_w].copy_from_slice(src);
+            }
+        }
+    }
+
+    /// `big` = the interior of the padded `xp`, whose channels are `ld` apart (the adjoint's crop).
+    fn crop(&self, g: &Geom, xp: &[f32], ld: usize, big: &mut [MaybeUninit<f32>]) {
+        for c in 0..g.big_c {
+            for y in 0..g.big_h {
+                let src = &xp[c * ld + (y + g.pad) * self.wp + g.pad..][..g.big_w];
+                let dst = &mut big[c * g.big_hw() + y * g.big_w..][..g.big_w];
+                for (d, s) in dst.iter_mut().zip(src) {
+                    d.write(*s);
+                }
+            }
+        }
+    }
+
+    /// `wide` (`small_c x m`) = `small` laid out `wp` wide, the unused columns zero.
+    fn widen(&self, g: &Geom, small: &[f32], wide: &mut [f32]) {
+        let sw = g.small_w;
+        for c in 0..g.small_c {
+            for y in 0..g.small_h {
+                let row = &mut wide[(c * g.small_h + y) * self.wp..][..self.wp];
+                row[..sw].copy_from_slice(&small[c * g.small_hw() + y * sw..][..sw]);
+                row[sw..].fill(0.0);
+            }
+        }
+    }
+
+    /// `out` = `act(W · im2col(big) + bias)` for one image (conv2d's forward, the transposed convolution's
+    /// input gradient), every element written.
+    #[allow(clippy::too_many_arguments)]
+    fn big_to_small(
+        &self,
+        g: &Geom,
+        big: &[f32],
+        w: &[f32],
+        out: &mut [MaybeUninit<f32>],
+        bias: Option<&[f32]>,
+        act: Option<Act>,
+        par: Parallelism,
+    ) {
+        let (m, kk, rows, plane) = (self.m(g), g.kh * g.kw, g.col_rows(), self.plane());
+        with_scratch(&SCRATCH_C, self.padded_len(g), |xp| {
+            self.pad(g, big, xp);
+            // The direct kernel's channels are `m` rounded up to whole vectors apart.
+            let ws = if Self::direct(g) {
+                m.next_multiple_of(FWD_STEP)
+            } else {
+                m
+            };
+            with_scratch(&SCRATCH_D, g.small_c * ws, |wide| {
+                if Self::direct(g) {
+                    direct_fwd(g.small_c, g.big_c, xp, plane, &self.offsets9(g), w, ws, wide);
+                } else {
+                    for t in 0..kk {
+                        // wide (pixel p, small channel o) (+)= Σ_c x_pad[c][p + offset] · w[o, c, t].
+                        sgemm(
+                            (m, g.small_c, g.big_c),
+                            wide,
+                            Mat { rs: 1, cs: m },
+                            t > 0,
+                            &xp[self.offset(g, t)..],
+                            Mat { rs: 1, cs: plane },
+                            &w[t..],
+                            Mat { rs: kk, cs: rows },
+                            par,
+                        );
+                    }
+                }
+                let sw = g.small_w;
+                for c in 0..g.small_c {
+                    for y in 0..g.small_h {
+                        let dst = &mut out[c * g.small_hw() + y * sw..][..sw];
+                        for (d, s) in dst.iter_mut().zip(&wide[c * ws + y * self.wp..][..sw]) {
+                            d.write(*s);
+                        }
+                    }
+                    // SAFETY: every element of channel c's plane was written just above.
+                    let row = unsafe {
+                        &mut *(&mut out[c * g.small_hw()..][..g.small_hw()] as *mut [MaybeUninit<f32>] as *mut [f32])
+                    };
+                    bias_act(row, bias.map_or(0.0, |b| b[c]), act);
+                }
+            })
+        })
+    }
+
+    /// One image's share of the gradients: `dw_t += (dW in [`backward`]'s column-major layout)` when given,
+    /// and the big side's input gradient `dbig = col2im(Wᵀ · small)` (every element written) when given.
+    #[allow(clippy::too_many_arguments)]
+    fn backward(
+        &self,
+        g: &Geom,
+        big: &[f32],
+        small: &[f32],
+        w: &[f32],
+        dw_t: Option<&mut [f32]>,
+        dbig: Option<&mut [MaybeUninit<f32>]>,
+        par: Parallelism,
+    ) {
+        let (m, kk, rows, plane) = (self.m(g), g.kh * g.kw, g.col_rows(), self.plane());
+        if Self::direct(g) {
+            let (lead, ld) = self.ext_dims(g);
+            return with_scratch(&SCRATCH_D, g.small_c * ld, |ext| {
+                self.small_ext(g, small, ext);
+                let offs = self.offsets9(g);
+                if let Some(dw) = dw_t {
+                    with_scratch(&SCRATCH_C, self.padded_len(g), |xp| {
+                        self.pad(g, big, xp);
+                        direct_dw(g.small_c, g.big_c, &ext[lead..], ld, m, xp, plane, &offs, dw);
+                    });
+                }
+                if let Some(dbig) = dbig {
+                    // Channels `plane + LANES` apart: the last vector of a channel may run past its plane.
+                    let dld = plane + DX_STEP;
+                    with_scratch(&SCRATCH_C, g.big_c * dld, |dp| {
+                        // Only the interior rows are read back by the crop.
+                        let (lo, hi) = (g.pad * self.wp, (g.pad + g.big_h) * self.wp);
+                        direct_dx(g.small_c, g.big_c, ext, ld, lead, &offs, w, dp, dld, (lo, hi));
+                        self.crop(g, dp, dld, dbig);
+                    });
+                }
+            });
+        }
+        with_scratch(&SCRATCH_D, g.small_c * m, |wide| {
+            self.widen(g, small, wide);
+            if let Some(dw) = dw_t {
+                with_scratch(&SCRATCH_C, self.padded_len(g), |xp| {
+                    self.pad(g, big, xp);
+                    with_scratch(&SCRATCH_B, m * g.small_c, |wide_t| {
+                        transpose(wide, g.small_c, m, wide_t);
+                        for t in 0..kk {
+                            // dW[o, c, t] += Σ_p small[o][p] · x_pad[c][p + offset], stored at
+                            // (c * kk + t) * small_c + o; the unused columns of `wide` are zero.
+                            sgemm(
+                                (g.small_c, g.big_c, m),
+                                &mut dw[t * g.small_c..],
+                                Mat {
+                                    rs: 1,
+                                    cs: kk * g.small_c,
+                                },
+                                true,
+                                wide_t,
+                                tr(g.small_c),
+                                &xp[self.offset(g, t)..],
+                                Mat { rs: 1, cs: plane },
+                                par,
+                            );
+                        }
+                    })
+                });
+            }
+            if let Some(dbig) = dbig {
+                with_scratch(&SCRATCH_C, self.padded_len(g), |dp| {
+                    dp.fill(0.0);
+                    for t in 0..kk {
+                        // dx_pad[c][p + offset] += Σ_o small[o][p] · w[o, c, t] (zero unused columns).
+                        sgemm(
+                            (m, g.big_c, g.small_c),
+                            &mut dp[self.offset(g, t)..],
+                            Mat { rs: 1, cs: plane },
+                            true,
+                            wide,
+                            Mat { rs: 1, cs: m },
+                            &w[t..],
+                            Mat { rs: rows, cs: kk },
+                            par,
+                        );
+                    }
+                    self.crop(g, dp, plane, dbig);
+                });
+            }
+        })
+    }
+}
+
+/// Vector lanes the direct kernels work in (one AVX-512 register of f32).
+const LANES: usize = 16;
+
+/// Small sides with at most this many channels (the unet's 3-channel `out` layer) use direct 3x3 kernels
+/// (AVX-512 only) instead of the shifted GEMMs: with `m` or `k` = 3 the `gemm` crate's micro-kernel leaves
+/// most of its lanes idle (the `out` layer ran at 22 GFLOP/s against ~100-180 for the other layers).
+const DIRECT_MAX_C: usize = 3;
+
+/// Pixels per step of [`direct_fwd`] (4 vectors: each broadcast weight serves 4 multiply-adds).
+const FWD_STEP: usize = 4 * LANES;
+
+/// Pixels per step of [`direct_dx`] (2 vectors).
+const DX_STEP: usize = 2 * LANES;
+
+/// Big channels per block of [`direct_dx`]: each loaded vector of the small image serves this many.
+const DX_BLOCK: usize = 8;
+
+/// Direct 3x3 forward (`small_c <= DIRECT_MAX_C`, AVX-512): `out[o][q] = Σ_c Σ_t w[o, c, t] · xp[c][q + offs[t]]`
+/// for `q < m` (the `wp`-wide layout of [`Shifted`], `m` a multiple of [`FWD_STEP`]), `out`'s channels `m`
+/// apart. `xp` must hold `(big_c - 1) * plane + m + offs[8]` elements.
+#[allow(clippy::too_many_arguments)]
+fn direct_fwd(
+    small_c: usize,
+    big_c: usize,
+    xp: &[f32],
+    plane: usize,
+    offs: &[usize; 9],
+    w: &[f32],
+    m: usize,
+    out: &mut [f32],
+) {
+    assert!(m.is_multiple_of(FWD_STEP) && big_c > 0 && offs.iter().all(|&o| o <= offs[8]));
+    assert!(xp.len() >= (big_c - 1) * plane + m + offs[8] && w.len() >= small_c * big_c * 9);
+    assert!(out.len() >= small_c * m && super::simd::level() == super::simd::Level::V4);
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: the CPU has AVX-512F (asserted above); every index the kernels touch is inside its slice
+    // (asserted above: the largest x read is (big_c - 1) * plane + (m - 1) + offs[8]).
+    unsafe {
+        match small_c {
+            1 => direct_fwd_v4::<1>(big_c, xp, plane, offs, w, m, out),
+            2 => direct_fwd_v4::<2>(big_c, xp, plane, offs, w, m, out),
+            3 => direct_fwd_v4::<3>(big_c, xp, plane, offs, w, m, out),
+            _ => unreachable!("direct kernels take at most {DIRECT_MAX_C} small channels"),
+        }
+    }
+}
+
+/// See [`direct_fwd`].
+///
+/// # Safety
+/// AVX-512F, and the bounds asserted by [`direct_fwd`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn direct_fwd_v4<const CO: usize>(
+    big_c: usize,
+    xp: &[f32],
+    plane: usize,
+    offs: &[usize; 9],
+    w: &[f32],
+    m: usize,
+    out: &mut [f32],
+) {
+    use std::arch::x86_64::*;
+    const V: usize = FWD_STEP / LANES;
+    let rows = big_c * 9;
+    let (x0, w0, o0) = (xp.as_ptr(), w.as_ptr(), out.as_mut_ptr());
+    for q in (0..m).step_by(FWD_STEP) {
+        let mut acc = [[_mm512_setzero_ps(); V]; CO];
+        for c in 0..big_c {
+            for (t, &off) in offs.iter().enumerate() {
+                // SAFETY: c * plane + q + off + FWD_STEP <= (big_c - 1) * plane + m + offs[8] <= xp.len().
+                let x: [__m512; V] =
+                    std::array::from_fn(|v| unsafe { _mm512_loadu_ps(x0.add(c * plane + q + off + v * LANES)) });
+                for (o, a) in acc.iter_mut().enumerate() {
+                    // SAFETY: o * rows + c * 9 + t < CO * big_c * 9 <= w.len().
+                    let wv = _mm512_set1_ps(unsafe { *w0.add(o * rows + c * 9 + t) });
+                    for v in 0..V {
+                        a[v] = _mm512_fmadd_ps(wv, x[v], a[v]);
+                    }
+                }
+            }
+        }
+        for (o, a) in acc.iter().enumerate() {
+            for (v, av) in a.iter().enumerate() {
+                // SAFETY: o * m + q + (v + 1) * LANES <= CO * m <= out.len().
+                unsafe { _mm512_storeu_ps(o0.add(o * m + q + v * LANES), *av) };
+            }
+        }
+    }
+}
+
+/// Direct 3x3 weight gradient (`small_c <= DIRECT_MAX_C`, AVX-512): `dw[(c * 9 + t) * small_c + o] +=
+/// Σ_q small[o][q] · xp[c][q + offs[t]]` over `q < m` rounded up to [`LANES`]; `small`'s channels are `ld`
+/// apart and zero from `m` on (and in the unused columns).
+#[allow(clippy::too_many_arguments)]
+fn direct_dw(
+    small_c: usize,
+    big_c: usize,
+    small: &[f32],
+    ld: usize,
+    m: usize,
+    xp: &[f32],
+    plane: usize,
+    offs: &[usize; 9],
+    dw: &mut [f32],
+) {
+    let mr = m.next_multiple_of(LANES);
+    assert!(big_c > 0 && small_c > 0 && offs.iter().all(|&o| o <= offs[8]));
+    assert!(small.len() >= (small_c - 1) * ld + mr && xp.len() >= (big_c - 1) * plane + mr + offs[8]);
+    assert!(dw.len() >= big_c * 9 * small_c && super::simd::level() == super::simd::Level::V4);
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: AVX-512F (asserted); the largest reads are small[(small_c - 1) * ld + mr - 1] and
+    // xp[(big_c - 1) * plane + mr - 1 + offs[8]], inside their slices (asserted).
+    unsafe {
+        match small_c {
+            1 => direct_dw_v4::<1>(big_c, small, ld, mr, xp, plane, offs, dw),
+            2 => direct_dw_v4::<2>(big_c, small, ld, mr, xp, plane, offs, dw),
+            3 => direct_dw_v4::<3>(big_c, small, ld, mr, xp, plane, offs, dw),
+            _ => unreachable!("direct kernels take at most {DIRECT_MAX_C} small channels"),
+        }
+    }
+}
+
+/// See [`direct_dw`] (`mr`: `m` rounded up to [`LANES`]).
+///
+/// # Safety
+/// AVX-512F, and the bounds asserted by [`direct_dw`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn direct_dw_v4<const CO: usize>(
+    big_c: usize,
+    small: &[f32],
+    ld: usize,
+    mr: usize,
+    xp: &[f32],
+    plane: usize,
+    offs: &[usize; 9],
+    dw: &mut [f32],
+) {
+    use std::arch::x86_64::*;
+    let (s0, x0) = (small.as_ptr(), xp.as_ptr());
+    for c in 0..big_c {
+        let mut acc = [[_mm512_setzero_ps(); 9]; CO];
+        for q in (0..mr).step_by(LANES) {
+            // SAFETY: o * ld + q + LANES <= (CO - 1) * ld + mr <= small.len().
+            let d: [__m512; CO] = std::array::from_fn(|o| unsafe { _mm512_loadu_ps(s0.add(o * ld + q)) });
+            for (t, &off) in offs.iter().enumerate() {
+                // SAFETY: c * plane + q + off + LANES <= (big_c - 1) * plane + mr + offs[8] <= xp.len().
+                let x = unsafe { _mm512_loadu_ps(x0.add(c * plane + q + off)) };
+                for (o, a) in acc.iter_mut().enumerate() {
+                    a[t] = _mm512_fmadd_ps(d[o], x, a[t]);
+                }
+            }
+        }
+        for (o, a) in acc.iter().enumerate() {
+            for (t, v) in a.iter().enumerate() {
+                dw[(c * 9 + t) * CO + o] += _mm512_reduce_add_ps(*v);
+            }
+        }
+    }
+}
+
+/// Direct 3x3 input gradient of the big side (`small_c <= DIRECT_MAX_C`, AVX-512): `dp[c][r] = Σ_o Σ_t
+/// w[o, c, t] · ext[o * ld + lead + r - offs[t]]` for `r` in `[lo, hi)` rounded up to [`DX_STEP`] (see
+/// [`Shifted::small_ext`]); `dp`'s channels are `dld` apart, `dld >= hi + DX_STEP`.
+#[allow(clippy::too_many_arguments)]
+fn direct_dx(
+    small_c: usize,
+    big_c: usize,
+    ext: &[f32],
+    ld: usize,
+    lead: usize,
+    offs: &[usize; 9],
+    w: &[f32],
+    dp: &mut [f32],
+    dld: usize,
+    (lo, hi): (usize, usize),
+) {
+    assert!(big_c > 0 && small_c > 0 && lo <= hi && lead >= offs[8] && dld >= hi + DX_STEP);
+    assert!(ext.len() >= (small_c - 1) * ld + lead + hi + DX_STEP && w.len() >= small_c * big_c * 9);
+    assert!(dp.len() >= big_c * dld && super::simd::level() == super::simd::Level::V4);
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: AVX-512F (asserted); every read is ext[o * ld + lead + r - off + i] with r < hi + DX_STEP - i,
+    // off <= lead, and every write dp[c * dld + r + i] with r + i < hi + DX_STEP <= dld (asserted).
+    unsafe {
+        match small_c {
+            1 => direct_dx_v4::<1>(big_c, ext, ld, lead, offs, w, dp, dld, lo, hi),
+            2 => direct_dx_v4::<2>(big_c, ext, ld, lead, offs, w, dp, dld, lo, hi),
+            3 => direct_dx_v4::<3>(big_c, ext, ld, lead, offs, w, dp, dld, lo, hi),
+            _ => unreachable!("direct kernels take at most {DIRECT_MAX_C} small channels"),
+        }
+    }
+}
+
+/// See [`direct_dx`].
+///
+/// # Safety
+/// AVX-512F, and the bounds asserted by [`direct_dx`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn direct_dx_v4<const CO: usize>(
+    big_c: usize,
+    ext: &[f32],
+    ld: usize,
+    lead: usize,
+    offs: &[usize; 9],
+    w: &[f32],
+    dp: &mut [f32],
+    dld: usize,
+    lo: usize,
+    hi: usize,
+) {
+    use std::arch::x86_64::*;
+    const V: usize = DX_STEP / LANES;
+    let rows = big_c * 9;
+    let (e0, d0) = (ext.as_ptr(), dp.as_mut_ptr());
+    for c0 in (0..big_c).step_by(DX_BLOCK) {
+        let nc = DX_BLOCK.min(big_c - c0);
+        // wv[o][t][j] = w[o, c0 + j, t] (zero past the last channel).
+        let mut wv = [[[0f32; DX_BLOCK]; 9]; CO];
+        for (o, wo) in wv.iter_mut().enumerate() {
+            for (t, wt) in wo.iter_mut().enumerate() {
+                for (j, v) in wt.iter_mut().enumerate().take(nc) {
+                    *v = w[o * rows + (c0 + j) * 9 + t];
+                }
+            }
+        }
+        for r in (lo..hi).step_by(DX_STEP) {
+            let mut acc = [[_mm512_setzero_ps(); V]; DX_BLOCK];
+            for (o, wo) in wv.iter().enumerate() {
+                for (t, &off) in offs.iter().enumerate() {
+                    let i = o * ld + lead + r - off;
+                    // SAFETY: i + DX_STEP <= (CO - 1) * ld + lead + hi + DX_STEP <= ext.len() (r < hi).
+                    let x: [__m512; V] = std::array::from_fn(|v| unsafe { _mm512_loadu_ps(e0.add(i + v * LANES)) });
+                    for (j, a) in acc.iter_mut().enumerate() {
+                        let wj = _mm512_set1_ps(wo[t][j]);
+                        for v in 0..V {
+                            a[v] = _mm512_fmadd_ps(wj, x[v], a[v]);
+                        }
+                    }
+                }
+            }
+            for (j, a) in acc.iter().enumerate().take(nc) {
+                for (v, av) in a.iter().enumerate() {
+                    // SAFETY: (c0 + j) * dld + r + (v + 1) * LANES <= (big_c - 1) * dld + hi + DX_STEP
+                    // <= big_c * dld <= dp.len().
+                    unsafe { _mm512_storeu_ps(d0.add((c0 + j) * dld + r + v * LANES), *av) };
+                }
+            }
+        }
+    }
+}
+
+/// A stride-1 geometry for the tests.
+#[cfg(test)]
+#[allow(clippy::too_many_arguments)]
+pub(super) fn test_geom(
+    big_c: usize,
+    big_h: usize,
+    big_w: usize,
+    small_c: usize,
+    small_h: usize,
+    small_w: usize,
+    k: usize,
+    pad: usize,
+    dil: usize,
+) -> Geom {
+    Geom {
+        big_c,
+        big_h,
+        big_w,
+        small_c,
+        small_h,
+        small_w,
+        kh: k,
+        kw: k,
+        stride: 1,
+        pad,
+        dil,
+    }
+}
+
+/// Whether `g` takes the [`Shifted`] path (for the tests).
+#[cfg(test)]
+pub(super) fn takes_shifted_path(g: &Geom) -> bool {
+    Shifted::of(g).is_some()
 }
 
 /// Runs `f` on im2col(big) — the image itself for pointwise convolutions.
@@ -284,6 +841,12 @@ pub(crate) fn big_to_small(
     let bias_of = |c: usize| bias.map_or(0.0, |b| b[c]);
     per_image_written(n, g.small_len(), |b, slot| {
         let xb = &big[b * g.big_len()..][..g.big_len()];
+        if parts == 1 {
+            if let Some(sh) = Shifted::of(g) {
+                sh.big_to_small(g, xb, w, slot, bias, act, Parallelism::None);
+                return;
+            }
+        }
         // The GEMM writes the whole output without reading it (no zero or bias fill first); bias and
         // activation are then applied per channel row while it is in cache.
         let out = SharedOut {
@@ -607,6 +1170,7 @@ pub(crate) fn backward(
     act: Option<FusedAct>,
 ) -> Grads {
     let (shw, rows) = (g.small_hw(), g.col_rows());
+    let shifted = Shifted::of(g);
     let t = threads().min(n).max(1);
     let per = n.div_ceil(t);
     let par = gemm_par(t, g);
@@ -627,7 +1191,14 @@ pub(crate) fn backward(
         let mut db = vec![0f32; bias_c];
         let out_len = |side| if side == Side::Big { g.big_len() } else { g.small_len() };
         let mut pre = vec![0f32; act.map_or(0, |a| out_len(a.side))];
-        let mut dy_t = vec![0f32; if want.weight { g.small_len() } else { 0 }];
+        let mut dy_t = vec![
+            0f32;
+            if want.weight && shifted.is_none() {
+                g.small_len()
+            } else {
+                0
+            }
+        ];
         for (i, b) in (ti * per..((ti + 1) * per).min(n)).enumerate() {
             let mut bb = &big[b * g.big_len()..][..g.big_len()];
             let mut sb = &small[b * g.small_len()..][..g.small_len()];
@@ -639,7 +1210,7 @@ pub(crate) fn backward(
                 let grad = if a.side == Side::Big { bb } else { sb };
                 let plane = if a.side == Side::Big { g.big_hw() } else { shw };
                 let sums = (want.bias == Some(a.side)).then_some(&mut db[..]);
-                let t = (a.side == Side::Small && want.weight).then_some(&mut dy_t[..]);
+                let t = (a.side == Side::Small && want.weight && shifted.is_none()).then_some(&mut dy_t[..]);
                 (summed, transposed) = (sums.is_some(), t.is_some());
                 act_grad_fused(a.act, grad, &a.out[b * len..][..len], plane, &mut pre, sums, t);
                 if a.side == Side::Big {
@@ -651,72 +1222,85 @@ pub(crate) fn backward(
             // This image's input gradient slot, uninitialised: written whole by the small side's GEMM
             // (which does not read it) or by col2im (big side).
             let mut slot = dinput.as_deref_mut().map(|d| &mut d[i * in_len..][..in_len]);
-            let dx = match want.input {
-                Some(Side::Small) => slot.take().map(|d| SharedOut {
-                    ptr: d.as_mut_ptr().cast::<f32>(),
-                    len: d.len(),
-                }),
-                _ => None,
-            };
-            if want.weight || want.input == Some(Side::Small) {
-                // dW accumulates column-major, from a transposed dy: see [`transpose`].
-                if want.weight && !transposed {
-                    transpose(sb, g.small_c, shw, &mut dy_t);
+            if let Some(sh) = shifted {
+                // Without a column matrix (see [`Shifted`]).
+                match want.input {
+                    Some(Side::Small) => {
+                        let d = slot.take().expect("dinput allocated");
+                        sh.big_to_small(g, bb, w, d, None, None, par);
+                        sh.backward(g, bb, sb, w, want.weight.then_some(&mut dw[..]), None, par);
+                    }
+                    Some(Side::Big) => sh.backward(g, bb, sb, w, want.weight.then_some(&mut dw[..]), slot.take(), par),
+                    None => sh.backward(g, bb, sb, w, want.weight.then_some(&mut dw[..]), None, par),
                 }
-                // The whole column matrix at once, or band by band when it is large (see [`COL_CHUNK`]):
-                // dW sums over pixels, so the bands' products accumulate; dx's bands are its columns.
-                let step = if chunked(g) { chunk_rows(g) } else { g.small_h };
-                for (o0, o1) in bands(0, g.small_h, step) {
-                    let (p0, pixels) = (o0 * g.small_w, (o1 - o0) * g.small_w);
-                    let mut products = |col: &[f32]| {
-                        if want.weight {
-                            sgemm(
-                                (g.small_c, rows, pixels),
-                                &mut dw,
-                                tr(g.small_c),
-                                true,
-                                &dy_t[p0 * g.small_c..],
-                                tr(g.small_c),
-                                col,
-                                tr(pixels),
-                                par,
-                            );
-                        }
-                        if let Some(dx) = dx {
-                            let (dst, len) = dx.at(p0);
-                            // (Only the small side's gradient is made here.) SAFETY: `dx` is this image's
-                            // slot, used by nothing else; the GEMM (accumulate = false) writes its
-                            // small_c x pixels elements from column p0 on (inside it: checked by
-                            // `sgemm_raw`) without reading them, and the bands cover every column once.
-                            unsafe {
-                                sgemm_raw(
-                                    (g.small_c, pixels, rows),
-                                    dst,
-                                    len,
-                                    rm(shw),
-                                    false,
-                                    w,
-                                    rm(rows),
+            } else {
+                let dx = match want.input {
+                    Some(Side::Small) => slot.take().map(|d| SharedOut {
+                        ptr: d.as_mut_ptr().cast::<f32>(),
+                        len: d.len(),
+                    }),
+                    _ => None,
+                };
+                if want.weight || want.input == Some(Side::Small) {
+                    // dW accumulates column-major, from a transposed dy: see [`transpose`].
+                    if want.weight && !transposed {
+                        transpose(sb, g.small_c, shw, &mut dy_t);
+                    }
+                    // The whole column matrix at once, or band by band when it is large (see [`COL_CHUNK`]):
+                    // dW sums over pixels, so the bands' products accumulate; dx's bands are its columns.
+                    let step = if chunked(g) { chunk_rows(g) } else { g.small_h };
+                    for (o0, o1) in bands(0, g.small_h, step) {
+                        let (p0, pixels) = (o0 * g.small_w, (o1 - o0) * g.small_w);
+                        let mut products = |col: &[f32]| {
+                            if want.weight {
+                                sgemm(
+                                    (g.small_c, rows, pixels),
+                                    &mut dw,
+                                    tr(g.small_c),
+                                    true,
+                                    &dy_t[p0 * g.small_c..],
+                                    tr(g.small_c),
                                     col,
-                                    rm(pixels),
+                                    tr(pixels),
                                     par,
-                                )
-                            };
+                                );
+                            }
+                            if let Some(dx) = dx {
+                                let (dst, len) = dx.at(p0);
+                                // (Only the small side's gradient is made here.) SAFETY: `dx` is this image's
+                                // slot, used by nothing else; the GEMM (accumulate = false) writes its
+                                // small_c x pixels elements from column p0 on (inside it: checked by
+                                // `sgemm_raw`) without reading them, and the bands cover every column once.
+                                unsafe {
+                                    sgemm_raw(
+                                        (g.small_c, pixels, rows),
+                                        dst,
+                                        len,
+                                        rm(shw),
+                                        false,
+                                        w,
+                                        rm(rows),
+                                        col,
+                                        rm(pixels),
+                                        par,
+                                    )
+                                };
+                            }
+                        };
+                        if chunked(g) {
+                            with_scratch(&SCRATCH_A, rows * pixels, |col| {
+                                g.im2col_rows(bb, col, o0, o1);
+                                products(col)
+                            });
+                        } else {
+                            with_col(g, bb, products);
                         }
-                    };
-                    if chunked(g) {
-                        with_scratch(&SCRATCH_A, rows * pixels, |col| {
-                            g.im2col_rows(bb, col, o0, o1);
-                            products(col)
-                        });
-                    } else {
-                        with_col(g, bb, products);
                     }
                 }
-            }
-            if want.input == Some(Side::Big) {
-                let slot = slot.expect("dinput allocated");
-                col2im_of_wt_set(g, w, rows, sb, slot, None, None, par);
+                if want.input == Some(Side::Big) {
+                    let slot = slot.expect("dinput allocated");
+                    col2im_of_wt_set(g, w, rows, sb, slot, None, None, par);
+                }
             }
             let (src, plane) = match want.bias {
                 _ if summed => continue,

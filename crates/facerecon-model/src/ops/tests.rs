@@ -729,47 +729,149 @@ fn banded_column_matrices_match_naive_loops() {
             (c.ci * c.k * c.k, oh * ow, oh, ow)
         };
         assert!(g.0 * g.1 > 1 << 17, "case {i} must need several bands: {c:?}");
-        let fused = i % 2 == 0;
-        let x = Var::from_tensor(&randn(&mut rng, c.x_dims())).unwrap();
-        let w = Var::from_tensor(&(randn(&mut rng, c.w_dims()) * 0.1).unwrap()).unwrap();
-        let b = Var::from_tensor(&randn(&mut rng, c.co)).unwrap();
-        let act = Act::LeakyRelu(0.2);
-        let y = match (fused, c.transpose) {
-            (true, false) => K.conv2d_act(&x, &w, Some(&b), c.params(), act),
-            (true, true) => K.conv_transpose2d_act(&x, &w, Some(&b), c.params(), act),
-            (false, _) => c.run(&x, &w, Some(&b)),
-        }
-        .unwrap();
-        let r = randn(&mut rng, y.shape());
-        let grads = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
-        let (x64, w64, b64, r64) = (vec64(&x), vec64(&w), vec64(&b), vec64(&r));
-        let [pre, mut dx_ref, mut dw_ref, mut db_ref] = naive(&c, &x64, &w64, &b64, &r64);
-        let mut y_ref = pre.clone();
-        if fused {
-            // LeakyReLU: y = pre or 0.2 pre; the gradient through it scales r the same way.
-            let slope = |p: f64| if p > 0.0 { 1.0 } else { 0.2 };
-            y_ref = pre.iter().map(|&p| p * slope(p)).collect();
-            let r_pre: Vec<f64> = r64.iter().zip(&pre).map(|(r, &p)| r * slope(p)).collect();
-            [_, dx_ref, dw_ref, db_ref] = naive(&c, &x64, &w64, &b64, &r_pre);
-        }
-        assert_close(&format!("banded y {c:?}"), &vec64(&y), &y_ref, TOL);
-        assert_close(
-            &format!("banded dx {c:?}"),
-            &vec64(grads.get(&x).unwrap()),
-            &dx_ref,
-            TOL,
+        check_against_naive(&mut rng, c, i % 2 == 0, "banded");
+    }
+}
+
+/// One convolution (fused with a LeakyReLU or not) against the naive f64 loops: forward, dx, dW, dbias.
+fn check_against_naive(rng: &mut StdRng, c: Case, fused: bool, what: &str) {
+    let x = Var::from_tensor(&randn(rng, c.x_dims())).unwrap();
+    let w = Var::from_tensor(&(randn(rng, c.w_dims()) * 0.1).unwrap()).unwrap();
+    let b = Var::from_tensor(&randn(rng, c.co)).unwrap();
+    let act = Act::LeakyRelu(0.2);
+    let y = match (fused, c.transpose) {
+        (true, false) => K.conv2d_act(&x, &w, Some(&b), c.params(), act),
+        (true, true) => K.conv_transpose2d_act(&x, &w, Some(&b), c.params(), act),
+        (false, _) => c.run(&x, &w, Some(&b)),
+    }
+    .unwrap();
+    let r = randn(rng, y.shape());
+    let grads = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+    let (x64, w64, b64, r64) = (vec64(&x), vec64(&w), vec64(&b), vec64(&r));
+    let [pre, mut dx_ref, mut dw_ref, mut db_ref] = naive(&c, &x64, &w64, &b64, &r64);
+    let mut y_ref = pre.clone();
+    if fused {
+        // LeakyReLU: y = pre or 0.2 pre; the gradient through it scales r the same way.
+        let slope = |p: f64| if p > 0.0 { 1.0 } else { 0.2 };
+        y_ref = pre.iter().map(|&p| p * slope(p)).collect();
+        let r_pre: Vec<f64> = r64.iter().zip(&pre).map(|(r, &p)| r * slope(p)).collect();
+        [_, dx_ref, dw_ref, db_ref] = naive(&c, &x64, &w64, &b64, &r_pre);
+    }
+    assert_close(&format!("{what} y {c:?}"), &vec64(&y), &y_ref, TOL);
+    assert_close(
+        &format!("{what} dx {c:?}"),
+        &vec64(grads.get(&x).unwrap()),
+        &dx_ref,
+        TOL,
+    );
+    assert_close(
+        &format!("{what} dw {c:?}"),
+        &vec64(grads.get(&w).unwrap()),
+        &dw_ref,
+        TOL,
+    );
+    assert_close(
+        &format!("{what} db {c:?}"),
+        &vec64(grads.get(&b).unwrap()),
+        &db_ref,
+        TOL,
+    );
+}
+
+/// Stride-1 convolutions without a column matrix (`kernels::Shifted`: the shifted GEMMs, and for at most 3
+/// small channels the direct AVX-512 kernels): conv2d with odd and even sizes, padding 0-2, dilation 1-2,
+/// batch 1 and 3, 3 and 6 output channels, fused or not, and a stride-1 conv_transpose2d (its input
+/// gradient and dW take the shifted path), against the naive f64 loops.
+#[test]
+fn shifted_image_convolutions_match_naive_loops() {
+    let mut rng = StdRng::seed_from_u64(29);
+    let base = Case {
+        n: 1,
+        ci: 5,
+        co: 3,
+        h: 9,
+        w: 16,
+        k: 3,
+        s: 1,
+        p: 1,
+        d: 1,
+        op: 0,
+        transpose: false,
+        bias: true,
+    };
+    let cases = [
+        base,
+        Case {
+            n: 3,
+            h: 7,
+            w: 17,
+            ..base
+        },
+        Case {
+            n: 3,
+            ci: 19,
+            co: 6,
+            h: 11,
+            w: 33,
+            ..base
+        },
+        Case {
+            n: 1,
+            co: 6,
+            h: 13,
+            w: 33,
+            p: 2,
+            d: 2,
+            ..base
+        },
+        Case {
+            n: 3,
+            co: 2,
+            h: 10,
+            w: 37,
+            p: 2,
+            d: 2,
+            ..base
+        },
+        Case {
+            n: 3,
+            ci: 9,
+            co: 1,
+            h: 6,
+            w: 19,
+            p: 0,
+            ..base
+        },
+        Case {
+            n: 1,
+            ci: 20,
+            co: 3,
+            h: 70,
+            w: 64,
+            ..base
+        },
+        Case {
+            n: 3,
+            ci: 6,
+            co: 4,
+            h: 8,
+            w: 24,
+            transpose: true,
+            ..base
+        },
+    ];
+    for (i, c) in cases.into_iter().enumerate() {
+        // The geometry the kernels see (conv_transpose2d: the output is the big side).
+        let (oh, ow) = c.out_hw();
+        let g = if c.transpose {
+            kernels::test_geom(c.co, oh, ow, c.ci, c.h, c.w, c.k, c.p, c.d)
+        } else {
+            kernels::test_geom(c.ci, c.h, c.w, c.co, oh, ow, c.k, c.p, c.d)
+        };
+        assert!(
+            kernels::takes_shifted_path(&g),
+            "case {i} must take the shifted path: {c:?}"
         );
-        assert_close(
-            &format!("banded dw {c:?}"),
-            &vec64(grads.get(&w).unwrap()),
-            &dw_ref,
-            TOL,
-        );
-        assert_close(
-            &format!("banded db {c:?}"),
-            &vec64(grads.get(&b).unwrap()),
-            &db_ref,
-            TOL,
-        );
+        check_against_naive(&mut rng, c, i % 2 == 1, "shifted");
     }
 }
