@@ -81,8 +81,15 @@ pub fn hole_bbox_in(mask: &GrayImage, area: Region) -> Option<Region> {
     let raw = mask.as_raw();
     let (ax, aw) = (area.x as usize, area.width as usize);
     let (mut x0, mut y0, mut x1, mut y1) = (usize::MAX, usize::MAX, 0, 0);
-    for y in area.y as usize..(area.y + area.height) as usize {
+    let end = (area.y + area.height) as usize;
+    for y in area.y as usize..end {
         let row = &raw[y * stride + ax..y * stride + ax + aw];
+        // The mask is usually cold (the network ran since it was written): ask for a row a few
+        // rows ahead, so that the reads of this one overlap with its transfer.
+        if y + SCAN_PREFETCH_ROWS < end {
+            let ahead = (y + SCAN_PREFETCH_ROWS) * stride + ax;
+            crate::resize::prefetch(&raw[ahead..ahead + aw]);
+        }
         // Most rows of a camera frame hold no hole: one branch-free pass, 8 bytes at a time, decides that.
         if !row_has_hole(row) {
             continue;
@@ -100,6 +107,9 @@ pub fn hole_bbox_in(mask: &GrayImage, area: Region) -> Option<Region> {
         height: (y1 - y0 + 1) as u32,
     })
 }
+
+/// How many rows ahead [`hole_bbox_in`] prefetches the mask.
+const SCAN_PREFETCH_ROWS: usize = 4;
 
 // `row_has_hole` tests the top bit of each byte: that is `is_hole` only while the threshold is 128.
 const _: () = assert!(HOLE_THRESHOLD == 128, "row_has_hole assumes the hole threshold 128");
