@@ -2,6 +2,9 @@
 //! Before it, the reference was renamed into place first and the model second, so a failing
 //! second rename left new reference outputs beside the old model.
 
+mod common;
+
+use common::names;
 use facerecon_export::{commit_all, Staged};
 use std::path::Path;
 
@@ -10,16 +13,6 @@ fn staged(dest: &Path, text: &str) -> Staged {
     let s = Staged::new(dest).unwrap();
     std::fs::write(s.temp(), text).unwrap();
     s
-}
-
-/// The names in `dir`, sorted.
-fn names(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
 }
 
 #[test]

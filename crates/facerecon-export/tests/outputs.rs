@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::names;
 use facerecon_contract::checkpoint::{CONFIG_FILE, MODEL_FILE};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -27,15 +28,6 @@ fn run(args: &[&Path], ort: bool) -> (bool, String) {
         String::from_utf8_lossy(&out.stderr)
     );
     (out.status.success(), text)
-}
-
-fn names(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
 }
 
 #[test]

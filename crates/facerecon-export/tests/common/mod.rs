@@ -32,3 +32,13 @@ pub fn checkpoint_with(dir: &Path, edit: impl FnOnce(&ModelSpec, &mut HashMap<St
     candle_core::safetensors::save(&w, ck.join(MODEL_FILE)).unwrap();
     ck
 }
+
+/// The names of the entries of `dir`, sorted.
+pub fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
