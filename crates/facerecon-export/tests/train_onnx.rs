@@ -189,3 +189,83 @@ fn the_export_of_an_adversarial_run_is_the_generator_alone() {
     };
     assert_eq!(names(&adv_onnx), names(&onnx));
 }
+
+/// `train.distill`: the teacher's fill enters the hole's target with the configured share. With the
+/// student starting from the teacher's own weights, the hole's L1 term (tiny.yaml's loss) at share `w`
+/// is `(1 - w)` times the plain run's and the rest is unchanged, so the first step's losses obey
+/// `L(0.5) = (L(0) + L(1)) / 2` with `L(1) < L(0)`; a run with a teacher resumes; a teacher of another
+/// image size, a missing file and a file without facerecon's metadata are refused with the file named.
+#[test]
+fn distillation_blends_the_teachers_fill_into_the_target() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, config, _, onnx) = setup(tmp.path());
+    let with_teacher = |name: &str, teacher: &Path, weight: f64| {
+        let p = tmp.path().join(format!("{name}.yaml"));
+        let section = format!("distill: {{teacher: '{}', weight: {weight}}}", teacher.display());
+        std::fs::write(
+            &p,
+            tiny_yaml().replace("max_val_images: 16", &format!("max_val_images: 16\n  {section}")),
+        )
+        .unwrap();
+        p
+    };
+    let first_loss = |name: &str, cfg: &Path| {
+        run(&TrainOptions {
+            init_from: Some(onnx.clone()),
+            max_steps: Some(1),
+            ..options(cfg, &data, &tmp.path().join(name))
+        })
+        .unwrap()
+        .step_losses[0]
+    };
+    let plain = first_loss("plain", &config);
+    let half = first_loss("half", &with_teacher("half", &onnx, 0.5));
+    let full = first_loss("full", &with_teacher("full", &onnx, 1.0));
+    assert!(
+        full < 0.9 * plain,
+        "the teacher's own fill costs nothing in the hole: {full} vs {plain}"
+    );
+    assert!(
+        (half - (plain + full) / 2.0).abs() < 1e-5 * plain,
+        "L(0.5) {half} vs (L(0) {plain} + L(1) {full}) / 2"
+    );
+    // The run records its teacher and resumes with it.
+    let s = run(&TrainOptions {
+        resume: true,
+        max_steps: Some(2),
+        ..options(&with_teacher("full", &onnx, 1.0), &data, &tmp.path().join("full"))
+    })
+    .unwrap();
+    assert_eq!(s.steps, 2);
+
+    // Refusals name the teacher's file.
+    let refused = |name: &str, cfg: &Path| {
+        format!(
+            "{:#}",
+            run(&TrainOptions {
+                max_steps: Some(1),
+                ..options(cfg, &data, &tmp.path().join(name))
+            })
+            .unwrap_err()
+        )
+    };
+    let missing = tmp.path().join("nope.onnx");
+    let e = refused("r1", &with_teacher("r1", &missing, 0.5));
+    assert!(e.contains("nope.onnx") && e.contains("train.distill.teacher"), "{e}");
+    let mut model = onnx::ModelProto::decode(std::fs::read(&onnx).unwrap().as_slice()).unwrap();
+    model.metadata_props.clear();
+    let bare = tmp.path().join("bare-teacher.onnx");
+    std::fs::write(&bare, model.encode_to_vec()).unwrap();
+    let e = refused("r2", &with_teacher("r2", &bare, 0.5));
+    assert!(e.contains("bare-teacher.onnx") && e.contains("facerecon.config"), "{e}");
+    // A teacher for 32x32 images cannot teach a 64x64 student.
+    let big = tmp.path().join("big.yaml");
+    let yaml = std::fs::read_to_string(with_teacher("r3", &onnx, 0.5)).unwrap();
+    let yaml = yaml
+        .replace("image_size: 32", "image_size: 64")
+        .replace("units: 512", "units: 2048")
+        .replace("[8, 8, 8]", "[8, 16, 16]");
+    std::fs::write(&big, yaml).unwrap();
+    let e = refused("r3", &big);
+    assert!(e.contains("base.onnx") && e.contains("32x32"), "{e}");
+}

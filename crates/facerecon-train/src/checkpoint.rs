@@ -534,95 +534,126 @@ pub fn load_model(run: &Path, varmap: &VarMap, device: &Device) -> Result<()> {
 /// file records the config that trained it (`facerecon.config` metadata), its `model` section must be
 /// `config`'s. Errors name the file and the first mismatch. Returns the model name the file records.
 pub fn load_model_onnx(path: &Path, config: &Config, varmap: &VarMap, device: &Device) -> Result<String> {
-    let model = candle_onnx::read_file(path)
-        .with_context(|| format!("--init-from {}: cannot read it as an ONNX model", path.display()))?;
-    let meta = |key: &str| {
-        model
-            .metadata_props
-            .iter()
-            .find(|p| p.key == key)
-            .map(|p| p.value.clone())
-    };
-    if meta(facerecon_contract::keys::QUANTIZATION).is_some() {
-        bail!(
-            "--init-from {}: the model is quantized; give the fp32 export",
-            path.display()
-        );
+    let label = format!("--init-from {}", path.display());
+    let export = OnnxExport::read(path, &label)?;
+    if export.spec.as_ref().is_some_and(|theirs| *theirs != config.model) {
+        bail!("{label}: the model it was exported from differs from this config's model");
     }
-    let mut name = path
-        .file_stem()
-        .map_or(String::new(), |s| s.to_string_lossy().into_owned());
-    if let Some(text) = meta(facerecon_contract::keys::CONFIG) {
-        let v: serde_yaml::Value = serde_yaml::from_str(&text).with_context(|| {
-            format!(
-                "--init-from {}: its '{}' metadata is not YAML",
-                path.display(),
-                facerecon_contract::keys::CONFIG
-            )
-        })?;
-        let theirs: facerecon_model::ModelSpec = v
-            .get("model")
-            .cloned()
-            .map(serde_yaml::from_value)
-            .transpose()
-            .ok()
-            .flatten()
-            .with_context(|| {
+    let vars = model_tensors_vars(varmap);
+    let shapes: Vec<(String, Vec<usize>)> = vars.iter().map(|(n, v)| (n.clone(), v.dims().to_vec())).collect();
+    let mut weights = export.weights(&shapes, "this config's model", device)?;
+    for (pname, var) in vars {
+        var.set(&weights.remove(&pname).expect("weights() returns every requested name"))?;
+    }
+    Ok(export.name)
+}
+
+/// An exported fp32 facerecon model read back (for `--init-from FILE.onnx` and distillation teachers):
+/// its initializers, the model spec of the config its metadata records (if it records one), and its name.
+pub(crate) struct OnnxExport {
+    /// The model spec of its recorded config (`facerecon.config` metadata), when it has one.
+    pub spec: Option<facerecon_model::ModelSpec>,
+    /// The recorded config's `name`, else the file stem.
+    pub name: String,
+    initializers: HashMap<String, candle_onnx::onnx::TensorProto>,
+    /// What errors start with (the option and the file).
+    label: String,
+}
+
+impl OnnxExport {
+    /// Read `path`; errors start with `label`. Quantized models are refused (their weights are int8).
+    pub fn read(path: &Path, label: &str) -> Result<OnnxExport> {
+        let model =
+            candle_onnx::read_file(path).with_context(|| format!("{label}: cannot read it as an ONNX model"))?;
+        let meta = |key: &str| {
+            model
+                .metadata_props
+                .iter()
+                .find(|p| p.key == key)
+                .map(|p| p.value.clone())
+        };
+        if meta(facerecon_contract::keys::QUANTIZATION).is_some() {
+            bail!("{label}: the model is quantized; give the fp32 export");
+        }
+        let mut name = path
+            .file_stem()
+            .map_or(String::new(), |s| s.to_string_lossy().into_owned());
+        let mut spec = None;
+        if let Some(text) = meta(facerecon_contract::keys::CONFIG) {
+            let v: serde_yaml::Value = serde_yaml::from_str(&text).with_context(|| {
                 format!(
-                    "--init-from {}: its recorded config has no valid 'model' section",
-                    path.display()
+                    "{label}: its '{}' metadata is not YAML",
+                    facerecon_contract::keys::CONFIG
                 )
             })?;
-        if theirs != config.model {
-            bail!(
-                "--init-from {}: the model it was exported from differs from this config's model",
-                path.display()
-            );
-        }
-        if let Some(n) = v.get("name").and_then(|n| n.as_str()) {
-            name = n.to_string();
-        }
-    }
-    let graph = model
-        .graph
-        .as_ref()
-        .with_context(|| format!("--init-from {}: no graph", path.display()))?;
-    let by_name: HashMap<&str, &candle_onnx::onnx::TensorProto> =
-        graph.initializer.iter().map(|t| (t.name.as_str(), t)).collect();
-    // By name, so that the error names the same (first) mismatch every time.
-    for (pname, var) in model_tensors_vars(varmap) {
-        let shape = var.dims().to_vec();
-        let t = by_name.get(pname.as_str()).with_context(|| {
-            format!(
-                "--init-from {}: no initializer '{pname}' (this config's model needs shape {shape:?})",
-                path.display()
-            )
-        })?;
-        let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
-        let float = candle_onnx::onnx::tensor_proto::DataType::Float as i32;
-        let values: Option<Vec<f32>> = (t.data_type == float).then(|| {
-            if t.raw_data.is_empty() {
-                t.float_data.clone()
-            } else {
-                t.raw_data
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect()
+            let theirs: facerecon_model::ModelSpec = v
+                .get("model")
+                .cloned()
+                .map(serde_yaml::from_value)
+                .transpose()
+                .ok()
+                .flatten()
+                .with_context(|| format!("{label}: its recorded config has no valid 'model' section"))?;
+            spec = Some(theirs);
+            if let Some(n) = v.get("name").and_then(|n| n.as_str()) {
+                name = n.to_string();
             }
-        });
-        match values {
-            Some(v) if t.dims == dims && v.len() == shape.iter().product::<usize>() => {
-                var.set(&Tensor::from_vec(v, shape.as_slice(), device)?)?;
-            }
-            _ => bail!(
-                "--init-from {}: initializer '{pname}' is data type {} with dims {:?}; this config's model needs float32 {dims:?}",
-                path.display(),
-                t.data_type,
-                t.dims
-            ),
         }
+        let graph = model.graph.with_context(|| format!("{label}: no graph"))?;
+        let initializers = graph.initializer.into_iter().map(|t| (t.name.clone(), t)).collect();
+        Ok(OnnxExport {
+            spec,
+            name,
+            initializers,
+            label: label.to_string(),
+        })
     }
-    Ok(name)
+
+    /// The float32 initializers named in `shapes`, each of its shape, as tensors on `device`; errors
+    /// name the first missing or mismatched one (in `shapes`' order) and say whose shape was expected.
+    pub fn weights(
+        &self,
+        shapes: &[(String, Vec<usize>)],
+        whose: &str,
+        device: &Device,
+    ) -> Result<HashMap<String, Tensor>> {
+        let label = &self.label;
+        let mut out = HashMap::new();
+        for (pname, shape) in shapes {
+            let t = self
+                .initializers
+                .get(pname)
+                .with_context(|| format!("{label}: no initializer '{pname}' ({whose} needs shape {shape:?})"))?;
+            let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
+            match float_values(t) {
+                Some(v) if t.dims == dims && v.len() == shape.iter().product::<usize>() => {
+                    out.insert(pname.clone(), Tensor::from_vec(v, shape.as_slice(), device)?);
+                }
+                _ => bail!(
+                    "{label}: initializer '{pname}' is data type {} with dims {:?}; {whose} needs float32 {dims:?}",
+                    t.data_type,
+                    t.dims
+                ),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The values of a float32 ONNX initializer (raw little-endian bytes or `float_data`); `None` for other
+/// data types.
+fn float_values(t: &candle_onnx::onnx::TensorProto) -> Option<Vec<f32>> {
+    let float = candle_onnx::onnx::tensor_proto::DataType::Float as i32;
+    (t.data_type == float).then(|| {
+        if t.raw_data.is_empty() {
+            t.float_data.clone()
+        } else {
+            t.raw_data
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect()
+        }
+    })
 }
 
 fn load_model_file(path: &Path, varmap: &VarMap, device: &Device) -> Result<()> {

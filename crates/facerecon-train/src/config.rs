@@ -89,6 +89,29 @@ pub struct TrainConfig {
     /// Data augmentation of the training images ([`crate::data::augment`]); absent = none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub augment: Option<AugmentConfig>,
+    /// Distillation from a trained model ([`crate::distill`]); absent = the original images alone are
+    /// the target.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub distill: Option<DistillConfig>,
+}
+
+/// `train.distill`: a teacher (an exported fp32 facerecon model, e.g. `exported/unet.onnx`) whose fill
+/// becomes part of the target inside the hole. With the per-pixel loss `L(r, t)`, the step minimises
+/// `L(r, original + weight * mask * (teacher - original))`: for MSE that is, up to a constant,
+/// `(1 - weight) * L(r, original) + weight * L(r, teacher)` inside the hole, and the original outside it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DistillConfig {
+    /// The teacher's ONNX file (as facerecon-export writes it: fp32, its config in the metadata), relative
+    /// to the working directory.
+    pub teacher: std::path::PathBuf,
+    /// Share of the teacher's fill in the hole's target, in (0, 1].
+    #[serde(default = "default_distill_weight")]
+    pub weight: f64,
+}
+
+fn default_distill_weight() -> f64 {
+    0.5
 }
 
 /// `train.adversarial`: the discriminator and the generator's extra losses (see [`crate::adversarial`]).
@@ -183,6 +206,7 @@ impl Default for TrainConfig {
             log_every: 50,
             adversarial: None,
             augment: None,
+            distill: None,
         }
     }
 }
@@ -430,6 +454,14 @@ impl Config {
                 return Err("train.augment: needs 0 < scale_min <= scale_max <= 4, translate in [0, 0.5], rotate_deg in [0, 45], brightness, contrast and saturation in [0, 1]".into());
             }
         }
+        if let Some(d) = &t.distill {
+            if !(d.weight > 0.0 && d.weight <= 1.0) {
+                return Err(format!("train.distill.weight must be in (0, 1], got {}", d.weight));
+            }
+            if d.teacher.as_os_str().is_empty() {
+                return Err("train.distill.teacher must name the teacher's ONNX file".into());
+            }
+        }
         Ok(())
     }
 
@@ -518,6 +550,32 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("/nonexistent/dir/c.yaml"), "{e}");
+    }
+
+    #[test]
+    fn distill_section_defaults_and_checks() {
+        let tiny = std::fs::read_to_string(configs_dir().join("tiny.yaml")).unwrap();
+        let p = Path::new("kd.yaml");
+        let with = |section: &str| tiny.replace("batch_size: 8", &format!("batch_size: 8\n  distill: {section}"));
+        let c = Config::from_yaml(&with("{teacher: exported/unet.onnx}"), p).unwrap();
+        let d = c.train.distill.as_ref().unwrap();
+        assert_eq!((d.teacher.as_path(), d.weight), (Path::new("exported/unet.onnx"), 0.5));
+        assert_eq!(Config::from_yaml(&c.to_yaml(), p).unwrap(), c, "round-trips");
+        for bad in ["0.0", "1.5", "-0.2", ".nan"] {
+            let e = Config::from_yaml(&with(&format!("{{teacher: t.onnx, weight: {bad}}}")), p)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("kd.yaml") && e.contains("train.distill.weight"),
+                "{bad}: {e}"
+            );
+        }
+        let e = Config::from_yaml(&with("{weight: 0.5}"), p).unwrap_err().to_string();
+        assert!(e.contains("teacher"), "{e}");
+        let e = Config::from_yaml(&with("{teacher: t.onnx, wieght: 0.5}"), p)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("wieght"), "{e}");
     }
 
     /// Every section rejects keys it does not know, with the key in the message: the train section and

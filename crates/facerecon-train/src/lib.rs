@@ -7,6 +7,7 @@
 //! * [`loss`] — MSE / BCE / L1 with a heavier weight inside the holes.
 //! * [`optim`] — Adam, SGD, RMSprop (Keras semantics) with checkpointable state; lr schedules.
 //! * [`adversarial`] — the discriminator and its losses (`train.adversarial`).
+//! * [`distill`] — a teacher model's fill in the target (`train.distill`).
 //! * [`checkpoint`] — the `runs/NAME/` directory, written atomically.
 //! * [`validate`] — validation metrics and sample grids.
 //! * [`setup`] / [`train`] — preparing a run and the training loop ([`train::run`]).
@@ -14,6 +15,7 @@ pub mod adversarial;
 pub mod checkpoint;
 pub mod config;
 pub mod data;
+pub mod distill;
 pub mod init;
 pub mod loss;
 pub mod optim;

@@ -75,6 +75,8 @@ pub struct Session {
     pub optimizer: Optimizer,
     /// The discriminator of an adversarial run (`train.adversarial`), restored when resuming.
     pub disc: Option<crate::adversarial::Discriminator>,
+    /// The teacher of a distillation run (`train.distill`).
+    pub teacher: Option<crate::distill::Teacher>,
     /// Position in the run, written into each checkpoint.
     pub state: State,
     /// The training side of the split.
@@ -491,6 +493,20 @@ pub fn setup(opts: &TrainOptions) -> Result<Session> {
         None => None,
     };
 
+    let teacher = match &t.distill {
+        Some(d) => {
+            let teacher = crate::distill::Teacher::load(d, &config.model, &device)?;
+            eprintln!(
+                "distillation: {} ('{}') fills {:.0} % of the hole's target",
+                d.teacher.display(),
+                teacher.name(),
+                100.0 * d.weight
+            );
+            Some(teacher)
+        }
+        None => None,
+    };
+
     let (state, metrics) = match resumed {
         Some(ck) if opts.init_from.is_some() => {
             bail!(
@@ -552,6 +568,7 @@ pub fn setup(opts: &TrainOptions) -> Result<Session> {
         model,
         optimizer,
         disc,
+        teacher,
         state,
         train,
         val,

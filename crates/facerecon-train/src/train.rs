@@ -250,7 +250,12 @@ fn train_step(s: &mut Session, batch: Batch, lr: f64) -> Result<f64> {
     let mask = Tensor::from_vec(masks, (len, 1, size, size), &s.device)?;
     let input = Tensor::from_vec(inputs, image.shape(), &s.device)?;
     let reconstruction = s.model.reconstruct(&input, &mask)?;
-    let mut loss = crate::loss::loss(&s.config.train.loss, &reconstruction, &image, &mask)?;
+    // With a teacher, the hole's target is partly its fill (the discriminator still sees the originals).
+    let target = match &s.teacher {
+        Some(t) => t.target(&input, &mask, &image)?,
+        None => image.clone(),
+    };
+    let mut loss = crate::loss::loss(&s.config.train.loss, &reconstruction, &target, &mask)?;
     let value = loss.to_scalar::<f32>()? as f64;
     if !value.is_finite() {
         bail!(
