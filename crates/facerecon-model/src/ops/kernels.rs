@@ -1184,7 +1184,13 @@ pub(crate) fn backward(
 ) -> Grads {
     let (shw, rows) = (g.small_hw(), g.col_rows());
     let shifted = Shifted::of(g);
-    let implicit = Implicit::for_backward(g, w);
+    // The implicit kernels run one image per thread: with fewer images than threads the column path's
+    // GEMMs may use the idle threads instead (see [`gemm_par`]).
+    let implicit = if n >= threads() {
+        Implicit::for_backward(g, w)
+    } else {
+        None
+    };
     let t = threads().min(n).max(1);
     let per = n.div_ceil(t);
     let par = gemm_par(t, g);

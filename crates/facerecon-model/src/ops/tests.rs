@@ -887,7 +887,7 @@ fn implicit_strided_convolutions_match_naive_loops() {
     implicit::FORCE.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut rng = StdRng::seed_from_u64(31);
     let base = Case {
-        n: 1,
+        n: 2,
         ci: 3,
         co: 7,
         h: 40,
