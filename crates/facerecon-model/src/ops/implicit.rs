@@ -680,24 +680,24 @@ unsafe fn dw_v4_all(rows: usize, k: usize, yt: &[f32], x: &[f32], off: &[usize],
                 .find(|&b| b >= per && b <= max)
                 .unwrap_or(max);
             for k0 in (0..k).step_by(kb) {
-                // Rows past k read zeros and write to `sink`, so that every block has `kb` rows.
-                // SAFETY: (the pointers) x[off[k0 + j] + q0..][..qn] is inside (the caller's bounds),
-                // d[(k0 + j) * rows + o0..][..rows - o0] likewise, yt[q0 * rows + o0..] too.
+                // Rows past k read zeros and write to `sink`, so that every block has `kb` rows. (The
+                // pointers are inside their slices: x[off[k0 + j] + q0..][..qn], d[(k0 + j) * rows + o0..]
+                // and yt[q0 * rows + o0..], by the caller's bounds.)
                 let xr: [*const f32; 24] = std::array::from_fn(|j| {
                     if j < kb && k0 + j < k {
-                        unsafe { xp.add(off[k0 + j] + q0) }
+                        xp.wrapping_add(off[k0 + j] + q0)
                     } else {
                         zeros.as_ptr()
                     }
                 });
                 let dr: [*mut f32; 24] = std::array::from_fn(|j| {
                     if j < kb && k0 + j < k {
-                        unsafe { dp.add((k0 + j) * rows + o0) }
+                        dp.wrapping_add((k0 + j) * rows + o0)
                     } else {
                         sink.as_mut_ptr()
                     }
                 });
-                let y0 = unsafe { yp.add(q0 * rows + o0) };
+                let y0 = yp.wrapping_add(q0 * rows + o0);
                 // SAFETY: every row pointer is valid for qn reads (x) or the block's channels (d, sink: 64);
                 // yt rows q0..q0 + qn hold the block's channels from o0 (masked last vector).
                 unsafe {
