@@ -3,7 +3,8 @@
 //! The concatenations, the residual add and the loss are not included (they are candle ops and the
 //! trainer's kernels): the trainer's step time minus this table's total is their share.
 //!
-//! `cargo run --release -p facerecon-model --example unet_layers [-- BATCH [REPEATS]]`
+//! `cargo run --release -p facerecon-model --example unet_layers [-- BATCH [REPEATS]] [seed]`
+//! (`seed`: the seed model's eight strided / transposed convolutions, configs/seed.yaml, instead).
 use candle_core::{Device, Result, Tensor, Var};
 use facerecon_model::layers::{Act, Backend, ConvParams};
 use std::time::Instant;
@@ -23,22 +24,37 @@ const LAYERS: &[(&str, bool, usize, usize, usize, usize, usize)] = &[
     ("out", false, 19, 3, 128, 1, 1),
 ];
 
+/// The seed's layers (configs/seed.yaml), in the same form.
+const SEED_LAYERS: &[(&str, bool, usize, usize, usize, usize, usize)] = &[
+    ("enc1", false, 3, 32, 128, 2, 1),
+    ("enc2", false, 32, 64, 64, 2, 1),
+    ("enc3", false, 64, 64, 32, 2, 1),
+    ("enc4", false, 64, 64, 16, 2, 1),
+    ("dec1", true, 64, 64, 8, 2, 1),
+    ("dec2", true, 64, 64, 16, 2, 1),
+    ("dec3", true, 64, 32, 32, 2, 1),
+    ("dec4", true, 32, 3, 64, 2, 1),
+];
+
 fn main() -> Result<()> {
     let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
     let batch = args.first().copied().unwrap_or(32);
     let repeats = args.get(1).copied().unwrap_or(5);
+    let seed = std::env::args().any(|a| a == "seed");
+    let layers = if seed { SEED_LAYERS } else { LAYERS };
     let dev = Device::Cpu;
     println!(
-        "unet convolutions, batch {batch}, {} threads, median of {repeats}",
+        "{} convolutions, batch {batch}, {} threads, median of {repeats}",
+        if seed { "seed" } else { "unet" },
         rayon::current_num_threads()
     );
     println!("| layer | fwd ms | bwd ms | GMAC (fwd) | GFLOP/s (fwd+bwd) |");
     println!("|---|---:|---:|---:|---:|");
     let (mut tf, mut tb, mut tmac) = (0.0, 0.0, 0.0);
-    for &(name, transpose, ci, co, side, stride, dil) in LAYERS {
+    for &(name, transpose, ci, co, side, stride, dil) in layers {
         // The first layer reads the network input, which needs no gradient.
         let x0 = Tensor::randn(0f32, 1.0, (batch, ci, side, side), &dev)?;
-        let x = if name == "e1" {
+        let x = if name == "e1" || name == "enc1" {
             x0
         } else {
             Var::from_tensor(&x0)?.as_tensor().clone()

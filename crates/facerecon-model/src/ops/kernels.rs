@@ -2,6 +2,7 @@
 //! over rayon's threads. Forward and gradients of conv2d and conv_transpose2d all reduce to three kernels
 //! on a [`Geom`]: big -> small (`W · im2col`), small -> big (`col2im(Wᵀ ·)`) and [`backward`].
 use super::geom::Geom;
+use super::implicit::Implicit;
 use super::simd::multiversion;
 use super::transpose::{transpose, transpose_ld};
 use super::Act;
@@ -839,8 +840,12 @@ pub(crate) fn big_to_small(
         assert_eq!(b.len(), g.small_c, "bias length");
     }
     let bias_of = |c: usize| bias.map_or(0.0, |b| b[c]);
+    let implicit = if parts == 1 { Implicit::of(g, w) } else { None };
     per_image_written(n, g.small_len(), |b, slot| {
         let xb = &big[b * g.big_len()..][..g.big_len()];
+        if let Some(im) = &implicit {
+            return im.big_to_small(g, xb, slot, bias, act);
+        }
         if parts == 1 {
             if let Some(sh) = Shifted::of(g) {
                 sh.big_to_small(g, xb, w, slot, bias, act, Parallelism::None);
@@ -940,8 +945,16 @@ pub(crate) fn small_to_big(
     if let Some(b) = bias {
         assert_eq!(b.len(), g.big_c, "bias length");
     }
+    let implicit = if parts == 1 {
+        Implicit::for_small_to_big(g, w)
+    } else {
+        None
+    };
     per_image_written(n, g.big_len(), |b, slot| {
         let sb = &small[b * g.small_len()..][..g.small_len()];
+        if let Some(im) = &implicit {
+            return im.small_to_big(g, sb, slot, bias, act);
+        }
         if parts == 1 {
             col2im_of_wt_set(g, w, g.col_rows(), sb, slot, bias, act, Parallelism::None);
             return;
@@ -967,7 +980,7 @@ pub(crate) fn small_to_big(
 
 multiversion! {
     /// `v = act(v + b)` in place (one pass; branch-free so that it vectorises).
-    fn bias_act(v: &mut [f32], b: f32, act: Option<Act>) = bias_act_body
+    pub(super) fn bias_act(v: &mut [f32], b: f32, act: Option<Act>) = bias_act_body
 }
 
 #[inline(always)]
@@ -1171,6 +1184,13 @@ pub(crate) fn backward(
 ) -> Grads {
     let (shw, rows) = (g.small_hw(), g.col_rows());
     let shifted = Shifted::of(g);
+    // The implicit kernels run one image per thread: with fewer images than threads the column path's
+    // GEMMs may use the idle threads instead (see [`gemm_par`]).
+    let implicit = if n >= threads() {
+        Implicit::for_backward(g, w)
+    } else {
+        None
+    };
     let t = threads().min(n).max(1);
     let per = n.div_ceil(t);
     let par = gemm_par(t, g);
@@ -1193,7 +1213,7 @@ pub(crate) fn backward(
         let mut pre = vec![0f32; act.map_or(0, |a| out_len(a.side))];
         let mut dy_t = vec![
             0f32;
-            if want.weight && shifted.is_none() {
+            if want.weight && shifted.is_none() && implicit.is_none() {
                 g.small_len()
             } else {
                 0
@@ -1210,7 +1230,8 @@ pub(crate) fn backward(
                 let grad = if a.side == Side::Big { bb } else { sb };
                 let plane = if a.side == Side::Big { g.big_hw() } else { shw };
                 let sums = (want.bias == Some(a.side)).then_some(&mut db[..]);
-                let t = (a.side == Side::Small && want.weight && shifted.is_none()).then_some(&mut dy_t[..]);
+                let t = (a.side == Side::Small && want.weight && shifted.is_none() && implicit.is_none())
+                    .then_some(&mut dy_t[..]);
                 (summed, transposed) = (sums.is_some(), t.is_some());
                 act_grad_fused(a.act, grad, &a.out[b * len..][..len], plane, &mut pre, sums, t);
                 if a.side == Side::Big {
@@ -1222,7 +1243,20 @@ pub(crate) fn backward(
             // This image's input gradient slot, uninitialised: written whole by the small side's GEMM
             // (which does not read it) or by col2im (big side).
             let mut slot = dinput.as_deref_mut().map(|d| &mut d[i * in_len..][..in_len]);
-            if let Some(sh) = shifted {
+            if let Some(im) = &implicit {
+                // Without a column matrix (see [`Implicit`]).
+                let small_dx = if want.input == Some(Side::Small) {
+                    slot.take()
+                } else {
+                    None
+                };
+                if want.weight || small_dx.is_some() {
+                    im.backward_big(g, bb, sb, want.weight.then_some(&mut dw[..]), small_dx);
+                }
+                if want.input == Some(Side::Big) {
+                    im.small_to_big(g, sb, slot.take().expect("dinput allocated"), None, None);
+                }
+            } else if let Some(sh) = shifted {
                 // Without a column matrix (see [`Shifted`]).
                 match want.input {
                     Some(Side::Small) => {

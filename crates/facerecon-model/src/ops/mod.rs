@@ -11,6 +11,7 @@ mod composite;
 mod conv;
 mod dense;
 mod geom;
+mod implicit;
 mod kernels;
 mod simd;
 #[cfg(test)]

@@ -875,3 +875,244 @@ fn shifted_image_convolutions_match_naive_loops() {
         check_against_naive(&mut rng, c, i % 2 == 1, "shifted");
     }
 }
+
+/// Strided convolutions on the implicit GEMM (`implicit::Implicit`): conv2d and conv_transpose2d with odd
+/// and even sizes, padding 0-2, dilation 2, stride 3, batch 1-3, 1-13 channels (row blocks on and off the
+/// kernels' tiles), fused or not, against the naive f64 loops, each case asserted to be one the implicit
+/// path takes.
+#[test]
+fn implicit_strided_convolutions_match_naive_loops() {
+    // Also the few-channel cases that production sends to the column matrix (other tests running
+    // meanwhile may take either path: both are exact up to rounding).
+    implicit::FORCE.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut rng = StdRng::seed_from_u64(31);
+    let base = Case {
+        n: 2,
+        ci: 3,
+        co: 7,
+        h: 40,
+        w: 36,
+        k: 3,
+        s: 2,
+        p: 1,
+        d: 1,
+        op: 0,
+        transpose: false,
+        bias: true,
+    };
+    let cases = [
+        base,
+        Case {
+            n: 3,
+            h: 37,
+            w: 41,
+            ..base
+        },
+        Case {
+            ci: 5,
+            co: 1,
+            h: 35,
+            w: 33,
+            p: 0,
+            ..base
+        },
+        Case {
+            n: 3,
+            ci: 2,
+            co: 13,
+            h: 38,
+            w: 50,
+            p: 2,
+            d: 2,
+            ..base
+        },
+        Case {
+            ci: 4,
+            co: 6,
+            h: 50,
+            w: 52,
+            s: 3,
+            p: 2,
+            ..base
+        },
+        Case {
+            n: 2,
+            ci: 6,
+            co: 3,
+            h: 17,
+            w: 16,
+            op: 1,
+            transpose: true,
+            ..base
+        },
+        Case {
+            n: 3,
+            ci: 7,
+            co: 5,
+            h: 9,
+            w: 19,
+            p: 0,
+            op: 1,
+            transpose: true,
+            ..base
+        },
+        Case {
+            n: 1,
+            ci: 4,
+            co: 2,
+            h: 11,
+            w: 17,
+            p: 2,
+            op: 0,
+            transpose: true,
+            ..base
+        },
+        Case {
+            n: 2,
+            ci: 3,
+            co: 4,
+            h: 8,
+            w: 16,
+            s: 3,
+            p: 1,
+            op: 2,
+            transpose: true,
+            ..base
+        },
+    ];
+    for (i, c) in cases.into_iter().enumerate() {
+        let (oh, ow) = c.out_hw();
+        let g = if c.transpose {
+            geom::Geom {
+                big_c: c.co,
+                big_h: oh,
+                big_w: ow,
+                small_c: c.ci,
+                small_h: c.h,
+                small_w: c.w,
+                kh: c.k,
+                kw: c.k,
+                stride: c.s,
+                pad: c.p,
+                dil: c.d,
+            }
+        } else {
+            geom::Geom {
+                big_c: c.ci,
+                big_h: c.h,
+                big_w: c.w,
+                small_c: c.co,
+                small_h: oh,
+                small_w: ow,
+                kh: c.k,
+                kw: c.k,
+                stride: c.s,
+                pad: c.p,
+                dil: c.d,
+            }
+        };
+        let w = vec![0f32; g.small_c * g.col_rows()];
+        assert!(
+            implicit::Implicit::build(&g, &w).is_some(),
+            "case {i} must take the implicit path: {c:?}"
+        );
+        check_against_naive(&mut rng, c, i % 2 == 1, "implicit");
+    }
+}
+
+/// A benchmark of the implicit path against the column matrix on the seed's and the unet's strided layers
+/// (batch 64, forward and backward, medians of 5 interleaved rounds): `cargo test --release -p
+/// facerecon-model --lib implicit_vs_column -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn implicit_vs_column_matrix_bench() {
+    use kernels::{Side, Wanted};
+    use std::time::Instant;
+    let act = Act::LeakyRelu(0.2);
+    // (name, transposed, big_c, small_c, small side, input gradient wanted)
+    let layers = [
+        ("enc1", false, 3, 32, 64, false),
+        ("enc2", false, 32, 64, 32, true),
+        ("enc3", false, 64, 64, 16, true),
+        ("dec2", true, 64, 64, 16, true),
+        ("dec3", true, 32, 64, 32, true),
+        ("dec4", true, 3, 32, 64, true),
+        ("e1", false, 4, 32, 64, false),
+        ("e2", false, 32, 64, 32, true),
+        ("e3", false, 64, 128, 16, true),
+        ("d3", true, 64, 128, 16, true),
+        ("d2", true, 32, 64, 32, true),
+        ("d1", true, 16, 32, 64, true),
+    ];
+    let n = 64;
+    let mut rng = StdRng::seed_from_u64(1);
+    for (name, transpose, big_c, small_c, side, input) in layers {
+        let g = geom::Geom {
+            big_c,
+            big_h: 2 * side,
+            big_w: 2 * side,
+            small_c,
+            small_h: side,
+            small_w: side,
+            kh: 3,
+            kw: 3,
+            stride: 2,
+            pad: 1,
+            dil: 1,
+        };
+        let r = |len: usize, rng: &mut StdRng| (0..len).map(|_| rng.gen_range(-1.0f32..1.0)).collect::<Vec<f32>>();
+        let (big, small, w) = (
+            r(n * g.big_len(), &mut rng),
+            r(n * g.small_len(), &mut rng),
+            r(g.small_c * g.col_rows(), &mut rng),
+        );
+        let (out_side, in_side) = if transpose {
+            (Side::Big, Side::Small)
+        } else {
+            (Side::Small, Side::Big)
+        };
+        let out = if transpose { &big } else { &small };
+        let want = Wanted {
+            weight: true,
+            input: input.then_some(in_side),
+            bias: Some(out_side),
+        };
+        let fa = kernels::FusedAct {
+            out,
+            act,
+            side: out_side,
+        };
+        let mut times = [[vec![], vec![]], [vec![], vec![]]];
+        for rep in 0..6 {
+            for off in [false, true] {
+                implicit::DISABLED.store(off, std::sync::atomic::Ordering::Relaxed);
+                let t0 = Instant::now();
+                let y = if transpose {
+                    kernels::small_to_big(&g, n, &small, &w, None, Some(act))
+                } else {
+                    kernels::big_to_small(&g, n, &big, &w, None, Some(act))
+                };
+                let t1 = Instant::now();
+                let gr = kernels::backward(&g, n, &big, &small, &w, want, Some(fa));
+                let t2 = Instant::now();
+                std::hint::black_box((y, gr.dw));
+                if rep > 0 {
+                    times[off as usize][0].push((t1 - t0).as_secs_f64() * 1e3);
+                    times[off as usize][1].push((t2 - t1).as_secs_f64() * 1e3);
+                }
+            }
+        }
+        implicit::DISABLED.store(false, std::sync::atomic::Ordering::Relaxed);
+        let med = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let [[mut fi, mut bi], [mut fc, mut bc]] = times;
+        let (fi, bi, fc, bc) = (med(&mut fi), med(&mut bi), med(&mut fc), med(&mut bc));
+        println!(
+            "{name:>5}: fwd implicit {fi:6.1} ms / columns {fc:6.1} ms ({:.2}x) | bwd {bi:6.1} / {bc:6.1} ({:.2}x)",
+            fc / fi,
+            bc / bi
+        );
+    }
+}
