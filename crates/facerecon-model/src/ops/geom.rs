@@ -409,24 +409,30 @@ impl Geom {
     }
 }
 
+/// `row[2 j] = even[j]`, `row[2 j + 1] = odd[j]`, every element of `row`; returns it, initialised.
+pub(super) fn interleave2<'a>(even: &[f32], odd: &[f32], row: &'a mut [MaybeUninit<f32>]) -> &'a mut [f32] {
+    let n = row.len();
+    for ((pair, e), o) in row.chunks_exact_mut(2).zip(even).zip(odd) {
+        pair[0].write(*e);
+        pair[1].write(*o);
+    }
+    if n % 2 == 1 {
+        row[n - 1].write(even[n / 2]);
+    }
+    // SAFETY: every element was written above (pairs, and the odd tail).
+    unsafe { &mut *(row as *mut [MaybeUninit<f32>] as *mut [f32]) }
+}
+
 /// `row[j * s + r] = phases[r * pw + j]`, every element of `row`; returns it, initialised.
 fn interleave_set<'a>(phases: &[f32], s: usize, pw: usize, row: &'a mut [MaybeUninit<f32>]) -> &'a mut [f32] {
     if s == 2 {
         let (even, odd) = phases.split_at(pw);
-        let n = row.len();
-        for ((pair, e), o) in row.chunks_exact_mut(2).zip(even).zip(odd) {
-            pair[0].write(*e);
-            pair[1].write(*o);
-        }
-        if n % 2 == 1 {
-            row[n - 1].write(even[n / 2]);
-        }
-    } else {
-        for (i, v) in row.iter_mut().enumerate() {
-            v.write(phases[(i % s) * pw + i / s]);
-        }
+        return interleave2(even, odd, row);
     }
-    // SAFETY: every element was written above (pairs, the odd tail, or one by one).
+    for (i, v) in row.iter_mut().enumerate() {
+        v.write(phases[(i % s) * pw + i / s]);
+    }
+    // SAFETY: every element was written above, one by one.
     unsafe { &mut *(row as *mut [MaybeUninit<f32>] as *mut [f32]) }
 }
 

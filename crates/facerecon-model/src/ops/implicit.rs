@@ -18,7 +18,8 @@
 //!
 //! AVX-512 only (the micro-kernels hold 24 accumulators in `zmm` registers); elsewhere the column matrix
 //! path stays (the scalar forms of the kernels exist for the tests).
-use super::geom::Geom;
+use super::geom::{interleave2, Geom};
+use super::kernels::with_scratch;
 use super::simd::multiversion;
 use super::Act;
 use std::cell::RefCell;
@@ -40,25 +41,6 @@ thread_local! {
     static PLANES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
     static WIDE: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
     static WIDE2: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
-}
-
-fn with_buf<R>(
-    key: &'static std::thread::LocalKey<RefCell<Vec<f32>>>,
-    len: usize,
-    f: impl FnOnce(&mut [f32]) -> R,
-) -> R {
-    let mut buf = key.with(|c| std::mem::take(&mut *c.borrow_mut()));
-    if buf.len() < len {
-        buf.resize(len, 0.0);
-    }
-    let r = f(&mut buf[..len]);
-    key.with(|c| {
-        let mut slot = c.borrow_mut();
-        if slot.len() < buf.len() {
-            *slot = buf;
-        }
-    });
-    r
 }
 
 /// Forces the column-matrix path (for the tests of both paths).
@@ -267,7 +249,7 @@ impl Implicit {
         bias: Option<&[f32]>,
         act: Option<Act>,
     ) {
-        with_buf(&PLANES, self.planes_len(g), |xp| {
+        with_scratch(&PLANES, self.planes_len(g), |xp| {
             self.planes(g, big, xp);
             self.big_to_small_from(g, xp, out, bias, act)
         })
@@ -283,7 +265,7 @@ impl Implicit {
         act: Option<Act>,
     ) {
         let sw = g.small_w;
-        with_buf(&WIDE, g.small_c * self.nr, |wide| {
+        with_scratch(&WIDE, g.small_c * self.nr, |wide| {
             igemm(
                 g.small_c,
                 g.col_rows(),
@@ -336,7 +318,7 @@ impl Implicit {
             .copied()
             .unwrap_or(0)
             + nr;
-        with_buf(&PLANES, (g.small_c * plane_s).max(reach), |sp| {
+        with_scratch(&PLANES, (g.small_c * plane_s).max(reach), |sp| {
             sp.fill(0.0);
             for o in 0..g.small_c {
                 for y in 0..g.small_h {
@@ -345,7 +327,7 @@ impl Implicit {
                 }
             }
             let np = self.phases.len();
-            with_buf(&WIDE, np * g.big_c * nr, |wide| {
+            with_scratch(&WIDE, np * g.big_c * nr, |wide| {
                 for (pi, p) in self.phases.iter().enumerate() {
                     let k = p.off.len();
                     igemm(g.big_c, k, &p.a, sp, &p.off, nr, &mut wide[pi * g.big_c * nr..], nr);
@@ -385,11 +367,11 @@ impl Implicit {
         dw_t: Option<&mut [f32]>,
         dsmall: Option<&mut [MaybeUninit<f32>]>,
     ) {
-        with_buf(&PLANES, self.planes_len(g), |xp| {
+        with_scratch(&PLANES, self.planes_len(g), |xp| {
             self.planes(g, big, xp);
             if let Some(d) = dw_t {
-                with_buf(&WIDE2, g.small_c * self.nr, |yt| {
-                    with_buf(&WIDE, g.small_len(), |tmp| self.widen_t(g, small, yt, tmp));
+                with_scratch(&WIDE2, g.small_c * self.nr, |yt| {
+                    with_scratch(&WIDE, g.small_len(), |tmp| self.widen_t(g, small, yt, tmp));
                     dw(g.small_c, g.col_rows(), yt, xp, &self.toff, g.small_h * self.pw, d);
                 });
             }
@@ -438,20 +420,6 @@ fn planes_body<const FMA: bool>(im: &Implicit, g: &Geom, big: &[f32], xp: &mut [
             }
         }
     }
-}
-
-/// `row[2 j] = even[j]`, `row[2 j + 1] = odd[j]`, every element of `row`; returns it, initialised.
-fn interleave2<'a>(even: &[f32], odd: &[f32], row: &'a mut [MaybeUninit<f32>]) -> &'a mut [f32] {
-    let n = row.len();
-    for ((pair, e), o) in row.chunks_exact_mut(2).zip(even).zip(odd) {
-        pair[0].write(*e);
-        pair[1].write(*o);
-    }
-    if n % 2 == 1 {
-        row[n - 1].write(even[n / 2]);
-    }
-    // SAFETY: every element was written above (pairs, and the odd tail).
-    unsafe { &mut *(row as *mut [MaybeUninit<f32>] as *mut [f32]) }
 }
 
 /// `out[m][q] = Σ_k a[k * rows + m] · x[off[k] + q]` for `m < rows`, `q < nr` (`nr` a multiple of

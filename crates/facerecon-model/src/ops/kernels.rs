@@ -121,7 +121,9 @@ thread_local! {
 
 type Scratch = std::thread::LocalKey<RefCell<Vec<f32>>>;
 
-fn with_scratch<R>(key: &'static Scratch, len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+/// Run `f` on `len` floats of the per-thread scratch `key` (taken out while in use, so nested calls with
+/// another key are fine; grown as needed and kept for the next call). Shared with `implicit`.
+pub(super) fn with_scratch<R>(key: &'static Scratch, len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     let mut buf = key.with(|c| std::mem::take(&mut *c.borrow_mut()));
     if buf.len() < len {
         buf.resize(len, 0.0);
