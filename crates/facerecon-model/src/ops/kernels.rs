@@ -848,7 +848,7 @@ pub(crate) fn big_to_small(
         assert_eq!(b.len(), g.small_c, "bias length");
     }
     let bias_of = |c: usize| bias.map_or(0.0, |b| b[c]);
-    let implicit = if parts == 1 { Implicit::of(g, w) } else { None };
+    let implicit = if parts == 1 { Implicit::for_forward(g, w) } else { None };
     per_image_written(n, g.small_len(), |b, slot| {
         let xb = &big[b * g.big_len()..][..g.big_len()];
         if let Some(im) = &implicit {
