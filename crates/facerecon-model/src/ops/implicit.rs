@@ -16,6 +16,10 @@
 //!   gradient, without col2im's scatter-adds;
 //! - [`dw`]: `d[k][m] += Σ_q y[m][q] · x[off[k] + q]` — the weight gradient.
 //!
+//! With stride 1 there is one phase plane, the zero-padded image: [`Implicit::for_forward`] takes the forward
+//! pass of the wide stride-1 layers this way too (one GEMM of `k = 9 c_in` instead of `kernels::Shifted`'s
+//! nine of `k = c_in`).
+//!
 //! AVX-512 only (the micro-kernels hold 24 accumulators in `zmm` registers); elsewhere the column matrix
 //! path stays (the scalar forms of the kernels exist for the tests).
 use super::geom::{interleave2, Geom};
