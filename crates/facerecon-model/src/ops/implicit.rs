@@ -16,10 +16,14 @@
 //!   gradient, without col2im's scatter-adds;
 //! - [`dw`]: `d[k][m] += Σ_q y[m][q] · x[off[k] + q]` — the weight gradient.
 //!
+//! With stride 1 there is one phase plane, the zero-padded image: [`Implicit::for_forward`] takes the forward
+//! pass of the wide stride-1 layers this way too (one GEMM of `k = 9 c_in` instead of `kernels::Shifted`'s
+//! nine of `k = c_in`).
+//!
 //! AVX-512 only (the micro-kernels hold 24 accumulators in `zmm` registers); elsewhere the column matrix
 //! path stays (the scalar forms of the kernels exist for the tests).
 use super::geom::{interleave2, Geom};
-use super::kernels::with_scratch;
+use super::kernels::{crop_bias_act, with_scratch, zero_around};
 use super::simd::multiversion;
 use super::Act;
 use std::cell::RefCell;
@@ -35,6 +39,10 @@ const MR: usize = 6;
 /// Small images narrower than this keep the column matrix: one row of 16 lanes per few pixels would
 /// leave most of each vector on unused columns, and their column matrices are small anyway.
 const MIN_SMALL_W: usize = 16;
+
+/// Stride-1 outputs narrower than this keep `kernels::Shifted` for their forward pass (see
+/// [`Implicit::stride1_forward`]).
+const STRIDE1_MIN_W: usize = 48;
 
 thread_local! {
     // Per-thread scratch (taken out while in use, as in `kernels`).
@@ -102,8 +110,34 @@ pub(super) struct Implicit {
 
 impl Implicit {
     /// The tables for `g` and weight `w` (`[small_c][col_rows]`), or `None` where the column matrix path
-    /// stays: stride 1 (see `kernels::Shifted`), narrow small images, CPUs without AVX-512.
+    /// stays: stride 1 (see `kernels::Shifted`; but [`Implicit::for_forward`]), narrow small images, CPUs
+    /// without AVX-512.
     pub(super) fn of(g: &Geom, w: &[f32]) -> Option<Self> {
+        if g.stride < 2 {
+            return None;
+        }
+        Self::checked(g, w)
+    }
+
+    /// [`Implicit::of`] for conv2d's forward pass: also the stride-1 layers of [`Implicit::stride1_forward`].
+    pub(super) fn for_forward(g: &Geom, w: &[f32]) -> Option<Self> {
+        if g.stride == 1 && Self::stride1_forward(g) {
+            return Self::checked(g, w);
+        }
+        Self::of(g, w)
+    }
+
+    /// Whether a stride-1 conv2d's forward pass takes the implicit path: one GEMM of `k = 9 c_in` instead of
+    /// `kernels::Shifted`'s nine accumulating GEMMs of `k = c_in`, for images at least [`STRIDE1_MIN_W`]
+    /// wide (the unet's `d2c`: 1.26x, 14.5 -> 11.5 ms per batch of 16; 32 wide, `d3c`, measured even and
+    /// the 16-wide dilated bottleneck slower) and more than 3 output channels (the direct kernels'). The
+    /// gradients stay on the shifted GEMMs, which measured as fast or faster.
+    pub(super) fn stride1_forward(g: &Geom) -> bool {
+        forced() || (g.small_w >= STRIDE1_MIN_W && g.small_c > 3 && !g.is_pointwise())
+    }
+
+    /// [`Implicit::build`] where the CPU has AVX-512 and the path is not switched off.
+    fn checked(g: &Geom, w: &[f32]) -> Option<Self> {
         #[cfg(test)]
         if DISABLED.load(std::sync::atomic::Ordering::Relaxed) {
             return None;
@@ -134,7 +168,7 @@ impl Implicit {
 
     /// [`Implicit::of`] without the CPU check (the tests run the scalar kernels with it).
     pub(super) fn build(g: &Geom, w: &[f32]) -> Option<Self> {
-        if g.stride < 2 || g.small_w < MIN_SMALL_W || g.small_h == 0 || g.big_h == 0 || g.big_w == 0 {
+        if g.stride == 0 || g.small_w < MIN_SMALL_W || g.small_h == 0 || g.big_h == 0 || g.big_w == 0 {
             return None;
         }
         let (s, kk) = (g.stride as isize, g.kh * g.kw);
@@ -228,14 +262,14 @@ impl Implicit {
         planes_mv(self, g, big, xp)
     }
 
-    /// `yt` (`nr x small_c`) = `small` laid out `pw` wide and transposed (pixel-major), zeros elsewhere;
-    /// `tmp` (`small_len`) is scratch.
-    fn widen_t(&self, g: &Geom, small: &[f32], yt: &mut [f32], tmp: &mut [f32]) {
+    /// `yt` (`nr x small_c`) = `small` laid out `pw` wide and transposed (pixel-major), zeros elsewhere:
+    /// each image row of every channel transposed straight into place.
+    fn widen_t(&self, g: &Geom, small: &[f32], yt: &mut [f32]) {
         let (sc, sw) = (g.small_c, g.small_w);
-        super::transpose::transpose(small, sc, g.small_hw(), tmp);
-        yt.fill(0.0);
+        zero_around(yt, 0, sw * sc, g.small_h, self.pw * sc);
         for y in 0..g.small_h {
-            yt[y * self.pw * sc..][..sw * sc].copy_from_slice(&tmp[y * sw * sc..][..sw * sc]);
+            let dst = &mut yt[y * self.pw * sc..];
+            super::transpose::transpose_strided(&small[y * sw..], sc, sw, g.small_hw(), dst, sc);
         }
     }
 
@@ -264,7 +298,6 @@ impl Implicit {
         bias: Option<&[f32]>,
         act: Option<Act>,
     ) {
-        let sw = g.small_w;
         with_scratch(&WIDE, g.small_c * self.nr, |wide| {
             igemm(
                 g.small_c,
@@ -276,18 +309,17 @@ impl Implicit {
                 wide,
                 self.nr,
             );
+            let shw = g.small_hw();
             for c in 0..g.small_c {
-                for y in 0..g.small_h {
-                    let dst = &mut out[c * g.small_hw() + y * sw..][..sw];
-                    for (d, s) in dst.iter_mut().zip(&wide[c * self.nr + y * self.pw..][..sw]) {
-                        d.write(*s);
-                    }
-                }
-                // SAFETY: every element of channel c's plane was written just above.
-                let plane = unsafe {
-                    &mut *(&mut out[c * g.small_hw()..][..g.small_hw()] as *mut [MaybeUninit<f32>] as *mut [f32])
-                };
-                super::kernels::bias_act(plane, bias.map_or(0.0, |b| b[c]), act);
+                let dst = &mut out[c * shw..][..shw];
+                crop_bias_act(
+                    &wide[c * self.nr..],
+                    self.pw,
+                    dst,
+                    g.small_w,
+                    bias.map_or(0.0, |b| b[c]),
+                    act,
+                );
             }
         })
     }
@@ -319,10 +351,20 @@ impl Implicit {
             .unwrap_or(0)
             + nr;
         with_scratch(&PLANES, (g.small_c * plane_s).max(reach), |sp| {
-            sp.fill(0.0);
+            let row = |o: usize, y: usize| o * plane_s + (y + self.ay) * self.ws + self.ax;
+            for o in 0..g.small_c {
+                zero_around(
+                    &mut sp[o * plane_s..][..plane_s],
+                    row(0, 0),
+                    g.small_w,
+                    g.small_h,
+                    self.ws,
+                );
+            }
+            sp[g.small_c * plane_s..].fill(0.0);
             for o in 0..g.small_c {
                 for y in 0..g.small_h {
-                    sp[o * plane_s + (y + self.ay) * self.ws + self.ax..][..g.small_w]
+                    sp[row(o, y)..][..g.small_w]
                         .copy_from_slice(&small[o * g.small_hw() + y * g.small_w..][..g.small_w]);
                 }
             }
@@ -371,7 +413,7 @@ impl Implicit {
             self.planes(g, big, xp);
             if let Some(d) = dw_t {
                 with_scratch(&WIDE2, g.small_c * self.nr, |yt| {
-                    with_scratch(&WIDE, g.small_len(), |tmp| self.widen_t(g, small, yt, tmp));
+                    self.widen_t(g, small, yt);
                     dw(g.small_c, g.col_rows(), yt, xp, &self.toff, g.small_h * self.pw, d);
                 });
             }
@@ -391,8 +433,15 @@ multiversion! {
 #[inline(always)]
 fn planes_body<const FMA: bool>(im: &Implicit, g: &Geom, big: &[f32], xp: &mut [f32]) {
     let (s, plane) = (im.s, im.ph * im.pw);
-    xp.fill(0.0);
     let len = im.pw - im.lx;
+    // Each phase plane's content (written below): rows from ly, columns from lx; zeros around it.
+    let content = |r: usize, n: usize| if r < n { (n - r).div_ceil(s) } else { 0 };
+    for p in 0..g.big_c * s * s {
+        let (ry, rx) = ((p / s) % s, p % s);
+        let (rows, cols) = (content(ry, g.big_h).min(im.ph - im.ly), content(rx, g.big_w).min(len));
+        zero_around(&mut xp[p * plane..][..plane], im.ly * im.pw + im.lx, cols, rows, im.pw);
+    }
+    xp[g.big_c * s * s * plane..].fill(0.0);
     for c in 0..g.big_c {
         for by in 0..g.big_h {
             let (ry, i) = (by % s, by / s + im.ly);
@@ -401,7 +450,10 @@ fn planes_body<const FMA: bool>(im: &Implicit, g: &Geom, big: &[f32], xp: &mut [
             }
             let row = &big[c * g.big_hw() + by * g.big_w..][..g.big_w];
             let at = |rx: usize| ((c * s + ry) * s + rx) * plane + i * im.pw + im.lx;
-            if s == 2 && g.big_w >= 2 {
+            if s == 1 {
+                let n = len.min(g.big_w);
+                xp[at(0)..][..n].copy_from_slice(&row[..n]);
+            } else if s == 2 && g.big_w >= 2 {
                 let (head, tail) = xp.split_at_mut(at(1));
                 let (even, odd) = (&mut head[at(0)..][..len], &mut tail[..len]);
                 for ((e, o), pair) in even.iter_mut().zip(odd.iter_mut()).zip(row.chunks_exact(2)) {
@@ -738,6 +790,71 @@ unsafe fn dw_v4<const V: usize, const K: usize>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// [`igemm`] and [`dw`] alone on the strided layers' shapes, one image, one thread, GFLOP/s of the best of
+    /// 5 x 40 calls (against `examples/sgemm_peak`'s one-thread figure): `cargo test --release -p
+    /// facerecon-model --lib implicit::tests::kernels_bench -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn kernels_bench() {
+        use std::time::Instant;
+        for (name, big_c, small_c, side) in [
+            ("enc2, e2, dec3, d2 (32 <-> 64 channels, 64 <-> 32 px)", 32, 64, 32),
+            ("enc3, dec2 (64 <-> 64, 32 <-> 16 px)", 64, 64, 16),
+            ("e3, d3 (64 <-> 128, 32 <-> 16 px)", 64, 128, 16),
+            ("d1 (16 <-> 32, 128 <-> 64 px)", 16, 32, 64),
+        ] {
+            let g = Geom {
+                big_c,
+                big_h: 2 * side,
+                big_w: 2 * side,
+                small_c,
+                small_h: side,
+                small_w: side,
+                kh: 3,
+                kw: 3,
+                stride: 2,
+                pad: 1,
+                dil: 1,
+            };
+            let w: Vec<f32> = (0..small_c * g.col_rows())
+                .map(|i| ((i * 13 % 29) as f32 - 14.0) / 7.0)
+                .collect();
+            let im = Implicit::build(&g, &w).unwrap();
+            let big: Vec<f32> = (0..g.big_len())
+                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
+                .collect();
+            let small: Vec<f32> = (0..g.small_len())
+                .map(|i| ((i * 17 % 71) as f32 - 35.0) / 25.0)
+                .collect();
+            let mut xp = vec![0f32; im.planes_len(&g)];
+            im.planes(&g, &big, &mut xp);
+            let mut out = vec![0f32; small_c * im.nr];
+            let mut yt = vec![0f32; small_c * im.nr];
+            im.widen_t(&g, &small, &mut yt);
+            let mut d = vec![0f32; small_c * g.col_rows()];
+            let reps = 40;
+            let mut best = [f64::MAX; 2];
+            for _ in 0..5 {
+                let t = Instant::now();
+                for _ in 0..reps {
+                    igemm(small_c, g.col_rows(), &im.w_t, &xp, &im.toff, im.nr, &mut out, im.nr);
+                }
+                best[0] = best[0].min(t.elapsed().as_secs_f64() / reps as f64);
+                let t = Instant::now();
+                for _ in 0..reps {
+                    dw(small_c, g.col_rows(), &yt, &xp, &im.toff, g.small_h * im.pw, &mut d);
+                }
+                best[1] = best[1].min(t.elapsed().as_secs_f64() / reps as f64);
+            }
+            let flop = 2.0 * (small_c * g.col_rows() * g.small_hw()) as f64;
+            println!(
+                "{name}: igemm {:.1} GFLOP/s, dw {:.1} GFLOP/s",
+                flop / best[0] / 1e9,
+                flop / best[1] / 1e9
+            );
+        }
+    }
 
     /// [`igemm`] and [`dw`] as dispatched (AVX-512 here) and in their portable forms, against f64 sums, for
     /// row counts on and off the blocks (1-13), column-matrix rows across a chunk (0-70) and offsets that

@@ -199,7 +199,10 @@ impl Shifted {
     /// read `lead` elements before and a whole padded plane after. Returns (`lead`, `ld`).
     fn small_ext(&self, g: &Geom, small: &[f32], ext: &mut [f32]) -> (usize, usize) {
         let (lead, ld) = self.ext_dims(g);
-        ext.fill(0.0);
+        for c in 0..g.small_c {
+            zero_around(&mut ext[c * ld..][..ld], lead, g.small_w, g.small_h, self.wp);
+        }
+        ext[g.small_c * ld..].fill(0.0);
         for c in 0..g.small_c {
             for y in 0..g.small_h {
                 ext[c * ld + lead + y * self.wp..][..g.small_w]
@@ -221,11 +224,16 @@ impl Shifted {
 
     /// `xp` = `big` padded (every element written).
     fn pad(&self, g: &Geom, big: &[f32], xp: &mut [f32]) {
-        xp.fill(0.0);
+        let plane = self.plane();
+        let row = |c: usize, y: usize| c * plane + (y + g.pad) * self.wp + g.pad;
+        for c in 0..g.big_c {
+            zero_around(&mut xp[c * plane..][..plane], row(0, 0), g.big_w, g.big_h, self.wp);
+        }
+        xp[g.big_c * plane..].fill(0.0);
         for c in 0..g.big_c {
             for y in 0..g.big_h {
                 let src = &big[c * g.big_hw() + y * g.big_w..][..g.big_w];
-                xp[c * self.plane() + (y + g.pad) * self.wp + g.pad..][..g.big_w].copy_from_slice(src);
+                xp[row(c, y)..][..g.big_w].copy_from_slice(src);
             }
         }
     }
@@ -296,19 +304,17 @@ impl Shifted {
                         );
                     }
                 }
-                let sw = g.small_w;
+                let shw = g.small_hw();
                 for c in 0..g.small_c {
-                    for y in 0..g.small_h {
-                        let dst = &mut out[c * g.small_hw() + y * sw..][..sw];
-                        for (d, s) in dst.iter_mut().zip(&wide[c * ws + y * self.wp..][..sw]) {
-                            d.write(*s);
-                        }
-                    }
-                    // SAFETY: every element of channel c's plane was written just above.
-                    let row = unsafe {
-                        &mut *(&mut out[c * g.small_hw()..][..g.small_hw()] as *mut [MaybeUninit<f32>] as *mut [f32])
-                    };
-                    bias_act(row, bias.map_or(0.0, |b| b[c]), act);
+                    let dst = &mut out[c * shw..][..shw];
+                    crop_bias_act(
+                        &wide[c * ws..],
+                        self.wp,
+                        dst,
+                        g.small_w,
+                        bias.map_or(0.0, |b| b[c]),
+                        act,
+                    );
                 }
             })
         })
@@ -842,7 +848,7 @@ pub(crate) fn big_to_small(
         assert_eq!(b.len(), g.small_c, "bias length");
     }
     let bias_of = |c: usize| bias.map_or(0.0, |b| b[c]);
-    let implicit = if parts == 1 { Implicit::of(g, w) } else { None };
+    let implicit = if parts == 1 { Implicit::for_forward(g, w) } else { None };
     per_image_written(n, g.small_len(), |b, slot| {
         let xb = &big[b * g.big_len()..][..g.big_len()];
         if let Some(im) = &implicit {
@@ -998,6 +1004,80 @@ fn bias_act_body<const FMA: bool>(v: &mut [f32], b: f32, act: Option<Act>) {
         None if b != 0.0 => v.iter_mut().for_each(|x| *x += b),
         None => {}
     }
+}
+
+multiversion! {
+    /// `dst[y * w + x] = act(src[y * ld + x] + b)` for the `dst.len() / w` rows of `dst`: the crop of a
+    /// wide GEMM output (rows `ld` apart) fused with [`bias_act`], one pass instead of a copy and a pass in
+    /// place; every element of `dst` written, with [`bias_act`]'s values to the bit.
+    pub(super) fn crop_bias_act(
+        src: &[f32],
+        ld: usize,
+        dst: &mut [MaybeUninit<f32>],
+        w: usize,
+        b: f32,
+        act: Option<Act>,
+    ) = crop_bias_act_body
+}
+
+#[inline(always)]
+fn crop_bias_act_body<const FMA: bool>(
+    src: &[f32],
+    ld: usize,
+    dst: &mut [MaybeUninit<f32>],
+    w: usize,
+    b: f32,
+    act: Option<Act>,
+) {
+    if w == 0 {
+        return;
+    }
+    for (y, d) in dst.chunks_exact_mut(w).enumerate() {
+        let it = d.iter_mut().zip(&src[y * ld..][..w]);
+        match act {
+            Some(Act::LeakyRelu(slope)) => it.for_each(|(d, x)| {
+                let y = *x + b;
+                d.write(y * if y > 0.0 { 1.0 } else { slope });
+            }),
+            Some(Act::Sigmoid) => it.for_each(|(d, x)| {
+                d.write(super::activation::sigmoid::<FMA>(*x + b));
+            }),
+            None if b != 0.0 => it.for_each(|(d, x)| {
+                d.write(*x + b);
+            }),
+            None => it.for_each(|(d, x)| {
+                d.write(*x);
+            }),
+        }
+    }
+}
+
+/// Zeroes every element of `buf` except the `rows` runs `buf[at + y * rs..][..len]` (`rs >= len`), which
+/// the caller then fills: the zero padding around an image copied into a larger layout, written once
+/// instead of zeroing the whole buffer first. May also zero up to 7 elements at the start of a run.
+pub(super) fn zero_around(buf: &mut [f32], at: usize, len: usize, rows: usize, rs: usize) {
+    if rows == 0 || len == 0 {
+        buf.fill(0.0);
+        return;
+    }
+    assert!(
+        rs >= len && at + (rows - 1) * rs + len <= buf.len(),
+        "zero_around: runs outside the buffer"
+    );
+    buf[..at].fill(0.0);
+    let gap = rs - len;
+    for y in 0..rows - 1 {
+        let rest = &mut buf[at + y * rs + len..];
+        if gap > 64 || rest.len() < gap.next_multiple_of(8) {
+            rest[..gap].fill(0.0);
+        } else {
+            // The short gaps (a padding column or two): blocks of 8 without `memset` calls.
+            for i in (0..gap).step_by(8) {
+                rest[i..i + 8].copy_from_slice(&[0.0; 8]);
+            }
+        }
+    }
+    buf[at + (rows - 1) * rs + len..].fill(0.0);
 }
 
 /// [`act_grad`] over planes of `plane` elements (one per channel), in bands of 8 channels; for each band
@@ -1459,6 +1539,78 @@ mod simd_tests {
                 (super::sum(&x) as f64 - want).abs() <= 1e-4 * (1.0 + want.abs()),
                 "sum n={n}"
             );
+        }
+    }
+
+    /// [`super::crop_bias_act`] (dispatched, plain, with FMA) writes exactly [`super::bias_act`]'s values of
+    /// the cropped rows, bit for bit, for every activation, with and without a bias, widths on and off
+    /// whole vectors.
+    #[test]
+    fn crop_bias_act_is_a_crop_then_bias_act() {
+        use std::mem::MaybeUninit;
+        type Crop = fn(&[f32], usize, &mut [MaybeUninit<f32>], usize, f32, Option<Act>);
+        type BiasAct = fn(&mut [f32], f32, Option<Act>);
+        // Each compiled form against bias_act's same form (the sigmoid's last bit depends on FMA).
+        let runs: [(&str, Crop, BiasAct); 3] = [
+            ("dispatched", super::crop_bias_act, super::bias_act),
+            (
+                "plain",
+                super::crop_bias_act_body::<false>,
+                super::bias_act_body::<false>,
+            ),
+            ("fma", super::crop_bias_act_body::<true>, super::bias_act_body::<true>),
+        ];
+        for (w, ld, h) in [(1, 1, 1), (5, 7, 3), (16, 17, 4), (33, 40, 5), (64, 66, 2)] {
+            let src: Vec<f32> = (0..h * ld).map(|i| ((i * 37 % 61) as f32 - 30.0) / 7.0).collect();
+            for act in [None, Some(Act::LeakyRelu(0.2)), Some(Act::Sigmoid)] {
+                for b in [0.0, 0.25] {
+                    for (name, f, reference) in runs {
+                        let mut want: Vec<f32> = (0..h * w).map(|i| src[(i / w) * ld + i % w]).collect();
+                        reference(&mut want, b, act);
+                        let mut dst = vec![MaybeUninit::new(f32::NAN); h * w];
+                        f(&src, ld, &mut dst, w, b, act);
+                        for (i, (d, e)) in dst.iter().zip(&want).enumerate() {
+                            // SAFETY: initialised with NaN above (and overwritten by the kernel).
+                            let d = unsafe { d.assume_init() };
+                            assert_eq!(
+                                d.to_bits(),
+                                e.to_bits(),
+                                "{name} {act:?} b={b} {h}x{w} (ld {ld}) at {i}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// [`super::zero_around`] zeroes every element outside the runs (gaps of 0-70 elements, before, between
+    /// and after them) and leaves each run alone beyond its first 8 elements.
+    #[test]
+    fn zero_around_zeroes_exactly_the_gaps() {
+        for (at, len, rows, rs, extra) in [
+            (0, 4, 1, 4, 0),
+            (3, 5, 4, 7, 2),
+            (34, 32, 32, 33, 40),
+            (1, 20, 3, 90, 0),
+            (0, 10, 0, 10, 5),
+            (2, 0, 3, 4, 1),
+            (5, 16, 6, 16, 9),
+        ] {
+            let total = at + rows * rs + extra;
+            let mut buf = vec![f32::NAN; total];
+            super::zero_around(&mut buf, at, len, rows, rs);
+            for (i, v) in buf.iter().enumerate() {
+                let in_run = len > 0 && i >= at && (i - at) / rs < rows && (i - at) % rs < len;
+                if !in_run {
+                    assert_eq!(
+                        *v, 0.0,
+                        "at {at} len {len} rows {rows} rs {rs}: gap element {i} not zeroed"
+                    );
+                } else if (i - at) % rs >= 8 {
+                    assert!(v.is_nan(), "at {at} len {len} rows {rs}: run element {i} overwritten");
+                }
+            }
         }
     }
 }

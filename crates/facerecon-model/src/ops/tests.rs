@@ -878,8 +878,8 @@ fn shifted_image_convolutions_match_naive_loops() {
 
 /// Strided convolutions on the implicit GEMM (`implicit::Implicit`): conv2d and conv_transpose2d with odd
 /// and even sizes, padding 0-2, dilation 2, stride 3, batch 1-3, 1-13 channels (row blocks on and off the
-/// kernels' tiles), fused or not, against the naive f64 loops, each case asserted to be one the implicit
-/// path takes.
+/// kernels' tiles), fused or not, and stride-1 conv2d (forward on the implicit path), against the naive f64
+/// loops, each case asserted to be one the implicit path takes.
 #[test]
 fn implicit_strided_convolutions_match_naive_loops() {
     // Also the few-channel cases that production sends to the column matrix (other tests running
@@ -979,6 +979,37 @@ fn implicit_strided_convolutions_match_naive_loops() {
             transpose: true,
             ..base
         },
+        // Stride 1 (the forward pass of `Implicit::stride1_forward`; its gradients take the shifted GEMMs).
+        Case {
+            n: 2,
+            ci: 5,
+            co: 7,
+            h: 19,
+            w: 48,
+            s: 1,
+            ..base
+        },
+        Case {
+            n: 3,
+            ci: 2,
+            co: 13,
+            h: 21,
+            w: 17,
+            s: 1,
+            p: 2,
+            d: 2,
+            ..base
+        },
+        Case {
+            n: 1,
+            ci: 6,
+            co: 2,
+            h: 9,
+            w: 20,
+            s: 1,
+            p: 0,
+            ..base
+        },
     ];
     for (i, c) in cases.into_iter().enumerate() {
         let (oh, ow) = c.out_hw();
@@ -1013,7 +1044,7 @@ fn implicit_strided_convolutions_match_naive_loops() {
         };
         let w = vec![0f32; g.small_c * g.col_rows()];
         assert!(
-            implicit::Implicit::build(&g, &w).is_some(),
+            implicit::Implicit::build(&g, &w).is_some() && (c.s > 1 || implicit::Implicit::stride1_forward(&g)),
             "case {i} must take the implicit path: {c:?}"
         );
         check_against_naive(&mut rng, c, i % 2 == 1, "implicit");

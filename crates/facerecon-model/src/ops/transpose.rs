@@ -17,31 +17,47 @@ pub(crate) fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) 
 /// [`transpose`] into a wider destination: `dst[j * ld + i] = src[i * cols + j]` (`ld >= rows`), so that a
 /// band of rows can be transposed into its columns of a larger matrix.
 pub(crate) fn transpose_ld(src: &[f32], rows: usize, cols: usize, dst: &mut [f32], ld: usize) {
-    assert!(ld >= rows, "transpose: leading dimension {ld} < rows {rows}");
-    let dst_len = if rows == 0 || cols == 0 {
-        0
+    transpose_strided(src, rows, cols, cols, dst, ld)
+}
+
+/// [`transpose_ld`] of a submatrix: `dst[j * ld + i] = src[i * src_ld + j]` (`src_ld >= cols`, `ld >= rows`),
+/// e.g. one image row of every channel straight into its rows of a pixel-major layout.
+pub(crate) fn transpose_strided(src: &[f32], rows: usize, cols: usize, src_ld: usize, dst: &mut [f32], ld: usize) {
+    assert!(ld >= rows && src_ld >= cols, "transpose: leading dimension too small");
+    let (src_len, dst_len) = if rows == 0 || cols == 0 {
+        (0, 0)
     } else {
-        (cols - 1) * ld + rows
+        ((rows - 1) * src_ld + cols, (cols - 1) * ld + rows)
     };
     assert!(
-        src.len() >= rows * cols && dst.len() >= dst_len,
+        src.len() >= src_len && dst.len() >= dst_len,
         "transpose: slices too short"
     );
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx") {
         // SAFETY: AVX is available (checked above); the slices are long enough (asserted).
-        return unsafe { avx::transpose(src, rows, cols, dst, ld) };
+        return unsafe { avx::transpose(src, rows, cols, src_ld, dst, ld) };
     }
-    transpose_scalar(src, rows, cols, dst, ld, 0, 0);
+    transpose_scalar(src, rows, cols, src_ld, dst, ld, 0, 0);
 }
 
 /// The part of the transpose from row `r0` and column `c0` on (the edges left by the blocked kernel;
 /// everything when both are 0): rows `r0..` of all columns, and columns `c0..` of rows `..r0`.
-fn transpose_scalar(src: &[f32], rows: usize, cols: usize, dst: &mut [f32], ld: usize, r0: usize, c0: usize) {
+#[allow(clippy::too_many_arguments)]
+fn transpose_scalar(
+    src: &[f32],
+    rows: usize,
+    cols: usize,
+    src_ld: usize,
+    dst: &mut [f32],
+    ld: usize,
+    r0: usize,
+    c0: usize,
+) {
     for i in 0..rows {
         let from = if i < r0 { c0 } else { 0 };
         for j in from..cols {
-            dst[j * ld + i] = src[i * cols + j];
+            dst[j * ld + i] = src[i * src_ld + j];
         }
     }
 }
@@ -52,15 +68,15 @@ mod avx {
 
     /// 8x8 blocks: 8 row loads, the classic unpack / shuffle / permute network, 8 column stores.
     #[target_feature(enable = "avx")]
-    pub(super) unsafe fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32], ld: usize) {
+    pub(super) unsafe fn transpose(src: &[f32], rows: usize, cols: usize, src_ld: usize, dst: &mut [f32], ld: usize) {
         let (rb, cb) = (rows / 8 * 8, cols / 8 * 8);
         let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
         for i0 in (0..rb).step_by(8) {
             for j0 in (0..cb).step_by(8) {
                 // SAFETY: (all pointer arithmetic) i0 + 7 < rows and j0 + 7 < cols, so every load reads
-                // inside `src[..rows * cols]` and every store (j * ld + i, j < cols, i < rows) inside
+                // inside `src[..(rows - 1) * src_ld + cols]` and every store (j * ld + i, j < cols, i < rows) inside
                 // `dst[..(cols - 1) * ld + rows]` (the caller checked both lengths).
-                let r = |k: usize| unsafe { _mm256_loadu_ps(s.add((i0 + k) * cols + j0)) };
+                let r = |k: usize| unsafe { _mm256_loadu_ps(s.add((i0 + k) * src_ld + j0)) };
                 let (r0, r1, r2, r3, r4, r5, r6, r7) = (r(0), r(1), r(2), r(3), r(4), r(5), r(6), r(7));
                 let (t0, t1) = (_mm256_unpacklo_ps(r0, r1), _mm256_unpackhi_ps(r0, r1));
                 let (t2, t3) = (_mm256_unpacklo_ps(r2, r3), _mm256_unpackhi_ps(r2, r3));
@@ -86,7 +102,7 @@ mod avx {
                 }
             }
         }
-        super::transpose_scalar(src, rows, cols, dst, ld, rb, cb);
+        super::transpose_scalar(src, rows, cols, src_ld, dst, ld, rb, cb);
     }
 }
 
@@ -111,7 +127,7 @@ mod tests {
             for scalar in [false, true] {
                 let mut dst = vec![f32::NAN; rows * cols];
                 if scalar {
-                    super::transpose_scalar(&src, rows, cols, &mut dst, rows, 0, 0);
+                    super::transpose_scalar(&src, rows, cols, cols, &mut dst, rows, 0, 0);
                 } else {
                     super::transpose(&src, rows, cols, &mut dst);
                 }
@@ -121,6 +137,21 @@ mod tests {
                             dst[j * rows + i],
                             src[i * cols + j],
                             "{rows}x{cols} at ({i}, {j}), scalar {scalar}"
+                        );
+                    }
+                }
+            }
+            // A submatrix: the first `cols - 2` columns of every row (skipped when that is empty).
+            if cols > 2 {
+                let sub = cols - 2;
+                let mut dst = vec![f32::NAN; sub * rows];
+                super::transpose_strided(&src, rows, sub, cols, &mut dst, rows);
+                for i in 0..rows {
+                    for j in 0..sub {
+                        assert_eq!(
+                            dst[j * rows + i],
+                            src[i * cols + j],
+                            "{rows}x{sub} of {cols} at ({i}, {j})"
                         );
                     }
                 }
