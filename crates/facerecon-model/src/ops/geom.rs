@@ -501,6 +501,27 @@ fn interleave_add(phases: &[f32], s: usize, pw: usize, row: &mut [f32]) {
 }
 
 #[cfg(test)]
+impl Geom {
+    /// A 3x3, stride-2, pad-1 layer between `big_c` channels at `2 * side` px and `small_c` at `side` px:
+    /// the shape of every strided layer of the seed and unet networks (tests and kernel benches).
+    pub fn stride2_3x3(big_c: usize, small_c: usize, side: usize) -> Geom {
+        Geom {
+            big_c,
+            big_h: 2 * side,
+            big_w: 2 * side,
+            small_c,
+            small_h: side,
+            small_w: side,
+            kh: 3,
+            kw: 3,
+            stride: 2,
+            pad: 1,
+            dil: 1,
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

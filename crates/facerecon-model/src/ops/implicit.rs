@@ -804,19 +804,7 @@ mod tests {
             ("e3, d3 (64 <-> 128, 32 <-> 16 px)", 64, 128, 16),
             ("d1 (16 <-> 32, 128 <-> 64 px)", 16, 32, 64),
         ] {
-            let g = Geom {
-                big_c,
-                big_h: 2 * side,
-                big_w: 2 * side,
-                small_c,
-                small_h: side,
-                small_w: side,
-                kh: 3,
-                kw: 3,
-                stride: 2,
-                pad: 1,
-                dil: 1,
-            };
+            let g = Geom::stride2_3x3(big_c, small_c, side);
             let w: Vec<f32> = (0..small_c * g.col_rows())
                 .map(|i| ((i * 13 % 29) as f32 - 14.0) / 7.0)
                 .collect();

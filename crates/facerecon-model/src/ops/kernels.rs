@@ -991,18 +991,39 @@ multiversion! {
     pub(super) fn bias_act(v: &mut [f32], b: f32, act: Option<Act>) = bias_act_body
 }
 
+/// A loop over elements, run by [`with_bias_act`] with the per-element map it picked.
+trait ElementLoop {
+    fn run(self, f: impl Fn(f32) -> f32);
+}
+
+/// Runs `job` with `x -> act(x + b)`, the one definition [`bias_act`] and [`crop_bias_act`] share. The
+/// activation is matched once per call, so each loop the compiler generates holds a single closure
+/// (branch-free: it vectorises). `None` with a zero bias is the identity, not `x + 0.0`, which would turn
+/// -0.0 into +0.0.
+#[inline(always)]
+fn with_bias_act<const FMA: bool>(b: f32, act: Option<Act>, job: impl ElementLoop) {
+    match act {
+        Some(Act::LeakyRelu(slope)) => job.run(move |x| {
+            let y = x + b;
+            y * if y > 0.0 { 1.0 } else { slope }
+        }),
+        Some(Act::Sigmoid) => job.run(move |x| super::activation::sigmoid::<FMA>(x + b)),
+        None if b != 0.0 => job.run(move |x| x + b),
+        None => job.run(|x| x),
+    }
+}
+
 #[inline(always)]
 fn bias_act_body<const FMA: bool>(v: &mut [f32], b: f32, act: Option<Act>) {
-    match act {
-        Some(Act::LeakyRelu(slope)) => v.iter_mut().for_each(|x| {
-            let y = *x + b;
-            *x = y * if y > 0.0 { 1.0 } else { slope };
-        }),
-        Some(Act::Sigmoid) => v
-            .iter_mut()
-            .for_each(|x| *x = super::activation::sigmoid::<FMA>(*x + b)),
-        None if b != 0.0 => v.iter_mut().for_each(|x| *x += b),
-        None => {}
+    struct InPlace<'a>(&'a mut [f32]);
+    impl ElementLoop for InPlace<'_> {
+        #[inline(always)]
+        fn run(self, f: impl Fn(f32) -> f32) {
+            self.0.iter_mut().for_each(|x| *x = f(*x));
+        }
+    }
+    if act.is_some() || b != 0.0 {
+        with_bias_act::<FMA>(b, act, InPlace(v));
     }
 }
 
@@ -1029,26 +1050,25 @@ fn crop_bias_act_body<const FMA: bool>(
     b: f32,
     act: Option<Act>,
 ) {
-    if w == 0 {
-        return;
+    struct Crop<'a> {
+        src: &'a [f32],
+        ld: usize,
+        dst: &'a mut [MaybeUninit<f32>],
+        w: usize,
     }
-    for (y, d) in dst.chunks_exact_mut(w).enumerate() {
-        let it = d.iter_mut().zip(&src[y * ld..][..w]);
-        match act {
-            Some(Act::LeakyRelu(slope)) => it.for_each(|(d, x)| {
-                let y = *x + b;
-                d.write(y * if y > 0.0 { 1.0 } else { slope });
-            }),
-            Some(Act::Sigmoid) => it.for_each(|(d, x)| {
-                d.write(super::activation::sigmoid::<FMA>(*x + b));
-            }),
-            None if b != 0.0 => it.for_each(|(d, x)| {
-                d.write(*x + b);
-            }),
-            None => it.for_each(|(d, x)| {
-                d.write(*x);
-            }),
+    impl ElementLoop for Crop<'_> {
+        #[inline(always)]
+        fn run(self, f: impl Fn(f32) -> f32) {
+            for (y, d) in self.dst.chunks_exact_mut(self.w).enumerate() {
+                let row = &self.src[y * self.ld..][..self.w];
+                d.iter_mut().zip(row).for_each(|(d, x)| {
+                    d.write(f(*x));
+                });
+            }
         }
+    }
+    if w > 0 {
+        with_bias_act::<FMA>(b, act, Crop { src, ld, dst, w });
     }
 }
 
@@ -1561,7 +1581,9 @@ mod simd_tests {
             ("fma", super::crop_bias_act_body::<true>, super::bias_act_body::<true>),
         ];
         for (w, ld, h) in [(1, 1, 1), (5, 7, 3), (16, 17, 4), (33, 40, 5), (64, 66, 2)] {
-            let src: Vec<f32> = (0..h * ld).map(|i| ((i * 37 % 61) as f32 - 30.0) / 7.0).collect();
+            let mut src: Vec<f32> = (0..h * ld).map(|i| ((i * 37 % 61) as f32 - 30.0) / 7.0).collect();
+            // -0.0 stays -0.0 without bias or activation (the identity, not `x + 0.0`).
+            src[0] = -0.0;
             for act in [None, Some(Act::LeakyRelu(0.2)), Some(Act::Sigmoid)] {
                 for b in [0.0, 0.25] {
                     for (name, f, reference) in runs {

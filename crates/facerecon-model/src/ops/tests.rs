@@ -1078,19 +1078,7 @@ fn implicit_vs_column_matrix_bench() {
     let n = 64;
     let mut rng = StdRng::seed_from_u64(1);
     for (name, transpose, big_c, small_c, side, input) in layers {
-        let g = geom::Geom {
-            big_c,
-            big_h: 2 * side,
-            big_w: 2 * side,
-            small_c,
-            small_h: side,
-            small_w: side,
-            kh: 3,
-            kw: 3,
-            stride: 2,
-            pad: 1,
-            dil: 1,
-        };
+        let g = geom::Geom::stride2_3x3(big_c, small_c, side);
         let r = |len: usize, rng: &mut StdRng| (0..len).map(|_| rng.gen_range(-1.0f32..1.0)).collect::<Vec<f32>>();
         let (big, small, w) = (
             r(n * g.big_len(), &mut rng),

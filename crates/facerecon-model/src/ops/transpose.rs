@@ -124,6 +124,18 @@ mod tests {
             (32, 4096),
         ] {
             let src: Vec<f32> = (0..rows * cols).map(|i| i as f32 * 0.5 - 3.0).collect();
+            // `dst` (`n` columns by `rows`, packed) is the transpose of `src`'s first `n` columns.
+            let check = |dst: &[f32], n: usize, what: &str| {
+                for i in 0..rows {
+                    for j in 0..n {
+                        assert_eq!(
+                            dst[j * rows + i],
+                            src[i * cols + j],
+                            "{rows}x{n} of {cols} at ({i}, {j}), {what}"
+                        );
+                    }
+                }
+            };
             for scalar in [false, true] {
                 let mut dst = vec![f32::NAN; rows * cols];
                 if scalar {
@@ -131,30 +143,14 @@ mod tests {
                 } else {
                     super::transpose(&src, rows, cols, &mut dst);
                 }
-                for i in 0..rows {
-                    for j in 0..cols {
-                        assert_eq!(
-                            dst[j * rows + i],
-                            src[i * cols + j],
-                            "{rows}x{cols} at ({i}, {j}), scalar {scalar}"
-                        );
-                    }
-                }
+                check(&dst, cols, if scalar { "scalar" } else { "dispatched" });
             }
             // A submatrix: the first `cols - 2` columns of every row (skipped when that is empty).
             if cols > 2 {
                 let sub = cols - 2;
                 let mut dst = vec![f32::NAN; sub * rows];
                 super::transpose_strided(&src, rows, sub, cols, &mut dst, rows);
-                for i in 0..rows {
-                    for j in 0..sub {
-                        assert_eq!(
-                            dst[j * rows + i],
-                            src[i * cols + j],
-                            "{rows}x{sub} of {cols} at ({i}, {j})"
-                        );
-                    }
-                }
+                check(&dst, sub, "strided");
             }
             // Into columns 3.. of a destination 5 wider than the source has rows: nothing else written.
             let ld = rows + 5;
